@@ -1,0 +1,22 @@
+//! Legs -> logical calls (DESIGN.md §4; manual §2.6, §5.7).
+//!
+//! Pure logic, no I/O:
+//! - [`rules`]: when two legs belong to one call ([`joins`]), the index keys a
+//!   store uses to find candidates ([`join_keys`]), and leg roles.
+//! - [`group`]: connected components of a device's legs ([`group()`]).
+//! - [`summary`]: what a call is, derived from its legs ([`summarize`]).
+//!
+//! And the one stateful part, [`live`]: keeping the `calls` table current as
+//! legs arrive, and `rebuild` through the same path.
+//!
+//! Legs arrive in any order (each CDR is pushed when its own leg ends), so
+//! both grouping and summary are independent of input order.
+
+pub mod group;
+pub mod live;
+pub mod rules;
+pub mod summary;
+
+pub use group::group;
+pub use rules::{is_billable, join_keys, joins, role, Role, TOLERANCE_SECS};
+pub use summary::{call_id, leg_order, summarize, CallFacts, Direction};

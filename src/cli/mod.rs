@@ -1,0 +1,79 @@
+//! The command line (clap). Each command's `--help` explains it; every
+//! command takes `--data DIR` or `--config FILE`.
+
+mod import;
+mod serve;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callvault",
+    version,
+    about = "Archive CDRs and call recordings pushed by office phone systems (New Rock OM IPPBX)",
+    long_about = "callvault receives the XML pushes of New Rock OM IPPBX devices (call events and CDRs), \
+stores them durably in an embedded SQLite archive, merges call legs into logical calls, fetches \
+recordings, and serves billing CSVs, reports and recordings over HTTP and this command line."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Every key can also be set as CALLVAULT_<SECTION>_<KEY>.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the archive and recordings (overrides the config's data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ingest listener (devices push here) and the API/web listener.
+    Serve(serve::ServeArgs),
+    /// Feed captured push bodies (one body per file) through the ingest path, as if pushed.
+    Import(import::ImportArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+}
+
+/// Loads the configuration: file, then environment, then `--data`.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(d) = &cli.data {
+        cfg.data_dir = d.clone();
+    }
+    Ok(cfg)
+}
+
+pub fn main() -> ExitCode {
+    crate::http::telemetry::init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("callvault: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(&cli)?;
+    match cli.command {
+        Command::Serve(a) => serve::run(cfg, a),
+        Command::Import(a) => import::run(cfg, a),
+        Command::Token(t) => token::run(cfg, t),
+    }
+}
+
+/// A multi-threaded runtime for commands that need async.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,374 @@
+//! Configuration: one TOML file (every key optional), every key overridable
+//! by a `CALLVAULT_<SECTION>_<KEY>` environment variable (top-level keys:
+//! `CALLVAULT_<KEY>`), and command-line flags over both. DESIGN §9.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named with `--config` could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file (or an environment override) is not valid TOML for our keys.
+    #[error("invalid configuration{}: {message}", .origin.as_deref().map(|o| format!(" in {o}")).unwrap_or_default())]
+    Invalid {
+        origin: Option<String>,
+        message: String,
+    },
+    /// A time zone name that the tz database does not know.
+    #[error("unknown time zone {0:?} (use an IANA name such as Asia/Shanghai)")]
+    TimeZone(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite archive and the recordings live.
+    pub data_dir: PathBuf,
+    /// Time zone of devices that do not name their own (IANA name).
+    pub timezone: String,
+    pub ingest: IngestConfig,
+    pub api: ApiConfig,
+    pub calls: CallsConfig,
+    pub recordings: RecordingsConfig,
+    pub queues: QueuesConfig,
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            timezone: "Asia/Shanghai".into(),
+            ingest: IngestConfig::default(),
+            api: ApiConfig::default(),
+            calls: CallsConfig::default(),
+            recordings: RecordingsConfig::default(),
+            queues: QueuesConfig::default(),
+            devices: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address of the push listener the devices send to.
+    pub listen: String,
+    /// Larger bodies are refused with 413 (and their first bytes quarantined).
+    pub max_body_bytes: usize,
+    /// Accept pushes from devices not listed in `[[device]]` (named by their IP).
+    pub accept_unknown_devices: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: "0.0.0.0:8989".into(),
+            max_body_bytes: 1 << 20,
+            accept_unknown_devices: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the API and web page listener.
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// A call is settled once no leg joined it for this many seconds of receive time.
+    pub settle_seconds: i64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig { settle_seconds: 120 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingsConfig {
+    /// Wait this long after a CDR arrives before fetching its recording.
+    pub fetch_delay_seconds: u64,
+    /// Give up (status `failed` or `missing`) after this many attempts.
+    pub max_attempts: u32,
+    /// Concurrent downloads per device (the device is a small box).
+    pub per_device_concurrency: usize,
+    /// `mono` (saturating sum) or `stereo` (left send, right recv) for merged G.729 calls.
+    pub layout: String,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            fetch_delay_seconds: 15,
+            max_attempts: 8,
+            per_device_concurrency: 2,
+            layout: "mono".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueuesConfig {
+    /// "Answered within" threshold of the service level.
+    pub sla_seconds: i64,
+    /// A queue visit with no exit after this long is closed as `unknown`.
+    pub visit_timeout_seconds: i64,
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        QueuesConfig {
+            sla_seconds: 20,
+            visit_timeout_seconds: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Name used in the archive and the API.
+    pub name: String,
+    /// The `<MAC>` the device puts into its messages (API_MAC=yes).
+    pub mac: Option<String>,
+    /// Host (and optional port) of the device's web server.
+    pub addr: Option<String>,
+    /// Source IPs allowed to push for this device; empty = the host of `addr`, or anyone.
+    pub push_from: Vec<String>,
+    /// API_SERVER_PASSWORD: when set, unsigned or wrongly signed pushes are refused.
+    pub server_password: Option<String>,
+    /// Validity of a signature in seconds (API_TIMEOUT); 0 = forever.
+    pub auth_timeout: u64,
+    /// Base URL of the recorder; default `http://{addr}/mcc/Recorder/`.
+    pub recorder_url: Option<String>,
+    pub recorder_user: Option<String>,
+    pub recorder_password: Option<String>,
+    /// IANA time zone of the device clock; default the top-level `timezone`.
+    pub timezone: Option<String>,
+}
+
+impl DeviceConfig {
+    /// The IPs this device may push from (explicit list, else `addr`'s host).
+    pub fn allowed_sources(&self) -> Vec<String> {
+        if !self.push_from.is_empty() {
+            return self.push_from.clone();
+        }
+        self.addr
+            .as_deref()
+            .map(|a| vec![host_of(a).to_string()])
+            .unwrap_or_default()
+    }
+
+    pub fn recorder_base(&self) -> Option<String> {
+        if let Some(u) = &self.recorder_url {
+            let mut u = u.clone();
+            if !u.ends_with('/') {
+                u.push('/');
+            }
+            return Some(u);
+        }
+        self.addr
+            .as_deref()
+            .map(|a| format!("http://{a}/mcc/Recorder/"))
+    }
+}
+
+/// `192.168.1.150:80` → `192.168.1.150`; `[::1]:80` → `::1`.
+fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => addr,
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any), then applies `CALLVAULT_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: Some(p.display().to_string()),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            if let Some(rest) = k.strip_prefix("CALLVAULT_") {
+                apply_env(&mut table, &rest.to_ascii_lowercase(), &v);
+            }
+        }
+        let cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                origin: None,
+                message: e.message().to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        parse_tz(&self.timezone)?;
+        for d in &self.devices {
+            if d.name.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    origin: None,
+                    message: "every [[device]] needs a name".into(),
+                });
+            }
+            if let Some(tz) = &d.timezone {
+                parse_tz(tz)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("callvault.sqlite")
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    pub fn device(&self, name: &str) -> Option<&DeviceConfig> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The time zone of a device (its own, else the default).
+    pub fn device_tz(&self, name: &str) -> chrono_tz::Tz {
+        let tz = self
+            .device(name)
+            .and_then(|d| d.timezone.as_deref())
+            .unwrap_or(&self.timezone);
+        parse_tz(tz).unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+
+    pub fn default_tz(&self) -> chrono_tz::Tz {
+        parse_tz(&self.timezone).unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+}
+
+pub fn parse_tz(name: &str) -> Result<chrono_tz::Tz, ConfigError> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| ConfigError::TimeZone(name.to_string()))
+}
+
+/// `ingest_max_body_bytes=5` sets `[ingest] max_body_bytes = 5`; a top-level
+/// key (`data_dir`) wins over a section split. Values are read as TOML
+/// scalars when they parse as one (numbers, booleans), else as strings.
+fn apply_env(table: &mut toml::Table, key: &str, value: &str) {
+    let parsed = parse_scalar(value);
+    if TOP_LEVEL_KEYS.contains(&key) {
+        table.insert(key.to_string(), parsed);
+        return;
+    }
+    if let Some((section, k)) = key.split_once('_') {
+        if SECTIONS.contains(&section) {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(k.to_string(), parsed);
+            }
+        }
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "timezone"];
+const SECTIONS: &[&str] = &["ingest", "api", "calls", "recordings", "queues"];
+
+fn parse_scalar(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = v.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    toml::Value::String(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_defaults_without_file() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.ingest.listen, "0.0.0.0:8989");
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+        assert_eq!(c.calls.settle_seconds, 120);
+        assert_eq!(c.recordings.per_device_concurrency, 2);
+    }
+
+    #[test]
+    fn load_env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "data_dir = \"/x\"\n[ingest]\nmax_body_bytes = 10\n[[device]]\nname = \"hq\"\naddr = \"10.0.0.5:80\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("CALLVAULT_INGEST_MAX_BODY_BYTES".into(), "77".into()),
+            ("CALLVAULT_DATA_DIR".into(), "/y".into()),
+            ("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES".into(), "false".into()),
+        ];
+        let c = Config::load(Some(&p), env).unwrap();
+        assert_eq!(c.ingest.max_body_bytes, 77);
+        assert_eq!(c.data_dir, PathBuf::from("/y"));
+        assert!(!c.ingest.accept_unknown_devices);
+        assert_eq!(c.devices[0].allowed_sources(), vec!["10.0.0.5".to_string()]);
+        assert_eq!(
+            c.devices[0].recorder_base().unwrap(),
+            "http://10.0.0.5:80/mcc/Recorder/"
+        );
+    }
+
+    #[test]
+    fn load_rejects_unknown_key_and_bad_tz() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[ingest]\nlisten_on = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&p), Vec::new()).is_err());
+        std::fs::write(&p, "timezone = \"Mars/Base\"\n").unwrap();
+        let e = Config::load(Some(&p), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("Mars/Base"));
+    }
+}

@@ -1,0 +1,78 @@
+//! Bearer tokens and roles. A handler names what it needs by taking an
+//! extractor: `Caller` (any valid token) then calls `require(Perm::X)`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::{AppError, AppState};
+use crate::store::tokens;
+
+pub const ROLES: &[&str] = &["admin", "finance", "qa", "reports"];
+
+/// What a route lets a caller do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    /// Read legs, calls, queue visits.
+    ReadCalls,
+    /// Download recordings.
+    Recordings,
+    /// Billing export.
+    Billing,
+    /// Reports and metrics.
+    Reports,
+}
+
+pub fn allows(role: &str, perm: Perm) -> bool {
+    match role {
+        "admin" => true,
+        "finance" => matches!(perm, Perm::ReadCalls | Perm::Billing | Perm::Reports),
+        "qa" => matches!(perm, Perm::ReadCalls | Perm::Recordings),
+        "reports" => matches!(perm, Perm::ReadCalls | Perm::Reports),
+        _ => false,
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: String,
+}
+
+impl Caller {
+    pub fn require(&self, perm: Perm) -> Result<(), AppError> {
+        if allows(&self.role, perm) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(self.role.clone()))
+        }
+    }
+}
+
+/// The token from `Authorization: Bearer …`, or `?token=` (for `<audio src>`
+/// and download links, which cannot set headers).
+pub fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_string());
+    }
+    parts.uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = token_of(parts).ok_or(AppError::Unauthorized)?;
+        let found = state.store.read(move |c| tokens::lookup(c, &token)).await?;
+        let (name, role) = found.ok_or(AppError::Unauthorized)?;
+        Ok(Caller { name, role })
+    }
+}

@@ -1,0 +1,62 @@
+//! The ingest listener. The device is the HTTP client (manual §1.2): GET or
+//! POST, body or query string, any path, HTTP/1.0 without Host, short or
+//! pipelined long connections. We answer 200 with an empty body once the
+//! message is committed.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::BodyExt;
+
+use crate::ingest::{Incoming, Ingestor};
+
+pub fn ingest_router(ingestor: Ingestor) -> Router {
+    Router::new().fallback(push).with_state(ingestor)
+}
+
+async fn push(State(ing): State<Ingestor>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let limit = ing.config().ingest.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let (body, oversized) = read_limited(body, limit).await;
+    let incoming = Incoming {
+        source: peer.ip().to_canonical().to_string(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        body,
+        oversized,
+    };
+    // The device may close the socket without reading our reply, which drops
+    // this future: run the store on its own task so the write always completes.
+    let reply = match tokio::spawn(async move { ing.accept(incoming).await }).await {
+        Ok(r) => r,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match reply.reason {
+        Some(r) => (status, format!("{r}\n")).into_response(),
+        None => status.into_response(),
+    }
+}
+
+/// Reads at most `limit` bytes; `true` when the body was longer (we keep its
+/// start for the quarantine and stop reading).
+async fn read_limited(mut body: Body, limit: usize) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                let room = limit - buf.len();
+                buf.extend_from_slice(&data[..room]);
+                return (buf, true);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    (buf, false)
+}

@@ -1,0 +1,12 @@
+//! HTTP edge: the ingest listener (any path, any method = a push) and the
+//! API/web listener. All API routes are listed in `router.rs`.
+
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod legs;
+pub mod router;
+pub mod telemetry;
+
+pub use error::AppError;
+pub use router::{api_router, AppState};

@@ -1,0 +1,56 @@
+//! Every route of the API/web listener, in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::auth::Perm;
+use super::{legs, telemetry, AppError};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub cfg: Arc<Config>,
+}
+
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/legs", get(legs::list))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match st.store.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await {
+        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => AppError::Internal(e.to_string()).into_response(),
+    }
+}
+
+/// Prometheus text; no token needed from loopback, a reports/admin token otherwise.
+async fn metrics(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+) -> Result<Response, AppError> {
+    if !peer.ip().to_canonical().is_loopback() {
+        let (mut parts, _) = req.into_parts();
+        let caller = <super::auth::Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &st).await?;
+        caller.require(Perm::Reports)?;
+    }
+    let body = telemetry::metrics_handle().render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such route"}))).into_response()
+}

@@ -1,0 +1,18 @@
+//! OM IPPBX push format (New Rock OM API manual §1.2, §2.5, §2.6, §4.5).
+//!
+//! - [`parser`]: a push body (one or more XML documents, each a `Cdr` or an
+//!   `Event` with an optional trailing `Auth`) into [`crate::model::Document`]s;
+//!   also the XML carried in a GET query string.
+//! - [`auth`]: reverse authentication, `md5(API_SERVER_PASSWORD + nonce + timestamp)`.
+//! - [`recording_path`]: the safety check on a CDR's `Recording` path, shared
+//!   with the recordings stage.
+//!
+//! All three are pure: no I/O, no clock (the caller passes `now`).
+
+pub mod auth;
+pub mod parser;
+pub mod recording_path;
+
+pub use auth::{sign, verify, AuthError};
+pub use parser::{body_from_query, parse_body, ParseError};
+pub use recording_path::{check_recording_path, UnsafePath};

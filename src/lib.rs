@@ -1,0 +1,17 @@
+//! callvault: archives CDRs and call recordings pushed by office phone
+//! systems (New Rock OM IPPBX first) and turns them into calls, billing CSVs,
+//! recordings by call and reports. The source tree mirrors the pipeline:
+//! `ingest → store → calls → recordings / queues → reports`, with `http`
+//! and `cli` at the edge and `sim` a simulated OM device.
+
+pub mod calls;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod model;
+pub mod queues;
+pub mod recordings;
+pub mod server;
+pub mod sim;
+pub mod store;

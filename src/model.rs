@@ -1,0 +1,133 @@
+//! Domain types shared by every stage: a CDR leg and a call event as the
+//! OM device reports them (manual §2.5, §2.6), independent of how they were
+//! carried (XML push, import) or stored.
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+/// One CDR = one call *leg* (manual §2.6). Times are the device's local
+/// wall-clock time exactly as sent (`YYYYMMDDhhmmss`); the device's time zone
+/// turns them into instants elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    /// `<Cdr id="…">`: unique per device once the leg has ended.
+    pub cdr_id: String,
+    /// `<callid>`: NOT unique (manual §5.6 Q3); empty when absent.
+    pub callid: String,
+    /// `<visitor id>`: inbound call number, recycled after the call ends.
+    pub visitor_id: Option<String>,
+    /// `<outer id>`: outbound call number, recycled after the call ends.
+    pub outer_id: Option<String>,
+    /// `<Type>`: IN, OU, LO, FI, FW or CB (upper-case, trimmed).
+    pub leg_type: String,
+    /// `<Route>`: IP, XO, IC or OP.
+    pub route: String,
+    /// `<CPN>` calling number (may be empty, e.g. a menu or the callee CB leg).
+    pub cpn: String,
+    /// `<CDPN>` called number.
+    pub cdpn: String,
+    pub time_start: NaiveDateTime,
+    pub time_end: NaiveDateTime,
+    /// Talk seconds after answer; 0 = not answered.
+    pub duration: i64,
+    /// `<TrunkNumber>`; empty for internal legs.
+    pub trunk_number: String,
+    /// `<Recording>` relative path `YYYYMMDD/<file>` as sent (not yet sanitized).
+    pub recording: Option<String>,
+    /// `<RecCodec>`: G729, PCMA or PCMU.
+    pub rec_codec: Option<String>,
+    /// `<MAC>` inside the message when API_MAC=yes.
+    pub mac: Option<String>,
+}
+
+/// One element inside an `<Event>`: `<ext id="200"/>`, `<visitor id=".." from=".." to=".." callid=".."/>`,
+/// `<outer …/>`, `<menu id/>`, `<trunk id/>`, `<waiting group count reason/>`, `<recording>…</recording>`,
+/// `<info>…</info>`, `<err_code>…</err_code>` … Kept generic so that no attribute
+/// the manual (or a newer firmware) sends is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    /// Element name as sent (`ext`, `visitor`, `outer`, `menu`, `trunk`, `waiting`, …).
+    pub tag: String,
+    /// Attributes in document order, values trimmed.
+    pub attrs: Vec<(String, String)>,
+    /// Text content, trimmed; `None` when the element is empty.
+    pub text: Option<String>,
+}
+
+impl Party {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.attr("id")
+    }
+}
+
+/// One `<Event attribute="…">` (manual §2.5). Events carry no time of their
+/// own: the receive time is stamped by ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `attribute` value, trimmed (the device sends `"RING "` with a space) and upper-cased.
+    pub attribute: String,
+    /// Other root attributes, e.g. `RegisterIP` on ONLINE.
+    pub attrs: Vec<(String, String)>,
+    /// `<MAC>` inside the message when API_MAC=yes.
+    pub mac: Option<String>,
+    /// Child elements in document order.
+    pub parties: Vec<Party>,
+}
+
+impl Event {
+    /// All parties with the given tag, in document order.
+    pub fn parties_tagged<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Party> + 'a {
+        self.parties.iter().filter(move |p| p.tag == tag)
+    }
+
+    pub fn first(&self, tag: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.tag == tag)
+    }
+}
+
+/// The reverse-authentication block the device appends after the message
+/// root (manual §4.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    pub nonce: String,
+    pub timestamp: String,
+    pub signature: String,
+}
+
+/// What one XML document in a push carried.
+// A Leg is bigger than an Event; boxing it would buy nothing for a value
+// that lives only while one push is processed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Cdr(Leg),
+    Event(Event),
+}
+
+/// One parsed document of a push body, with the Auth block that followed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub message: Message,
+    pub auth: Option<Auth>,
+    /// The document's own text (declaration to end of Auth), for raw storage.
+    pub raw: String,
+}
+
+impl Message {
+    pub fn mac(&self) -> Option<&str> {
+        match self {
+            Message::Cdr(l) => l.mac.as_deref(),
+            Message::Event(e) => e.mac.as_deref(),
+        }
+    }
+}
+
+/// Format of OM timestamps: `YYYYMMDDhhmmss`.
+pub const OM_TIME_FORMAT: &str = "%Y%m%d%H%M%S";

@@ -1,0 +1,24 @@
+//! The simulated OM device's traffic model (pure logic, no network).
+//!
+//! [`generate`] lays out calls of the scenarios the OM manual describes
+//! (§2.5.3 call events, §2.5.7 queues, §2.6 CDR legs, §5.7 leg roles) and
+//! returns a [`Plan`]: every push the device would send (events at their
+//! moment, each CDR leg when that leg ends, with optional `<MAC>` and
+//! `<Auth>` per §4.5), the recording files its recorder must serve (§4.9), and
+//! the [`Truth`] (logical calls per CALLS_SPEC.md and queue visits per
+//! DESIGN §6) that grouping and queue inference are checked against.
+//!
+//! The HTTP side (sending pushes, serving recordings) lives elsewhere.
+
+mod inbound;
+mod queue;
+mod scenarios;
+mod timeline;
+mod traffic;
+pub mod truth;
+pub mod xml;
+
+pub use scenarios::Scenario;
+pub use timeline::RECYCLE_GAP_SECONDS;
+pub use traffic::{generate, Plan, Push, PushKind, RecordingSpec, SimConfig};
+pub use truth::{Truth, TruthCall, TruthVisit};

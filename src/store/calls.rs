@@ -1,0 +1,264 @@
+//! Typed queries of the derived call tables (`calls`, `call_legs`, `leg_keys`).
+
+use chrono::NaiveDateTime;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::legs::{self, StoredLeg, LOCAL_FMT};
+use super::Result;
+use crate::calls::CallFacts;
+
+/// Seconds since the epoch of a device-local time, as if it were UTC
+/// (only compared with other times of the same device).
+pub fn local_secs(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp()
+}
+
+pub fn insert_keys(conn: &Connection, device: &str, leg_id: i64, keys: &[String], start_s: i64, end_s: i64) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR IGNORE INTO leg_keys (device, key, start_s, end_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for k in keys {
+        st.execute(params![device, k, start_s, end_s, leg_id])?;
+    }
+    Ok(())
+}
+
+/// Legs sharing one of `keys` whose spans start within `[lo, hi]`.
+pub fn candidates(conn: &Connection, device: &str, keys: &[String], lo: i64, hi: i64) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4",
+    )?;
+    let mut out = Vec::new();
+    for k in keys {
+        for id in st.query_map(params![device, k, lo, hi], |r| r.get::<_, i64>(0))? {
+            out.push(id?);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+pub fn legs_by_ids(conn: &Connection, ids: &[i64], tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> Result<Vec<StoredLeg>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id", legs::SELECT_COLS);
+        let mut st = conn.prepare(&sql)?;
+        for r in st.query_map(params_from_iter(chunk.iter()), |r| legs::from_row(r, tz_of))? {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn call_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT call_id FROM call_legs WHERE leg_id = ?1")?
+        .query_row([leg_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
+    let rows = st.query_map([call_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn delete_call(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+/// Writes a call and points all its legs at it.
+pub fn put_call(conn: &Connection, f: &CallFacts, legs: &[(i64, String)], last_change_ms: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
+             trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
+    .execute(params![
+        f.id,
+        f.device,
+        f.direction.as_str(),
+        f.forwarded_out,
+        f.caller,
+        f.callee,
+        serde_json::to_string(&f.extensions).unwrap_or_else(|_| "[]".into()),
+        f.answered_by,
+        f.trunk,
+        f.route,
+        f.start.format(LOCAL_FMT).to_string(),
+        f.end.format(LOCAL_FMT).to_string(),
+        f.talk_seconds,
+        f.billable_seconds,
+        f.answered,
+        legs.len() as i64,
+        last_change_ms,
+    ])?;
+    let mut st = conn.prepare_cached(
+        "INSERT INTO call_legs (leg_id, call_id, leg_call_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT (leg_id) DO UPDATE SET call_id = excluded.call_id",
+    )?;
+    for (leg_id, alias) in legs {
+        st.execute(params![leg_id, f.id, alias])?;
+    }
+    Ok(())
+}
+
+/// A call row as the API shows it (legs and recordings are attached by the caller).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRow {
+    pub id: String,
+    pub device: String,
+    pub direction: String,
+    pub forwarded_out: bool,
+    pub caller: String,
+    pub callee: String,
+    pub extensions: Vec<String>,
+    pub answered_by: Option<String>,
+    pub trunk: Option<String>,
+    pub route: String,
+    pub start: String,
+    pub end: String,
+    pub talk_seconds: i64,
+    pub billable_seconds: i64,
+    pub answered: bool,
+    pub settled: bool,
+    pub leg_count: i64,
+    #[serde(skip)]
+    pub start_local: String,
+    #[serde(skip)]
+    pub last_change_ms: i64,
+}
+
+pub const CALL_COLS: &str = "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+    start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
+
+/// Maps a `CALL_COLS` row; `settled` is computed from `now_ms` and the settle time.
+pub fn call_from_row(
+    r: &Row,
+    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+    now_ms: i64,
+    settle_ms: i64,
+) -> rusqlite::Result<CallRow> {
+    let device: String = r.get(1)?;
+    let tz = tz_of(&device);
+    let iso = |s: String| {
+        NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
+            .map(|t| legs::local_iso(tz, t))
+            .unwrap_or(s)
+    };
+    let ext: String = r.get(6)?;
+    let start_local: String = r.get(10)?;
+    let last_change_ms: i64 = r.get(16)?;
+    Ok(CallRow {
+        id: r.get(0)?,
+        direction: r.get(2)?,
+        forwarded_out: r.get(3)?,
+        caller: r.get(4)?,
+        callee: r.get(5)?,
+        extensions: serde_json::from_str(&ext).unwrap_or_default(),
+        answered_by: r.get(7)?,
+        trunk: r.get(8)?,
+        route: r.get(9)?,
+        start: iso(start_local.clone()),
+        end: iso(r.get(11)?),
+        talk_seconds: r.get(12)?,
+        billable_seconds: r.get(13)?,
+        answered: r.get(14)?,
+        leg_count: r.get(15)?,
+        settled: now_ms - last_change_ms >= settle_ms,
+        device,
+        start_local,
+        last_change_ms,
+    })
+}
+
+/// Resolves an id ever shown to a user to the call's current id.
+pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
+    let direct: Option<String> = conn
+        .prepare_cached("SELECT id FROM calls WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if direct.is_some() {
+        return Ok(direct);
+    }
+    Ok(conn
+        .prepare_cached("SELECT call_id FROM call_legs WHERE leg_call_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Filters of the call search (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Device-local `YYYY-MM-DD HH:MM:SS` bounds: `start_local >= from`, `< to`.
+    pub from: String,
+    pub to: String,
+    /// Matches caller, callee or an extension (substring).
+    pub number: Option<String>,
+    /// An extension involved.
+    pub ext: Option<String>,
+    pub direction: Option<String>,
+    pub answered: Option<bool>,
+    /// Only settled calls (`last_change_ms <= settled_before_ms`).
+    pub settled_before_ms: Option<i64>,
+    /// Keyset cursor: (start_local, id) strictly after this.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+/// Calls in start order matching `f`.
+pub fn search(conn: &Connection, f: &CallFilter, map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>) -> Result<()> {
+    let mut sql = format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
+    let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
+    // Each condition binds its value as the next numbered parameter.
+    let mut cond = |clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace("?N", &format!("?{}", args.len())));
+    };
+    if let Some(n) = &f.number {
+        cond(
+            " AND (caller LIKE ?N OR callee LIKE ?N OR extensions LIKE ?N)",
+            format!("%{n}%").into(),
+        );
+    }
+    if let Some(e) = &f.ext {
+        cond(" AND extensions LIKE ?N", format!("%\"{e}\"%").into());
+    }
+    if let Some(d) = &f.direction {
+        cond(" AND direction = ?N", d.clone().into());
+    }
+    if let Some(a) = f.answered {
+        cond(" AND answered = ?N", (a as i64).into());
+    }
+    if let Some(ms) = f.settled_before_ms {
+        cond(" AND last_change_ms <= ?N", ms.into());
+    }
+    if let Some((s, id)) = &f.after {
+        args.push(s.clone().into());
+        let a = args.len();
+        args.push(id.clone().into());
+        let b = args.len();
+        sql.push_str(&format!(" AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"));
+    }
+    args.push(f.limit.into());
+    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(args.iter()))?;
+    while let Some(r) = rows.next()? {
+        map(r)?;
+    }
+    Ok(())
+}
+
+/// Deletes every derived call row (before a rebuild).
+pub fn clear(conn: &Connection) -> Result<()> {
+    conn.execute_batch("DELETE FROM call_legs; DELETE FROM calls; DELETE FROM leg_keys;")?;
+    Ok(())
+}

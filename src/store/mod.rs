@@ -1,0 +1,124 @@
+//! The archive: one SQLite file (WAL, foreign keys on) under the data dir.
+//!
+//! rusqlite is blocking, so all writes go through one writer thread that
+//! batches concurrent jobs into one transaction (group commit, `writer`),
+//! and reads use a small pool of connections on `spawn_blocking`
+//! (`pool`). The typed queries of each table live in their own file.
+
+mod migrate;
+mod pool;
+mod writer;
+
+pub mod events;
+pub mod calls;
+pub mod legs;
+pub mod pushes;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use migrate::MIGRATIONS;
+pub use pool::ReadPool;
+pub use writer::{Writer, WriteJob};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The writer thread has stopped (shutdown or a previous fatal error).
+    #[error("the store writer has stopped")]
+    WriterGone,
+    /// A row that should exist does not.
+    #[error("not found")]
+    NotFound,
+    /// A stored JSON column could not be decoded.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the archive: cheap to clone, shared by every stage.
+#[derive(Clone)]
+pub struct Store {
+    pub writer: Writer,
+    pub reads: Arc<ReadPool>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies pending
+    /// migrations, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = open_connection(path)?;
+        migrate::apply(&mut conn)?;
+        let writer = Writer::start(conn);
+        Ok(Store {
+            writer,
+            reads: Arc::new(ReadPool::new(path.to_path_buf())),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a pooled read connection without blocking async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read connection from blocking code (CLI).
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.reads.with(f)
+    }
+}
+
+/// A connection with the pragmas every connection needs.
+pub fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+/// UTC now as RFC 3339 with milliseconds and the unix milliseconds.
+pub fn now_stamp() -> (String, i64) {
+    let now = chrono::Utc::now();
+    (
+        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        now.timestamp_millis(),
+    )
+}

@@ -1,0 +1,98 @@
+//! Raw push bodies and the quarantine (the pushes we refused, with why).
+
+use rusqlite::{params, Connection, Transaction};
+use serde::Serialize;
+
+use super::Result;
+
+/// One received request body and what became of it.
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    pub received_at: String,
+    pub received_ms: i64,
+    pub source: String,
+    pub device: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+    pub status: u16,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stored,
+    Quarantined,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Quarantined => "quarantined",
+        }
+    }
+}
+
+pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO pushes (received_at, received_ms, source, device, method, path, body, outcome, status, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    st.execute(params![
+        p.received_at,
+        p.received_ms,
+        p.source,
+        p.device,
+        p.method,
+        p.path,
+        p.body,
+        p.outcome.as_str(),
+        p.status,
+        p.reason
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// A quarantined push as shown to an operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quarantined {
+    pub id: i64,
+    pub received_at: String,
+    pub source: String,
+    pub device: Option<String>,
+    pub status: u16,
+    pub reason: String,
+    pub body: String,
+}
+
+/// The most recent quarantined pushes, newest first.
+pub fn quarantined(conn: &Connection, limit: i64) -> Result<Vec<Quarantined>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, received_at, source, device, status, COALESCE(reason, ''), body
+         FROM pushes WHERE outcome = 'quarantined' ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit], |r| {
+        let body: Vec<u8> = r.get(6)?;
+        Ok(Quarantined {
+            id: r.get(0)?,
+            received_at: r.get(1)?,
+            source: r.get(2)?,
+            device: r.get(3)?,
+            status: r.get(4)?,
+            reason: r.get(5)?,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Counts of pushes by outcome and reason.
+pub fn counts(conn: &Connection) -> Result<Vec<(String, Option<String>, i64)>> {
+    let mut st = conn.prepare(
+        "SELECT outcome, reason, COUNT(*) FROM pushes GROUP BY outcome, reason ORDER BY outcome, reason",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per area (ripgrep style).
+
+mod util;
+
+mod ingest_http;
+mod om_examples;
+mod queues_generated;
+mod calls_manual;
+mod g729_reference;
+mod sim_scenarios;

@@ -1,0 +1,169 @@
+//! Shared helpers of the integration tests: a real server on port 0 with a
+//! temporary data directory, raw TCP pushes, and polling with a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use callvault::config::{Config, DeviceConfig};
+use callvault::server::{self, Running};
+
+pub struct TestServer {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("callvault.sqlite")
+    }
+
+    /// A fresh read-only view of the archive file.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).expect("open archive")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    pub fn ingest(&self) -> SocketAddr {
+        self.running.ingest_addr
+    }
+
+    pub fn api(&self) -> SocketAddr {
+        self.running.api_addr
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.data_dir = dir.to_path_buf();
+    cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.api.listen = "127.0.0.1:0".into();
+    cfg
+}
+
+/// A device that signs its pushes (API_SERVER_PASSWORD) and pushes from loopback.
+pub fn signed_device(password: &str, timeout: u64) -> DeviceConfig {
+    DeviceConfig {
+        name: "hq".into(),
+        mac: Some("00:0E:A9:2D:07:D0".into()),
+        push_from: vec!["127.0.0.1".into()],
+        server_password: Some(password.into()),
+        auth_timeout: timeout,
+        ..Default::default()
+    }
+}
+
+pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = test_config(dir.path());
+    f(&mut cfg);
+    let running = server::start(cfg).await.expect("server starts");
+    TestServer { running, dir }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+/// Writes `bytes` in one write and reads until the server closes (or 5 s).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes `bytes` and closes at once without reading (what the OM device does).
+pub fn raw_fire_and_close(addr: SocketAddr, bytes: &[u8]) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(bytes).expect("write");
+    drop(s);
+}
+
+/// An HTTP/1.0 request as the OM device sends it: no Host, Content-Length, body.
+pub fn om_request(method: &str, path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{method} {path} HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The status code of the first response in `resp`.
+pub fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+pub fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/om").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+pub fn md5_sign(password: &str, nonce: &str, ts: &str) -> String {
+    callvault::ingest::om::sign(password, nonce, ts)
+}
+
+/// A minimal CDR document with the given id (shape of manual §2.6.1).
+pub fn cdr(id: &str, visitor: &str, cpn: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?>
+<Cdr id="{id}">
+  <callid>32818</callid>
+  <visitor id="{visitor}" />
+  <TimeStart>20170309162708</TimeStart>
+  <Type>IN</Type>
+  <Route>IP</Route>
+  <CPN>{cpn}</CPN>
+  <CDPN>200</CDPN>
+  <TimeEnd>20170309162713</TimeEnd>
+  <Duration>2</Duration>
+  <TrunkNumber>888</TrunkNumber>
+  <Recording>20170309/{cpn}_200_20170309_162711_8032_cd.wav</Recording>
+  <RecCodec>G729</RecCodec>
+</Cdr>
+"#
+    )
+}
+
+/// Blocking HTTP GET with an optional bearer token; returns (status, body).
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+    let url = format!("http://{addr}{path}");
+    let client = reqwest::Client::new();
+    let mut rb = client.get(url);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let resp = rb.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.expect("body").to_vec())
+}
+
+pub async fn token(ts: &TestServer, role: &str) -> String {
+    let role = role.to_string();
+    ts.running
+        .store
+        .writer
+        .write(move |tx| callvault::store::tokens::create(tx, "test", &role))
+        .await
+        .expect("token")
+}
