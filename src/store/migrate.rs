@@ -7,6 +7,8 @@ use rusqlite::Connection;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("001_ingest", include_str!("../../sql/001_ingest.sql")),
     ("002_calls", include_str!("../../sql/002_calls.sql")),
+    ("003_queues", include_str!("../../sql/003_queues.sql")),
+    ("004_recordings", include_str!("../../sql/004_recordings.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
