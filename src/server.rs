@@ -10,7 +10,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::ingest::Ingestor;
+use crate::ingest::pipeline::Hook;
+use crate::ingest::{Ingestor, StoredItem};
+use crate::queues::live::QueueLive;
 use crate::store::Store;
 
 /// A running server: its bound addresses and a way to stop it.
@@ -32,9 +34,52 @@ impl Running {
     }
 }
 
-/// Builds the ingest pipeline with the live stages hooked in.
-pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> Ingestor {
-    Ingestor::new(store.clone(), cfg.clone(), Vec::new())
+/// The time zone of each device, as the stages need it.
+pub type TzOf = Arc<dyn Fn(&str) -> chrono_tz::Tz + Send + Sync>;
+
+pub fn tz_of(cfg: &Arc<Config>) -> TzOf {
+    let cfg = cfg.clone();
+    Arc::new(move |d: &str| cfg.device_tz(d))
+}
+
+/// Builds the ingest pipeline with the live stages hooked in: calls (and
+/// the queue visits' link to them) for legs, queue visits for events. The
+/// queue tracker is first brought up to date by replaying stored events.
+pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, QueueLive)> {
+    let tz = tz_of(cfg);
+    let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, tz.clone());
+    let q = queues.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    store.read_blocking(move |c| q.replay(c, false, now))?;
+
+    let calls_hook: Hook = {
+        let tz = tz.clone();
+        Arc::new(move |tx, item| {
+            if let StoredItem::Leg { device, row_id, leg, .. } = item {
+                crate::calls::live::on_leg(tx, device, *row_id, leg, &*tz)?;
+                if let Some(v) = leg.visitor_id.as_deref().filter(|v| !v.is_empty()) {
+                    crate::store::queues::link_leg(
+                        tx,
+                        device,
+                        v,
+                        &leg.time_start.format(crate::store::legs::LOCAL_FMT).to_string(),
+                        &leg.time_end.format(crate::store::legs::LOCAL_FMT).to_string(),
+                        &crate::calls::call_id(device, &leg.cdr_id),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    };
+    let queue_hook: Hook = {
+        let q = queues.clone();
+        Arc::new(move |tx, item| match item {
+            StoredItem::Event { device, seq, received_ms, event } => q.on_event(tx, device, *seq, *received_ms, event),
+            _ => Ok(()),
+        })
+    };
+    let hooks = vec![calls_hook, queue_hook];
+    Ok((Ingestor::new(store.clone(), cfg.clone(), hooks), queues))
 }
 
 /// Opens the archive and starts both listeners (addresses from `cfg`; port 0 is fine).
@@ -52,7 +97,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (ingest_addr, api_addr) = (ingest_l.local_addr()?, api_l.local_addr()?);
     let (tx, rx) = watch::channel(false);
 
-    let ing_app = http::ingest::ingest_router(ingestor(&store, &cfg));
+    let (ing, queues) = ingestor(&store, &cfg)?;
+    let ing_app = http::ingest::ingest_router(ing);
     let api_app = http::api_router(AppState { store: store.clone(), cfg: cfg.clone() });
     let mut tasks = Vec::new();
     for (l, app, name) in [(ingest_l, ing_app, "ingest"), (api_l, api_app, "api")] {
@@ -69,8 +115,24 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
         }));
     }
+    tasks.push(tokio::spawn(expire_queue_visits(store.clone(), queues, rx.clone())));
     tracing::info!(%ingest_addr, %api_addr, data = %cfg.data_dir.display(), "callvault serving");
     Ok(Running { ingest_addr, api_addr, store, shutdown: tx, tasks })
+}
+
+/// Closes queue visits left open past the timeout, once a minute.
+async fn expire_queue_visits(store: Store, queues: QueueLive, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        let q = queues.clone();
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = store.writer.write(move |tx| q.expire(tx, now)).await {
+            tracing::warn!(error = %e, "could not expire queue visits");
+        }
+    }
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.

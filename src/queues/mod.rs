@@ -11,6 +11,7 @@
 mod figures;
 mod infer;
 mod parse;
+pub mod live;
 
 pub use figures::{agent_counts, figures, AgentDayCount, GroupDayFigures, SHORT_ABANDON_SECONDS};
 pub use infer::{

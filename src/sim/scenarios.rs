@@ -264,9 +264,8 @@ fn internal(ctx: &mut Ctx, s: NaiveDateTime) -> CallPlan {
         rec_id: c_in,
         rec: Some((&e1, &e2, RecSide::Callee)),
     });
-    // Spec: talk = sum over extension legs, and both LO and IN are extension
-    // legs, so an internal call counts its talk twice (flagged in the report).
-    let talk = lo.duration + inn.duration;
+    // The LO and IN legs describe one conversation: talk is the longer of the two.
+    let talk = lo.duration.max(inn.duration);
     if lo_end <= in_end {
         items.push(Item::Leg(lo));
         items.push(Item::Leg(inn));

@@ -1,0 +1,142 @@
+//! Typed queries of `queue_visits`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, Connection};
+
+use super::legs::LOCAL_FMT;
+use super::Result;
+use crate::queues::{Outcome, Visit};
+
+/// How far a leg's span may be from the visit's entry and still be its call.
+const LINK_TOLERANCE_SECS: i64 = 5;
+
+fn outcome_from(s: &str) -> Outcome {
+    match s {
+        "answered" => Outcome::Answered,
+        "abandoned" => Outcome::Abandoned,
+        "rejected_offline" => Outcome::RejectedOffline,
+        "rejected_full" => Outcome::RejectedFull,
+        "waiting" => Outcome::Waiting,
+        _ => Outcome::Unknown,
+    }
+}
+
+/// Inserts or updates a visit by key; links it to a call when a leg of the
+/// same visitor id spans its entry time.
+pub fn upsert(conn: &Connection, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
+    let entered_local = v.entered_at.with_timezone(&tz).naive_local().format(LOCAL_FMT).to_string();
+    conn.prepare_cached(
+        "INSERT INTO queue_visits (key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at,
+             entered_local, entry_count, outcome, agent, ended_at, wait_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (key) DO UPDATE SET group_number = excluded.group_number, outcome = excluded.outcome,
+             agent = excluded.agent, ended_at = excluded.ended_at, wait_seconds = excluded.wait_seconds",
+    )?
+    .execute(params![
+        v.key,
+        v.device,
+        v.group,
+        v.group_number,
+        v.party_kind,
+        v.party_id,
+        v.caller,
+        v.callid,
+        v.entered_at.to_rfc3339(),
+        entered_local,
+        v.entry_count,
+        v.outcome.as_str(),
+        v.agent,
+        v.ended_at.map(|t| t.to_rfc3339()),
+        v.wait_seconds,
+    ])?;
+    if v.party_kind == "visitor" {
+        conn.prepare_cached(
+            "UPDATE queue_visits SET call_id = (
+                 SELECT cl.leg_call_id FROM legs l JOIN call_legs cl ON cl.leg_id = l.id
+                 WHERE l.device = ?2 AND l.visitor_id = ?3
+                   AND l.time_start <= datetime(?4, ?5) AND l.time_end >= datetime(?4, ?6)
+                 ORDER BY l.cdr_id LIMIT 1)
+             WHERE key = ?1",
+        )?
+        .execute(params![
+            v.key,
+            v.device,
+            v.party_id,
+            entered_local,
+            format!("+{LINK_TOLERANCE_SECS} seconds"),
+            format!("-{LINK_TOLERANCE_SECS} seconds"),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Called when a leg arrives: links the visits of its visitor id it spans.
+pub fn link_leg(conn: &Connection, device: &str, visitor_id: &str, start_local: &str, end_local: &str, alias: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE queue_visits SET call_id = ?5
+         WHERE device = ?1 AND party_kind = 'visitor' AND party_id = ?2 AND call_id IS NULL
+           AND entered_local >= datetime(?3, ?6) AND entered_local <= datetime(?4, ?7)",
+    )?
+    .execute(params![
+        device,
+        visitor_id,
+        start_local,
+        end_local,
+        alias,
+        format!("-{LINK_TOLERANCE_SECS} seconds"),
+        format!("+{LINK_TOLERANCE_SECS} seconds"),
+    ])?;
+    Ok(())
+}
+
+/// A stored visit with its call link.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredVisit {
+    #[serde(flatten)]
+    pub visit: Visit,
+    pub entered_local: String,
+    pub call_id: Option<String>,
+}
+
+/// Visits entered on device-local days `from..=to`, in entry order.
+pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
+    let mut st = conn.prepare_cached(
+        "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
+                entry_count, outcome, agent, ended_at, wait_seconds, call_id
+         FROM queue_visits WHERE entered_local >= ?1 AND entered_local < ?2 ORDER BY entered_local, key",
+    )?;
+    let lo = from.format("%Y-%m-%d").to_string();
+    let hi = (to + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let parse_t = |s: String| DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)).ok();
+    let rows = st.query_map(params![lo, hi], |r| {
+        let entered: String = r.get(8)?;
+        let outcome: String = r.get(11)?;
+        let ended: Option<String> = r.get(13)?;
+        Ok(StoredVisit {
+            visit: Visit {
+                key: r.get(0)?,
+                device: r.get(1)?,
+                group: r.get(2)?,
+                group_number: r.get(3)?,
+                party_kind: r.get(4)?,
+                party_id: r.get(5)?,
+                caller: r.get(6)?,
+                callid: r.get(7)?,
+                entered_at: parse_t(entered).unwrap_or_default(),
+                entry_count: r.get(10)?,
+                outcome: outcome_from(&outcome),
+                agent: r.get(12)?,
+                ended_at: ended.and_then(parse_t),
+                wait_seconds: r.get(14)?,
+            },
+            entered_local: r.get(9)?,
+            call_id: r.get(15)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn clear(conn: &Connection) -> Result<()> {
+    conn.execute_batch("DELETE FROM queue_visits;")?;
+    Ok(())
+}
