@@ -1,7 +1,10 @@
 //! The command line (clap). Each command's `--help` explains it; every
 //! command takes `--data DIR` or `--config FILE`.
 
+mod calls;
 mod import;
+mod rebuild;
+mod simulate;
 mod serve;
 mod token;
 
@@ -38,6 +41,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Feed captured push bodies (one body per file) through the ingest path, as if pushed.
     Import(import::ImportArgs),
+    /// List logical calls of device-local days.
+    Calls(calls::CallsArgs),
+    /// Recompute all calls and queue visits from the stored legs and events (same result as live).
+    Rebuild(rebuild::RebuildArgs),
+    /// Run the simulated OM device alone, pushing calls to a collector.
+    Simulate(simulate::SimulateArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -70,6 +79,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(cfg, a),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
+        Command::Calls(a) => calls::run(cfg, a),
+        Command::Rebuild(a) => rebuild::run(cfg, a),
+        Command::Simulate(a) => simulate::run(cfg, a),
     }
 }
 

@@ -2,9 +2,11 @@
 //! API/web listener. All API routes are listed in `router.rs`.
 
 pub mod auth;
+pub mod calls;
 pub mod error;
 pub mod ingest;
 pub mod legs;
+pub mod queues;
 pub mod router;
 pub mod telemetry;
 

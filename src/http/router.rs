@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{legs, telemetry, AppError};
+use super::{calls, legs, queues, telemetry, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -25,6 +25,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/legs", get(legs::list))
+        .route("/api/calls", get(calls::search))
+        .route("/api/calls/{id}", get(calls::detail))
+        .route("/api/queues/visits", get(queues::visits))
+        .route("/api/queues/summary", get(queues::summary))
         .fallback(not_found)
         .with_state(state)
 }

@@ -11,6 +11,7 @@
 //! The HTTP side (sending pushes, serving recordings) lives elsewhere.
 
 mod inbound;
+pub mod push;
 mod queue;
 mod scenarios;
 mod timeline;

@@ -262,3 +262,50 @@ pub fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch("DELETE FROM call_legs; DELETE FROM calls; DELETE FROM leg_keys;")?;
     Ok(())
 }
+
+/// The leg ids and recordings of a call, for its detail view.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecording {
+    pub id: i64,
+    pub cdr_id: String,
+    pub path: String,
+    pub codec: Option<String>,
+    pub status: String,
+    pub duration_seconds: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error
+         FROM call_legs cl JOIN legs l ON l.id = cl.leg_id JOIN recordings r ON r.leg_id = l.id
+         WHERE cl.call_id = ?1 ORDER BY l.time_start, l.cdr_id",
+    )?;
+    let rows = st.query_map([call_id], |r| {
+        Ok(CallRecording {
+            id: r.get(0)?,
+            cdr_id: r.get(1)?,
+            path: r.get(2)?,
+            codec: r.get(3)?,
+            status: r.get(4)?,
+            duration_seconds: r.get(5)?,
+            last_error: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One call by its current id.
+pub fn get(
+    conn: &Connection,
+    id: &str,
+    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+    now_ms: i64,
+    settle_ms: i64,
+) -> Result<Option<CallRow>> {
+    let sql = format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], |r| call_from_row(r, tz_of, now_ms, settle_ms))
+        .optional()?)
+}
