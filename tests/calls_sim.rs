@@ -118,39 +118,39 @@ async fn simulated_200_calls_over_sockets_are_stored_once_and_match_truth() {
     ts.running.stop().await;
 }
 
-/// Stores `legs` in the given order through the live path.
+/// Stores `legs` in the given order through the live path (one transaction:
+/// the order of arrival, not the fsyncs, is what is under test).
 fn store_in_order(dir: &std::path::Path, legs: &[Leg]) -> Store {
     let store = Store::open(&dir.join("callvault.sqlite")).unwrap();
     let cfg = Arc::new(Config::default());
-    for (i, leg) in legs.iter().enumerate() {
-        let leg = leg.clone();
-        let cfg = cfg.clone();
-        store
-            .writer
-            .write_blocking(move |tx| {
-                let push = callvault::store::pushes::NewPush {
-                    received_at: "2024-01-01T00:00:00Z".into(),
-                    received_ms: i as i64,
-                    source: "test".into(),
-                    device: Some("om".into()),
-                    method: "TEST".into(),
-                    path: "/".into(),
-                    body: Vec::new(),
-                    outcome: callvault::store::pushes::Outcome::Stored,
-                    status: 200,
-                    reason: None,
-                };
-                let pid = callvault::store::pushes::insert(tx, &push)?;
-                let tz = cfg.device_tz("om");
+    let legs = legs.to_vec();
+    store
+        .writer
+        .write_blocking(move |tx| {
+            let push = callvault::store::pushes::NewPush {
+                received_at: "2024-01-01T00:00:00Z".into(),
+                received_ms: 0,
+                source: "test".into(),
+                device: Some("om".into()),
+                method: "TEST".into(),
+                path: "/".into(),
+                body: Vec::new(),
+                outcome: callvault::store::pushes::Outcome::Stored,
+                status: 200,
+                reason: None,
+            };
+            let pid = callvault::store::pushes::insert(tx, &push)?;
+            let tz = cfg.device_tz("om");
+            for (i, leg) in legs.iter().enumerate() {
                 if let callvault::store::legs::Inserted::New(id) =
-                    callvault::store::legs::insert(tx, "om", pid, i as i64, &leg, tz)?
+                    callvault::store::legs::insert(tx, "om", pid, i as i64, leg, tz)?
                 {
-                    callvault::calls::live::on_leg(tx, "om", id, &leg, &|d| cfg.device_tz(d))?;
+                    callvault::calls::live::on_leg(tx, "om", id, leg, &|d| cfg.device_tz(d))?;
                 }
-                Ok(())
-            })
-            .unwrap();
-    }
+            }
+            Ok(())
+        })
+        .unwrap();
     store
 }
 

@@ -48,7 +48,7 @@ pub fn legs_by_ids(conn: &Connection, ids: &[i64], tz_of: &dyn Fn(&str) -> chron
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!("SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id", legs::SELECT_COLS);
-        let mut st = conn.prepare(&sql)?;
+        let mut st = conn.prepare_cached(&sql)?;
         for r in st.query_map(params_from_iter(chunk.iter()), |r| legs::from_row(r, tz_of))? {
             out.push(r?);
         }
