@@ -34,7 +34,8 @@ impl Running {
 
 /// Builds the ingest pipeline with the live stages hooked in.
 pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> Ingestor {
-    Ingestor::new(store.clone(), cfg.clone(), Vec::new())
+    let hooks = vec![crate::recordings::schedule::hook(cfg.clone())];
+    Ingestor::new(store.clone(), cfg.clone(), hooks)
 }
 
 /// Opens the archive and starts both listeners (addresses from `cfg`; port 0 is fine).
@@ -43,6 +44,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     http::telemetry::metrics_handle();
     let store = Store::open(&cfg.db_path())
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
+    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone()).map_err(anyhow::Error::msg)?;
+    fetcher.resume().await.context("resuming recording fetches")?;
     let ingest_l = TcpListener::bind(&cfg.ingest.listen)
         .await
         .with_context(|| format!("binding ingest listener {}", cfg.ingest.listen))?;
@@ -69,6 +72,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
         }));
     }
+    tasks.push(fetcher.spawn(rx.clone()));
     tracing::info!(%ingest_addr, %api_addr, data = %cfg.data_dir.display(), "callvault serving");
     Ok(Running { ingest_addr, api_addr, store, shutdown: tx, tasks })
 }

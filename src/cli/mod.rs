@@ -2,6 +2,8 @@
 //! command takes `--data DIR` or `--config FILE`.
 
 mod import;
+mod merge_g729;
+mod recordings;
 mod serve;
 mod token;
 
@@ -38,6 +40,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Feed captured push bodies (one body per file) through the ingest path, as if pushed.
     Import(import::ImportArgs),
+    /// Recording archiver: counts by status, or one fetch pass now.
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCmd),
+    /// Merge the send and recv halves of a G.729 recording into one WAV.
+    #[command(name = "merge-g729")]
+    MergeG729(merge_g729::MergeArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -70,6 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(cfg, a),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
+        Command::Recordings(r) => recordings::run(cfg, r),
+        Command::MergeG729(a) => merge_g729::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod legs;
+pub mod recordings;
 pub mod router;
 pub mod telemetry;
 

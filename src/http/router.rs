@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{legs, telemetry, AppError};
+use super::{legs, recordings, telemetry, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -25,6 +25,8 @@ pub fn api_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/legs", get(legs::list))
+        .route("/api/calls/{id}/recording", get(recordings::by_call))
+        .route("/api/recordings/{id}", get(recordings::by_id))
         .fallback(not_found)
         .with_state(state)
 }

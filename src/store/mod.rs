@@ -13,6 +13,7 @@ pub mod events;
 pub mod calls;
 pub mod legs;
 pub mod pushes;
+pub mod recordings;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
