@@ -34,11 +34,8 @@ pub fn listing_names(html: &str) -> Vec<String> {
     let lower = html.to_ascii_lowercase();
     let mut rest = 0usize;
     while let Some(i) = lower[rest..].find("href") {
-        let mut pos = rest + i + 4;
-        rest = pos;
-        let after = &html[pos..];
-        let trimmed = after.trim_start();
-        pos += after.len() - trimmed.len();
+        rest += i + 4;
+        let trimmed = html[rest..].trim_start();
         let Some(value_part) = trimmed.strip_prefix('=') else { continue };
         let value_part = value_part.trim_start();
         let (quote, body) = match value_part.chars().next() {

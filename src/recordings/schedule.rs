@@ -10,7 +10,7 @@ use crate::store::recordings;
 
 /// The hook to add to the ingest pipeline (`server::ingestor`).
 pub fn hook(cfg: Arc<Config>) -> Hook {
-    Arc::new(move |tx, item| {
+    Arc::new(move |tx: &rusqlite::Transaction, item: &StoredItem| -> crate::store::Result<()> {
         let StoredItem::Leg { device, row_id, received_ms, leg } = item else {
             return Ok(());
         };

@@ -214,7 +214,8 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             vec![Ok(half), Err(std::io::Error::other("simulated connection drop"))];
         let body = Body::from_stream(futures_util::stream::iter(chunks));
-        return ([(header::CONTENT_TYPE, ctype), (header::CONTENT_LENGTH, &len.to_string())], body).into_response();
+        let len = len.to_string();
+        return ([(header::CONTENT_TYPE, ctype), (header::CONTENT_LENGTH, len.as_str())], body).into_response();
     }
     ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
 }
