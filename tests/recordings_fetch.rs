@@ -20,11 +20,18 @@ pub fn rec_path(cpn: &str) -> String {
 
 /// A CDR with a recording of `codec`.
 pub fn cdr_with(id: &str, cpn: &str, codec: &str) -> String {
-    cdr(id, "48", cpn).replace("<RecCodec>G729</RecCodec>", &format!("<RecCodec>{codec}</RecCodec>"))
+    cdr(id, "48", cpn).replace(
+        "<RecCodec>G729</RecCodec>",
+        &format!("<RecCodec>{codec}</RecCodec>"),
+    )
 }
 
 pub fn spec(cpn: &str, codec: &str, seconds: u32) -> RecordingSpec {
-    RecordingSpec { path: rec_path(cpn), codec: codec.into(), seconds }
+    RecordingSpec {
+        path: rec_path(cpn),
+        codec: codec.into(),
+        seconds,
+    }
 }
 
 /// Fast retries, no delay, the recorder as device `hq` pushing from loopback.
@@ -42,6 +49,9 @@ pub fn rec_config(dir: &Path, rec: &RecorderHandle) -> Config {
     });
     c
 }
+
+/// (status, attempts, last_error, file, sha256) of a recording row.
+pub type RowView = (String, i64, Option<String>, Option<String>, Option<String>);
 
 pub struct Rig {
     pub running: Running,
@@ -67,7 +77,7 @@ impl Rig {
     }
 
     /// (status, attempts, last_error, file, sha256) of the recording of leg `cdr_id`.
-    pub fn row(&self, cdr_id: &str) -> Option<(String, i64, Option<String>, Option<String>, Option<String>)> {
+    pub fn row(&self, cdr_id: &str) -> Option<RowView> {
         self.db()
             .query_row(
                 "SELECT r.status, r.attempts, r.last_error, r.file, r.sha256 FROM recordings r
@@ -84,7 +94,11 @@ impl Rig {
 
     pub async fn wait_status(&self, cdr_id: &str, want: &str) {
         let ok = eventually(15, || self.status(cdr_id) == want).await;
-        assert!(ok, "recording of {cdr_id} is {:?}, wanted {want}", self.row(cdr_id));
+        assert!(
+            ok,
+            "recording of {cdr_id} is {:?}, wanted {want}",
+            self.row(cdr_id)
+        );
     }
 
     pub fn archive_file(&self, rel: &str) -> PathBuf {
@@ -109,7 +123,10 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn served(spec: &RecordingSpec, faults: &Faults) -> Vec<Vec<u8>> {
-    recorder::files_for(spec, faults).into_iter().map(|(_, b)| b).collect()
+    recorder::files_for(spec, faults)
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect()
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -120,20 +137,28 @@ fn sha256_hex(b: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g711_call_ends_done_with_the_served_wav() {
     let s = spec("1001", "PCMU", 3);
-    let rec = recorder::start(vec![s.clone()], Faults::default()).await.unwrap();
+    let rec = recorder::start(vec![s.clone()], Faults::default())
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |_| {}).await;
     rig.push(&cdr_with("1-0", "1001", "PCMU"));
     rig.wait_status("1-0", "done").await;
     let (_, attempts, err, file, sha) = rig.row("1-0").unwrap();
     assert_eq!((attempts, err), (1, None));
     let file = file.unwrap();
-    assert!(file.starts_with("2017/03/09/") && file.ends_with("-1001_200_20170309_162711_8032_cd.wav"), "{file}");
+    assert!(
+        file.starts_with("2017/03/09/") && file.ends_with("-1001_200_20170309_162711_8032_cd.wav"),
+        "{file}"
+    );
     let bytes = std::fs::read(rig.archive_file(&file)).unwrap();
     assert_eq!(bytes, served(&s, &Faults::default())[0], "stored as served");
     assert_eq!(sha.unwrap(), sha256_hex(&bytes));
     let r = hound::WavReader::open(rig.archive_file(&file)).unwrap();
     assert_eq!((r.spec().sample_rate, r.duration()), (8000, 24_000));
-    let dur: f64 = rig.db().query_row("SELECT duration_seconds FROM recordings", [], |r| r.get(0)).unwrap();
+    let dur: f64 = rig
+        .db()
+        .query_row("SELECT duration_seconds FROM recordings", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(dur, 3.0);
     rig.running.stop().await;
     rec.stop().await;
@@ -142,29 +167,52 @@ async fn g711_call_ends_done_with_the_served_wav() {
 #[cfg(feature = "g729")]
 fn merged(halves: &[Vec<u8>]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    callvault::recordings::merge::merge(&halves[0][..], &halves[1][..], &mut out, Default::default()).unwrap();
+    callvault::recordings::merge::merge(
+        &halves[0][..],
+        &halves[1][..],
+        &mut out,
+        Default::default(),
+    )
+    .unwrap();
     out.into_inner()
 }
 
 #[cfg(feature = "g729")]
 async fn g729_case(faults: Faults) {
     let s = spec("1002", "G729", 2);
-    let rec = recorder::start(vec![s.clone()], faults.clone()).await.unwrap();
+    let rec = recorder::start(vec![s.clone()], faults.clone())
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |_| {}).await;
     rig.push(&cdr_with("2-0", "1002", "G729"));
     rig.wait_status("2-0", "done").await;
     let (_, _, _, file, sha) = rig.row("2-0").unwrap();
     let wav = std::fs::read(rig.archive_file(&file.unwrap())).unwrap();
     let halves = served(&s, &faults);
-    assert_eq!(wav, merged(&halves), "archived WAV = merge of the served halves");
+    assert_eq!(
+        wav,
+        merged(&halves),
+        "archived WAV = merge of the served halves"
+    );
     assert_eq!(sha.unwrap(), sha256_hex(&wav));
     let r = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
-    assert_eq!((r.spec().channels, r.duration()), (1, 200 * 80), "padded to the longer half");
-    let originals: String = rig.db().query_row("SELECT originals FROM recordings", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        (r.spec().channels, r.duration()),
+        (1, 200 * 80),
+        "padded to the longer half"
+    );
+    let originals: String = rig
+        .db()
+        .query_row("SELECT originals FROM recordings", [], |r| r.get(0))
+        .unwrap();
     let originals: Vec<String> = serde_json::from_str(&originals).unwrap();
     assert_eq!(originals.len(), 2);
     for (rel, want) in originals.iter().zip(&halves) {
-        assert_eq!(&std::fs::read(rig.archive_file(rel)).unwrap(), want, "{rel} kept as served");
+        assert_eq!(
+            &std::fs::read(rig.archive_file(rel)).unwrap(),
+            want,
+            "{rel} kept as served"
+        );
     }
     rig.running.stop().await;
     rec.stop().await;
@@ -179,14 +227,22 @@ async fn g729_call_ends_done_with_merged_wav_and_originals() {
 #[cfg(feature = "g729")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g729_halves_found_through_the_day_listing() {
-    g729_case(Faults { half_suffixes: Some(("_x1_send.dat".into(), "_x1_recv.dat".into())), ..Default::default() })
-        .await;
+    g729_case(Faults {
+        half_suffixes: Some(("_x1_send.dat".into(), "_x1_recv.dat".into())),
+        ..Default::default()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_twice_then_ok_ends_done() {
-    let faults = Faults { not_found_first: 2, ..Default::default() };
-    let rec = recorder::start(vec![spec("1003", "PCMA", 1)], faults).await.unwrap();
+    let faults = Faults {
+        not_found_first: 2,
+        ..Default::default()
+    };
+    let rec = recorder::start(vec![spec("1003", "PCMA", 1)], faults)
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |_| {}).await;
     rig.push(&cdr_with("3-0", "1003", "PCMA"));
     rig.wait_status("3-0", "done").await;
@@ -199,8 +255,13 @@ async fn not_found_twice_then_ok_ends_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_not_found_ends_missing() {
-    let faults = Faults { always_not_found: true, ..Default::default() };
-    let rec = recorder::start(vec![spec("1004", "PCMU", 1)], faults).await.unwrap();
+    let faults = Faults {
+        always_not_found: true,
+        ..Default::default()
+    };
+    let rec = recorder::start(vec![spec("1004", "PCMU", 1)], faults)
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |c| c.recordings.max_attempts = 3).await;
     rig.push(&cdr_with("4-0", "1004", "PCMU"));
     rig.wait_status("4-0", "missing").await;
@@ -216,37 +277,68 @@ async fn always_not_found_ends_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_leaves_no_partial_file_and_is_retried() {
     // Always dropped: gives up as `failed`, and nothing at all is left in the archive.
-    let faults = Faults { drop_mid_body_first: u32::MAX, ..Default::default() };
-    let rec = recorder::start(vec![spec("1005", "PCMU", 2)], faults).await.unwrap();
+    let faults = Faults {
+        drop_mid_body_first: u32::MAX,
+        ..Default::default()
+    };
+    let rec = recorder::start(vec![spec("1005", "PCMU", 2)], faults)
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |c| c.recordings.max_attempts = 2).await;
     rig.push(&cdr_with("5-0", "1005", "PCMU"));
     rig.wait_status("5-0", "failed").await;
     let (_, attempts, err, _, _) = rig.row("5-0").unwrap();
     assert_eq!(attempts, 2);
-    assert!(err.unwrap().contains("request to"), "names the failed request");
-    assert_eq!(all_files(&rig.dir.path().join("recordings")), Vec::<PathBuf>::new());
+    assert!(
+        err.unwrap().contains("request to"),
+        "names the failed request"
+    );
+    assert_eq!(
+        all_files(&rig.dir.path().join("recordings")),
+        Vec::<PathBuf>::new()
+    );
     rig.running.stop().await;
     rec.stop().await;
 
     // Dropped once: the retry gets the whole file.
-    let faults = Faults { drop_mid_body_first: 1, ..Default::default() };
+    let faults = Faults {
+        drop_mid_body_first: 1,
+        ..Default::default()
+    };
     let s = spec("1006", "PCMU", 2);
-    let rec = recorder::start(vec![s.clone()], faults.clone()).await.unwrap();
+    let rec = recorder::start(vec![s.clone()], faults.clone())
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |_| {}).await;
     rig.push(&cdr_with("6-0", "1006", "PCMU"));
     rig.wait_status("6-0", "done").await;
     let (_, attempts, _, file, _) = rig.row("6-0").unwrap();
     assert_eq!(attempts, 2);
-    assert_eq!(std::fs::read(rig.archive_file(&file.unwrap())).unwrap(), served(&s, &faults)[0]);
-    assert_eq!(all_files(&rig.dir.path().join("recordings")).len(), 1, "no temporary file left");
+    assert_eq!(
+        std::fs::read(rig.archive_file(&file.unwrap())).unwrap(),
+        served(&s, &faults)[0]
+    );
+    assert_eq!(
+        all_files(&rig.dir.path().join("recordings")).len(),
+        1,
+        "no temporary file left"
+    );
     rig.running.stop().await;
     rec.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_of_the_device_is_sent() {
-    let faults = Faults { basic_auth: Some(("user".into(), "user".into())), ..Default::default() };
-    let rec = recorder::start(vec![spec("1007", "PCMU", 1), spec("1008", "PCMU", 1)], faults).await.unwrap();
+    let faults = Faults {
+        basic_auth: Some(("user".into(), "user".into())),
+        ..Default::default()
+    };
+    let rec = recorder::start(
+        vec![spec("1007", "PCMU", 1), spec("1008", "PCMU", 1)],
+        faults,
+    )
+    .await
+    .unwrap();
     let rig = Rig::start(&rec, |c| {
         c.devices[0].recorder_user = Some("user".into());
         c.devices[0].recorder_password = Some("user".into());
@@ -265,28 +357,54 @@ async fn basic_auth_of_the_device_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_while_fetching_resumes_to_done() {
-    let slow = recorder::start(vec![spec("1009", "PCMU", 1)], Faults {
-        delay: Some(std::time::Duration::from_secs(30)),
-        ..Default::default()
-    })
+    let slow = recorder::start(
+        vec![spec("1009", "PCMU", 1)],
+        Faults {
+            delay: Some(std::time::Duration::from_secs(30)),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let running = server::start(rec_config(dir.path(), &slow)).await.unwrap();
-    let resp = raw_exchange(running.ingest_addr, &om_request("POST", "/", &cdr_with("9-0", "1009", "PCMU")));
+    let resp = raw_exchange(
+        running.ingest_addr,
+        &om_request("POST", "/", &cdr_with("9-0", "1009", "PCMU")),
+    );
     assert_eq!(status_of(&resp), 200);
     let db = || rusqlite::Connection::open(dir.path().join("callvault.sqlite")).unwrap();
-    let status = || db().query_row("SELECT status FROM recordings", [], |r| r.get::<_, String>(0)).unwrap_or_default();
-    assert!(eventually(10, || status() == "fetching").await, "{}", status());
+    let status = || {
+        db().query_row("SELECT status FROM recordings", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_or_default()
+    };
+    assert!(
+        eventually(10, || status() == "fetching").await,
+        "{}",
+        status()
+    );
     let stopped = std::time::Instant::now();
     running.stop().await;
-    assert!(stopped.elapsed().as_secs() < 10, "stop does not wait for the slow download");
-    assert_eq!(status(), "fetching", "the interrupted job is still recorded");
+    assert!(
+        stopped.elapsed().as_secs() < 10,
+        "stop does not wait for the slow download"
+    );
+    assert_eq!(
+        status(),
+        "fetching",
+        "the interrupted job is still recorded"
+    );
 
-    let fast = recorder::start(vec![spec("1009", "PCMU", 1)], Faults::default()).await.unwrap();
+    let fast = recorder::start(vec![spec("1009", "PCMU", 1)], Faults::default())
+        .await
+        .unwrap();
     let running = server::start(rec_config(dir.path(), &fast)).await.unwrap();
     assert!(eventually(15, || status() == "done").await, "{}", status());
-    let attempts: i64 = db().query_row("SELECT attempts FROM recordings", [], |r| r.get(0)).unwrap();
+    let attempts: i64 = db()
+        .query_row("SELECT attempts FROM recordings", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(attempts, 1, "the interrupted attempt does not count");
     running.stop().await;
     fast.stop().await;
@@ -295,30 +413,52 @@ async fn restart_while_fetching_resumes_to_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_recording_values_never_touch_the_file_system() {
-    let rec = recorder::start(Vec::new(), Faults::default()).await.unwrap();
+    let rec = recorder::start(Vec::new(), Faults::default())
+        .await
+        .unwrap();
     let rig = Rig::start(&rec, |_| {}).await;
     let good = rec_path("1010");
-    for (i, bad) in ["../../etc/passwd", "/etc/passwd", "20170309/a&#0;b.wav", "20170309/../../x.wav", "..\\..\\x.wav"]
-        .iter()
-        .enumerate()
+    for (i, bad) in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "20170309/a&#0;b.wav",
+        "20170309/../../x.wav",
+        "..\\..\\x.wav",
+    ]
+    .iter()
+    .enumerate()
     {
         let body = cdr_with(&format!("{i}0-0"), "1010", "PCMU").replace(&good, bad);
         let resp = raw_exchange(rig.running.ingest_addr, &om_request("POST", "/", &body));
         assert_eq!(status_of(&resp), 400, "{bad}: {resp}");
     }
-    let n: i64 = rig.db().query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0)).unwrap();
+    let n: i64 = rig
+        .db()
+        .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 0, "no job for a refused path");
     // The archive path builder refuses them too, by itself.
     let archive = callvault::recordings::archive::Archive::new(rig.dir.path().join("recordings"));
-    for bad in ["../../etc/passwd", "/etc/passwd", "20170309/a\0b.wav", "20170309/..", "a/b/c.wav"] {
+    for bad in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "20170309/a\0b.wav",
+        "20170309/..",
+        "a/b/c.wav",
+    ] {
         assert!(archive.relative(1, bad, "x.wav").is_err(), "{bad:?}");
         assert!(archive.relative(1, &good, bad).is_err(), "name {bad:?}");
         if bad != "a/b/c.wav" {
             assert!(archive.resolve(bad).is_err(), "resolve {bad:?}");
         }
     }
-    let rel = archive.relative(1, &good, "1010_200_20170309_162711_8032_cd.wav").unwrap();
-    assert!(archive.resolve(&rel).unwrap().starts_with(rig.dir.path().join("recordings")));
+    let rel = archive
+        .relative(1, &good, "1010_200_20170309_162711_8032_cd.wav")
+        .unwrap();
+    assert!(archive
+        .resolve(&rel)
+        .unwrap()
+        .starts_with(rig.dir.path().join("recordings")));
     assert!(all_files(&rig.dir.path().join("recordings")).is_empty());
     rig.running.stop().await;
     rec.stop().await;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::Args;
 
 #[derive(Debug, Args)]
-#[command(after_help = "The halves may be raw 10-byte G.729 frames (what the OM device writes) or ITU \
+#[command(
+    after_help = "The halves may be raw 10-byte G.729 frames (what the OM device writes) or ITU \
 serial frames (sync word 0x6B21); the framing is detected. A trailing partial frame is dropped with a \
-warning; the shorter half is padded with silence. OUT is written atomically (temporary file, fsync, rename).")]
+warning; the shorter half is padded with silence. OUT is written atomically (temporary file, fsync, rename)."
+)]
 pub struct MergeArgs {
     /// The send half (`*_send.dat`): what the extension said.
     #[arg(value_name = "SEND")]
@@ -37,9 +39,14 @@ pub fn run(a: MergeArgs) -> anyhow::Result<ExitCode> {
         stats.frames_send,
         stats.frames_recv
     );
-    for (side, n) in [("send", stats.partial_bytes_dropped_send), ("recv", stats.partial_bytes_dropped_recv)] {
+    for (side, n) in [
+        ("send", stats.partial_bytes_dropped_send),
+        ("recv", stats.partial_bytes_dropped_recv),
+    ] {
         if n > 0 {
-            eprintln!("warning: dropped a trailing partial frame of {n} bytes from the {side} half");
+            eprintln!(
+                "warning: dropped a trailing partial frame of {n} bytes from the {side} half"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -38,7 +38,8 @@ pub struct FetchArgs {
 
 pub fn run(cfg: Config, cmd: RecordingsCmd) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
-    let store = Store::open(&cfg.db_path()).with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store = Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     match cmd {
         RecordingsCmd::Status(a) => status(&store, a),
         RecordingsCmd::Fetch(a) => fetch(store, cfg, a),
@@ -50,7 +51,8 @@ fn status(store: &Store, a: StatusArgs) -> anyhow::Result<ExitCode> {
     for (status, n) in &counts {
         println!("{status:<9} {n}");
     }
-    let problems = store.read_blocking(|c| rec_store::with_status(c, &[FAILED, MISSING], a.limit))?;
+    let problems =
+        store.read_blocking(|c| rec_store::with_status(c, &[FAILED, MISSING], a.limit))?;
     if !problems.is_empty() {
         println!();
         for r in problems {
@@ -79,5 +81,9 @@ fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCod
         "attempted {}: {} done, {} to retry, {} missing, {} failed",
         stats.attempted, stats.done, stats.retrying, stats.missing, stats.failed
     );
-    Ok(if stats.failed + stats.missing > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if stats.failed + stats.missing > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

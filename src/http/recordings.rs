@@ -18,8 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::auth::{Caller, Perm};
 use super::{AppError, AppState};
 use crate::recordings::archive::{self, Archive};
-use crate::store::recordings::{self as rec_store, Recording};
 use crate::store::calls;
+use crate::store::recordings::{self as rec_store, Recording};
 
 /// What a `Range` header asks of a file of a given length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +49,16 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
         return match b.parse::<u64>() {
             Ok(0) => RangeReq::Unsatisfiable,
             Ok(_) if len == 0 => RangeReq::Unsatisfiable,
-            Ok(n) => RangeReq::Part { start: len.saturating_sub(n), end: len - 1 },
+            Ok(n) => RangeReq::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
             Err(_) => RangeReq::Full,
         };
     }
-    let Ok(start) = a.parse::<u64>() else { return RangeReq::Full };
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeReq::Full;
+    };
     let end = match b {
         "" => u64::MAX,
         b => match b.parse::<u64>() {
@@ -64,7 +69,10 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
     if start >= len {
         return RangeReq::Unsatisfiable;
     }
-    RangeReq::Part { start, end: end.min(len - 1) }
+    RangeReq::Part {
+        start,
+        end: end.min(len - 1),
+    }
 }
 
 pub async fn by_call(
@@ -77,7 +85,9 @@ pub async fn by_call(
     let found = st
         .store
         .read(move |c| {
-            let Some(call) = calls::resolve_id(c, &id)? else { return Ok(Err("no such call")) };
+            let Some(call) = calls::resolve_id(c, &id)? else {
+                return Ok(Err("no such call"));
+            };
             Ok(rec_store::primary_of_call(c, &call)?.ok_or("the call has no recording"))
         })
         .await?;
@@ -96,7 +106,11 @@ pub async fn by_id(
     caller.require(Perm::Recordings)?;
     let missing = || AppError::NotFound("no such recording".into());
     let id: i64 = id.parse().map_err(|_| missing())?;
-    let rec = st.store.read(move |c| rec_store::get(c, id)).await?.ok_or_else(missing)?;
+    let rec = st
+        .store
+        .read(move |c| rec_store::get(c, id))
+        .await?
+        .ok_or_else(missing)?;
     serve(&st, rec, &headers).await
 }
 
@@ -111,8 +125,13 @@ async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Res
         return Ok((StatusCode::CONFLICT, Json(body)).into_response());
     }
     let internal = |m: String| AppError::Internal(format!("recording {}: {m}", rec.id));
-    let rel = rec.file.as_deref().ok_or_else(|| internal("done but no file".into()))?;
-    let path = Archive::new(st.cfg.recordings_dir()).resolve(rel).map_err(|e| internal(e.to_string()))?;
+    let rel = rec
+        .file
+        .as_deref()
+        .ok_or_else(|| internal("done but no file".into()))?;
+    let path = Archive::new(st.cfg.recordings_dir())
+        .resolve(rel)
+        .map_err(|e| internal(e.to_string()))?;
     let expected = rec.sha256.clone().unwrap_or_default();
     let len = check_sha256(&path, &expected).await.map_err(internal)?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -120,7 +139,10 @@ async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Res
         RangeReq::Full => (StatusCode::OK, 0, len),
         RangeReq::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         RangeReq::Unsatisfiable => {
-            let mut r = (StatusCode::RANGE_NOT_SATISFIABLE, Json(serde_json::json!({"error": "range not satisfiable"})))
+            let mut r = (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Json(serde_json::json!({"error": "range not satisfiable"})),
+            )
                 .into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -128,8 +150,12 @@ async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Res
             return Ok(r);
         }
     };
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| internal(format!("{}: {e}", path.display())))?;
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| internal(e.to_string()))?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| internal(e.to_string()))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
@@ -140,7 +166,8 @@ async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Res
         h.insert(header::ETAG, v);
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
             h.insert(header::CONTENT_RANGE, v);
         }
     }
@@ -162,8 +189,13 @@ fn verified() -> &'static Verified {
 /// Checks the file against the stored sha256 (unless this version of the
 /// file was checked before); returns its length.
 async fn check_sha256(path: &Path, expected: &str) -> Result<u64, String> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| format!("archived file {}: {e}", path.display()))?;
-    let (len, mtime) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("archived file {}: {e}", path.display()))?;
+    let (len, mtime) = (
+        meta.len(),
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    );
     let known = verified().lock().ok().and_then(|c| c.get(path).cloned());
     if known.is_some_and(|(l, m, sha)| l == len && m == mtime && sha == expected) {
         return Ok(len);
@@ -175,7 +207,10 @@ async fn check_sha256(path: &Path, expected: &str) -> Result<u64, String> {
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
     if actual != expected {
         metrics::counter!("callvault_recordings_corrupt_total").increment(1);
-        return Err(format!("sha256 mismatch for {}: stored {expected}, file {actual}", path.display()));
+        return Err(format!(
+            "sha256 mismatch for {}: stored {expected}, file {actual}",
+            path.display()
+        ));
     }
     if let Ok(mut c) = verified().lock() {
         if c.len() > 10_000 {
@@ -193,23 +228,47 @@ mod tests {
     #[test]
     fn parse_range_forms() {
         assert_eq!(parse_range(None, 100), RangeReq::Full);
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeReq::Part { start: 0, end: 9 });
-        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeReq::Part { start: 90, end: 99 });
-        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeReq::Part { start: 90, end: 99 });
-        assert_eq!(parse_range(Some("bytes=-500"), 100), RangeReq::Part { start: 0, end: 99 });
-        assert_eq!(parse_range(Some("bytes=50-5000"), 100), RangeReq::Part { start: 50, end: 99 });
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            RangeReq::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeReq::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeReq::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-500"), 100),
+            RangeReq::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-5000"), 100),
+            RangeReq::Part { start: 50, end: 99 }
+        );
     }
 
     #[test]
     fn parse_range_unsatisfiable() {
-        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeReq::Unsatisfiable);
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeReq::Unsatisfiable
+        );
         assert_eq!(parse_range(Some("bytes=-0"), 100), RangeReq::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-"), 0), RangeReq::Unsatisfiable);
     }
 
     #[test]
     fn parse_range_ignores_malformed_and_multi() {
-        for h in ["items=0-1", "bytes=a-b", "bytes=5-1", "bytes=0-1,5-6", "bytes=5"] {
+        for h in [
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=0-1,5-6",
+            "bytes=5",
+        ] {
             assert_eq!(parse_range(Some(h), 100), RangeReq::Full, "{h}");
         }
     }

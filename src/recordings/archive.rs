@@ -27,11 +27,17 @@ pub enum ArchiveError {
     NotRelative(String),
     /// Creating, writing, syncing or renaming a file failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The archive root (`<data_dir>/recordings`).
@@ -85,12 +91,17 @@ pub fn day_of(recording: &str) -> Option<NaiveDate> {
 /// The file part of `<Recording>` without `.wav` (the stem of the G.729 halves).
 pub fn stem_of(recording: &str) -> &str {
     let file = recording.rsplit('/').next().unwrap_or(recording);
-    file.strip_suffix(".wav").or_else(|| file.strip_suffix(".WAV")).unwrap_or(file)
+    file.strip_suffix(".wav")
+        .or_else(|| file.strip_suffix(".WAV"))
+        .unwrap_or(file)
 }
 
 /// One safe file name: a single component of the allowed characters.
 pub fn check_file_name(name: &str) -> Result<(), ArchiveError> {
-    let unsafe_name = |reason| ArchiveError::Unsafe { path: name.to_string(), reason };
+    let unsafe_name = |reason| ArchiveError::Unsafe {
+        path: name.to_string(),
+        reason,
+    };
     check_recording_path(name).map_err(unsafe_name)?;
     if name.contains('/') {
         return Err(unsafe_name(UnsafePath::TooManyComponents { count: 2 }));
@@ -112,16 +123,31 @@ impl AtomicFile {
     /// Creates the directory of `dest` and a fresh temporary file in it.
     pub async fn create(dest: PathBuf) -> Result<AtomicFile, ArchiveError> {
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-        tokio::fs::create_dir_all(&dir).await.map_err(io_err(&dir))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.{}.part", std::process::id(), rand::random::<u32>()));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io_err(&dir))?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.part",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .await
             .map_err(io_err(&tmp))?;
-        Ok(AtomicFile { file: Some(file), tmp, dest, hash: Sha256::new(), bytes: 0 })
+        Ok(AtomicFile {
+            file: Some(file),
+            tmp,
+            dest,
+            hash: Sha256::new(),
+            bytes: 0,
+        })
     }
 
     /// The temporary path (readable before commit, e.g. for validation).
@@ -155,7 +181,9 @@ impl AtomicFile {
     pub async fn commit(mut self) -> Result<(u64, String), ArchiveError> {
         self.sync().await?;
         self.file = None;
-        tokio::fs::rename(&self.tmp, &self.dest).await.map_err(io_err(&self.dest))?;
+        tokio::fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(io_err(&self.dest))?;
         if let Some(dir) = self.dest.parent() {
             if let Ok(d) = tokio::fs::File::open(dir).await {
                 let _ = d.sync_all().await;
@@ -169,7 +197,10 @@ impl AtomicFile {
 }
 
 fn closed(p: &Path) -> ArchiveError {
-    ArchiveError::Io { path: p.to_path_buf(), source: std::io::Error::other("file already closed") }
+    ArchiveError::Io {
+        path: p.to_path_buf(),
+        source: std::io::Error::other("file already closed"),
+    }
 }
 
 impl Drop for AtomicFile {
@@ -199,13 +230,21 @@ mod tests {
 
     #[test]
     fn relative_uses_the_recording_day() {
-        let rel = archive().relative(7, "20170309/200_201_x_cd.wav", "200_201_x_cd.wav").unwrap();
+        let rel = archive()
+            .relative(7, "20170309/200_201_x_cd.wav", "200_201_x_cd.wav")
+            .unwrap();
         assert_eq!(rel, "2017/03/09/7-200_201_x_cd.wav");
     }
 
     #[test]
     fn relative_refuses_hostile_recordings() {
-        for bad in ["../../etc/passwd", "/etc/passwd", "20170309/a\0b.wav", "20170309/..", "a/b/c.wav"] {
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "20170309/a\0b.wav",
+            "20170309/..",
+            "a/b/c.wav",
+        ] {
             assert!(archive().relative(1, bad, "x.wav").is_err(), "{bad:?}");
         }
     }
@@ -213,14 +252,20 @@ mod tests {
     #[test]
     fn relative_refuses_hostile_names() {
         for bad in ["..", "../x.dat", "a/b.dat", "/x", ".hidden", "a b.dat", ""] {
-            assert!(archive().relative(1, "20170309/a.wav", bad).is_err(), "{bad:?}");
+            assert!(
+                archive().relative(1, "20170309/a.wav", bad).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn resolve_stays_inside_the_root() {
         let a = archive();
-        assert_eq!(a.resolve("2017/03/09/1-a.wav").unwrap(), PathBuf::from("/data/recordings/2017/03/09/1-a.wav"));
+        assert_eq!(
+            a.resolve("2017/03/09/1-a.wav").unwrap(),
+            PathBuf::from("/data/recordings/2017/03/09/1-a.wav")
+        );
         for bad in ["../x", "/etc/passwd", "a/../../b", "", "a\\..\\b", "./a"] {
             assert!(a.resolve(bad).is_err(), "{bad:?}");
         }
@@ -244,7 +289,10 @@ mod tests {
         f.write(b"abc").await.unwrap();
         let (n, sha) = f.commit().await.unwrap();
         assert_eq!(n, 3);
-        assert_eq!(sha, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
         assert_eq!(std::fs::read_dir(dir.path().join("d")).unwrap().count(), 1);
     }

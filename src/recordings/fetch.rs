@@ -56,9 +56,14 @@ pub enum FetchError {
     Merge(#[from] super::merge::MergeError),
     /// Hashing the merged file failed.
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The device has no recorder address in the configuration.
-    #[error("no recorder address for device {0:?} (set recorder_url or addr in its [[device]] entry)")]
+    #[error(
+        "no recorder address for device {0:?} (set recorder_url or addr in its [[device]] entry)"
+    )]
     NoRecorder(String),
     /// A RecCodec we do not know.
     #[error("unsupported recording codec {0:?}")]
@@ -74,7 +79,10 @@ pub enum FetchError {
 impl FetchError {
     /// A 404 class error: counts towards `missing`.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FetchError::NotFound { .. } | FetchError::HalvesNotFound { .. })
+        matches!(
+            self,
+            FetchError::NotFound { .. } | FetchError::HalvesNotFound { .. }
+        )
     }
 
     /// Retrying cannot help: give up at once.
@@ -150,10 +158,17 @@ impl FetchCtx {
         }
     }
 
-    async fn fetch_wav(&self, rec: &Recording, base: &str, name: &str) -> Result<Archived, FetchError> {
+    async fn fetch_wav(
+        &self,
+        rec: &Recording,
+        base: &str,
+        name: &str,
+    ) -> Result<Archived, FetchError> {
         let rel = self.archive.relative(rec.id, &rec.path, name)?;
         let url = format!("{base}{}", rec.path);
-        let file = self.download(&rec.device, &url, self.archive.resolve(&rel)?).await?;
+        let file = self
+            .download(&rec.device, &url, self.archive.resolve(&rel)?)
+            .await?;
         let tmp = file.tmp_path().to_path_buf();
         let info = tokio::task::spawn_blocking(move || wav::validate(&tmp))
             .await
@@ -190,14 +205,18 @@ impl FetchCtx {
             originals.push(rel);
             paths.push(abs);
         }
-        let rel = self.archive.relative(rec.id, &rec.path, &format!("{stem}.wav"))?;
+        let rel = self
+            .archive
+            .relative(rec.id, &rec.path, &format!("{stem}.wav"))?;
         let out = self.archive.resolve(&rel)?;
         let layout = self.layout;
         let (send_p, recv_p) = (paths[0].clone(), paths[1].clone());
         let (stats, bytes, sha256) = tokio::task::spawn_blocking(move || {
             let stats = super::merge::merge_files(&send_p, &recv_p, &out, layout)?;
-            let (bytes, sha) =
-                archive::hash_file(&out).map_err(|source| FetchError::Read { path: out.clone(), source })?;
+            let (bytes, sha) = archive::hash_file(&out).map_err(|source| FetchError::Read {
+                path: out.clone(),
+                source,
+            })?;
             Ok::<_, FetchError>((stats, bytes, sha))
         })
         .await
@@ -225,7 +244,9 @@ impl FetchCtx {
             }
         }
         let html = match self.get_text(&rec.device, dir_url).await {
-            Err(e) if e.is_not_found() => return Err(FetchError::HalvesNotFound { stem: stem.into() }),
+            Err(e) if e.is_not_found() => {
+                return Err(FetchError::HalvesNotFound { stem: stem.into() })
+            }
             other => other?,
         };
         let names = locate::listing_names(&html);
@@ -245,7 +266,13 @@ impl FetchCtx {
         let mut out = Vec::with_capacity(2);
         for name in [send, recv] {
             let rel = self.archive.relative(rec.id, &rec.path, name)?;
-            let file = self.download(&rec.device, &format!("{dir_url}{name}"), self.archive.resolve(&rel)?).await?;
+            let file = self
+                .download(
+                    &rec.device,
+                    &format!("{dir_url}{name}"),
+                    self.archive.resolve(&rel)?,
+                )
+                .await?;
             out.push((name.to_string(), file));
         }
         let recv = out.pop().ok_or_else(|| FetchError::Join("pair".into()))?;
@@ -255,9 +282,16 @@ impl FetchCtx {
 
     fn request(&self, device: &str, url: &str) -> reqwest::RequestBuilder {
         let rb = self.client.get(url);
-        match self.cfg.device(device).and_then(|d| d.recorder_user.as_deref()) {
+        match self
+            .cfg
+            .device(device)
+            .and_then(|d| d.recorder_user.as_deref())
+        {
             Some(user) => {
-                let pw = self.cfg.device(device).and_then(|d| d.recorder_password.clone());
+                let pw = self
+                    .cfg
+                    .device(device)
+                    .and_then(|d| d.recorder_password.clone());
                 rb.basic_auth(user, pw)
             }
             None => rb,
@@ -265,24 +299,43 @@ impl FetchCtx {
     }
 
     async fn send(&self, device: &str, url: &str) -> Result<reqwest::Response, FetchError> {
-        let http = |source| FetchError::Http { url: url.to_string(), source };
+        let http = |source| FetchError::Http {
+            url: url.to_string(),
+            source,
+        };
         let resp = self.request(device, url).send().await.map_err(http)?;
         match resp.status().as_u16() {
             200..=299 => Ok(resp),
-            404 => Err(FetchError::NotFound { url: url.to_string() }),
-            status => Err(FetchError::Status { url: url.to_string(), status }),
+            404 => Err(FetchError::NotFound {
+                url: url.to_string(),
+            }),
+            status => Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            }),
         }
     }
 
     /// Streams `url` into a synced, not yet committed temporary file for `dest`.
-    async fn download(&self, device: &str, url: &str, dest: PathBuf) -> Result<AtomicFile, FetchError> {
+    async fn download(
+        &self,
+        device: &str,
+        url: &str,
+        dest: PathBuf,
+    ) -> Result<AtomicFile, FetchError> {
         let resp = self.send(device, url).await?;
         let mut file = AtomicFile::create(dest).await?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| FetchError::Http { url: url.to_string(), source })?;
+            let chunk = chunk.map_err(|source| FetchError::Http {
+                url: url.to_string(),
+                source,
+            })?;
             if file.bytes() + chunk.len() as u64 > MAX_DOWNLOAD_BYTES {
-                return Err(FetchError::TooLarge { url: url.to_string(), limit: MAX_DOWNLOAD_BYTES });
+                return Err(FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_DOWNLOAD_BYTES,
+                });
             }
             file.write(&chunk).await?;
         }
@@ -295,9 +348,15 @@ impl FetchCtx {
         let mut body = resp.bytes_stream();
         let mut buf = Vec::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| FetchError::Http { url: url.to_string(), source })?;
+            let chunk = chunk.map_err(|source| FetchError::Http {
+                url: url.to_string(),
+                source,
+            })?;
             if (buf.len() + chunk.len()) as u64 > MAX_LISTING_BYTES {
-                return Err(FetchError::TooLarge { url: url.to_string(), limit: MAX_LISTING_BYTES });
+                return Err(FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_LISTING_BYTES,
+                });
             }
             buf.extend_from_slice(&chunk);
         }
@@ -326,15 +385,24 @@ pub async fn record_outcome(
         Ok(a) => {
             tracing::info!(bytes = a.bytes, duration = a.duration_seconds, file = %a.file, "recording archived");
             metrics::counter!("callvault_recordings_fetch_total", "outcome" => "done").increment(1);
-            metrics::counter!("callvault_recordings_bytes_total").increment(u64::try_from(a.bytes).unwrap_or(0));
+            metrics::counter!("callvault_recordings_bytes_total")
+                .increment(u64::try_from(a.bytes).unwrap_or(0));
             let id = rec.id;
-            store.writer.write(move |tx| rec_store::finish_done(tx, id, &a)).await?;
+            store
+                .writer
+                .write(move |tx| rec_store::finish_done(tx, id, &a))
+                .await?;
             Ok(rec_store::DONE)
         }
         Err(e) => {
-            let give_up = e.is_permanent() || rec.attempts >= i64::from(cfg.recordings.max_attempts);
+            let give_up =
+                e.is_permanent() || rec.attempts >= i64::from(cfg.recordings.max_attempts);
             let retry_at = (!give_up).then(|| {
-                let delay = backoff_ms(cfg.recordings.retry_base_ms, cfg.recordings.retry_max_ms, rec.attempts);
+                let delay = backoff_ms(
+                    cfg.recordings.retry_base_ms,
+                    cfg.recordings.retry_max_ms,
+                    rec.attempts,
+                );
                 crate::store::now_stamp().1 + i64::try_from(delay).unwrap_or(i64::MAX / 2)
             });
             let (id, msg, nf) = (rec.id, e.to_string(), e.is_not_found());
@@ -342,8 +410,13 @@ pub async fn record_outcome(
                 .writer
                 .write(move |tx| rec_store::finish_attempt_failed(tx, id, &msg, nf, retry_at))
                 .await?;
-            let outcome = if status == rec_store::PENDING { "retry" } else { status };
-            metrics::counter!("callvault_recordings_fetch_total", "outcome" => outcome).increment(1);
+            let outcome = if status == rec_store::PENDING {
+                "retry"
+            } else {
+                status
+            };
+            metrics::counter!("callvault_recordings_fetch_total", "outcome" => outcome)
+                .increment(1);
             if retry_at.is_some() {
                 tracing::warn!(error = %e, attempt = rec.attempts, "recording fetch failed; will retry");
             } else {
@@ -374,8 +447,17 @@ mod tests {
     #[test]
     fn recorder_base_for_unknown_ip_devices() {
         let cfg = Config::default();
-        assert_eq!(recorder_base(&cfg, "10.0.0.9").unwrap(), "http://10.0.0.9/mcc/Recorder/");
-        assert_eq!(recorder_base(&cfg, "::1").unwrap(), "http://[::1]/mcc/Recorder/");
-        assert!(matches!(recorder_base(&cfg, "hq"), Err(FetchError::NoRecorder(_))));
+        assert_eq!(
+            recorder_base(&cfg, "10.0.0.9").unwrap(),
+            "http://10.0.0.9/mcc/Recorder/"
+        );
+        assert_eq!(
+            recorder_base(&cfg, "::1").unwrap(),
+            "http://[::1]/mcc/Recorder/"
+        );
+        assert!(matches!(
+            recorder_base(&cfg, "hq"),
+            Err(FetchError::NoRecorder(_))
+        ));
     }
 }

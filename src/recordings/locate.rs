@@ -36,7 +36,9 @@ pub fn listing_names(html: &str) -> Vec<String> {
     while let Some(i) = lower[rest..].find("href") {
         rest += i + 4;
         let trimmed = html[rest..].trim_start();
-        let Some(value_part) = trimmed.strip_prefix('=') else { continue };
+        let Some(value_part) = trimmed.strip_prefix('=') else {
+            continue;
+        };
         let value_part = value_part.trim_start();
         let (quote, body) = match value_part.chars().next() {
             Some(q @ ('"' | '\'')) => (Some(q), &value_part[1..]),
@@ -64,7 +66,10 @@ pub fn halves_in_listing(names: &[String], stem: &str) -> Option<(String, String
     let pick = |side: &str| {
         let mut found: Vec<&String> = names
             .iter()
-            .filter(|n| n.strip_prefix(stem).is_some_and(|rest| rest.to_ascii_lowercase().contains(side)))
+            .filter(|n| {
+                n.strip_prefix(stem)
+                    .is_some_and(|rest| rest.to_ascii_lowercase().contains(side))
+            })
             .collect();
         found.sort_by_key(|n| !n.to_ascii_lowercase().ends_with(".dat"));
         found.first().map(|n| n.to_string())
@@ -83,8 +88,14 @@ mod tests {
     #[test]
     fn template_names_fill_the_stem() {
         let names = template_names(&default_templates(), "a_b_cd");
-        assert_eq!(names[0], ("a_b_cd_send.dat".into(), "a_b_cd_recv.dat".into()));
-        assert_eq!(names[2], ("a_b_cd-send.dat".into(), "a_b_cd-recv.dat".into()));
+        assert_eq!(
+            names[0],
+            ("a_b_cd_send.dat".into(), "a_b_cd_recv.dat".into())
+        );
+        assert_eq!(
+            names[2],
+            ("a_b_cd-send.dat".into(), "a_b_cd-recv.dat".into())
+        );
     }
 
     #[test]
@@ -98,19 +109,32 @@ mod tests {
         let html = r#"<html><a href="../">Parent</a> <A HREF='a-send.dat'>a</A>
             <a href=/mcc/Recorder/20240108/a-recv.dat?x=1>b</a> <a href="../../etc/passwd">x</a>
             <a href="a b.dat">sp</a><a href="a-send.dat">dup</a>"#;
-        assert_eq!(listing_names(html), vec!["a-send.dat", "a-recv.dat", "passwd"]);
+        assert_eq!(
+            listing_names(html),
+            vec!["a-send.dat", "a-recv.dat", "passwd"]
+        );
     }
 
     #[test]
     fn halves_in_listing_needs_both_sides() {
-        let names: Vec<String> = ["x.wav", "x-send.dat", "x-recv.dat", "y-send.dat"].map(String::from).to_vec();
-        assert_eq!(halves_in_listing(&names, "x"), Some(("x-send.dat".into(), "x-recv.dat".into())));
+        let names: Vec<String> = ["x.wav", "x-send.dat", "x-recv.dat", "y-send.dat"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            halves_in_listing(&names, "x"),
+            Some(("x-send.dat".into(), "x-recv.dat".into()))
+        );
         assert_eq!(halves_in_listing(&names, "y"), None);
     }
 
     #[test]
     fn halves_in_listing_prefers_dat_files() {
-        let names: Vec<String> = ["s.send.txt", "s.send.dat", "s.recv.dat"].map(String::from).to_vec();
-        assert_eq!(halves_in_listing(&names, "s"), Some(("s.send.dat".into(), "s.recv.dat".into())));
+        let names: Vec<String> = ["s.send.txt", "s.send.dat", "s.recv.dat"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            halves_in_listing(&names, "s"),
+            Some(("s.send.dat".into(), "s.recv.dat".into()))
+        );
     }
 }

@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn g711_info_reads_alaw_duration() {
         let info = g711_info(&g711(6, 16000, 16000), 16046).unwrap();
-        assert_eq!((info.channels, info.sample_rate, info.duration_seconds), (1, 8000, 2.0));
+        assert_eq!(
+            (info.channels, info.sample_rate, info.duration_seconds),
+            (1, 8000, 2.0)
+        );
     }
 
     #[test]
@@ -166,7 +169,12 @@ mod tests {
         std::fs::write(&bad, b"<html>not found</html>").unwrap();
         assert!(validate(&bad).is_err());
         let good = dir.path().join("good.wav");
-        let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&good, spec).unwrap();
         for i in 0..4000 {
             w.write_sample((i % 100) as i16).unwrap();

@@ -49,7 +49,11 @@ impl Fetcher {
 
     /// Puts rows left `fetching` by a stopped process back to `pending`.
     pub async fn resume(&self) -> store::Result<usize> {
-        let n = self.store.writer.write(|tx| rec_store::reset_fetching(tx)).await?;
+        let n = self
+            .store
+            .writer
+            .write(rec_store::reset_fetching)
+            .await?;
         if n > 0 {
             tracing::info!(jobs = n, "resuming interrupted recording fetches");
         }
@@ -83,7 +87,11 @@ impl Fetcher {
         let mut stats = PassStats::default();
         let mut running: JoinSet<store::Result<&'static str>> = JoinSet::new();
         loop {
-            let due_before = if ignore_delay { i64::MAX } else { store::now_stamp().1 };
+            let due_before = if ignore_delay {
+                i64::MAX
+            } else {
+                store::now_stamp().1
+            };
             let jobs = self.claim(due_before, seen.clone()).await?;
             for job in jobs {
                 seen.insert(job.id);
@@ -91,7 +99,9 @@ impl Fetcher {
                 let me = self.clone();
                 running.spawn(async move { me.attempt(job).await });
             }
-            let Some(res) = running.join_next().await else { break };
+            let Some(res) = running.join_next().await else {
+                break;
+            };
             match res.map_err(|_| store::StoreError::WriterGone)?? {
                 rec_store::DONE => stats.done += 1,
                 rec_store::MISSING => stats.missing += 1,
@@ -138,7 +148,8 @@ impl Fetcher {
     /// Until the next pending row is due, at most [`POLL`].
     async fn idle_wait(&self, now: i64) -> Duration {
         match self.store.read(rec_store::next_due).await {
-            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).clamp(Duration::from_millis(5), POLL),
+            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
+                .clamp(Duration::from_millis(5), POLL),
             _ => POLL,
         }
     }

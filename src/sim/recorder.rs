@@ -86,7 +86,11 @@ impl RecorderHandle {
 
     /// Requests seen for `YYYYMMDD/name`.
     pub fn requests(&self, path: &str) -> u32 {
-        self.shared.tries.lock().map(|t| t.get(path).copied().unwrap_or(0)).unwrap_or(0)
+        self.shared
+            .tries
+            .lock()
+            .map(|t| t.get(path).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     pub async fn stop(self) {
@@ -97,14 +101,23 @@ impl RecorderHandle {
 
 /// The files served for `spec`, as (`YYYYMMDD/name`, bytes).
 pub fn files_for(spec: &RecordingSpec, faults: &Faults) -> Vec<(String, Vec<u8>)> {
-    names_for(spec, faults).into_iter().map(|(path, kind)| (path, content(spec, kind))).collect()
+    names_for(spec, faults)
+        .into_iter()
+        .map(|(path, kind)| (path, content(spec, kind)))
+        .collect()
 }
 
 fn names_for(spec: &RecordingSpec, faults: &Faults) -> Vec<(String, Kind)> {
     if spec.codec.eq_ignore_ascii_case("G729") {
         let stem = spec.path.strip_suffix(".wav").unwrap_or(&spec.path);
-        let (s, r) = faults.half_suffixes.clone().unwrap_or_else(|| ("_send.dat".into(), "_recv.dat".into()));
-        vec![(format!("{stem}{s}"), Kind::Send), (format!("{stem}{r}"), Kind::Recv)]
+        let (s, r) = faults
+            .half_suffixes
+            .clone()
+            .unwrap_or_else(|| ("_send.dat".into(), "_recv.dat".into()));
+        vec![
+            (format!("{stem}{s}"), Kind::Send),
+            (format!("{stem}{r}"), Kind::Recv),
+        ]
     } else {
         vec![(spec.path.clone(), Kind::Wav)]
     }
@@ -116,7 +129,10 @@ fn content(spec: &RecordingSpec, kind: Kind) -> Vec<u8> {
     match kind {
         Kind::Wav => tone_wav(seconds * 8000),
         Kind::Send => looped(AGENT, frames * FRAME),
-        Kind::Recv => looped(CUSTOMER, frames.saturating_sub(RECV_SHORTER_FRAMES).max(1) * FRAME),
+        Kind::Recv => looped(
+            CUSTOMER,
+            frames.saturating_sub(RECV_SHORTER_FRAMES).max(1) * FRAME,
+        ),
     }
 }
 
@@ -130,7 +146,13 @@ fn tone_wav(samples: usize) -> Vec<u8> {
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + samples as u32 * 2).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32.to_le_bytes(), [1, 0, 1, 0], 8000u32.to_le_bytes(), 16000u32.to_le_bytes(), [2, 0, 16, 0]] {
+    for v in [
+        16u32.to_le_bytes(),
+        [1, 0, 1, 0],
+        8000u32.to_le_bytes(),
+        16000u32.to_le_bytes(),
+        [2, 0, 16, 0],
+    ] {
         out.extend_from_slice(&v);
     }
     out.extend_from_slice(b"data");
@@ -156,7 +178,11 @@ pub async fn start(specs: Vec<RecordingSpec>, faults: Faults) -> std::io::Result
             files.insert(path, (spec.clone(), kind));
         }
     }
-    let shared = Arc::new(Shared { files, faults, tries: Mutex::new(HashMap::new()) });
+    let shared = Arc::new(Shared {
+        files,
+        faults,
+        tries: Mutex::new(HashMap::new()),
+    });
     let app = Router::new().fallback(handle).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -171,7 +197,12 @@ pub async fn start(specs: Vec<RecordingSpec>, faults: Faults) -> std::io::Result
             tracing::error!(error = %e, "simulated recorder failed");
         }
     });
-    Ok(RecorderHandle { addr, shared, stop, task })
+    Ok(RecorderHandle {
+        addr,
+        shared,
+        stop,
+        task,
+    })
 }
 
 async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
@@ -179,9 +210,21 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         tokio::time::sleep(d).await;
     }
     if let Some((user, pw)) = &sh.faults.basic_auth {
-        let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}")));
-        if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"Recorder\"")], "")
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        );
+        if req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(want.as_str())
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"Recorder\"")],
+                "",
+            )
                 .into_response();
         }
     }
@@ -190,7 +233,9 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     let rest = rest.to_string();
     let tries = {
-        let Ok(mut t) = sh.tries.lock() else { return not_found() };
+        let Ok(mut t) = sh.tries.lock() else {
+            return not_found();
+        };
         let n = t.entry(rest.clone()).or_insert(0);
         *n += 1;
         *n
@@ -202,33 +247,55 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if !day.contains('/') {
         return listing(&sh, day);
     }
-    let Some((spec, kind)) = sh.files.get(&rest) else { return not_found() };
+    let Some((spec, kind)) = sh.files.get(&rest) else {
+        return not_found();
+    };
     if tries <= sh.faults.not_found_first {
         return not_found();
     }
     let bytes = content(spec, *kind);
     let len = bytes.len();
-    let ctype = if matches!(kind, Kind::Wav) { "audio/wav" } else { "application/octet-stream" };
+    let ctype = if matches!(kind, Kind::Wav) {
+        "audio/wav"
+    } else {
+        "application/octet-stream"
+    };
     if tries <= sh.faults.drop_mid_body_first {
         let half = Bytes::from(bytes).slice(..len / 2);
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(half), Err(std::io::Error::other("simulated connection drop"))];
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(half),
+            Err(std::io::Error::other("simulated connection drop")),
+        ];
         let body = Body::from_stream(futures_util::stream::iter(chunks));
         let len = len.to_string();
-        return ([(header::CONTENT_TYPE, ctype), (header::CONTENT_LENGTH, len.as_str())], body).into_response();
+        return (
+            [
+                (header::CONTENT_TYPE, ctype),
+                (header::CONTENT_LENGTH, len.as_str()),
+            ],
+            body,
+        )
+            .into_response();
     }
     ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/html")], "<html><body>404 Not Found</body></html>")
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html><body>404 Not Found</body></html>",
+    )
         .into_response()
 }
 
 /// The day directory as the device's storage page shows it.
 fn listing(sh: &Shared, day: &str) -> Response {
-    let mut names: Vec<&str> =
-        sh.files.keys().filter_map(|k| k.strip_prefix(day).and_then(|r| r.strip_prefix('/'))).collect();
+    let mut names: Vec<&str> = sh
+        .files
+        .keys()
+        .filter_map(|k| k.strip_prefix(day).and_then(|r| r.strip_prefix('/')))
+        .collect();
     if names.is_empty() {
         return not_found();
     }
@@ -246,7 +313,11 @@ mod tests {
     use super::*;
 
     fn spec(codec: &str, seconds: u32) -> RecordingSpec {
-        RecordingSpec { path: "20240108/200_201_20240108_090000_1_cd.wav".into(), codec: codec.into(), seconds }
+        RecordingSpec {
+            path: "20240108/200_201_20240108_090000_1_cd.wav".into(),
+            codec: codec.into(),
+            seconds,
+        }
     }
 
     #[test]
@@ -263,6 +334,9 @@ mod tests {
         assert_eq!(files[0].0, "20240108/200_201_20240108_090000_1_cd_send.dat");
         assert_eq!(files[0].1.len(), 200 * FRAME);
         assert_eq!(files[1].1.len(), (200 - RECV_SHORTER_FRAMES) * FRAME);
-        assert_eq!(&files[0].1[..AGENT.len().min(100)], &AGENT[..AGENT.len().min(100)]);
+        assert_eq!(
+            &files[0].1[..AGENT.len().min(100)],
+            &AGENT[..AGENT.len().min(100)]
+        );
     }
 }

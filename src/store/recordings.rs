@@ -46,7 +46,8 @@ pub struct Recording {
     pub updated_at: String,
 }
 
-const COLS: &str = "r.id, r.leg_id, r.device, r.path, r.codec, r.status, r.attempts, r.not_found, r.due_ms,
+const COLS: &str =
+    "r.id, r.leg_id, r.device, r.path, r.codec, r.status, r.attempts, r.not_found, r.due_ms,
     r.last_error, r.file, r.originals, r.bytes, r.duration_seconds, r.sha256, r.updated_at,
     (SELECT cdr_id FROM legs WHERE legs.id = r.leg_id)";
 
@@ -111,8 +112,9 @@ pub fn claim_due(
 ) -> Result<Vec<Recording>> {
     let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     {
-        let mut st =
-            tx.prepare_cached("SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device")?;
+        let mut st = tx.prepare_cached(
+            "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
+        )?;
         for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (d, n) = row?;
             busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
@@ -163,7 +165,8 @@ pub struct Archived {
 /// Marks a recording `done`.
 pub fn finish_done(tx: &Transaction, id: i64, a: &Archived) -> Result<()> {
     let (now, _) = now_stamp();
-    let originals = serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let originals =
+        serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached(
         "UPDATE recordings SET status = 'done', last_error = NULL, file = ?2, originals = ?3, bytes = ?4,
              duration_seconds = ?5, sha256 = ?6, updated_at = ?7 WHERE id = ?1",
@@ -189,15 +192,21 @@ pub fn finish_attempt_failed(
     .execute(params![id, error, i64::from(was_404), now])?;
     let status = match retry_at_ms {
         Some(due) => {
-            tx.prepare_cached("UPDATE recordings SET status = 'pending', due_ms = ?2 WHERE id = ?1")?
-                .execute(params![id, due])?;
+            tx.prepare_cached(
+                "UPDATE recordings SET status = 'pending', due_ms = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, due])?;
             PENDING
         }
         None => {
             let (attempts, not_found): (i64, i64) = tx
                 .prepare_cached("SELECT attempts, not_found FROM recordings WHERE id = ?1")?
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let status = if not_found >= attempts { MISSING } else { FAILED };
+            let status = if not_found >= attempts {
+                MISSING
+            } else {
+                FAILED
+            };
             tx.prepare_cached("UPDATE recordings SET status = ?2 WHERE id = ?1")?
                 .execute(params![id, status])?;
             status
@@ -239,8 +248,11 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
 /// Rows with one of `statuses`, newest first.
 pub fn with_status(conn: &Connection, statuses: &[&str], limit: i64) -> Result<Vec<Recording>> {
     let marks = vec!["?"; statuses.len()].join(",");
-    let sql = format!("SELECT {COLS} FROM recordings r WHERE r.status IN ({marks}) ORDER BY r.id DESC LIMIT ?");
-    let mut args: Vec<rusqlite::types::Value> = statuses.iter().map(|s| s.to_string().into()).collect();
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r WHERE r.status IN ({marks}) ORDER BY r.id DESC LIMIT ?"
+    );
+    let mut args: Vec<rusqlite::types::Value> =
+        statuses.iter().map(|s| s.to_string().into()).collect();
     args.push(limit.into());
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
@@ -249,7 +261,10 @@ pub fn with_status(conn: &Connection, statuses: &[&str], limit: i64) -> Result<V
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Recording>> {
     let sql = format!("SELECT {COLS} FROM recordings r WHERE r.id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// The recordings of a call's legs, in leg order.
@@ -275,5 +290,8 @@ pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Record
          ORDER BY (c.answered_by IS NOT NULL AND l.cdpn = c.answered_by) DESC, l.duration DESC, r.id
          LIMIT 1"
     );
-    Ok(conn.prepare_cached(&sql)?.query_row([call_id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([call_id], from_row)
+        .optional()?)
 }
