@@ -183,12 +183,7 @@ impl FetchCtx {
         })
     }
 
-    #[cfg(not(feature = "g729"))]
-    async fn fetch_g729(&self, _rec: &Recording, _base: &str) -> Result<Archived, FetchError> {
-        Err(FetchError::NoG729)
-    }
-
-    #[cfg(feature = "g729")]
+    /// Locates, downloads and keeps both halves, then merges them.
     async fn fetch_g729(&self, rec: &Recording, base: &str) -> Result<Archived, FetchError> {
         let stem = archive::stem_of(&rec.path).to_string();
         let dir_url = match rec.path.rsplit_once('/') {
@@ -209,25 +204,45 @@ impl FetchCtx {
             .archive
             .relative(rec.id, &rec.path, &format!("{stem}.wav"))?;
         let out = self.archive.resolve(&rel)?;
-        let layout = self.layout;
-        let (send_p, recv_p) = (paths[0].clone(), paths[1].clone());
-        let (stats, bytes, sha256) = tokio::task::spawn_blocking(move || {
-            let stats = super::merge::merge_files(&send_p, &recv_p, &out, layout)?;
-            let (bytes, sha) = archive::hash_file(&out).map_err(|source| FetchError::Read {
-                path: out.clone(),
-                source,
-            })?;
-            Ok::<_, FetchError>((stats, bytes, sha))
-        })
-        .await
-        .map_err(|e| FetchError::Join(e.to_string()))??;
+        let (duration_seconds, bytes, sha256) = self.merge_halves(paths, out).await?;
         Ok(Archived {
             file: rel,
             originals,
             bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-            duration_seconds: stats.duration_secs,
+            duration_seconds,
             sha256,
         })
+    }
+
+    #[cfg(not(feature = "g729"))]
+    async fn merge_halves(
+        &self,
+        _halves: Vec<PathBuf>,
+        _out: PathBuf,
+    ) -> Result<(f64, u64, String), FetchError> {
+        Err(FetchError::NoG729)
+    }
+
+    /// Merges the kept halves into `out` (atomically); (seconds, bytes, sha256).
+    #[cfg(feature = "g729")]
+    async fn merge_halves(
+        &self,
+        halves: Vec<PathBuf>,
+        out: PathBuf,
+    ) -> Result<(f64, u64, String), FetchError> {
+        let layout = self.layout;
+        tokio::task::spawn_blocking(move || {
+            let [send, recv] = <[PathBuf; 2]>::try_from(halves)
+                .map_err(|_| FetchError::Join("two halves".into()))?;
+            let stats = super::merge::merge_files(&send, &recv, &out, layout)?;
+            let (bytes, sha) = archive::hash_file(&out).map_err(|source| FetchError::Read {
+                path: out.clone(),
+                source,
+            })?;
+            Ok((stats.duration_secs, bytes, sha))
+        })
+        .await
+        .map_err(|e| FetchError::Join(e.to_string()))?
     }
 
     /// Downloads both halves (uncommitted): name templates first, then the listing.
