@@ -116,6 +116,13 @@ pub struct RecordingsConfig {
     pub per_device_concurrency: usize,
     /// `mono` (saturating sum) or `stereo` (left send, right recv) for merged G.729 calls.
     pub layout: String,
+    /// First retry delay in milliseconds; doubles per attempt (with jitter) up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    /// Longest delay between two attempts, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Names of the G.729 halves tried in order, as `[send, recv]` pairs; `{stem}` is the
+    /// `<Recording>` file name without `.wav`. The day directory listing is the last resort.
+    pub g729_templates: Vec<[String; 2]>,
 }
 
 impl Default for RecordingsConfig {
@@ -125,6 +132,16 @@ impl Default for RecordingsConfig {
             max_attempts: 8,
             per_device_concurrency: 2,
             layout: "mono".into(),
+            retry_base_ms: 5_000,
+            retry_max_ms: 600_000,
+            g729_templates: [
+                ["{stem}_send.dat", "{stem}_recv.dat"],
+                ["{stem}.send.dat", "{stem}.recv.dat"],
+                ["{stem}-send.dat", "{stem}-recv.dat"],
+            ]
+            .iter()
+            .map(|[s, r]| [s.to_string(), r.to_string()])
+            .collect(),
         }
     }
 }

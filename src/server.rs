@@ -78,7 +78,7 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
             _ => Ok(()),
         })
     };
-    let hooks = vec![calls_hook, queue_hook];
+    let hooks = vec![calls_hook, queue_hook, crate::recordings::schedule::hook(cfg.clone())];
     Ok((Ingestor::new(store.clone(), cfg.clone(), hooks), queues))
 }
 
@@ -88,6 +88,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     http::telemetry::metrics_handle();
     let store = Store::open(&cfg.db_path())
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
+    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone()).map_err(anyhow::Error::msg)?;
+    fetcher.resume().await.context("resuming recording fetches")?;
     let ingest_l = TcpListener::bind(&cfg.ingest.listen)
         .await
         .with_context(|| format!("binding ingest listener {}", cfg.ingest.listen))?;
@@ -116,6 +118,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }));
     }
     tasks.push(tokio::spawn(expire_queue_visits(store.clone(), queues, rx.clone())));
+    tasks.push(fetcher.spawn(rx.clone()));
     tracing::info!(%ingest_addr, %api_addr, data = %cfg.data_dir.display(), "callvault serving");
     Ok(Running { ingest_addr, api_addr, store, shutdown: tx, tasks })
 }

@@ -10,3 +10,5 @@ mod g729_reference;
 mod sim_scenarios;
 mod calls_sim;
 mod queues_sim;
+mod recordings_fetch;
+mod recordings_http;

@@ -5,6 +5,8 @@ mod calls;
 mod import;
 mod rebuild;
 mod simulate;
+mod merge_g729;
+mod recordings;
 mod serve;
 mod token;
 
@@ -47,6 +49,12 @@ pub enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Run the simulated OM device alone, pushing calls to a collector.
     Simulate(simulate::SimulateArgs),
+    /// Recording archiver: counts by status, or one fetch pass now.
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCmd),
+    /// Merge the send and recv halves of a G.729 recording into one WAV.
+    #[command(name = "merge-g729")]
+    MergeG729(merge_g729::MergeArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -82,6 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calls(a) => calls::run(cfg, a),
         Command::Rebuild(a) => rebuild::run(cfg, a),
         Command::Simulate(a) => simulate::run(cfg, a),
+        Command::Recordings(r) => recordings::run(cfg, r),
+        Command::MergeG729(a) => merge_g729::run(a),
     }
 }
 

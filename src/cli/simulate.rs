@@ -84,21 +84,31 @@ pub fn run(cfg: Config, a: SimulateArgs) -> anyhow::Result<ExitCode> {
         a.target
     );
     let sent = super::runtime()?.block_on(async {
+        // The recorder is up before the first push so that an archiver
+        // fetching on CDR arrival finds the files.
+        let recorder = match &a.recorder {
+            Some(addr) => {
+                let h = crate::sim::recorder::start_at(addr, plan.recordings.clone(), Default::default())
+                    .await
+                    .with_context(|| format!("binding the simulated recorder on {addr}"))?;
+                eprintln!("simulated recorder serving {}", h.base_url());
+                Some(h)
+            }
+            None => None,
+        };
         let sent = push::run(&target, &plan.pushes, Pace::Rate(a.rate), |i, r| {
             if let Err(e) = r {
                 tracing::warn!(push = i, error = %e, "push failed");
             }
         })
         .await;
-        if let Some(addr) = &a.recorder {
-            serve_recorder(addr, &plan.recordings).await?;
+        if let Some(h) = recorder {
+            eprintln!("pushes done; recorder keeps serving until Ctrl-C");
+            crate::server::shutdown_signal().await;
+            h.stop().await;
         }
         anyhow::Ok(sent)
     })?;
     println!("{} pushes accepted, {} refused, {} failed", sent.ok, sent.refused, sent.failed);
     Ok(if sent.refused + sent.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
-}
-
-async fn serve_recorder(_addr: &str, _specs: &[crate::sim::RecordingSpec]) -> anyhow::Result<()> {
-    anyhow::bail!("the simulated recorder is not available in this build")
 }

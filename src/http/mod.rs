@@ -7,6 +7,7 @@ pub mod error;
 pub mod ingest;
 pub mod legs;
 pub mod queues;
+pub mod recordings;
 pub mod router;
 pub mod telemetry;
 

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{calls, legs, queues, telemetry, AppError};
+use super::{calls, legs, queues, recordings, telemetry, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -29,6 +29,8 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/calls/{id}", get(calls::detail))
         .route("/api/queues/visits", get(queues::visits))
         .route("/api/queues/summary", get(queues::summary))
+        .route("/api/calls/{id}/recording", get(recordings::by_call))
+        .route("/api/recordings/{id}", get(recordings::by_id))
         .fallback(not_found)
         .with_state(state)
 }

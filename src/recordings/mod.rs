@@ -1,6 +1,12 @@
 //! Recordings stage (DESIGN.md §5): turning the device's recording files into
 //! archived audio.
 //!
+//! * [`schedule`]: the ingest hook queuing a `pending` row per recorded leg.
+//! * [`worker`]: the fetch worker of `serve` and the one-off pass of
+//!   `recordings fetch`; [`fetch`] is one attempt (download, validate,
+//!   merge, archive), [`locate`] finds the G.729 halves on the device,
+//!   [`archive`] builds safe paths and writes files atomically, [`wav`]
+//!   validates G.711 WAVs.
 //! * [`g729`]: reads one G.729 half (`*_send.dat` / `*_recv.dat`), raw or ITU
 //!   serial framing, and decodes it to 8 kHz PCM, streaming.
 //! * [`merge`]: decodes the send and recv halves in parallel and writes one
@@ -8,8 +14,16 @@
 //!
 //! The codec (g729-sys, a port of the GPL-3 bcg729) sits behind the `g729`
 //! cargo feature, on by default. Without it, frame reading still builds but
-//! decoding and merging do not.
+//! decoding and merging do not (G.729 recordings then end `failed`).
 
+pub mod archive;
+pub mod fetch;
 pub mod g729;
+pub mod locate;
 #[cfg(feature = "g729")]
 pub mod merge;
+pub mod schedule;
+pub mod wav;
+pub mod worker;
+
+pub use worker::{Fetcher, PassStats};

@@ -8,7 +8,8 @@
 //! the [`Truth`] (logical calls per CALLS_SPEC.md and queue visits per
 //! DESIGN §6) that grouping and queue inference are checked against.
 //!
-//! The HTTP side (sending pushes, serving recordings) lives elsewhere.
+//! [`recorder`] is the HTTP side of the recordings: the device's recorder
+//! serving the files of a plan. Sending pushes lives elsewhere.
 
 mod inbound;
 pub mod push;
@@ -16,6 +17,7 @@ mod queue;
 mod scenarios;
 mod timeline;
 mod traffic;
+pub mod recorder;
 pub mod truth;
 pub mod xml;
 

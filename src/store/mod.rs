@@ -14,6 +14,7 @@ pub mod calls;
 pub mod legs;
 pub mod pushes;
 pub mod queues;
+pub mod recordings;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,89 @@
+//! `callvault recordings status|fetch`: the recording archiver from the
+//! command line.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::recordings::Fetcher;
+use crate::store::recordings::{self as rec_store, FAILED, MISSING};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCmd {
+    /// Count recordings by status (pending, fetching, done, missing, failed) and list
+    /// the missing and failed ones with their last error.
+    Status(StatusArgs),
+    /// Run one pass over the due recording jobs now (each job tried once), then exit.
+    /// Use while `serve` is not running, or to retry after fixing a device's address.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many missing/failed recordings to list.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Do not wait for fetch_delay_seconds or the retry backoff: try every pending job.
+    #[arg(long)]
+    pub now: bool,
+}
+
+pub fn run(cfg: Config, cmd: RecordingsCmd) -> anyhow::Result<ExitCode> {
+    let cfg = Arc::new(cfg);
+    let store = Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    match cmd {
+        RecordingsCmd::Status(a) => status(&store, a),
+        RecordingsCmd::Fetch(a) => fetch(store, cfg, a),
+    }
+}
+
+fn status(store: &Store, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let counts = store.read_blocking(rec_store::counts)?;
+    for (status, n) in &counts {
+        println!("{status:<9} {n}");
+    }
+    let problems =
+        store.read_blocking(|c| rec_store::with_status(c, &[FAILED, MISSING], a.limit))?;
+    if !problems.is_empty() {
+        println!();
+        for r in problems {
+            println!(
+                "{:<7} #{} {} {} (attempts {}): {}",
+                r.status,
+                r.id,
+                r.device,
+                r.path,
+                r.attempts,
+                r.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCode> {
+    let fetcher = Fetcher::new(store, cfg).map_err(anyhow::Error::msg)?;
+    let stats = super::runtime()?.block_on(async move {
+        // Rows a stopped process left `fetching` would otherwise block the per-device cap.
+        fetcher.resume().await?;
+        fetcher.run_due(a.now).await
+    })?;
+    println!(
+        "attempted {}: {} done, {} to retry, {} missing, {} failed",
+        stats.attempted, stats.done, stats.retrying, stats.missing, stats.failed
+    );
+    Ok(if stats.failed + stats.missing > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

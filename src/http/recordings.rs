@@ -1,0 +1,275 @@
+//! `GET /api/calls/{id}/recording` (the call's primary recording) and
+//! `GET /api/recordings/{id}`: the archived WAV, streamed, with HTTP Range
+//! support. The file's sha256 is checked before it is served (once per
+//! file version: the result is cached by path, size and mtime).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::auth::{Caller, Perm};
+use super::{AppError, AppState};
+use crate::recordings::archive::{self, Archive};
+use crate::store::calls;
+use crate::store::recordings::{self as rec_store, Recording};
+
+/// What a `Range` header asks of a file of a given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeReq {
+    /// No (usable) range: the whole file, 200.
+    Full,
+    /// Bytes `start..=end`, 206.
+    Part { start: u64, end: u64 },
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range (RFC 9110 §14.1.2). Multiple ranges and
+/// malformed headers are ignored (the whole file is served, as allowed).
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        return match b.parse::<u64>() {
+            Ok(0) => RangeReq::Unsatisfiable,
+            Ok(_) if len == 0 => RangeReq::Unsatisfiable,
+            Ok(n) => RangeReq::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
+            Err(_) => RangeReq::Full,
+        };
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeReq::Full;
+    };
+    let end = match b {
+        "" => u64::MAX,
+        b => match b.parse::<u64>() {
+            Ok(e) if e >= start => e,
+            _ => return RangeReq::Full,
+        },
+    };
+    if start >= len {
+        return RangeReq::Unsatisfiable;
+    }
+    RangeReq::Part {
+        start,
+        end: end.min(len - 1),
+    }
+}
+
+pub async fn by_call(
+    caller: Caller,
+    State(st): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    caller.require(Perm::Recordings)?;
+    let found = st
+        .store
+        .read(move |c| {
+            let Some(call) = calls::resolve_id(c, &id)? else {
+                return Ok(Err("no such call"));
+            };
+            Ok(rec_store::primary_of_call(c, &call)?.ok_or("the call has no recording"))
+        })
+        .await?;
+    match found {
+        Ok(rec) => serve(&st, rec, &headers).await,
+        Err(why) => Err(AppError::NotFound(why.into())),
+    }
+}
+
+pub async fn by_id(
+    caller: Caller,
+    State(st): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    caller.require(Perm::Recordings)?;
+    let missing = || AppError::NotFound("no such recording".into());
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let rec = st
+        .store
+        .read(move |c| rec_store::get(c, id))
+        .await?
+        .ok_or_else(missing)?;
+    serve(&st, rec, &headers).await
+}
+
+async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Response, AppError> {
+    if rec.status != rec_store::DONE {
+        let body = serde_json::json!({
+            "error": format!("recording is {}", rec.status),
+            "status": rec.status,
+            "attempts": rec.attempts,
+            "last_error": rec.last_error,
+        });
+        return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+    }
+    let internal = |m: String| AppError::Internal(format!("recording {}: {m}", rec.id));
+    let rel = rec
+        .file
+        .as_deref()
+        .ok_or_else(|| internal("done but no file".into()))?;
+    let path = Archive::new(st.cfg.recordings_dir())
+        .resolve(rel)
+        .map_err(|e| internal(e.to_string()))?;
+    let expected = rec.sha256.clone().unwrap_or_default();
+    let len = check_sha256(&path, &expected).await.map_err(internal)?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, count) = match parse_range(range, len) {
+        RangeReq::Full => (StatusCode::OK, 0, len),
+        RangeReq::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeReq::Unsatisfiable => {
+            let mut r = (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Json(serde_json::json!({"error": "range not satisfiable"})),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{expected}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    let name = rel.rsplit('/').next().unwrap_or("recording.wav");
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Files whose sha256 was checked: path → (size, mtime, sha256).
+type Verified = Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>;
+
+fn verified() -> &'static Verified {
+    static CACHE: OnceLock<Verified> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Checks the file against the stored sha256 (unless this version of the
+/// file was checked before); returns its length.
+async fn check_sha256(path: &Path, expected: &str) -> Result<u64, String> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("archived file {}: {e}", path.display()))?;
+    let (len, mtime) = (
+        meta.len(),
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    );
+    let known = verified().lock().ok().and_then(|c| c.get(path).cloned());
+    if known.is_some_and(|(l, m, sha)| l == len && m == mtime && sha == expected) {
+        return Ok(len);
+    }
+    let p = path.to_path_buf();
+    let (n, actual) = tokio::task::spawn_blocking(move || archive::hash_file(&p))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if actual != expected {
+        metrics::counter!("callvault_recordings_corrupt_total").increment(1);
+        return Err(format!(
+            "sha256 mismatch for {}: stored {expected}, file {actual}",
+            path.display()
+        ));
+    }
+    if let Ok(mut c) = verified().lock() {
+        if c.len() > 10_000 {
+            c.clear();
+        }
+        c.insert(path.to_path_buf(), (n, mtime, actual));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_range_forms() {
+        assert_eq!(parse_range(None, 100), RangeReq::Full);
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            RangeReq::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeReq::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeReq::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-500"), 100),
+            RangeReq::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-5000"), 100),
+            RangeReq::Part { start: 50, end: 99 }
+        );
+    }
+
+    #[test]
+    fn parse_range_unsatisfiable() {
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeReq::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeReq::Unsatisfiable);
+    }
+
+    #[test]
+    fn parse_range_ignores_malformed_and_multi() {
+        for h in [
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=0-1,5-6",
+            "bytes=5",
+        ] {
+            assert_eq!(parse_range(Some(h), 100), RangeReq::Full, "{h}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The fetch worker: claims due jobs from the store (respecting the
+//! per-device cap, which counts rows `fetching`), runs each attempt on its
+//! own task and records the outcome. All state is in SQLite: a stopped
+//! worker leaves its in-flight rows `fetching`, and [`Fetcher::resume`] at
+//! the next start puts them back to `pending`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::fetch::FetchCtx;
+use crate::config::Config;
+use crate::store::recordings::{self as rec_store, Recording};
+use crate::store::{self, Store};
+
+/// Longest sleep of an idle worker before it looks for due jobs again.
+const POLL: Duration = Duration::from_millis(250);
+/// Jobs claimed per round.
+const CLAIM_BATCH: usize = 64;
+
+/// What a one-off pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassStats {
+    pub attempted: usize,
+    pub done: usize,
+    pub retrying: usize,
+    pub missing: usize,
+    pub failed: usize,
+}
+
+/// Fetches recordings for one archive; cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    store: Store,
+    cfg: Arc<Config>,
+    ctx: Arc<FetchCtx>,
+}
+
+impl Fetcher {
+    /// Fails only on an invalid `[recordings]` configuration.
+    pub fn new(store: Store, cfg: Arc<Config>) -> Result<Fetcher, String> {
+        let ctx = Arc::new(FetchCtx::new(cfg.clone())?);
+        Ok(Fetcher { store, cfg, ctx })
+    }
+
+    /// Puts rows left `fetching` by a stopped process back to `pending`.
+    pub async fn resume(&self) -> store::Result<usize> {
+        let n = self
+            .store
+            .writer
+            .write(rec_store::reset_fetching)
+            .await?;
+        if n > 0 {
+            tracing::info!(jobs = n, "resuming interrupted recording fetches");
+        }
+        Ok(n)
+    }
+
+    async fn claim(&self, due_before: i64, exclude: HashSet<i64>) -> store::Result<Vec<Recording>> {
+        let cap = self.cfg.recordings.per_device_concurrency;
+        self.store
+            .writer
+            .write(move |tx| rec_store::claim_due(tx, due_before, cap, CLAIM_BATCH, &exclude))
+            .await
+    }
+
+    /// One attempt at a claimed job, outcome recorded. Returns the new status.
+    pub async fn attempt(&self, rec: Recording) -> store::Result<&'static str> {
+        let span = tracing::info_span!("recording_fetch", device = %rec.device, cdr_id = %rec.cdr_id,
+            recording = rec.id, attempt = rec.attempts);
+        async {
+            let res = self.ctx.fetch(&rec).await;
+            super::fetch::record_outcome(&self.store, &self.cfg, &rec, res).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One pass over the due jobs (all pending ones with `ignore_delay`),
+    /// each tried once, at most `per_device_concurrency` at a time per device.
+    pub async fn run_due(&self, ignore_delay: bool) -> store::Result<PassStats> {
+        let mut seen = HashSet::new();
+        let mut stats = PassStats::default();
+        let mut running: JoinSet<store::Result<&'static str>> = JoinSet::new();
+        loop {
+            let due_before = if ignore_delay {
+                i64::MAX
+            } else {
+                store::now_stamp().1
+            };
+            let jobs = self.claim(due_before, seen.clone()).await?;
+            for job in jobs {
+                seen.insert(job.id);
+                stats.attempted += 1;
+                let me = self.clone();
+                running.spawn(async move { me.attempt(job).await });
+            }
+            let Some(res) = running.join_next().await else {
+                break;
+            };
+            match res.map_err(|_| store::StoreError::WriterGone)?? {
+                rec_store::DONE => stats.done += 1,
+                rec_store::MISSING => stats.missing += 1,
+                rec_store::FAILED => stats.failed += 1,
+                _ => stats.retrying += 1,
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The background worker of `serve`: runs until `shutdown` turns true,
+    /// then abandons in-flight attempts (their rows are resumed at the next start).
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut running: JoinSet<()> = JoinSet::new();
+            loop {
+                let now = store::now_stamp().1;
+                match self.claim(now, HashSet::new()).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let me = self.clone();
+                            running.spawn(async move {
+                                if let Err(e) = me.attempt(job).await {
+                                    tracing::error!(error = %e, "could not record a recording fetch outcome");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not claim recording jobs"),
+                }
+                let wait = self.idle_wait(now).await;
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            tracing::info!("recording fetch worker stopped");
+        })
+    }
+
+    /// Until the next pending row is due, at most [`POLL`].
+    async fn idle_wait(&self, now: i64) -> Duration {
+        match self.store.read(rec_store::next_due).await {
+            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
+                .clamp(Duration::from_millis(5), POLL),
+            _ => POLL,
+        }
+    }
+}

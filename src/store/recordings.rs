@@ -1,0 +1,297 @@
+//! The `recordings` table (DESIGN §5): one row per leg that names a
+//! Recording, and the job queue of the fetcher. Every state the fetcher
+//! goes through is a row update here, so nothing lives only in memory and a
+//! restart resumes where it stopped.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+use super::{now_stamp, Result, StoreError};
+
+/// Status of a recording row.
+pub const PENDING: &str = "pending";
+pub const FETCHING: &str = "fetching";
+pub const DONE: &str = "done";
+pub const MISSING: &str = "missing";
+pub const FAILED: &str = "failed";
+
+/// All statuses, in the order `recordings status` prints them.
+pub const STATUSES: &[&str] = &[PENDING, FETCHING, DONE, MISSING, FAILED];
+
+/// One recording row as the API and the fetcher see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recording {
+    pub id: i64,
+    pub leg_id: i64,
+    pub device: String,
+    /// The leg's `<Cdr id>`.
+    pub cdr_id: String,
+    /// The CDR's `<Recording>` value (`YYYYMMDD/<file>`).
+    pub path: String,
+    /// G729, PCMU or PCMA as the CDR said.
+    pub codec: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    /// Attempts that ended in HTTP 404.
+    pub not_found: i64,
+    pub due_ms: i64,
+    pub last_error: Option<String>,
+    /// Archive-relative path of the playable WAV once `done`.
+    pub file: Option<String>,
+    /// Archive-relative paths of the kept G.729 halves.
+    pub originals: Vec<String>,
+    pub bytes: Option<i64>,
+    pub duration_seconds: Option<f64>,
+    pub sha256: Option<String>,
+    pub updated_at: String,
+}
+
+const COLS: &str =
+    "r.id, r.leg_id, r.device, r.path, r.codec, r.status, r.attempts, r.not_found, r.due_ms,
+    r.last_error, r.file, r.originals, r.bytes, r.duration_seconds, r.sha256, r.updated_at,
+    (SELECT cdr_id FROM legs WHERE legs.id = r.leg_id)";
+
+fn from_row(r: &Row) -> rusqlite::Result<Recording> {
+    let originals: Option<String> = r.get(11)?;
+    let originals = match originals {
+        Some(s) => serde_json::from_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        None => Vec::new(),
+    };
+    Ok(Recording {
+        id: r.get(0)?,
+        leg_id: r.get(1)?,
+        device: r.get(2)?,
+        path: r.get(3)?,
+        codec: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        not_found: r.get(7)?,
+        due_ms: r.get(8)?,
+        last_error: r.get(9)?,
+        file: r.get(10)?,
+        originals,
+        bytes: r.get(12)?,
+        duration_seconds: r.get(13)?,
+        sha256: r.get(14)?,
+        updated_at: r.get(15)?,
+        cdr_id: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+    })
+}
+
+/// Queues the recording of a newly stored leg (no-op if the leg already has a row).
+pub fn schedule(
+    tx: &Transaction,
+    leg_id: i64,
+    device: &str,
+    path: &str,
+    codec: Option<&str>,
+    due_ms: i64,
+) -> Result<()> {
+    let (now, _) = now_stamp();
+    tx.prepare_cached(
+        "INSERT INTO recordings (leg_id, device, path, codec, status, due_ms, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) ON CONFLICT (leg_id) DO NOTHING",
+    )?
+    .execute(params![leg_id, device, path, codec, due_ms, now])?;
+    Ok(())
+}
+
+/// Claims pending rows due at `now_ms`: at most `per_device` rows `fetching`
+/// per device at any time (counting those already fetching). Each claimed
+/// row becomes `fetching` with one more attempt. `due_before` lets the CLI
+/// ignore the delay (`i64::MAX`).
+/// Rows in `exclude` are skipped (a one-off pass tries each row once).
+pub fn claim_due(
+    tx: &Transaction,
+    due_before: i64,
+    per_device: usize,
+    limit: usize,
+    exclude: &std::collections::HashSet<i64>,
+) -> Result<Vec<Recording>> {
+    let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
+        )?;
+        for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (d, n) = row?;
+            busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
+        }
+    }
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r WHERE r.status = 'pending' AND r.due_ms <= ?1 ORDER BY r.due_ms, r.id LIMIT 1000"
+    );
+    let candidates: Vec<Recording> = tx
+        .prepare_cached(&sql)?
+        .query_map([due_before], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let (now, _) = now_stamp();
+    let mut claim = tx.prepare_cached(
+        "UPDATE recordings SET status = 'fetching', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+    )?;
+    let mut out = Vec::new();
+    for mut rec in candidates {
+        if out.len() >= limit {
+            break;
+        }
+        if exclude.contains(&rec.id) {
+            continue;
+        }
+        let n = busy.entry(rec.device.clone()).or_insert(0);
+        if *n >= per_device.max(1) {
+            continue;
+        }
+        *n += 1;
+        claim.execute(params![rec.id, now])?;
+        rec.status = FETCHING.into();
+        rec.attempts += 1;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// What the archive holds for a fetched recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archived {
+    pub file: String,
+    pub originals: Vec<String>,
+    pub bytes: i64,
+    pub duration_seconds: f64,
+    pub sha256: String,
+}
+
+/// Marks a recording `done`.
+pub fn finish_done(tx: &Transaction, id: i64, a: &Archived) -> Result<()> {
+    let (now, _) = now_stamp();
+    let originals =
+        serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.prepare_cached(
+        "UPDATE recordings SET status = 'done', last_error = NULL, file = ?2, originals = ?3, bytes = ?4,
+             duration_seconds = ?5, sha256 = ?6, updated_at = ?7 WHERE id = ?1",
+    )?
+    .execute(params![id, a.file, originals, a.bytes, a.duration_seconds, a.sha256, now])?;
+    Ok(())
+}
+
+/// Records a failed attempt: back to `pending` at `retry_at_ms`, or (with
+/// `None`) given up: `missing` when every attempt was a 404, else `failed`.
+/// Returns the new status.
+pub fn finish_attempt_failed(
+    tx: &Transaction,
+    id: i64,
+    error: &str,
+    was_404: bool,
+    retry_at_ms: Option<i64>,
+) -> Result<&'static str> {
+    let (now, _) = now_stamp();
+    tx.prepare_cached(
+        "UPDATE recordings SET last_error = ?2, not_found = not_found + ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, error, i64::from(was_404), now])?;
+    let status = match retry_at_ms {
+        Some(due) => {
+            tx.prepare_cached(
+                "UPDATE recordings SET status = 'pending', due_ms = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, due])?;
+            PENDING
+        }
+        None => {
+            let (attempts, not_found): (i64, i64) = tx
+                .prepare_cached("SELECT attempts, not_found FROM recordings WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let status = if not_found >= attempts {
+                MISSING
+            } else {
+                FAILED
+            };
+            tx.prepare_cached("UPDATE recordings SET status = ?2 WHERE id = ?1")?
+                .execute(params![id, status])?;
+            status
+        }
+    };
+    Ok(status)
+}
+
+/// Puts rows left `fetching` by a stopped process back to `pending` (the
+/// interrupted attempt does not count). Returns how many.
+pub fn reset_fetching(tx: &Transaction) -> Result<usize> {
+    Ok(tx.execute(
+        "UPDATE recordings SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE status = 'fetching'",
+        [],
+    )?)
+}
+
+/// Earliest `due_ms` of a pending row, if any.
+pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(due_ms) FROM recordings WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Row counts per status (every status listed, zeros included).
+pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut out: Vec<(String, i64)> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+    let mut st = conn.prepare_cached("SELECT status, COUNT(*) FROM recordings GROUP BY status")?;
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (s, n) = row?;
+        match out.iter_mut().find(|(k, _)| *k == s) {
+            Some(slot) => slot.1 = n,
+            None => out.push((s, n)),
+        }
+    }
+    Ok(out)
+}
+
+/// Rows with one of `statuses`, newest first.
+pub fn with_status(conn: &Connection, statuses: &[&str], limit: i64) -> Result<Vec<Recording>> {
+    let marks = vec!["?"; statuses.len()].join(",");
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r WHERE r.status IN ({marks}) ORDER BY r.id DESC LIMIT ?"
+    );
+    let mut args: Vec<rusqlite::types::Value> =
+        statuses.iter().map(|s| s.to_string().into()).collect();
+    args.push(limit.into());
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Recording>> {
+    let sql = format!("SELECT {COLS} FROM recordings r WHERE r.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// The recordings of a call's legs, in leg order.
+pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<Recording>> {
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r JOIN call_legs cl ON cl.leg_id = r.leg_id
+         WHERE cl.call_id = ?1 ORDER BY r.leg_id"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([call_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The call's primary recording: the leg of the answering extension
+/// (`calls.answered_by` = the leg's CDPN), else the longest leg with a recording.
+pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Recording>> {
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r
+           JOIN call_legs cl ON cl.leg_id = r.leg_id
+           JOIN legs l ON l.id = r.leg_id
+           JOIN calls c ON c.id = cl.call_id
+         WHERE cl.call_id = ?1
+         ORDER BY (c.answered_by IS NOT NULL AND l.cdpn = c.answered_by) DESC, l.duration DESC, r.id
+         LIMIT 1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([call_id], from_row)
+        .optional()?)
+}
