@@ -1,7 +1,10 @@
 //! The command line (clap). Each command's `--help` explains it; every
 //! command takes `--data DIR` or `--config FILE`.
 
+mod export;
 mod import;
+mod output;
+mod report;
 mod serve;
 mod token;
 
@@ -41,6 +44,12 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Named reports and the daily report.
+    #[command(subcommand)]
+    Report(report::ReportCmd),
+    /// Exports for other systems (the billing CSV).
+    #[command(subcommand)]
+    Export(export::ExportCmd),
 }
 
 /// Loads the configuration: file, then environment, then `--data`.
@@ -70,6 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(cfg, a),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
+        Command::Report(r) => report::run(cfg, r),
+        Command::Export(e) => export::run(cfg, e),
     }
 }
 

@@ -5,8 +5,11 @@ pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod legs;
+pub mod reports;
 pub mod router;
+pub mod stream;
 pub mod telemetry;
+pub mod web;
 
 pub use error::AppError;
 pub use router::{api_router, AppState};

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{legs, telemetry, AppError};
+use super::{legs, reports, telemetry, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -25,6 +25,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/legs", get(legs::list))
+        .route("/", get(web::index))
+        .route("/assets/{name}", get(web::asset))
+        .route("/reports/daily", get(reports::daily))
+        .route("/export/billing.csv", get(reports::billing_csv))
         .fallback(not_found)
         .with_state(state)
 }
