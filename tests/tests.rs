@@ -8,3 +8,5 @@ mod queues_generated;
 mod calls_manual;
 mod g729_reference;
 mod sim_scenarios;
+mod reports_util;
+mod reports_figures;
