@@ -10,3 +10,5 @@ mod g729_reference;
 mod sim_scenarios;
 mod reports_util;
 mod reports_figures;
+mod reports_billing;
+mod reports_cli;
