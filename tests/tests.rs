@@ -12,3 +12,5 @@ mod reports_util;
 mod reports_figures;
 mod reports_billing;
 mod reports_cli;
+mod web_stubs;
+mod web_chromium;

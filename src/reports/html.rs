@@ -81,7 +81,7 @@ fn charts(r: &DailyReport) -> String {
             false,
         ));
     }
-    if let Some(t) = r.section("queues") {
+    if let Some(t) = r.section("queues").filter(|t| !t.rows.is_empty()) {
         let labels: Vec<String> = (0..t.rows.len())
             .map(|i| {
                 let n = t.text(i, "group_number");
