@@ -9,17 +9,18 @@ WITH c AS (
       AND last_change_ms <= :settled_before_ms
 ),
 x AS (
-    SELECT DISTINCT c.id AS id, e.value AS extension
+    -- One row per (call, extension), also when an extension appears twice in a call.
+    SELECT DISTINCT c.id, e.value AS extension, c.direction, c.answered, c.answered_by, c.talk_seconds
     FROM c, json_each(c.extensions) AS e
 )
-SELECT x.extension,
+SELECT extension,
        count(*) AS calls,
-       count(*) FILTER (WHERE c.direction = 'inbound') AS inbound,
-       count(*) FILTER (WHERE c.direction = 'outbound') AS outbound,
-       count(*) FILTER (WHERE c.direction = 'internal') AS internal,
-       count(*) FILTER (WHERE c.answered_by = x.extension) AS answered,
-       count(*) FILTER (WHERE c.direction = 'inbound' AND c.answered = 0) AS missed_inbound,
-       coalesce(sum(c.talk_seconds) FILTER (WHERE c.answered_by = x.extension), 0) AS answered_talk_seconds
-FROM x JOIN c ON c.id = x.id
-GROUP BY x.extension
-ORDER BY calls DESC, x.extension;
+       count(*) FILTER (WHERE direction = 'inbound') AS inbound,
+       count(*) FILTER (WHERE direction = 'outbound') AS outbound,
+       count(*) FILTER (WHERE direction = 'internal') AS internal,
+       count(*) FILTER (WHERE answered_by = extension) AS answered,
+       count(*) FILTER (WHERE direction = 'inbound' AND answered = 0) AS missed_inbound,
+       coalesce(sum(talk_seconds) FILTER (WHERE answered_by = extension), 0) AS answered_talk_seconds
+FROM x
+GROUP BY extension
+ORDER BY calls DESC, extension;

@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("002_calls", include_str!("../../sql/002_calls.sql")),
     ("003_queues", include_str!("../../sql/003_queues.sql")),
     ("004_recordings", include_str!("../../sql/004_recordings.sql")),
+    ("006_report_indexes", include_str!("../../sql/006_report_indexes.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
