@@ -30,7 +30,10 @@ fn report_list_shows_every_sql_file() {
         let p = f.expect("entry").path();
         if p.extension().is_some_and(|x| x == "sql") {
             let stem = p.file_stem().and_then(|s| s.to_str()).expect("stem");
-            assert!(text.lines().any(|l| l.starts_with(stem)), "{stem} not listed:\n{text}");
+            assert!(
+                text.lines().any(|l| l.starts_with(stem)),
+                "{stem} not listed:\n{text}"
+            );
             n += 1;
         }
     }
@@ -49,7 +52,10 @@ fn report_daily_bad_date_exits_non_zero_and_writes_nothing() {
         assert!(err.contains("invalid date"), "{err}");
     }
     assert!(!out_file.exists());
-    let out = callvault(dir.path(), &["report", "run", "no_such_report", "--from", "2024-01-08"]);
+    let out = callvault(
+        dir.path(),
+        &["report", "run", "no_such_report", "--from", "2024-01-08"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown report"));
 }
@@ -75,34 +81,91 @@ async fn every_report_runs_on_a_simulated_archive() {
     )
     .expect("fixture rows");
 
-    let p = Params::new(day(), day(), chrono::Utc::now().timestamp_millis() + 1000, 0, 20).expect("params");
+    let p = Params::new(
+        day(),
+        day(),
+        chrono::Utc::now().timestamp_millis() + 1000,
+        0,
+        20,
+    )
+    .expect("params");
     let cat = Catalog::embedded().expect("catalog");
     for r in cat.list() {
         let mut out = Vec::new();
-        let n = run::write_json(&conn, r, &p, &mut out).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        let n =
+            run::write_json(&conn, r, &p, &mut out).unwrap_or_else(|e| panic!("{}: {e}", r.name));
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(v.as_array().map(Vec::len), Some(n as usize), "{}", r.name);
         let mut csv_out = Vec::new();
-        run::write_csv(&conn, r, &p, &mut csv_out, false).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        run::write_csv(&conn, r, &p, &mut csv_out, false)
+            .unwrap_or_else(|e| panic!("{}: {e}", r.name));
         assert!(n > 0, "{} gave no rows on a busy day", r.name);
     }
 
     let q = run::Table::query(&conn, cat.get("queues").expect("queues"), &p).expect("queues");
-    assert_eq!((q.num(0, "entered"), q.num(0, "answered"), q.num(0, "abandoned"), q.num(0, "rejected")), (4.0, 2.0, 1.0, 1.0));
-    assert_eq!((q.num(0, "asa_seconds"), q.num(0, "max_wait_seconds"), q.num(0, "service_level")), (21.0, 30.0, 0.5));
-    let missing = run::Table::query(&conn, cat.get("recordings_missing").expect("r"), &p).expect("r");
+    assert_eq!(
+        (
+            q.num(0, "entered"),
+            q.num(0, "answered"),
+            q.num(0, "abandoned"),
+            q.num(0, "rejected")
+        ),
+        (4.0, 2.0, 1.0, 1.0)
+    );
+    assert_eq!(
+        (
+            q.num(0, "asa_seconds"),
+            q.num(0, "max_wait_seconds"),
+            q.num(0, "service_level")
+        ),
+        (21.0, 30.0, 0.5)
+    );
+    let missing =
+        run::Table::query(&conn, cat.get("recordings_missing").expect("r"), &p).expect("r");
     assert!((0..missing.rows.len()).any(|i| missing.text(i, "reason") == "HTTP 500 from recorder"));
-    assert!((0..missing.rows.len()).all(|i| ["missing", "failed"].contains(&missing.text(i, "status").as_str())));
+    assert!((0..missing.rows.len())
+        .all(|i| ["missing", "failed"].contains(&missing.text(i, "status").as_str())));
 
     // The same through the CLI, and the daily report written to a file.
     let data = ts.dir.path();
-    let out = callvault(data, &["report", "run", "daily_summary", "--from", "2024-01-08", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = callvault(
+        data,
+        &[
+            "report",
+            "run",
+            "daily_summary",
+            "--from",
+            "2024-01-08",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v.as_array().is_some_and(|a| a.len() >= 5));
     let html = data.join("daily.html");
-    let out = callvault(data, &["report", "daily", "--date", "2024-01-08", "--format", "html", "-o", html.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = callvault(
+        data,
+        &[
+            "report",
+            "daily",
+            "--date",
+            "2024-01-08",
+            "--format",
+            "html",
+            "-o",
+            html.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&html).expect("html written");
     assert!(text.contains("<svg") && text.contains("Recordings missing or failed"));
 }

@@ -42,7 +42,11 @@ pub async fn push(ts: &TestServer, body: &str) {
             oversized: false,
         })
         .await;
-    assert_eq!(reply.status, 200, "push refused: {:?}\n{body}", reply.reason);
+    assert_eq!(
+        reply.status, 200,
+        "push refused: {:?}\n{body}",
+        reply.reason
+    );
 }
 
 /// Recomputes the calls from the stored legs (what `rebuild` does).
@@ -75,7 +79,16 @@ pub async fn simulated_day(ts: &TestServer, seed: u64, calls: usize) -> Plan {
 
 /// A CDR leg document (manual §2.6 shape); `cpn` is inserted as is (XML-escape it yourself).
 #[allow(clippy::too_many_arguments)]
-pub fn cdr(id: &str, ty: &str, outer: &str, cpn: &str, cdpn: &str, start: &str, end: &str, duration: i64) -> String {
+pub fn cdr(
+    id: &str,
+    ty: &str,
+    outer: &str,
+    cpn: &str,
+    cdpn: &str,
+    start: &str,
+    end: &str,
+    duration: i64,
+) -> String {
     format!(
         r#"<?xml version="1.0" encoding="utf-8" ?>
 <Cdr id="{id}">

@@ -37,8 +37,11 @@ async fn list(caller: Caller, State(st): State<AppState>, Query(q): Query<Q>) ->
     if let Err(e) = caller.require(Perm::ReadCalls) {
         return e.into_response();
     }
-    let next_day = chrono::NaiveDate::parse_from_str(&q.to, "%Y-%m-%d").map(|d| d.succ_opt().unwrap_or(d));
-    let Ok(next_day) = next_day else { return StatusCode::BAD_REQUEST.into_response() };
+    let next_day =
+        chrono::NaiveDate::parse_from_str(&q.to, "%Y-%m-%d").map(|d| d.succ_opt().unwrap_or(d));
+    let Ok(next_day) = next_day else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let f = CallFilter {
         from: q.from.clone(),
@@ -48,7 +51,10 @@ async fn list(caller: Caller, State(st): State<AppState>, Query(q): Query<Q>) ->
         direction: q.direction.filter(|s| !s.is_empty()),
         answered: q.answered,
         settled_before_ms: None,
-        after: q.cursor.and_then(|c| c.split_once('|').map(|(a, b)| (a.to_string(), b.to_string()))),
+        after: q.cursor.and_then(|c| {
+            c.split_once('|')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        }),
         limit: limit + 1,
     };
     let cfg = st.cfg.clone();
@@ -67,15 +73,26 @@ async fn list(caller: Caller, State(st): State<AppState>, Query(q): Query<Q>) ->
         .unwrap_or_default();
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = more.then(|| rows.last().map(|r| format!("{}|{}", r.start_local, r.id))).flatten();
+    let next = more
+        .then(|| rows.last().map(|r| format!("{}|{}", r.start_local, r.id)))
+        .flatten();
     Json(serde_json::json!({"calls": rows, "next_cursor": next})).into_response()
 }
 
-fn detail(c: &rusqlite::Connection, id: &str, cfg: &callvault::config::Config) -> callvault::store::Result<serde_json::Value> {
+fn detail(
+    c: &rusqlite::Connection,
+    id: &str,
+    cfg: &callvault::config::Config,
+) -> callvault::store::Result<serde_json::Value> {
     let now = chrono::Utc::now().timestamp_millis();
     let call = c
-        .prepare(&format!("SELECT {} FROM calls WHERE id = ?1", db::CALL_COLS))?
-        .query_row([id], |r| db::call_from_row(r, &|d| cfg.device_tz(d), now, 0))?;
+        .prepare(&format!(
+            "SELECT {} FROM calls WHERE id = ?1",
+            db::CALL_COLS
+        ))?
+        .query_row([id], |r| {
+            db::call_from_row(r, &|d| cfg.device_tz(d), now, 0)
+        })?;
     let ids = db::leg_ids_of_call(c, id)?;
     let legs = db::legs_by_ids(c, &ids, &|d| cfg.device_tz(d))?;
     let mut recs = Vec::new();
@@ -97,7 +114,11 @@ fn detail(c: &rusqlite::Connection, id: &str, cfg: &callvault::config::Config) -
     Ok(v)
 }
 
-async fn one(caller: Caller, State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+async fn one(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     caller.require(Perm::ReadCalls)?;
     let cfg = st.cfg.clone();
     Ok(match st.store.read(move |c| detail(c, &id, &cfg)).await {
@@ -106,16 +127,36 @@ async fn one(caller: Caller, State(st): State<AppState>, Path(id): Path<String>)
     })
 }
 
-async fn recording(caller: Caller, State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+async fn recording(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     caller.require(Perm::Recordings)?;
     let cfg = st.cfg.clone();
     let found = st.store.read(move |c| detail(c, &id, &cfg)).await.ok();
     let file = found.as_ref().and_then(|v| {
-        v["recordings"].as_array()?.iter().find(|r| r["status"] == "done")?["file"].as_str().map(str::to_string)
+        v["recordings"]
+            .as_array()?
+            .iter()
+            .find(|r| r["status"] == "done")?["file"]
+            .as_str()
+            .map(str::to_string)
     });
-    let Some(file) = file else { return Ok(StatusCode::NOT_FOUND.into_response()) };
-    Ok(match tokio::fs::read(st.cfg.recordings_dir().join(file)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "audio/wav"), (header::ACCEPT_RANGES, "none")], bytes).into_response(),
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
-    })
+    let Some(file) = file else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    Ok(
+        match tokio::fs::read(st.cfg.recordings_dir().join(file)).await {
+            Ok(bytes) => (
+                [
+                    (header::CONTENT_TYPE, "audio/wav"),
+                    (header::ACCEPT_RANGES, "none"),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        },
+    )
 }

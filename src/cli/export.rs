@@ -57,6 +57,9 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     let rows = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut out)))??;
     let dest = out.describe();
     out.commit()?;
-    eprintln!("billing {} to {}: {rows} rows written to {dest}", p.from, p.to);
+    eprintln!(
+        "billing {} to {}: {rows} rows written to {dest}",
+        p.from, p.to
+    );
     Ok(ExitCode::SUCCESS)
 }

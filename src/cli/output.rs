@@ -20,7 +20,10 @@ pub enum Output {
 impl Output {
     pub fn open(path: Option<&Path>) -> anyhow::Result<Output> {
         let Some(dest) = path else {
-            return Ok(Output::Stdout(BufWriter::with_capacity(64 * 1024, io::stdout())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                64 * 1024,
+                io::stdout(),
+            )));
         };
         let name = dest
             .file_name()
@@ -43,9 +46,13 @@ impl Output {
             Output::Stdout(w) => w.flush().context("writing to stdout")?,
             Output::File { tmp, dest, file } => {
                 let f = file.take().context("output already committed")?;
-                let f = f.into_inner().map_err(|e| e.into_error()).context("writing output")?;
+                let f = f
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .context("writing output")?;
                 f.sync_all().context("syncing output")?;
-                std::fs::rename(&*tmp, &*dest).with_context(|| format!("renaming to {}", dest.display()))?;
+                std::fs::rename(&*tmp, &*dest)
+                    .with_context(|| format!("renaming to {}", dest.display()))?;
             }
         }
         Ok(())
@@ -80,7 +87,10 @@ impl Write for Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if let Output::File { tmp, file: Some(_), .. } = self {
+        if let Output::File {
+            tmp, file: Some(_), ..
+        } = self
+        {
             let _ = std::fs::remove_file(tmp);
         }
     }

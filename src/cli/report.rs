@@ -65,23 +65,46 @@ pub fn params(cfg: &Config, from: &str, to: Option<&str>) -> anyhow::Result<Para
         None => from_d,
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    Ok(Params::new(from_d, to_d, now_ms, cfg.calls.settle_seconds, cfg.queues.sla_seconds)?)
+    Ok(Params::new(
+        from_d,
+        to_d,
+        now_ms,
+        cfg.calls.settle_seconds,
+        cfg.queues.sla_seconds,
+    )?)
 }
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.db_path()).with_context(|| format!("opening archive {}", cfg.db_path().display()))
+    Store::open(&cfg.db_path())
+        .with_context(|| format!("opening archive {}", cfg.db_path().display()))
 }
 
 pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ReportCmd::List => {
             for r in catalog(&cfg)?.list() {
-                let origin = r.file.as_ref().map(|f| format!(" [{}]", f.display())).unwrap_or_default();
-                println!("{:<20} params: {:<9} {}{origin}", r.name, r.params.join(","), r.description);
+                let origin = r
+                    .file
+                    .as_ref()
+                    .map(|f| format!(" [{}]", f.display()))
+                    .unwrap_or_default();
+                println!(
+                    "{:<20} params: {:<9} {}{origin}",
+                    r.name,
+                    r.params.join(","),
+                    r.description
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        ReportCmd::Run { name, from, to, format, bom, output } => {
+        ReportCmd::Run {
+            name,
+            from,
+            to,
+            format,
+            bom,
+            output,
+        } => {
             let cat = catalog(&cfg)?;
             let report = cat.get(&name)?.clone();
             let p = params(&cfg, &from, to.as_deref())?;
@@ -96,17 +119,25 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             })??;
             let dest = out.describe();
             out.commit()?;
-            eprintln!("report {name}: {rows} rows ({} to {}) written to {dest}", p.from, p.to);
+            eprintln!(
+                "report {name}: {rows} rows ({} to {}) written to {dest}",
+                p.from, p.to
+            );
             Ok(ExitCode::SUCCESS)
         }
-        ReportCmd::Daily { date, format, output } => {
+        ReportCmd::Daily {
+            date,
+            format,
+            output,
+        } => {
             let p = params(&cfg, &date, None).context("report daily")?;
             let format: DailyFormat = format.parse()?;
             let cat = catalog(&cfg)?;
             let store = open_store(&cfg)?;
             let (generated, _) = crate::store::now_stamp();
             let settle = cfg.calls.settle_seconds;
-            let report = store.read_blocking(|c| Ok(daily::build(c, &cat, &p, settle, generated)))??;
+            let report =
+                store.read_blocking(|c| Ok(daily::build(c, &cat, &p, settle, generated)))??;
             let mut out = Output::open(output.as_deref())?;
             daily::write(&report, format, &mut out)?;
             let dest = out.describe();

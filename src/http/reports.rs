@@ -18,9 +18,10 @@ use crate::reports::{run, Catalog, Params, ReportError};
 impl From<ReportError> for AppError {
     fn from(e: ReportError) -> Self {
         match e {
-            ReportError::BadDate(_) | ReportError::Range { .. } | ReportError::Format(_) | ReportError::Unknown { .. } => {
-                AppError::BadRequest(e.to_string())
-            }
+            ReportError::BadDate(_)
+            | ReportError::Range { .. }
+            | ReportError::Format(_)
+            | ReportError::Unknown { .. } => AppError::BadRequest(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -30,9 +31,19 @@ fn flag(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1" | "true" | "yes" | "on"))
 }
 
-fn params(st: &AppState, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Params, AppError> {
+fn params(
+    st: &AppState,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Params, AppError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    Ok(Params::new(from, to, now_ms, st.cfg.calls.settle_seconds, st.cfg.queues.sla_seconds)?)
+    Ok(Params::new(
+        from,
+        to,
+        now_ms,
+        st.cfg.calls.settle_seconds,
+        st.cfg.queues.sla_seconds,
+    )?)
 }
 
 fn catalog(st: &AppState) -> Result<Catalog, AppError> {
@@ -45,9 +56,16 @@ pub struct DailyQuery {
     pub format: Option<String>,
 }
 
-pub async fn daily(caller: Caller, State(st): State<AppState>, Query(q): Query<DailyQuery>) -> Result<Response, AppError> {
+pub async fn daily(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<DailyQuery>,
+) -> Result<Response, AppError> {
     caller.require(Perm::Reports)?;
-    let date = run::resolve_day(q.date.as_deref().unwrap_or("yesterday"), st.cfg.default_tz())?;
+    let date = run::resolve_day(
+        q.date.as_deref().unwrap_or("yesterday"),
+        st.cfg.default_tz(),
+    )?;
     let format: DailyFormat = q.format.as_deref().unwrap_or("html").parse()?;
     let p = params(&st, date, date)?;
     let cat = catalog(&st)?;
@@ -75,14 +93,21 @@ pub struct BillingQuery {
     pub tariffs: Option<String>,
 }
 
-pub async fn billing_csv(caller: Caller, State(st): State<AppState>, Query(q): Query<BillingQuery>) -> Result<Response, AppError> {
+pub async fn billing_csv(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<BillingQuery>,
+) -> Result<Response, AppError> {
     caller.require(Perm::Billing)?;
-    let (from, to) = super::legs::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
+    let (from, to) =
+        super::legs::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
     let p = params(&st, from, to)?;
     let tariffs = if flag(&q.tariffs) {
         let path = st.cfg.data_dir.join("tariffs.csv");
         if !path.is_file() {
-            return Err(AppError::NotFound("no tariffs.csv in the data directory".into()));
+            return Err(AppError::NotFound(
+                "no tariffs.csv in the data directory".into(),
+            ));
         }
         Some(Tariffs::from_file(&path)?)
     } else {
@@ -97,7 +122,9 @@ pub async fn billing_csv(caller: Caller, State(st): State<AppState>, Query(q): Q
     let name = billing::file_name(&p, &opts);
     // Fail with a status code while we still can: before the first byte.
     let (c2, p2, o2) = (cat.clone(), p.clone(), opts.clone());
-    st.store.read(move |c| Ok(billing::check(c, &c2, &p2, &o2))).await??;
+    st.store
+        .read(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
+        .await??;
 
     let (mut w, body) = stream::channel();
     let store = st.store.clone();
@@ -105,7 +132,9 @@ pub async fn billing_csv(caller: Caller, State(st): State<AppState>, Query(q): Q
     tokio::task::spawn_blocking(move || {
         let res = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
         match res {
-            Ok(Ok(rows)) => tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export"),
+            Ok(Ok(rows)) => {
+                tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export")
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "billing export stopped");
                 w.abort("billing export failed");
@@ -119,7 +148,10 @@ pub async fn billing_csv(caller: Caller, State(st): State<AppState>, Query(q): Q
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         body,

@@ -40,7 +40,9 @@ impl ChannelWriter {
     /// Ends the body with an error (the client sees a truncated transfer, not a
     /// complete-looking file).
     pub fn abort(self, why: &str) {
-        let _ = self.tx.blocking_send(Err(io::Error::other(why.to_string())));
+        let _ = self
+            .tx
+            .blocking_send(Err(io::Error::other(why.to_string())));
     }
 }
 
@@ -67,7 +69,10 @@ impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }

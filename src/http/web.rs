@@ -19,13 +19,20 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "app.js" => page(APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => page(STYLE, "text/css; charset=utf-8"),
-        _ => (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "no such asset"}))).into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "no such asset"})),
+        )
+            .into_response(),
     }
 }
 
 fn page(body: &'static str, ctype: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()

@@ -41,7 +41,12 @@ const SECONDS_COL: &str = "billable_seconds";
 
 /// Checks the report exists and has the columns the export needs, before any
 /// byte is written (so HTTP can still answer with an error status).
-pub fn check(conn: &Connection, catalog: &Catalog, p: &Params, opts: &BillingOptions) -> Result<()> {
+pub fn check(
+    conn: &Connection,
+    catalog: &Catalog,
+    p: &Params,
+    opts: &BillingOptions,
+) -> Result<()> {
     let report = catalog.get(opts.report_name())?;
     let st = super::run::prepare(conn, report, p)?;
     let cols = super::run::columns(&st);
@@ -57,7 +62,13 @@ pub fn check(conn: &Connection, catalog: &Catalog, p: &Params, opts: &BillingOpt
 }
 
 /// Writes the billing CSV to `out`; returns the number of data rows.
-pub fn write(conn: &Connection, catalog: &Catalog, p: &Params, opts: &BillingOptions, out: &mut dyn Write) -> Result<u64> {
+pub fn write(
+    conn: &Connection,
+    catalog: &Catalog,
+    p: &Params,
+    opts: &BillingOptions,
+    out: &mut dyn Write,
+) -> Result<u64> {
     check(conn, catalog, p, opts)?;
     let report = catalog.get(opts.report_name())?;
     if opts.bom {
@@ -91,7 +102,10 @@ pub fn write(conn: &Connection, catalog: &Catalog, p: &Params, opts: &BillingOpt
                 rusqlite::types::ValueRef::Real(s) => s.ceil() as i64,
                 _ => 0,
             };
-            match Some(number).filter(|n| !n.is_empty()).and_then(|n| t.price(&n, secs)) {
+            match Some(number)
+                .filter(|n| !n.is_empty())
+                .and_then(|n| t.price(&n, secs))
+            {
                 Some((billed, cost)) => {
                     w.write_field(billed.to_string())?;
                     w.write_field(cost)?;

@@ -47,10 +47,17 @@ pub fn parse(file: &str, text: &str) -> Result<Report> {
         reason: reason.to_string(),
     };
     let stem = file.strip_suffix(".sql").unwrap_or(file);
-    let (mut name, mut description, mut params) = (None::<String>, String::new(), None::<Vec<String>>);
-    for line in text.lines().map(str::trim).take_while(|l| l.starts_with("--")) {
+    let (mut name, mut description, mut params) =
+        (None::<String>, String::new(), None::<Vec<String>>);
+    for line in text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("--"))
+    {
         let body = line.trim_start_matches('-').trim();
-        let Some((key, value)) = body.split_once(':') else { continue };
+        let Some((key, value)) = body.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim() {
             "name" => name = Some(value.to_string()),
@@ -76,7 +83,11 @@ pub fn parse(file: &str, text: &str) -> Result<Report> {
     if name != stem {
         return Err(err(&format!("name {name:?} differs from the file name")));
     }
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(err("name must be lower-case letters, digits and _"));
     }
     if description.is_empty() {
@@ -84,7 +95,9 @@ pub fn parse(file: &str, text: &str) -> Result<Report> {
     }
     let params = params.ok_or_else(|| err("header has no `-- params:` line"))?;
     if let Some(p) = params.iter().find(|p| !USER_PARAMS.contains(&p.as_str())) {
-        return Err(err(&format!("unknown parameter {p:?} in `-- params:` (allowed: from, to)")));
+        return Err(err(&format!(
+            "unknown parameter {p:?} in `-- params:` (allowed: from, to)"
+        )));
     }
     let body_has_sql = text
         .lines()
@@ -122,7 +135,9 @@ impl Catalog {
     /// a file replaces a built-in report of the same name.
     pub fn load(dir: Option<&Path>) -> Result<Catalog> {
         let mut cat = Catalog::embedded()?;
-        let Some(dir) = dir.filter(|d| d.is_dir()) else { return Ok(cat) };
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            return Ok(cat);
+        };
         let rd = std::fs::read_dir(dir).map_err(|source| ReportError::Read {
             path: dir.to_path_buf(),
             source,
@@ -137,7 +152,11 @@ impl Catalog {
                 path: path.clone(),
                 source,
             })?;
-            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             let mut r = parse(&file, &text)?;
             r.file = Some(path);
             cat.reports.retain(|old| old.name != r.name);
@@ -152,10 +171,18 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &str) -> Result<&Report> {
-        self.reports.iter().find(|r| r.name == name).ok_or_else(|| ReportError::Unknown {
-            name: name.to_string(),
-            known: self.reports.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.reports
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| ReportError::Unknown {
+                name: name.to_string(),
+                known: self
+                    .reports
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
@@ -163,7 +190,8 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "-- name: x\n-- description: one\n-- description: two\n-- params: from, to\nSELECT 1;\n";
+    const GOOD: &str =
+        "-- name: x\n-- description: one\n-- description: two\n-- params: from, to\nSELECT 1;\n";
 
     #[test]
     fn parse_reads_header() {
@@ -187,7 +215,11 @@ mod tests {
 
     #[test]
     fn parse_rejects_unknown_param() {
-        assert!(parse("x.sql", "-- name: x\n-- description: d\n-- params: from, carrier\nSELECT 1;").is_err());
+        assert!(parse(
+            "x.sql",
+            "-- name: x\n-- description: d\n-- params: from, carrier\nSELECT 1;"
+        )
+        .is_err());
     }
 
     #[test]
@@ -195,11 +227,23 @@ mod tests {
         let cat = Catalog::embedded().expect("every reports/*.sql parses");
         assert_eq!(cat.list().len(), embedded::EMBEDDED.len());
         for r in cat.list() {
-            assert!(!r.description.is_empty() && !r.params.is_empty(), "{}", r.name);
+            assert!(
+                !r.description.is_empty() && !r.params.is_empty(),
+                "{}",
+                r.name
+            );
         }
         for must in [
-            "daily_summary", "per_extension", "per_trunk", "hourly_profile", "peak_concurrent",
-            "queues", "recording_coverage", "recordings_missing", "billing", "billing_legs",
+            "daily_summary",
+            "per_extension",
+            "per_trunk",
+            "hourly_profile",
+            "peak_concurrent",
+            "queues",
+            "recording_coverage",
+            "recordings_missing",
+            "billing",
+            "billing_legs",
         ] {
             assert!(cat.get(must).is_ok(), "missing report {must}");
         }
@@ -209,7 +253,8 @@ mod tests {
     fn load_adds_and_overrides_from_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("mine.sql"), GOOD.replace("x", "mine")).expect("write");
-        std::fs::write(dir.path().join("billing.sql"), GOOD.replace("x", "billing")).expect("write");
+        std::fs::write(dir.path().join("billing.sql"), GOOD.replace("x", "billing"))
+            .expect("write");
         let cat = Catalog::load(Some(dir.path())).expect("loads");
         assert!(cat.get("mine").is_ok());
         assert_eq!(cat.get("billing").expect("billing").description, "one two");

@@ -100,7 +100,10 @@ pub struct DailyReport {
 
 impl DailyReport {
     pub fn section(&self, name: &str) -> Option<&Table> {
-        self.sections.iter().find(|s| s.name == name).map(|s| &s.table)
+        self.sections
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| &s.table)
     }
 }
 
@@ -123,7 +126,12 @@ fn headline(r: &DailyReport) -> Headline {
         missed: pick("missed"),
         talk_seconds: pick("talk_seconds"),
         billable_seconds: pick("billable_seconds"),
-        peak_concurrent: peak.map_or(0, |t| (0..t.rows.len()).map(|i| t.num(i, "peak_concurrent") as i64).max().unwrap_or(0)),
+        peak_concurrent: peak.map_or(0, |t| {
+            (0..t.rows.len())
+                .map(|i| t.num(i, "peak_concurrent") as i64)
+                .max()
+                .unwrap_or(0)
+        }),
         queue_entered: sum(r.section("queues"), "entered"),
         queue_answered: sum(r.section("queues"), "answered"),
         recordings: sum(cov, "recordings"),
@@ -134,7 +142,13 @@ fn headline(r: &DailyReport) -> Headline {
 }
 
 /// Runs every section for `p.from` (the report covers `p.from..=p.to`, one day in practice).
-pub fn build(conn: &Connection, catalog: &Catalog, p: &Params, settle_seconds: i64, generated_at: String) -> Result<DailyReport> {
+pub fn build(
+    conn: &Connection,
+    catalog: &Catalog,
+    p: &Params,
+    settle_seconds: i64,
+    generated_at: String,
+) -> Result<DailyReport> {
     let mut sections = Vec::with_capacity(SECTIONS.len());
     for (name, title) in SECTIONS {
         let report = catalog.get(name)?;
@@ -245,24 +259,49 @@ mod tests {
         .expect("rows");
         let d = NaiveDate::from_ymd_opt(2024, 1, 8).expect("date");
         let p = Params::new(d, d, 1_000_000, 120, 20).expect("params");
-        build(&conn, &Catalog::embedded().expect("catalog"), &p, 120, "now".into()).expect("builds")
+        build(
+            &conn,
+            &Catalog::embedded().expect("catalog"),
+            &p,
+            120,
+            "now".into(),
+        )
+        .expect("builds")
     }
 
     #[test]
     fn build_fills_headline() {
         let h = report().headline;
-        assert_eq!((h.calls, h.answered, h.missed, h.talk_seconds, h.peak_concurrent), (2, 1, 1, 100, 2));
+        assert_eq!(
+            (
+                h.calls,
+                h.answered,
+                h.missed,
+                h.talk_seconds,
+                h.peak_concurrent
+            ),
+            (2, 1, 1, 100, 2)
+        );
     }
 
     #[test]
     fn write_csv_sections_parse_back() {
         let mut out = Vec::new();
         write_csv(&report(), &mut out, false).expect("csv");
-        let mut rd = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(&out[..]);
-        let rows: Vec<csv::StringRecord> = rd.records().collect::<std::result::Result<_, _>>().expect("parses");
+        let mut rd = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(&out[..]);
+        let rows: Vec<csv::StringRecord> = rd
+            .records()
+            .collect::<std::result::Result<_, _>>()
+            .expect("parses");
         let summary: Vec<_> = rows.iter().filter(|r| &r[0] == "daily_summary").collect();
         assert_eq!(summary.len(), 3);
-        assert_eq!(rows.iter().filter(|r| &r[0] == "section").count(), SECTIONS.len() + 1);
+        assert_eq!(
+            rows.iter().filter(|r| &r[0] == "section").count(),
+            SECTIONS.len() + 1
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub enum ReportError {
     MissingColumn { report: String, column: String },
     /// SQLite refused or failed the query.
     #[error("report {report}: {source}")]
-    Query { report: String, source: rusqlite::Error },
+    Query {
+        report: String,
+        source: rusqlite::Error,
+    },
     /// A date that is not `YYYY-MM-DD` (or `yesterday` / `today` where allowed).
     #[error("invalid date {0:?}: expected YYYY-MM-DD")]
     BadDate(String),
@@ -33,7 +36,10 @@ pub enum ReportError {
     Tariff { line: u64, reason: String },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Writing the output failed (disk full, client went away, …).
     #[error("write failed: {0}")]
     Io(#[from] std::io::Error),

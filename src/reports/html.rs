@@ -30,7 +30,12 @@ const RED: &str = "#c8553d";
 const GREY: &str = "#8a8f98";
 
 fn card(out: &mut String, label: &str, value: &str) {
-    let _ = write!(out, r#"<div class="card"><b>{}</b><span>{}</span></div>"#, escape(value), escape(label));
+    let _ = write!(
+        out,
+        r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
+        escape(value),
+        escape(label)
+    );
 }
 
 fn minutes(secs: i64) -> String {
@@ -66,18 +71,26 @@ fn charts(r: &DailyReport) -> String {
         out.push_str(&bar_chart(
             "Calls by hour",
             &labels,
-            &[Series::new("answered", GREEN, col("answered")), Series::new("missed", RED, col("missed"))],
+            &[
+                Series::new("answered", GREEN, col("answered")),
+                Series::new("missed", RED, col("missed")),
+            ],
             true,
         ));
     }
     if let Some(t) = r.section("daily_summary") {
-        let rows: Vec<usize> = (0..t.rows.len()).filter(|&i| t.text(i, "direction") != "all").collect();
+        let rows: Vec<usize> = (0..t.rows.len())
+            .filter(|&i| t.text(i, "direction") != "all")
+            .collect();
         let labels: Vec<String> = rows.iter().map(|&i| t.text(i, "direction")).collect();
         let col = |c: &str| rows.iter().map(|&i| t.num(i, c)).collect::<Vec<_>>();
         out.push_str(&bar_chart(
             "Answered vs missed by direction",
             &labels,
-            &[Series::new("answered", GREEN, col("answered")), Series::new("missed", RED, col("missed"))],
+            &[
+                Series::new("answered", GREEN, col("answered")),
+                Series::new("missed", RED, col("missed")),
+            ],
             false,
         ));
     }
@@ -85,7 +98,11 @@ fn charts(r: &DailyReport) -> String {
         let labels: Vec<String> = (0..t.rows.len())
             .map(|i| {
                 let n = t.text(i, "group_number");
-                if n.is_empty() { format!("group {}", t.text(i, "group")) } else { format!("{} ({})", t.text(i, "group"), n) }
+                if n.is_empty() {
+                    format!("group {}", t.text(i, "group"))
+                } else {
+                    format!("{} ({})", t.text(i, "group"), n)
+                }
             })
             .collect();
         let col = |c: &str| (0..t.rows.len()).map(|i| t.num(i, c)).collect::<Vec<_>>();
@@ -101,15 +118,24 @@ fn charts(r: &DailyReport) -> String {
         ));
     }
     if let Some(t) = r.section("per_extension") {
-        let mut items: Vec<(String, f64)> = (0..t.rows.len()).map(|i| (t.text(i, "extension"), t.num(i, "calls"))).collect();
+        let mut items: Vec<(String, f64)> = (0..t.rows.len())
+            .map(|i| (t.text(i, "extension"), t.num(i, "calls")))
+            .collect();
         items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         items.truncate(10);
         out.push_str(&hbar_chart("Top extensions (calls)", &items, BLUE));
     }
     if let Some(t) = r.section("peak_concurrent") {
         let labels: Vec<String> = (0..t.rows.len()).map(|i| t.text(i, "hour")).collect();
-        let vals = (0..t.rows.len()).map(|i| t.num(i, "peak_concurrent")).collect();
-        out.push_str(&bar_chart("Peak concurrent calls", &labels, &[Series::new("peak", BLUE, vals)], true));
+        let vals = (0..t.rows.len())
+            .map(|i| t.num(i, "peak_concurrent"))
+            .collect();
+        out.push_str(&bar_chart(
+            "Peak concurrent calls",
+            &labels,
+            &[Series::new("peak", BLUE, vals)],
+            true,
+        ));
     }
     out.push_str("</div>");
     out
@@ -133,16 +159,28 @@ pub fn render(r: &DailyReport) -> String {
     card(&mut out, "talk minutes", &minutes(h.talk_seconds));
     card(&mut out, "billable minutes", &minutes(h.billable_seconds));
     card(&mut out, "peak concurrent", &h.peak_concurrent.to_string());
-    card(&mut out, "queued / answered", &format!("{} / {}", h.queue_entered, h.queue_answered));
+    card(
+        &mut out,
+        "queued / answered",
+        &format!("{} / {}", h.queue_entered, h.queue_answered),
+    );
     card(
         &mut out,
         "recordings fetched / missing / failed",
-        &format!("{} / {} / {}", h.recordings_fetched, h.recordings_missing, h.recordings_failed),
+        &format!(
+            "{} / {} / {}",
+            h.recordings_fetched, h.recordings_missing, h.recordings_failed
+        ),
     );
     out.push_str("</div>");
     out.push_str(&charts(r));
     for s in &r.sections {
-        let _ = write!(out, r#"<h2 id="{}">{}</h2>"#, escape(&s.name), escape(&s.title));
+        let _ = write!(
+            out,
+            r#"<h2 id="{}">{}</h2>"#,
+            escape(&s.name),
+            escape(&s.title)
+        );
         table_html(&mut out, &s.table);
     }
     out.push_str("</body></html>\n");

@@ -26,7 +26,13 @@ pub struct Params {
 
 impl Params {
     /// Parameters for `from..=to` with the settle rule applied at `now_ms`.
-    pub fn new(from: NaiveDate, to: NaiveDate, now_ms: i64, settle_seconds: i64, sla_seconds: i64) -> Result<Params> {
+    pub fn new(
+        from: NaiveDate,
+        to: NaiveDate,
+        now_ms: i64,
+        settle_seconds: i64,
+        sla_seconds: i64,
+    ) -> Result<Params> {
         if to < from {
             return Err(ReportError::Range {
                 from: from.to_string(),
@@ -64,7 +70,9 @@ pub fn resolve_day(s: &str, tz: chrono_tz::Tz) -> Result<NaiveDate> {
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     match s.trim() {
         "today" => Ok(today),
-        "yesterday" => today.pred_opt().ok_or_else(|| ReportError::BadDate(s.to_string())),
+        "yesterday" => today
+            .pred_opt()
+            .ok_or_else(|| ReportError::BadDate(s.to_string())),
         other => parse_date(other),
     }
 }
@@ -89,14 +97,17 @@ impl std::str::FromStr for Format {
 
 /// Prepares `report` on `conn` with every named parameter bound.
 pub fn prepare<'c>(conn: &'c Connection, report: &Report, p: &Params) -> Result<Statement<'c>> {
-    let mut st = conn.prepare(&report.sql).map_err(ReportError::query(&report.name))?;
+    let mut st = conn
+        .prepare(&report.sql)
+        .map_err(ReportError::query(&report.name))?;
     for i in 1..=st.parameter_count() {
         let name = st.parameter_name(i).unwrap_or("?").to_string();
         let v = p.value(&name).ok_or_else(|| ReportError::Param {
             report: report.name.clone(),
             param: name.clone(),
         })?;
-        st.raw_bind_parameter(i, v).map_err(ReportError::query(&report.name))?;
+        st.raw_bind_parameter(i, v)
+            .map_err(ReportError::query(&report.name))?;
     }
     Ok(st)
 }
@@ -140,7 +151,9 @@ pub fn json_value(v: ValueRef<'_>) -> serde_json::Value {
     match v {
         ValueRef::Null => serde_json::Value::Null,
         ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
+        ValueRef::Real(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
         ValueRef::Blob(b) => hex::encode(b).into(),
     }
@@ -150,7 +163,13 @@ pub fn json_value(v: ValueRef<'_>) -> serde_json::Value {
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Streams the report as RFC 4180 CSV with a header row; returns the row count.
-pub fn write_csv(conn: &Connection, report: &Report, p: &Params, out: &mut dyn Write, bom: bool) -> Result<u64> {
+pub fn write_csv(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    out: &mut dyn Write,
+    bom: bool,
+) -> Result<u64> {
     if bom {
         out.write_all(BOM)?;
     }
@@ -162,7 +181,9 @@ pub fn write_csv(conn: &Connection, report: &Report, p: &Params, out: &mut dyn W
             header_done = true;
         }
         for i in 0..cols.len() {
-            w.write_field(csv_field(row.get_ref(i).map_err(ReportError::query(&report.name))?))?;
+            w.write_field(csv_field(
+                row.get_ref(i).map_err(ReportError::query(&report.name))?,
+            ))?;
         }
         w.write_record(None::<&[u8]>)?;
         Ok(())
@@ -177,13 +198,21 @@ pub fn write_csv(conn: &Connection, report: &Report, p: &Params, out: &mut dyn W
 }
 
 /// Streams the report as a JSON array of objects; returns the row count.
-pub fn write_json(conn: &Connection, report: &Report, p: &Params, out: &mut dyn Write) -> Result<u64> {
+pub fn write_json(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    out: &mut dyn Write,
+) -> Result<u64> {
     out.write_all(b"[")?;
     let mut first = true;
     let n = for_each_row(conn, report, p, &mut |cols, row| {
         let mut obj = serde_json::Map::with_capacity(cols.len());
         for (i, c) in cols.iter().enumerate() {
-            obj.insert(c.clone(), json_value(row.get_ref(i).map_err(ReportError::query(&report.name))?));
+            obj.insert(
+                c.clone(),
+                json_value(row.get_ref(i).map_err(ReportError::query(&report.name))?),
+            );
         }
         out.write_all(if first { b"\n" } else { b",\n" })?;
         first = false;
@@ -214,7 +243,9 @@ impl Table {
         for_each_row(conn, report, p, &mut |cols, row| {
             let mut r = Vec::with_capacity(cols.len());
             for i in 0..cols.len() {
-                r.push(json_value(row.get_ref(i).map_err(ReportError::query(&report.name))?));
+                r.push(json_value(
+                    row.get_ref(i).map_err(ReportError::query(&report.name))?,
+                ));
             }
             t.rows.push(r);
             Ok(())
@@ -250,7 +281,13 @@ impl Table {
     pub fn objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
         self.rows
             .iter()
-            .map(|r| self.columns.iter().cloned().zip(r.iter().cloned()).collect())
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().cloned())
+                    .collect()
+            })
             .collect()
     }
 }
@@ -265,8 +302,11 @@ mod tests {
     }
 
     fn report(sql: &str) -> Report {
-        super::super::catalog::parse("t.sql", &format!("-- name: t\n-- description: d\n-- params: from, to\n{sql}"))
-            .expect("report")
+        super::super::catalog::parse(
+            "t.sql",
+            &format!("-- name: t\n-- description: d\n-- params: from, to\n{sql}"),
+        )
+        .expect("report")
     }
 
     #[test]
@@ -299,30 +339,53 @@ mod tests {
         let conn = Connection::open_in_memory().expect("db");
         let r = report("SELECT :from, :to, :to_next, :settled_before_ms, :sla_seconds;");
         let t = Table::query(&conn, &r, &p()).expect("runs");
-        assert_eq!(t.rows[0], vec![
-            serde_json::json!("2024-01-08"),
-            serde_json::json!("2024-01-09"),
-            serde_json::json!("2024-01-10"),
-            serde_json::json!(880_000),
-            serde_json::json!(20),
-        ]);
+        assert_eq!(
+            t.rows[0],
+            vec![
+                serde_json::json!("2024-01-08"),
+                serde_json::json!("2024-01-09"),
+                serde_json::json!("2024-01-10"),
+                serde_json::json!(880_000),
+                serde_json::json!(20),
+            ]
+        );
     }
 
     #[test]
     fn prepare_rejects_unknown_param() {
         let conn = Connection::open_in_memory().expect("db");
         let r = report("SELECT :carrier;");
-        assert!(matches!(prepare(&conn, &r, &p()), Err(ReportError::Param { .. })));
+        assert!(matches!(
+            prepare(&conn, &r, &p()),
+            Err(ReportError::Param { .. })
+        ));
     }
 
     #[test]
     fn write_csv_quotes_and_writes_header_without_rows() {
         let conn = Connection::open_in_memory().expect("db");
         let mut out = Vec::new();
-        write_csv(&conn, &report("SELECT 'a,\"b\"' AS x, NULL AS y;"), &p(), &mut out, false).expect("csv");
-        assert_eq!(String::from_utf8(out).expect("utf8"), "x,y\n\"a,\"\"b\"\"\",\n");
+        write_csv(
+            &conn,
+            &report("SELECT 'a,\"b\"' AS x, NULL AS y;"),
+            &p(),
+            &mut out,
+            false,
+        )
+        .expect("csv");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "x,y\n\"a,\"\"b\"\"\",\n"
+        );
         let mut out = Vec::new();
-        write_csv(&conn, &report("SELECT 1 AS x WHERE 0;"), &p(), &mut out, true).expect("csv");
+        write_csv(
+            &conn,
+            &report("SELECT 1 AS x WHERE 0;"),
+            &p(),
+            &mut out,
+            true,
+        )
+        .expect("csv");
         assert_eq!(out, b"\xEF\xBB\xBFx\n");
     }
 
@@ -333,6 +396,9 @@ mod tests {
         let r = report("SELECT 1 AS n, '张三' AS s UNION ALL SELECT 2, NULL;");
         write_json(&conn, &r, &p(), &mut out).expect("json");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
-        assert_eq!(v, serde_json::json!([{"n": 1, "s": "张三"}, {"n": 2, "s": null}]));
+        assert_eq!(
+            v,
+            serde_json::json!([{"n": 1, "s": "张三"}, {"n": 2, "s": null}])
+        );
     }
 }

@@ -43,7 +43,11 @@ fn nice_max(v: f64) -> f64 {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|m| *m >= v).unwrap_or(10.0 * p)
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|m| *m >= v)
+        .unwrap_or(10.0 * p)
 }
 
 fn fmt_num(v: f64) -> String {
@@ -65,7 +69,13 @@ const BOTTOM: f64 = 36.0;
 /// Vertical bars per label: stacked (one bar per label) or grouped (one per series).
 pub fn bar_chart(title: &str, labels: &[String], series: &[Series], stacked: bool) -> String {
     let n = labels.len().max(1) as f64;
-    let value = |s: &Series, i: usize| s.values.get(i).copied().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+    let value = |s: &Series, i: usize| {
+        s.values
+            .get(i)
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(0.0)
+    };
     let top = (0..labels.len())
         .map(|i| {
             if stacked {
@@ -179,11 +189,19 @@ pub fn hbar_chart(title: &str, items: &[(String, f64)], color: &str) -> String {
         t = escape(title)
     );
     if items.is_empty() {
-        let _ = write!(s, r#"<text x="4" y="{}" class="ax">no data</text>"#, TOP + 14.0);
+        let _ = write!(
+            s,
+            r#"<text x="4" y="{}" class="ax">no data</text>"#,
+            TOP + 14.0
+        );
     }
     for (i, (label, v)) in items.iter().enumerate() {
         let yy = TOP + row * i as f64;
-        let w = if v.is_finite() && *v > 0.0 { v / max * pw } else { 0.0 };
+        let w = if v.is_finite() && *v > 0.0 {
+            v / max * pw
+        } else {
+            0.0
+        };
         let _ = write!(
             s,
             r#"<text x="{lx}" y="{ty:.1}" text-anchor="end" class="ax">{l}</text><rect x="{label_w}" y="{yy:.1}" width="{w:.1}" height="{bh}" fill="{c}"><title>{l}: {vv}</title></rect><text x="{vx:.1}" y="{ty:.1}" class="ax">{vv}</text>"#,
@@ -206,7 +224,10 @@ mod tests {
 
     #[test]
     fn escape_handles_markup() {
-        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
@@ -220,9 +241,18 @@ mod tests {
     #[test]
     fn bar_chart_is_one_svg_with_a_rect_per_value() {
         let labels: Vec<String> = (0..3).map(|h| h.to_string()).collect();
-        let svg = bar_chart("t<", &labels, &[Series::new("a", "#f00", vec![1.0, 0.0, 2.0])], true);
+        let svg = bar_chart(
+            "t<",
+            &labels,
+            &[Series::new("a", "#f00", vec![1.0, 0.0, 2.0])],
+            true,
+        );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<rect").count(), 2 + 1, "two bars and one legend box");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            2 + 1,
+            "two bars and one legend box"
+        );
         assert!(svg.contains("t&lt;"));
     }
 

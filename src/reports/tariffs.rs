@@ -63,7 +63,11 @@ fn parse_micros(s: &str) -> Option<i64> {
         return None;
     }
     let i: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+    let f: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
     i.checked_mul(1_000_000)?.checked_add(f)
 }
 
@@ -93,7 +97,10 @@ impl Tariffs {
     /// Parses the CSV (a UTF-8 BOM is allowed; `#` lines are comments).
     pub fn from_csv(bytes: &[u8]) -> Result<Tariffs> {
         let bytes = bytes.strip_prefix(super::run::BOM).unwrap_or(bytes);
-        let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).comment(Some(b'#')).from_reader(bytes);
+        let mut rd = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(bytes);
         let mut by_prefix = HashMap::new();
         for (idx, rec) in rd.deserialize::<Line>().enumerate() {
             let line = |e: &csv::Error| e.position().map_or(0, |p| p.line());
@@ -106,9 +113,21 @@ impl Tariffs {
                 reason: format!("{what} for prefix {:?}", l.prefix),
             };
             let t = Tariff {
-                rate_micros: parse_micros(&l.rate_per_minute).ok_or_else(|| bad("rate_per_minute must be a decimal >= 0 with at most 6 places"))?,
-                increment_seconds: l.increment_seconds.parse().ok().filter(|v: &i64| *v >= 1).ok_or_else(|| bad("increment_seconds must be an integer >= 1"))?,
-                minimum_seconds: l.minimum_seconds.parse().ok().filter(|v: &i64| *v >= 0).ok_or_else(|| bad("minimum_seconds must be an integer >= 0"))?,
+                rate_micros: parse_micros(&l.rate_per_minute).ok_or_else(|| {
+                    bad("rate_per_minute must be a decimal >= 0 with at most 6 places")
+                })?,
+                increment_seconds: l
+                    .increment_seconds
+                    .parse()
+                    .ok()
+                    .filter(|v: &i64| *v >= 1)
+                    .ok_or_else(|| bad("increment_seconds must be an integer >= 1"))?,
+                minimum_seconds: l
+                    .minimum_seconds
+                    .parse()
+                    .ok()
+                    .filter(|v: &i64| *v >= 0)
+                    .ok_or_else(|| bad("minimum_seconds must be an integer >= 0"))?,
                 prefix: l.prefix.clone(),
             };
             if by_prefix.insert(l.prefix.clone(), t).is_some() {
@@ -161,9 +180,15 @@ mod tests {
 
     #[test]
     fn lookup_takes_longest_prefix() {
-        assert_eq!(t().lookup("13800001111").map(|x| x.prefix.as_str()), Some("1380"));
+        assert_eq!(
+            t().lookup("13800001111").map(|x| x.prefix.as_str()),
+            Some("1380")
+        );
         assert!(t().lookup("13912345678").is_none());
-        assert_eq!(t().lookup("13812345678").map(|x| x.prefix.as_str()), Some("138"));
+        assert_eq!(
+            t().lookup("13812345678").map(|x| x.prefix.as_str()),
+            Some("138")
+        );
         assert_eq!(t().lookup("0044123").map(|x| x.prefix.as_str()), Some("00"));
         assert_eq!(t().lookup("010888").map(|x| x.prefix.as_str()), Some("0"));
     }
@@ -188,15 +213,28 @@ mod tests {
     #[test]
     fn price_without_match_is_none() {
         assert_eq!(t().price("200", 60), None);
-        let all = Tariffs::from_csv(b"prefix,rate_per_minute,increment_seconds,minimum_seconds\n,1,60,0\n").expect("ok");
+        let all = Tariffs::from_csv(
+            b"prefix,rate_per_minute,increment_seconds,minimum_seconds\n,1,60,0\n",
+        )
+        .expect("ok");
         assert_eq!(all.price("200", 60), Some((60, "1.0000".into())));
     }
 
     #[test]
     fn from_csv_rejects_bad_lines() {
         let h = "prefix,rate_per_minute,increment_seconds,minimum_seconds\n";
-        for bad in ["0,abc,60,0", "0,1,0,0", "0,1,60,-1", "0,1.1234567,60,0", "0,1,60", "0,1,60,0\n0,2,60,0"] {
-            assert!(Tariffs::from_csv(format!("{h}{bad}\n").as_bytes()).is_err(), "{bad}");
+        for bad in [
+            "0,abc,60,0",
+            "0,1,0,0",
+            "0,1,60,-1",
+            "0,1.1234567,60,0",
+            "0,1,60",
+            "0,1,60,0\n0,2,60,0",
+        ] {
+            assert!(
+                Tariffs::from_csv(format!("{h}{bad}\n").as_bytes()).is_err(),
+                "{bad}"
+            );
         }
     }
 
