@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod model;
 pub mod queues;
 pub mod recordings;
+pub mod reports;
 pub mod server;
 pub mod sim;
 pub mod store;

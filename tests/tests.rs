@@ -12,3 +12,8 @@ mod calls_sim;
 mod queues_sim;
 mod recordings_fetch;
 mod recordings_http;
+mod reports_util;
+mod reports_figures;
+mod reports_billing;
+mod reports_cli;
+mod web_chromium;

@@ -7,6 +7,9 @@ mod rebuild;
 mod simulate;
 mod merge_g729;
 mod recordings;
+mod export;
+mod output;
+mod report;
 mod serve;
 mod token;
 
@@ -58,6 +61,12 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Named reports and the daily report.
+    #[command(subcommand)]
+    Report(report::ReportCmd),
+    /// Exports for other systems (the billing CSV).
+    #[command(subcommand)]
+    Export(export::ExportCmd),
 }
 
 /// Loads the configuration: file, then environment, then `--data`.
@@ -92,6 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => simulate::run(cfg, a),
         Command::Recordings(r) => recordings::run(cfg, r),
         Command::MergeG729(a) => merge_g729::run(a),
+        Command::Report(r) => report::run(cfg, r),
+        Command::Export(e) => export::run(cfg, e),
     }
 }
 

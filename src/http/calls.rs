@@ -114,10 +114,7 @@ pub async fn detail(caller: Caller, State(st): State<AppState>, Path(id): Path<S
             let mut legs = db::legs_by_ids(c, &leg_ids, &tz)?;
             legs.sort_by(|a, b| crate::calls::leg_order(&a.leg, &b.leg));
             let recs = db::recordings_of_call(c, &cur)?;
-            let visits: Vec<String> = c
-                .prepare_cached("SELECT key FROM queue_visits WHERE call_id IN (SELECT leg_call_id FROM call_legs WHERE call_id = ?1)")?
-                .query_map([&cur], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let visits = crate::store::queues::of_call(c, &cur)?;
             Ok(Some((call, legs, recs, visits, id != cur)))
         })
         .await?;

@@ -8,8 +8,11 @@ pub mod ingest;
 pub mod legs;
 pub mod queues;
 pub mod recordings;
+pub mod reports;
 pub mod router;
+pub mod stream;
 pub mod telemetry;
+pub mod web;
 
 pub use error::AppError;
 pub use router::{api_router, AppState};

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{calls, legs, queues, recordings, telemetry, AppError};
+use super::{calls, legs, queues, recordings, reports, telemetry, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -31,6 +31,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/queues/summary", get(queues::summary))
         .route("/api/calls/{id}/recording", get(recordings::by_call))
         .route("/api/recordings/{id}", get(recordings::by_id))
+        .route("/", get(web::index))
+        .route("/assets/{name}", get(web::asset))
+        .route("/reports/daily", get(reports::daily))
+        .route("/export/billing.csv", get(reports::billing_csv))
         .fallback(not_found)
         .with_state(state)
 }

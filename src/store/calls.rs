@@ -271,13 +271,14 @@ pub struct CallRecording {
     pub path: String,
     pub codec: Option<String>,
     pub status: String,
+    pub attempts: i64,
     pub duration_seconds: Option<f64>,
     pub last_error: Option<String>,
 }
 
 pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
     let mut st = conn.prepare_cached(
-        "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error
+        "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
          FROM call_legs cl JOIN legs l ON l.id = cl.leg_id JOIN recordings r ON r.leg_id = l.id
          WHERE cl.call_id = ?1 ORDER BY l.time_start, l.cdr_id",
     )?;
@@ -290,6 +291,7 @@ pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRe
             status: r.get(4)?,
             duration_seconds: r.get(5)?,
             last_error: r.get(6)?,
+            attempts: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

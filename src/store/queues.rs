@@ -100,15 +100,28 @@ pub struct StoredVisit {
 
 /// Visits entered on device-local days `from..=to`, in entry order.
 pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
-    let mut st = conn.prepare_cached(
-        "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
-                entry_count, outcome, agent, ended_at, wait_seconds, call_id
-         FROM queue_visits WHERE entered_local >= ?1 AND entered_local < ?2 ORDER BY entered_local, key",
-    )?;
     let lo = from.format("%Y-%m-%d").to_string();
     let hi = (to + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    select(conn, "entered_local >= ?1 AND entered_local < ?2", params![lo, hi])
+}
+
+/// Visits linked to the logical call `call_id` (through any of its legs' ids).
+pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<StoredVisit>> {
+    select(
+        conn,
+        "call_id IN (SELECT leg_call_id FROM call_legs WHERE call_id = ?1)",
+        params![call_id],
+    )
+}
+
+fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StoredVisit>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
+                entry_count, outcome, agent, ended_at, wait_seconds, call_id
+         FROM queue_visits WHERE {filter} ORDER BY entered_local, key"
+    ))?;
     let parse_t = |s: String| DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)).ok();
-    let rows = st.query_map(params![lo, hi], |r| {
+    let rows = st.query_map(args, |r| {
         let entered: String = r.get(8)?;
         let outcome: String = r.get(11)?;
         let ended: Option<String> = r.get(13)?;

@@ -1,0 +1,383 @@
+//! Benchmark of the reports (issue 7): `cargo bench --bench reports`.
+//!
+//! Generates an archive of 1 M settled calls over 100 days (10 k a day; one leg
+//! per call, half of them recorded, 5 % queue visits) by inserting rows
+//! directly in one transaction, then measures in fresh child processes (so
+//! VmHWM, the peak RSS, belongs to the measured work only):
+//! * the daily report of one day (all sections, rendered as HTML);
+//! * the billing CSV of the whole range (1 M rows) and of 10 days (100 k rows):
+//!   time and peak memory, which must not grow with the row count;
+//! * the sqlite3 CLI running the same queries (when installed), timed the same
+//!   way, with its peak RSS from /usr/bin/time when available.
+//!
+//! Targets: daily report < 1 s and <= 2x sqlite3; billing CSV of 1 M rows < 5 s.
+//! Set CALLVAULT_BENCH_DB=path to keep (and reuse) the generated archive.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use callvault::reports::billing::{self, BillingOptions};
+use callvault::reports::{daily, Catalog, Params};
+use chrono::{Duration, NaiveDate};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const CALLS: usize = 1_000_000;
+const DAYS: i64 = 100;
+
+fn first_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default()
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn generate(db: &Path) -> rusqlite::Result<()> {
+    // Schema and migrations (including the report indexes) as the server makes them.
+    drop(
+        callvault::store::Store::open(db)
+            .map_err(|e| rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())))?,
+    );
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA foreign_keys = OFF;",
+    )?;
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO pushes (id, received_at, received_ms, source, device, method, path, body, outcome, status)
+         VALUES (1, '2024-01-01T00:00:00Z', 0, 'bench', 'hq', 'POST', '/', x'', 'stored', 200)",
+        [],
+    )?;
+    {
+        let mut leg = tx.prepare(
+            "INSERT INTO legs (id, device, cdr_id, push_id, received_ms, callid, visitor_id, outer_id, leg_type, route,
+                 cpn, cdpn, time_start, time_end, start_utc, end_utc, duration, trunk_number, recording, rec_codec, content_hash)
+             VALUES (?1, 'hq', ?2, 1, 0, ?2, NULL, '1', ?3, 'IP', ?4, ?5, ?6, ?7, ?6, ?7, ?8, '02161205555', ?9, 'G729', '')",
+        )?;
+        let mut call = tx.prepare(
+            "INSERT INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+                 start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
+             VALUES (?1, 'hq', ?2, 0, ?3, ?4, ?5, ?6, ?7, 'IP', ?8, ?9, ?10, ?11, ?12, 1, 0)",
+        )?;
+        let mut link =
+            tx.prepare("INSERT INTO call_legs (leg_id, call_id, leg_call_id) VALUES (?1, ?2, ?2)")?;
+        let mut rec = tx.prepare(
+            "INSERT INTO recordings (leg_id, device, path, codec, status, attempts, due_ms, last_error, updated_at)
+             VALUES (?1, 'hq', ?2, 'G729', ?3, 1, 0, ?4, '2024-01-01T00:00:00Z')",
+        )?;
+        let mut visit = tx.prepare(
+            "INSERT INTO queue_visits (key, device, grp, party_kind, party_id, entered_at, entered_local, entry_count, outcome, agent, wait_seconds, call_id)
+             VALUES (?1, 'hq', ?2, 'visitor', '1', '', ?3, 1, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut rng = StdRng::seed_from_u64(7);
+        let day_secs = 86_400 / (CALLS as i64 / DAYS);
+        for i in 0..CALLS {
+            let id = i as i64 + 1;
+            let start = first_day().and_hms_opt(0, 0, 0).unwrap_or_default()
+                + Duration::seconds(id * day_secs + rng.random_range(0..day_secs));
+            let talk: i64 = if rng.random_bool(0.7) {
+                rng.random_range(5..900)
+            } else {
+                0
+            };
+            let end = start + Duration::seconds(talk + rng.random_range(3..30));
+            let ext = format!("2{:02}", rng.random_range(0..60));
+            let external = format!("13{:09}", rng.random_range(0..1_000_000_000u64));
+            let (dir, ty, caller, callee, billable) = match rng.random_range(0..10) {
+                0..=4 => ("inbound", "IN", external.clone(), ext.clone(), 0),
+                5..=7 => ("outbound", "OU", ext.clone(), external.clone(), talk),
+                _ => (
+                    "internal",
+                    "LO",
+                    ext.clone(),
+                    format!("2{:02}", rng.random_range(0..60)),
+                    0,
+                ),
+            };
+            let (s, e) = (
+                start.format("%Y-%m-%d %H:%M:%S").to_string(),
+                end.format("%Y-%m-%d %H:%M:%S").to_string(),
+            );
+            let cid = format!("hq-{id}");
+            let recording = (talk > 0 && rng.random_bool(0.5))
+                .then(|| format!("{}/{cid}.wav", start.format("%Y%m%d")));
+            leg.execute(rusqlite::params![
+                id, cid, ty, caller, callee, s, e, talk, recording
+            ])?;
+            call.execute(rusqlite::params![
+                cid,
+                dir,
+                caller,
+                callee,
+                format!("[\"{ext}\"]"),
+                (talk > 0).then_some(&ext),
+                (dir != "internal").then_some("02161205555"),
+                s,
+                e,
+                talk,
+                billable,
+                talk > 0
+            ])?;
+            link.execute(rusqlite::params![id, cid])?;
+            if recording.is_some() {
+                let (st, err) = match rng.random_range(0..20) {
+                    0 => ("missing", None),
+                    1 => ("failed", Some("HTTP 500")),
+                    2 => ("pending", None),
+                    _ => ("done", None),
+                };
+                rec.execute(rusqlite::params![id, recording, st, err])?;
+            }
+            if dir == "inbound" && rng.random_bool(0.1) {
+                let out = if talk > 0 { "answered" } else { "abandoned" };
+                visit.execute(rusqlite::params![
+                    cid,
+                    rng.random_range(1..4).to_string(),
+                    s,
+                    out,
+                    (talk > 0).then_some(&ext),
+                    rng.random_range(0.0..60.0),
+                    cid
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn params(from: NaiveDate, to: NaiveDate) -> Params {
+    Params::new(from, to, i64::MAX / 2, 120, 20).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Child mode: `--child daily DB DAY` or `--child billing DB FROM TO OUT`.
+fn child(args: &[String]) {
+    let t = Instant::now();
+    let db = Path::new(&args[1]);
+    let conn = callvault::store::open_connection(db).unwrap_or_else(|e| panic!("{e}"));
+    let cat = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default();
+    let rows = match args[0].as_str() {
+        "daily" => {
+            let r = daily::build(
+                &conn,
+                &cat,
+                &params(day(&args[2]), day(&args[2])),
+                120,
+                "bench".into(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let mut sink = std::io::sink();
+            daily::write(&r, daily::DailyFormat::Html, &mut sink).unwrap_or_else(|e| panic!("{e}"));
+            r.headline.calls as u64
+        }
+        _ => {
+            let f = std::fs::File::create(&args[4]).unwrap_or_else(|e| panic!("{e}"));
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, f);
+            let n = billing::write(
+                &conn,
+                &cat,
+                &params(day(&args[2]), day(&args[3])),
+                &BillingOptions::default(),
+                &mut out,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            out.flush().unwrap_or_else(|e| panic!("{e}"));
+            n
+        }
+    };
+    println!("{} {} {}", t.elapsed().as_secs_f64(), vm_hwm_kib(), rows);
+}
+
+fn run_child(args: &[&str]) -> (f64, u64, u64) {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let out = Command::new(exe)
+        .arg("--child")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<&str> = text.split_whitespace().collect();
+    assert!(
+        v.len() == 3 && out.status.success(),
+        "child failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        v[0].parse().unwrap_or(0.0),
+        v[1].parse().unwrap_or(0),
+        v[2].parse().unwrap_or(0),
+    )
+}
+
+/// The report's SQL with parameters set, as a sqlite3 CLI script.
+fn sqlite_script(names: &[&str], from: NaiveDate, to: NaiveDate) -> String {
+    let cat = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let mut s = format!(
+        ".parameter init\n.parameter set :from \"'{from}'\"\n.parameter set :to \"'{to}'\"\n.parameter set :to_next \"'{}'\"\n.parameter set :settled_before_ms {}\n.parameter set :sla_seconds 20\n",
+        to.succ_opt().unwrap_or(to),
+        i64::MAX / 2
+    );
+    for n in names {
+        s.push_str(&cat.get(n).unwrap_or_else(|e| panic!("{e}")).sql);
+        s.push('\n');
+    }
+    s
+}
+
+/// (seconds, peak RSS KiB if measurable) of sqlite3 running `script`.
+fn run_sqlite(db: &Path, script: &str, csv: bool, out: &Path) -> Option<(f64, Option<u64>)> {
+    Command::new("sqlite3").arg("-version").output().ok()?;
+    let time = Path::new("/usr/bin/time").exists();
+    let rss_file = out.with_extension("rss");
+    let mut cmd = if time {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss_file)
+            .arg("sqlite3");
+        c
+    } else {
+        Command::new("sqlite3")
+    };
+    if csv {
+        cmd.args(["-csv", "-header"]);
+    }
+    let t = Instant::now();
+    let mut child = cmd
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(out).ok()?)
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(script.as_bytes()).ok()?;
+    child.wait().ok()?;
+    let secs = t.elapsed().as_secs_f64();
+    let rss = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|s| s.trim().lines().last()?.trim().parse().ok());
+    Some((secs, rss))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        return child(&args[pos + 1..]);
+    }
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = std::env::var_os("CALLVAULT_BENCH_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("bench.sqlite"));
+    if !db.exists() {
+        let t = Instant::now();
+        generate(&db).unwrap_or_else(|e| panic!("generating: {e}"));
+        println!(
+            "generated {CALLS} calls over {DAYS} days in {:.1} s ({})",
+            t.elapsed().as_secs_f64(),
+            db.display()
+        );
+    }
+    let dbs = db.to_string_lossy().to_string();
+    let mid = first_day() + Duration::days(DAYS / 2);
+    let last = first_day() + Duration::days(DAYS);
+    let ten = first_day() + Duration::days(9);
+    let out1 = tmp.path().join("billing_1m.csv");
+    let out2 = tmp.path().join("billing_100k.csv");
+
+    let s = |d: NaiveDate| d.to_string();
+    let daily = run_child(&["daily", &dbs, &s(mid)]);
+    let bill_1m = run_child(&[
+        "billing",
+        &dbs,
+        &s(first_day()),
+        &s(last),
+        &out1.to_string_lossy(),
+    ]);
+    let bill_100k = run_child(&[
+        "billing",
+        &dbs,
+        &s(first_day()),
+        &s(ten),
+        &out2.to_string_lossy(),
+    ]);
+
+    let daily_sql = sqlite_script(
+        daily::SECTIONS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        mid,
+        mid,
+    );
+    let sq_daily = run_sqlite(&db, &daily_sql, false, &tmp.path().join("sq_daily.txt"));
+    let sq_bill = run_sqlite(
+        &db,
+        &sqlite_script(&["billing"], first_day(), last),
+        true,
+        &tmp.path().join("sq_billing.csv"),
+    );
+
+    let mb = |k: u64| k as f64 / 1024.0;
+    println!(
+        "\n{:<34} {:>10} {:>10} {:>12}",
+        "measurement", "seconds", "peak MiB", "rows"
+    );
+    println!(
+        "{:<34} {:>10.3} {:>10.1} {:>12}",
+        format!("daily report {mid} (html)"),
+        daily.0,
+        mb(daily.1),
+        daily.2
+    );
+    if let Some((t, rss)) = sq_daily {
+        println!(
+            "{:<34} {:>10.3} {:>10} {:>12}",
+            "  sqlite3 CLI, same 8 queries",
+            t,
+            rss.map_or("-".into(), |r| format!("{:.1}", mb(r))),
+            ""
+        );
+    }
+    println!(
+        "{:<34} {:>10.3} {:>10.1} {:>12}",
+        "billing CSV, 100 days",
+        bill_1m.0,
+        mb(bill_1m.1),
+        bill_1m.2
+    );
+    if let Some((t, rss)) = sq_bill {
+        println!(
+            "{:<34} {:>10.3} {:>10} {:>12}",
+            "  sqlite3 CLI -csv, same query",
+            t,
+            rss.map_or("-".into(), |r| format!("{:.1}", mb(r))),
+            ""
+        );
+    }
+    println!(
+        "{:<34} {:>10.3} {:>10.1} {:>12}",
+        "billing CSV, 10 days",
+        bill_100k.0,
+        mb(bill_100k.1),
+        bill_100k.2
+    );
+    let ok_daily = daily.0 < 1.0 && sq_daily.is_none_or(|(t, _)| daily.0 <= 2.0 * t.max(0.01));
+    let ok_bill = bill_1m.0 < 5.0 && (bill_1m.1 as f64) < 1.5 * bill_100k.1 as f64 + 8192.0;
+    println!(
+        "\ntargets: daily < 1 s and <= 2x sqlite3: {}; billing 1 M rows < 5 s with flat memory: {}",
+        if ok_daily { "met" } else { "MISSED" },
+        if ok_bill { "met" } else { "MISSED" }
+    );
+}

@@ -1,0 +1,51 @@
+-- name: peak_concurrent
+-- description: Peak number of simultaneous settled calls in each hour of each day (device local).
+-- description: A call counts from its start up to (not including) its end; calls still running
+-- description: from the day before count from midnight.
+-- params: from, to
+WITH RECURSIVE grid(h) AS (
+    SELECT :from || ' 00'
+    UNION ALL
+    SELECT strftime('%Y-%m-%d %H', h || ':00:00', '+1 hour') FROM grid WHERE h < :to || ' 23'
+),
+c AS (
+    SELECT start_local AS s, max(end_local, start_local) AS e
+    FROM calls
+    WHERE start_local >= date(:from, '-1 day') AND start_local < :to_next
+      AND end_local >= :from
+      AND last_change_ms <= :settled_before_ms
+),
+ev(t, d) AS (
+    SELECT max(s, :from || ' 00:00:00'), 1 FROM c
+    UNION ALL
+    SELECT max(e, :from || ' 00:00:00'), -1 FROM c
+),
+run AS (
+    -- Calls up after every event at time t (ends are exclusive, so a call ending
+    -- when another starts does not overlap it).
+    SELECT t, sum(d) OVER (ORDER BY t) AS n FROM ev
+),
+hourly AS (
+    SELECT substr(t, 1, 13) AS h, max(n) AS peak FROM run GROUP BY 1
+),
+last_in_hour AS (
+    SELECT substr(t, 1, 13) AS h, max(t) AS lt, n AS last_n FROM run GROUP BY 1
+),
+g AS (
+    SELECT grid.h, hourly.peak, l.last_n,
+           count(l.last_n) OVER (ORDER BY grid.h ROWS UNBOUNDED PRECEDING) AS grp
+    FROM grid
+    LEFT JOIN hourly ON hourly.h = grid.h
+    LEFT JOIN last_in_hour l ON l.h = grid.h
+),
+filled AS (
+    SELECT h, peak, first_value(last_n) OVER (PARTITION BY grp ORDER BY h) AS level FROM g
+),
+carried AS (
+    SELECT h, peak, lag(level) OVER (ORDER BY h) AS carry_in FROM filled
+)
+SELECT substr(h, 1, 10) AS day,
+       CAST(substr(h, 12, 2) AS INTEGER) AS hour,
+       max(coalesce(peak, 0), coalesce(carry_in, 0)) AS peak_concurrent
+FROM carried
+ORDER BY h;

@@ -1,0 +1,65 @@
+//! `callvault export billing`: the billing CSV for finance (docs/billing.md),
+//! streamed from the archive to the file or stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::output::Output;
+use super::report::{catalog, params};
+use crate::config::Config;
+use crate::reports::billing::{self, BillingOptions};
+use crate::reports::tariffs::Tariffs;
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCmd {
+    /// One CSV row per settled call (or per billable leg), RFC 4180, UTF-8.
+    Billing(BillingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BillingArgs {
+    /// First device-local day: YYYY-MM-DD, today or yesterday.
+    #[arg(long)]
+    pub from: String,
+    /// Last day, inclusive (default: FROM).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// One row per carrier-billed leg (OU, FW, CB) instead of per call.
+    #[arg(long)]
+    pub per_leg: bool,
+    /// Start with a UTF-8 byte order mark so Excel shows Chinese names right.
+    #[arg(long)]
+    pub bom: bool,
+    /// Tariff table (CSV: prefix,rate_per_minute,increment_seconds,minimum_seconds);
+    /// adds billed_seconds and cost.
+    #[arg(long, value_name = "FILE")]
+    pub tariffs: Option<PathBuf>,
+    /// Write to FILE (atomically) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
+    let ExportCmd::Billing(a) = cmd;
+    let p = params(&cfg, &a.from, a.to.as_deref())?;
+    let tariffs = a.tariffs.as_deref().map(Tariffs::from_file).transpose()?;
+    let opts = BillingOptions {
+        per_leg: a.per_leg,
+        bom: a.bom,
+        tariffs,
+    };
+    let cat = catalog(&cfg)?;
+    let store = Store::open(&cfg.db_path())?;
+    let mut out = Output::open(a.output.as_deref())?;
+    let rows = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut out)))??;
+    let dest = out.describe();
+    out.commit()?;
+    eprintln!(
+        "billing {} to {}: {rows} rows written to {dest}",
+        p.from, p.to
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! `GET /reports/daily?date=&format=` (Perm::Reports) and
+//! `GET /export/billing.csv?from=&to=[&per_leg=1][&bom=1][&tariffs=1]`
+//! (Perm::Billing). The billing CSV is streamed from a blocking task through
+//! a bounded channel, so memory stays flat whatever the range.
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::{Caller, Perm};
+use super::{stream, AppError, AppState};
+use crate::reports::billing::{self, BillingOptions};
+use crate::reports::daily::{self, DailyFormat};
+use crate::reports::tariffs::Tariffs;
+use crate::reports::{run, Catalog, Params, ReportError};
+
+impl From<ReportError> for AppError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::BadDate(_)
+            | ReportError::Range { .. }
+            | ReportError::Format(_)
+            | ReportError::Unknown { .. } => AppError::BadRequest(e.to_string()),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "yes" | "on"))
+}
+
+fn params(
+    st: &AppState,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Params, AppError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    Ok(Params::new(
+        from,
+        to,
+        now_ms,
+        st.cfg.calls.settle_seconds,
+        st.cfg.queues.sla_seconds,
+    )?)
+}
+
+fn catalog(st: &AppState) -> Result<Catalog, AppError> {
+    Ok(Catalog::load(Some(&st.cfg.data_dir.join("reports")))?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DailyQuery {
+    pub date: Option<String>,
+    pub format: Option<String>,
+}
+
+pub async fn daily(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<DailyQuery>,
+) -> Result<Response, AppError> {
+    caller.require(Perm::Reports)?;
+    let date = run::resolve_day(
+        q.date.as_deref().unwrap_or("yesterday"),
+        st.cfg.default_tz(),
+    )?;
+    let format: DailyFormat = q.format.as_deref().unwrap_or("html").parse()?;
+    let p = params(&st, date, date)?;
+    let cat = catalog(&st)?;
+    let settle = st.cfg.calls.settle_seconds;
+    let (generated, _) = crate::store::now_stamp();
+    let body = st
+        .store
+        .read(move |c| {
+            Ok(daily::build(c, &cat, &p, settle, generated).and_then(|r| {
+                let mut out = Vec::new();
+                daily::write(&r, format, &mut out).map(|_| out)
+            }))
+        })
+        .await??;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BillingQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub per_leg: Option<String>,
+    pub bom: Option<String>,
+    /// Apply `<data_dir>/tariffs.csv`.
+    pub tariffs: Option<String>,
+}
+
+pub async fn billing_csv(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<BillingQuery>,
+) -> Result<Response, AppError> {
+    caller.require(Perm::Billing)?;
+    let (from, to) =
+        super::legs::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
+    let p = params(&st, from, to)?;
+    let tariffs = if flag(&q.tariffs) {
+        let path = st.cfg.data_dir.join("tariffs.csv");
+        if !path.is_file() {
+            return Err(AppError::NotFound(
+                "no tariffs.csv in the data directory".into(),
+            ));
+        }
+        Some(Tariffs::from_file(&path)?)
+    } else {
+        None
+    };
+    let opts = BillingOptions {
+        per_leg: flag(&q.per_leg),
+        bom: flag(&q.bom),
+        tariffs,
+    };
+    let cat = catalog(&st)?;
+    let name = billing::file_name(&p, &opts);
+    // Fail with a status code while we still can: before the first byte.
+    let (c2, p2, o2) = (cat.clone(), p.clone(), opts.clone());
+    st.store
+        .read(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
+        .await??;
+
+    let (mut w, body) = stream::channel();
+    let store = st.store.clone();
+    let who = caller.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let res = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
+        match res {
+            Ok(Ok(rows)) => {
+                tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "billing export stopped");
+                w.abort("billing export failed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "billing export stopped");
+                w.abort("billing export failed");
+            }
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}

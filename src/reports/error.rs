@@ -1,0 +1,65 @@
+//! The one error type of the reports stage.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A report file has no usable header (name, description, params).
+    #[error("report file {file}: {reason}")]
+    Header { file: String, reason: String },
+    /// No report of that name.
+    #[error("unknown report {name:?} (known: {known})")]
+    Unknown { name: String, known: String },
+    /// A report query uses a parameter we do not supply.
+    #[error("report {report}: unknown parameter {param} (available: :from, :to, :to_next, :settled_before_ms, :sla_seconds)")]
+    Param { report: String, param: String },
+    /// A report query lacks a column the caller needs (e.g. billing without billable_seconds).
+    #[error("report {report}: missing column {column}")]
+    MissingColumn { report: String, column: String },
+    /// SQLite refused or failed the query.
+    #[error("report {report}: {source}")]
+    Query {
+        report: String,
+        source: rusqlite::Error,
+    },
+    /// A date that is not `YYYY-MM-DD` (or `yesterday` / `today` where allowed).
+    #[error("invalid date {0:?}: expected YYYY-MM-DD")]
+    BadDate(String),
+    /// `to` before `from`.
+    #[error("`to` ({to}) is before `from` ({from})")]
+    Range { from: String, to: String },
+    /// An output format we do not produce here.
+    #[error("unknown format {0:?}")]
+    Format(String),
+    /// A line of the tariff table is not usable.
+    #[error("tariffs line {line}: {reason}")]
+    Tariff { line: u64, reason: String },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing the output failed (disk full, client went away, …).
+    #[error("write failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// CSV encoding or decoding failed.
+    #[error("csv: {0}")]
+    Csv(#[from] csv::Error),
+    /// JSON encoding failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The archive could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl ReportError {
+    /// Wraps a SQLite error with the report it happened in.
+    pub fn query(report: &str) -> impl FnOnce(rusqlite::Error) -> ReportError + '_ {
+        move |source| ReportError::Query {
+            report: report.to_string(),
+            source,
+        }
+    }
+}

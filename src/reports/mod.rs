@@ -1,0 +1,27 @@
+//! Reports and exports (DESIGN §7): what finance, QA and the nightly job use.
+//!
+//! - [`catalog`]: the named report queries of `reports/*.sql` (embedded at
+//!   build time; `<data_dir>/reports/*.sql` adds or overrides), each with a
+//!   header naming it, describing it and listing its parameters.
+//! - [`run`]: binds the parameters and streams rows as CSV or JSON.
+//! - [`billing`] and [`tariffs`]: the billing CSV, optionally costed.
+//! - [`daily`], [`html`] and [`svg`]: the daily report in csv, json or one
+//!   self-contained HTML file with inline SVG charts.
+//!
+//! All of it reads the archive through a plain `rusqlite::Connection`, so the
+//! same code serves the CLI (blocking) and HTTP (on a blocking task).
+
+pub mod billing;
+pub mod catalog;
+pub mod daily;
+mod error;
+pub mod html;
+pub mod run;
+pub mod svg;
+pub mod tariffs;
+
+pub use catalog::{Catalog, Report};
+pub use error::ReportError;
+pub use run::{Format, Params, Table};
+
+pub type Result<T> = std::result::Result<T, ReportError>;

@@ -1,0 +1,404 @@
+//! Running a named report: bind its parameters by name, then stream the rows
+//! as CSV or JSON (one row in memory at a time), or collect a small result
+//! as a [`Table`] (the daily report's sections).
+
+use std::io::Write;
+
+use chrono::{Days, NaiveDate};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row, Statement};
+use serde::Serialize;
+
+use super::{Report, ReportError, Result};
+
+/// The values every report query may use.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// First device-local day.
+    pub from: NaiveDate,
+    /// Last device-local day (inclusive).
+    pub to: NaiveDate,
+    /// Calls whose last change is at or before this (unix ms) are settled.
+    pub settled_before_ms: i64,
+    /// "Answered within" threshold of the queue service level.
+    pub sla_seconds: i64,
+}
+
+impl Params {
+    /// Parameters for `from..=to` with the settle rule applied at `now_ms`.
+    pub fn new(
+        from: NaiveDate,
+        to: NaiveDate,
+        now_ms: i64,
+        settle_seconds: i64,
+        sla_seconds: i64,
+    ) -> Result<Params> {
+        if to < from {
+            return Err(ReportError::Range {
+                from: from.to_string(),
+                to: to.to_string(),
+            });
+        }
+        Ok(Params {
+            from,
+            to,
+            settled_before_ms: now_ms.saturating_sub(settle_seconds.saturating_mul(1000)),
+            sla_seconds,
+        })
+    }
+
+    fn value(&self, name: &str) -> Option<rusqlite::types::Value> {
+        let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string().into();
+        Some(match name {
+            ":from" => day(self.from),
+            ":to" => day(self.to),
+            ":to_next" => day(self.to.checked_add_days(Days::new(1)).unwrap_or(self.to)),
+            ":settled_before_ms" => self.settled_before_ms.into(),
+            ":sla_seconds" => self.sla_seconds.into(),
+            _ => return None,
+        })
+    }
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| ReportError::BadDate(s.to_string()))
+}
+
+/// Parses `YYYY-MM-DD`, `today` or `yesterday` (the latter two in `tz`).
+pub fn resolve_day(s: &str, tz: chrono_tz::Tz) -> Result<NaiveDate> {
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    match s.trim() {
+        "today" => Ok(today),
+        "yesterday" => today
+            .pred_opt()
+            .ok_or_else(|| ReportError::BadDate(s.to_string())),
+        other => parse_date(other),
+    }
+}
+
+/// Output formats of `report run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = ReportError;
+    fn from_str(s: &str) -> Result<Format> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(ReportError::Format(other.to_string())),
+        }
+    }
+}
+
+/// Prepares `report` on `conn` with every named parameter bound.
+pub fn prepare<'c>(conn: &'c Connection, report: &Report, p: &Params) -> Result<Statement<'c>> {
+    let mut st = conn
+        .prepare(&report.sql)
+        .map_err(ReportError::query(&report.name))?;
+    for i in 1..=st.parameter_count() {
+        let name = st.parameter_name(i).unwrap_or("?").to_string();
+        let v = p.value(&name).ok_or_else(|| ReportError::Param {
+            report: report.name.clone(),
+            param: name.clone(),
+        })?;
+        st.raw_bind_parameter(i, v)
+            .map_err(ReportError::query(&report.name))?;
+    }
+    Ok(st)
+}
+
+/// Column names of a prepared statement.
+pub fn columns(st: &Statement) -> Vec<String> {
+    st.column_names().into_iter().map(str::to_string).collect()
+}
+
+/// Calls `f` for every row, in order.
+pub fn for_each_row(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    f: &mut dyn FnMut(&[String], &Row) -> Result<()>,
+) -> Result<u64> {
+    let mut st = prepare(conn, report, p)?;
+    let cols = columns(&st);
+    let mut rows = st.raw_query();
+    let mut n = 0u64;
+    while let Some(row) = rows.next().map_err(ReportError::query(&report.name))? {
+        f(&cols, row)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A column value as CSV text: NULL is empty, blobs are hex.
+pub fn csv_field(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => hex::encode(b),
+    }
+}
+
+/// A column value as JSON.
+pub fn json_value(v: ValueRef<'_>) -> serde_json::Value {
+    match v {
+        ValueRef::Null => serde_json::Value::Null,
+        ValueRef::Integer(i) => i.into(),
+        ValueRef::Real(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+        ValueRef::Blob(b) => hex::encode(b).into(),
+    }
+}
+
+/// The UTF-8 byte order mark (Excel needs it to read UTF-8 CSV).
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Streams the report as RFC 4180 CSV with a header row; returns the row count.
+pub fn write_csv(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    out: &mut dyn Write,
+    bom: bool,
+) -> Result<u64> {
+    if bom {
+        out.write_all(BOM)?;
+    }
+    let mut w = csv::Writer::from_writer(out);
+    let mut header_done = false;
+    let n = for_each_row(conn, report, p, &mut |cols, row| {
+        if !header_done {
+            w.write_record(cols)?;
+            header_done = true;
+        }
+        for i in 0..cols.len() {
+            w.write_field(csv_field(
+                row.get_ref(i).map_err(ReportError::query(&report.name))?,
+            ))?;
+        }
+        w.write_record(None::<&[u8]>)?;
+        Ok(())
+    })?;
+    if !header_done {
+        // No rows: still write the header so the file is self-describing.
+        let st = prepare(conn, report, p)?;
+        w.write_record(columns(&st))?;
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+/// Streams the report as a JSON array of objects; returns the row count.
+pub fn write_json(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    out.write_all(b"[")?;
+    let mut first = true;
+    let n = for_each_row(conn, report, p, &mut |cols, row| {
+        let mut obj = serde_json::Map::with_capacity(cols.len());
+        for (i, c) in cols.iter().enumerate() {
+            obj.insert(
+                c.clone(),
+                json_value(row.get_ref(i).map_err(ReportError::query(&report.name))?),
+            );
+        }
+        out.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        serde_json::to_writer(&mut *out, &obj)?;
+        Ok(())
+    })?;
+    out.write_all(b"\n]\n")?;
+    out.flush()?;
+    Ok(n)
+}
+
+/// A small result held in memory (a section of the daily report).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+impl Table {
+    /// Runs `report` and collects its rows.
+    pub fn query(conn: &Connection, report: &Report, p: &Params) -> Result<Table> {
+        let st = prepare(conn, report, p)?;
+        let mut t = Table {
+            columns: columns(&st),
+            rows: Vec::new(),
+        };
+        drop(st);
+        for_each_row(conn, report, p, &mut |cols, row| {
+            let mut r = Vec::with_capacity(cols.len());
+            for i in 0..cols.len() {
+                r.push(json_value(
+                    row.get_ref(i).map_err(ReportError::query(&report.name))?,
+                ));
+            }
+            t.rows.push(r);
+            Ok(())
+        })?;
+        Ok(t)
+    }
+
+    /// Index of a column by name.
+    pub fn col(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// A cell as f64 (0 when absent, NULL or not a number).
+    pub fn num(&self, row: usize, col: &str) -> f64 {
+        self.cell(row, col).and_then(|v| v.as_f64()).unwrap_or(0.0)
+    }
+
+    /// A cell as display text ("" for NULL or absent).
+    pub fn text(&self, row: usize, col: &str) -> String {
+        match self.cell(row, col) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        }
+    }
+
+    fn cell(&self, row: usize, col: &str) -> Option<&serde_json::Value> {
+        let c = self.col(col)?;
+        self.rows.get(row)?.get(c)
+    }
+
+    /// Rows as JSON objects (column name → value).
+    pub fn objects(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().cloned())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Params {
+        let d = |s| parse_date(s).expect("date");
+        Params::new(d("2024-01-08"), d("2024-01-09"), 1_000_000, 120, 20).expect("params")
+    }
+
+    fn report(sql: &str) -> Report {
+        super::super::catalog::parse(
+            "t.sql",
+            &format!("-- name: t\n-- description: d\n-- params: from, to\n{sql}"),
+        )
+        .expect("report")
+    }
+
+    #[test]
+    fn params_reject_reversed_range() {
+        let d = |s| parse_date(s).expect("date");
+        assert!(Params::new(d("2024-01-09"), d("2024-01-08"), 0, 0, 0).is_err());
+    }
+
+    #[test]
+    fn params_settle_before_now_minus_settle() {
+        assert_eq!(p().settled_before_ms, 1_000_000 - 120_000);
+    }
+
+    #[test]
+    fn parse_date_rejects_garbage() {
+        assert!(parse_date("2024-13-01").is_err());
+        assert!(parse_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn resolve_day_knows_yesterday() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let y = resolve_day("yesterday", tz).expect("ok");
+        assert_eq!(y.succ_opt(), Some(resolve_day("today", tz).expect("ok")));
+        assert!(resolve_day("2024-02-30", tz).is_err());
+    }
+
+    #[test]
+    fn prepare_binds_named_params() {
+        let conn = Connection::open_in_memory().expect("db");
+        let r = report("SELECT :from, :to, :to_next, :settled_before_ms, :sla_seconds;");
+        let t = Table::query(&conn, &r, &p()).expect("runs");
+        assert_eq!(
+            t.rows[0],
+            vec![
+                serde_json::json!("2024-01-08"),
+                serde_json::json!("2024-01-09"),
+                serde_json::json!("2024-01-10"),
+                serde_json::json!(880_000),
+                serde_json::json!(20),
+            ]
+        );
+    }
+
+    #[test]
+    fn prepare_rejects_unknown_param() {
+        let conn = Connection::open_in_memory().expect("db");
+        let r = report("SELECT :carrier;");
+        assert!(matches!(
+            prepare(&conn, &r, &p()),
+            Err(ReportError::Param { .. })
+        ));
+    }
+
+    #[test]
+    fn write_csv_quotes_and_writes_header_without_rows() {
+        let conn = Connection::open_in_memory().expect("db");
+        let mut out = Vec::new();
+        write_csv(
+            &conn,
+            &report("SELECT 'a,\"b\"' AS x, NULL AS y;"),
+            &p(),
+            &mut out,
+            false,
+        )
+        .expect("csv");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "x,y\n\"a,\"\"b\"\"\",\n"
+        );
+        let mut out = Vec::new();
+        write_csv(
+            &conn,
+            &report("SELECT 1 AS x WHERE 0;"),
+            &p(),
+            &mut out,
+            true,
+        )
+        .expect("csv");
+        assert_eq!(out, b"\xEF\xBB\xBFx\n");
+    }
+
+    #[test]
+    fn write_json_gives_array_of_objects() {
+        let conn = Connection::open_in_memory().expect("db");
+        let mut out = Vec::new();
+        let r = report("SELECT 1 AS n, '张三' AS s UNION ALL SELECT 2, NULL;");
+        write_json(&conn, &r, &p(), &mut out).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
+        assert_eq!(
+            v,
+            serde_json::json!([{"n": 1, "s": "张三"}, {"n": 2, "s": null}])
+        );
+    }
+}

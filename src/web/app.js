@@ -1,0 +1,264 @@
+// callvault web page: sign in with an API token, search calls, open one
+// (legs, queue visit, recordings, player), daily report, billing CSV.
+// Plain DOM, no framework, no network access beyond this server.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const KEY = "callvault.token";
+let token = localStorage.getItem(KEY) || sessionStorage.getItem(KEY) || "";
+// Cursor paging: cursors[i] is the cursor that fetches page i (page 0 = null).
+let cursors = [null];
+let page = 0;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return e;
+}
+
+function ymd(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return ymd(d); }
+
+function withToken(path) {
+  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path) {
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token } });
+  if (!r.ok) {
+    let msg = r.statusText;
+    try { msg = (await r.json()).error || msg; } catch (_) { /* not JSON */ }
+    if (r.status === 401) signOut("Your token was not accepted. Please sign in again.");
+    throw new HttpError(r.status, msg);
+  }
+  return r.json();
+}
+
+function secs(n) {
+  if (n === null || n === undefined) return "";
+  const m = Math.floor(n / 60), s = n % 60;
+  return m ? `${m}:${String(s).padStart(2, "0")}` : `${s}s`;
+}
+
+function localTime(iso) {
+  // Times are ISO 8601 with the device's offset; show the device-local wall clock.
+  return typeof iso === "string" ? iso.replace("T", " ").replace(/(\.\d+)?([+-]\d\d:\d\d|Z)$/, "") : "";
+}
+
+// ---- sign in / out -------------------------------------------------------
+
+function show(view) {
+  for (const v of ["calls", "report", "billing"]) $(`#${v}-view`).hidden = v !== view;
+  for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.view === view);
+  if (view === "report") loadReport();
+  if (view === "billing") updateBillingLink();
+}
+
+function signedIn() {
+  $("#login-view").hidden = true;
+  $("#nav").hidden = false;
+  show("calls");
+  search();
+}
+
+function signOut(message) {
+  token = "";
+  localStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY);
+  $("#nav").hidden = true;
+  for (const v of ["calls", "report", "billing"]) $(`#${v}-view`).hidden = true;
+  $("#login-view").hidden = false;
+  $("#login-error").textContent = message || "";
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  token = $("#token").value.trim();
+  $("#login-error").textContent = "";
+  try {
+    await api(`/api/calls?from=${daysAgo(0)}&to=${daysAgo(0)}&limit=1`);
+  } catch (e) {
+    if (e.status !== 401) $("#login-error").textContent = "Sign-in check failed: " + e.message;
+    if (e.status === 401) $("#login-error").textContent = "That token was not accepted.";
+    return;
+  }
+  ($("#remember").checked ? localStorage : sessionStorage).setItem(KEY, token);
+  $("#token").value = "";
+  signedIn();
+});
+
+$("#logout").addEventListener("click", () => signOut(""));
+for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => show(b.dataset.view));
+
+// ---- calls ---------------------------------------------------------------
+
+function query(cursor) {
+  const q = new URLSearchParams({ from: $("#from").value, to: $("#to").value, limit: $("#limit").value });
+  for (const k of ["number", "ext", "direction", "answered"]) {
+    const v = $("#" + k).value.trim();
+    if (v) q.set(k, v);
+  }
+  if (cursor) q.set("cursor", cursor);
+  return "/api/calls?" + q.toString();
+}
+
+async function search(newSearch = true) {
+  if (newSearch) { cursors = [null]; page = 0; }
+  $("#calls-status").textContent = "Loading…";
+  let data;
+  try {
+    data = await api(query(cursors[page]));
+  } catch (e) {
+    $("#calls-status").textContent = "Search failed: " + e.message;
+    return;
+  }
+  const calls = data.calls || [];
+  cursors[page + 1] = data.next_cursor || null;
+  const tbody = $("#calls-table tbody");
+  tbody.replaceChildren(...calls.map(row));
+  $("#calls-status").textContent = calls.length ? `${calls.length} calls on this page` : "No calls match.";
+  $("#page").textContent = `Page ${page + 1}`;
+  $("#prev").disabled = page === 0;
+  $("#next").disabled = !data.next_cursor;
+}
+
+function row(c) {
+  const tr = el("tr", { "data-id": c.id },
+    el("td", {}, localTime(c.start)),
+    el("td", {}, c.direction + (c.forwarded_out ? " ↪" : "")),
+    el("td", {}, c.caller),
+    el("td", {}, c.callee),
+    el("td", {}, (c.extensions || []).join(" ")),
+    el("td", {}, c.answered_by || ""),
+    el("td", { class: "n" }, secs(c.talk_seconds)),
+    el("td", { class: "n" }, secs(c.billable_seconds)),
+    el("td", {}, el("span", { class: "tag " + (c.answered ? "yes" : "no") }, c.answered ? "answered" : "missed"),
+      c.settled === false ? el("span", { class: "tag", title: "legs may still arrive" }, "provisional") : ""));
+  tr.addEventListener("click", () => {
+    for (const r of document.querySelectorAll("#calls-table tr.selected")) r.classList.remove("selected");
+    tr.classList.add("selected");
+    openCall(c.id);
+  });
+  return tr;
+}
+
+$("#search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(true); });
+$("#next").addEventListener("click", () => { if (cursors[page + 1]) { page += 1; search(false); } });
+$("#prev").addEventListener("click", () => { if (page > 0) { page -= 1; search(false); } });
+
+function table(headers, rows) {
+  return el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((v) => el("td", {}, v ?? "")))))));
+}
+
+async function queueVisits(call) {
+  if (Array.isArray(call.queue_visits)) return call.queue_visits;
+  const day = localTime(call.start).slice(0, 10);
+  try {
+    const data = await api(`/api/queues/visits?from=${day}&to=${day}`);
+    return (data.visits || []).filter((v) => v.call_id === call.id);
+  } catch (_) {
+    return null; // queue visits not available
+  }
+}
+
+async function openCall(id) {
+  const box = $("#detail");
+  box.hidden = false;
+  box.replaceChildren(el("p", { class: "status" }, "Loading call…"));
+  let c;
+  try {
+    c = await api("/api/calls/" + encodeURIComponent(id));
+  } catch (e) {
+    box.replaceChildren(el("p", { class: "error" }, "Could not load the call: " + e.message));
+    return;
+  }
+  const parts = [el("h3", {}, `${c.direction} call ${c.caller} → ${c.callee}`)];
+  const facts = [
+    ["Call id", c.id], ["Device", c.device], ["Start", localTime(c.start)], ["End", localTime(c.end)],
+    ["Extensions", (c.extensions || []).join(" ")], ["Answered by", c.answered_by || "—"],
+    ["Trunk", c.trunk || "—"], ["Talk", secs(c.talk_seconds)], ["Billable", secs(c.billable_seconds)],
+    ["Status", (c.answered ? "answered" : "missed") + (c.settled === false ? ", provisional" : "")],
+  ];
+  parts.push(el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v ?? ""))])));
+
+  const recs = c.recordings || [];
+  parts.push(el("h4", {}, "Recording"));
+  const playable = recs.length === 0 ? false : recs.some((r) => r.status === "done");
+  if (playable) {
+    const src = withToken(`/api/calls/${encodeURIComponent(c.id)}/recording`);
+    parts.push(el("audio", { id: "player", controls: true, preload: "auto", src }));
+    parts.push(el("p", {}, el("a", { id: "download-rec", href: src + "&download=1", download: `${c.id}.wav` }, "Download WAV")));
+  } else {
+    parts.push(el("p", { class: "status" }, recs.length ? "No playable recording yet." : "This call has no recording."));
+  }
+  if (recs.length) {
+    parts.push(table(["Leg", "Path", "Codec", "Status", "Attempts", "Last error"],
+      recs.map((r) => [String(r.cdr_id ?? r.leg_id ?? ""), r.path, r.codec, el("span", { class: "tag " + r.status }, r.status),
+        String(r.attempts ?? ""), r.last_error || ""])));
+  }
+
+  parts.push(el("h4", {}, "Legs"));
+  parts.push(table(["Cdr id", "Type", "Route", "CPN", "CDPN", "Start", "End", "Duration", "Trunk", "Recording"],
+    (c.legs || []).map((l) => [l.cdr_id, l.leg_type, l.route, l.cpn, l.cdpn, localTime(l.start || l.time_start),
+      localTime(l.end || l.time_end), secs(l.duration), l.trunk_number, l.recording || ""])));
+
+  parts.push(el("h4", {}, "Queue"));
+  const visitsBox = el("div", { id: "queue-visits" }, el("p", { class: "status" }, "Loading…"));
+  parts.push(visitsBox);
+  box.replaceChildren(...parts);
+  const visits = await queueVisits(c);
+  if (visits === null) visitsBox.replaceChildren(el("p", { class: "status" }, "Queue visits are not available."));
+  else if (!visits.length) visitsBox.replaceChildren(el("p", { class: "status" }, "The call did not wait in a queue."));
+  else visitsBox.replaceChildren(table(["Group", "Entered", "Outcome", "Agent", "Wait"],
+    visits.map((v) => [v.group_number ? `${v.grp ?? v.group} (${v.group_number})` : String(v.grp ?? v.group ?? ""),
+      localTime(v.entered_at || v.entered_local), v.outcome, v.agent || "", v.wait_seconds == null ? "" : `${Math.round(v.wait_seconds)}s`])));
+}
+
+// ---- daily report --------------------------------------------------------
+
+function loadReport() {
+  const day = $("#report-date").value;
+  const base = `/reports/daily?date=${day}`;
+  $("#report-csv").href = withToken(base + "&format=csv");
+  $("#report-json").href = withToken(base + "&format=json");
+  $("#report-html").href = withToken(base + "&format=html");
+  $("#report-frame").src = withToken(base + "&format=html");
+}
+
+$("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadReport(); });
+
+// ---- billing -------------------------------------------------------------
+
+function updateBillingLink() {
+  const q = new URLSearchParams({ from: $("#bill-from").value, to: $("#bill-to").value });
+  if ($("#bill-per-leg").checked) q.set("per_leg", "1");
+  if ($("#bill-bom").checked) q.set("bom", "1");
+  $("#billing-link").href = withToken("/export/billing.csv?" + q.toString());
+}
+
+$("#billing-form").addEventListener("change", updateBillingLink);
+
+// ---- start ---------------------------------------------------------------
+
+$("#from").value = daysAgo(6);
+$("#to").value = daysAgo(0);
+$("#report-date").value = daysAgo(1);
+$("#bill-from").value = daysAgo(30);
+$("#bill-to").value = daysAgo(1);
+if (token) signedIn(); else signOut("");

@@ -1,0 +1,119 @@
+//! Helpers of the report tests: a test server whose archive holds simulated
+//! traffic pushed through the real ingest path, with calls built by the same
+//! code `rebuild` uses, settled at once (settle_seconds = 0).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use callvault::config::Config;
+use callvault::ingest::Incoming;
+use callvault::sim::{generate, Plan, SimConfig};
+use chrono::NaiveDate;
+
+use crate::util::{self, TestServer};
+
+pub fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 1, 8).expect("date")
+}
+
+/// The configuration the test server runs with (settle at once).
+pub fn config(ts: &TestServer) -> Arc<Config> {
+    let mut cfg = util::test_config(ts.dir.path());
+    cfg.calls.settle_seconds = 0;
+    Arc::new(cfg)
+}
+
+pub async fn start() -> TestServer {
+    util::start_with(|c| c.calls.settle_seconds = 0).await
+}
+
+/// Pushes one body through the real ingest path; panics unless stored.
+pub async fn push(ts: &TestServer, body: &str) {
+    push_with(&ingestor(ts), body).await
+}
+
+/// The real ingest pipeline (with its live hooks) over the test server's archive.
+pub fn ingestor(ts: &TestServer) -> callvault::ingest::Ingestor {
+    callvault::server::ingestor(&ts.running.store, &config(ts))
+        .expect("ingestor")
+        .0
+}
+
+/// Pushes one body through `ing`; panics unless stored.
+pub async fn push_with(ing: &callvault::ingest::Ingestor, body: &str) {
+    let reply = ing
+        .accept(Incoming {
+            source: "127.0.0.1".into(),
+            method: "POST".into(),
+            path: "/omapi".into(),
+            query: None,
+            body: body.as_bytes().to_vec(),
+            oversized: false,
+        })
+        .await;
+    assert_eq!(
+        reply.status, 200,
+        "push refused: {:?}\n{body}",
+        reply.reason
+    );
+}
+
+/// Recomputes the calls from the stored legs (what `rebuild` does).
+pub async fn rebuild(ts: &TestServer) {
+    let cfg = config(ts);
+    ts.running
+        .store
+        .writer
+        .write(move |tx| callvault::calls::live::rebuild(tx, &|d| cfg.device_tz(d), &mut |_, _| {}))
+        .await
+        .expect("rebuild");
+}
+
+/// One simulated day of traffic (starting 08:00 on [`day`]), pushed and grouped.
+pub async fn simulated_day(ts: &TestServer, seed: u64, calls: usize) -> Plan {
+    let sim = SimConfig {
+        seed,
+        calls,
+        start: day().and_hms_opt(8, 0, 0).expect("time"),
+        calls_per_hour: 60.0,
+        ..SimConfig::default()
+    };
+    let plan = generate(&sim);
+    let ing = ingestor(ts);
+    for p in &plan.pushes {
+        push_with(&ing, &p.body).await;
+    }
+    rebuild(ts).await;
+    plan
+}
+
+/// A CDR leg document (manual §2.6 shape); `cpn` is inserted as is (XML-escape it yourself).
+#[allow(clippy::too_many_arguments)]
+pub fn cdr(
+    id: &str,
+    ty: &str,
+    outer: &str,
+    cpn: &str,
+    cdpn: &str,
+    start: &str,
+    end: &str,
+    duration: i64,
+) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8" ?>
+<Cdr id="{id}">
+  <callid>{id}</callid>
+  <outer id="{outer}" />
+  <TimeStart>{start}</TimeStart>
+  <Type>{ty}</Type>
+  <Route>IP</Route>
+  <CPN>{cpn}</CPN>
+  <CDPN>{cdpn}</CDPN>
+  <TimeEnd>{end}</TimeEnd>
+  <Duration>{duration}</Duration>
+  <TrunkNumber>02161205555</TrunkNumber>
+</Cdr>
+"#
+    )
+}

@@ -1,0 +1,403 @@
+//! The web page in headless Chromium, driven through chromedriver (W3C
+//! WebDriver over plain HTTP with reqwest, no extra crates): sign in, search,
+//! page, open a call, the `<audio>` element loads the WAV (the server sees
+//! 200/206), the daily report view, and the billing CSV download. Skips with a
+//! printed reason when Chromium or chromedriver is not installed. Screenshots
+//! go to tests/artifacts/ (gitignored).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use base64::Engine;
+use callvault::http::{api_router, AppState};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use crate::reports_util::{config, simulated_day, start};
+use crate::util::{token, TestServer};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+type Log = Arc<Mutex<Vec<(String, u16)>>>;
+
+struct Driver {
+    child: Child,
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut rb = self.http.request(method, url);
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let bytes = rb
+            .send()
+            .await
+            .expect("webdriver request")
+            .bytes()
+            .await
+            .expect("body");
+        let v: Value = serde_json::from_slice(&bytes).expect("webdriver json");
+        assert!(v["value"].get("error").is_none(), "webdriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Polls a JS expression until it is truthy (10 s deadline).
+    async fn wait(&self, expr: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.js(&format!("return ({expr});")).await;
+            if v.as_bool() != Some(false) && !v.is_null() && v != json!(0) && v != json!("") {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let page = self.js("return document.body.innerText;").await;
+                panic!("timed out waiting for {expr}\npage:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(name), png);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+async fn start_driver(profile: &Path, downloads: &Path) -> Driver {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chromedriver");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/status")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        "--autoplay-policy=no-user-gesture-required",
+        "--lang=en-US",
+    ];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": args,
+            "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false},
+        }
+    }}});
+    let resp = http
+        .post(format!("{base}/session"))
+        .header("content-type", "application/json")
+        .body(caps.to_string())
+        .send()
+        .await
+        .expect("new session");
+    let v: Value = serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json");
+    let session = v["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {v}"))
+        .to_string();
+    Driver {
+        child,
+        http,
+        base,
+        session,
+    }
+}
+
+/// A one-second 440 Hz WAV stored as the recording of `leg_id` (status done).
+fn store_recording(ts: &TestServer, leg_id: i64) {
+    let rel = "20240108/web_test.wav";
+    let path = config(ts).recordings_dir().join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+    for i in 0..8000 {
+        let s = (i as f64 * 440.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0;
+        w.write_sample(s as i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
+    let bytes = std::fs::read(&path).expect("read wav");
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    ts.db()
+        .execute(
+            "INSERT OR REPLACE INTO recordings (leg_id, device, path, codec, status, attempts, due_ms, file, bytes, duration_seconds, sha256, updated_at)
+             SELECT id, device, recording, rec_codec, 'done', 1, 0, ?2, ?3, 1.0, ?4, '2024-01-08T10:00:00Z' FROM legs WHERE id = ?1",
+            rusqlite::params![leg_id, rel, bytes.len() as i64, sha],
+        )
+        .expect("recording row");
+}
+
+/// The real API router, logging every request.
+async fn front(ts: &TestServer, log: Log) -> SocketAddr {
+    let state = AppState {
+        store: ts.running.store.clone(),
+        cfg: config(ts),
+    };
+    let app = Router::new()
+        .fallback_service(api_router(state))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let log = log.clone();
+                async move {
+                    let path = req.uri().path().to_string();
+                    let resp = next.run(req).await;
+                    log.lock()
+                        .expect("log")
+                        .push((path, resp.status().as_u16()));
+                    resp
+                }
+            },
+        ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    addr
+}
+
+fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
+    log.lock()
+        .expect("log")
+        .iter()
+        .any(|(p, s)| p == path && ok.contains(s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_page_in_headless_chromium() {
+    let which = |b: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {b}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !Path::new(CHROMIUM).exists() || !which("chromedriver") {
+        eprintln!("SKIP web_chromium: needs {CHROMIUM} and chromedriver (apt-get install -y chromium chromium-driver)");
+        return;
+    }
+    let ts = start().await;
+    simulated_day(&ts, 13, 120).await;
+    // The first call of the day with a recording: it is on page 1 of the search.
+    let (call_id, leg_id): (String, i64) = ts
+        .db()
+        .query_row(
+            "SELECT c.id, l.id FROM calls c JOIN call_legs cl ON cl.call_id = c.id JOIN legs l ON l.id = cl.leg_id
+             WHERE l.recording IS NOT NULL ORDER BY c.start_local, c.id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a recorded call");
+    store_recording(&ts, leg_id);
+    let tok = token(&ts, "admin").await;
+    let log: Log = Arc::default();
+    let addr = front(&ts, log.clone()).await;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (profile, downloads) = (tmp.path().join("profile"), tmp.path().join("downloads"));
+    std::fs::create_dir_all(&downloads).expect("mkdir");
+    let d = start_driver(&profile, &downloads).await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
+
+    // Sign in: a wrong token is refused, the right one opens the calls view.
+    d.wait(
+        "document.querySelector('#login-view') && !document.querySelector('#login-view').hidden",
+    )
+    .await;
+    d.type_into("#token", "not-a-token").await;
+    d.click("#login-btn").await;
+    d.wait("document.querySelector('#login-error').textContent.includes('not accepted')")
+        .await;
+    d.js("document.querySelector('#token').value = '';").await;
+    d.type_into("#token", &tok).await;
+    d.click("#login-btn").await;
+    d.wait("!document.querySelector('#calls-view').hidden")
+        .await;
+
+    // Search the simulated day, 25 per page, then page forward and back.
+    d.js("document.querySelector('#from').value = '2024-01-08'; document.querySelector('#to').value = '2024-01-08'; document.querySelector('#limit').value = '25';").await;
+    d.click("#search-btn").await;
+    d.wait("document.querySelectorAll('#calls-table tbody tr').length === 25")
+        .await;
+    d.click("#next").await;
+    d.wait("document.querySelector('#page').textContent === 'Page 2' && document.querySelectorAll('#calls-table tbody tr').length > 0").await;
+    d.click("#prev").await;
+    d.wait("document.querySelector('#page').textContent === 'Page 1'")
+        .await;
+    // Filter by direction.
+    d.js("document.querySelector('#direction').value = 'inbound';")
+        .await;
+    d.click("#search-btn").await;
+    d.wait("[...document.querySelectorAll('#calls-table tbody tr')].length > 0 && [...document.querySelectorAll('#calls-table tbody tr td:nth-child(2)')].every(td => td.textContent.startsWith('inbound'))").await;
+    d.js("document.querySelector('#direction').value = '';")
+        .await;
+    d.click("#search-btn").await;
+    let row = format!("#calls-table tbody tr[data-id='{call_id}']");
+    d.wait(&format!("document.querySelector(\"{row}\")")).await;
+
+    // Open the call: legs, recording status, player, download link.
+    d.click(&row).await;
+    d.wait("document.querySelector('#detail h3') && document.querySelectorAll('#detail table').length >= 2").await;
+    d.wait("document.querySelector('#player')").await;
+    d.js("const a = document.querySelector('#player'); a.muted = true; a.load(); a.play().catch(() => {});").await;
+    let state = d.wait("(() => { const a = document.querySelector('#player'); return a.error ? 'error ' + a.error.code : (a.readyState >= 1 ? 'ready' : ''); })()").await;
+    assert_eq!(state, json!("ready"), "audio element did not load the WAV");
+    let rec_path = format!("/api/calls/{call_id}/recording");
+    assert!(
+        seen(&log, &rec_path, &[200, 206]),
+        "server did not serve the recording: {:?}",
+        log.lock().expect("log")
+    );
+    let dl = d
+        .js("return document.querySelector('#download-rec').getAttribute('href');")
+        .await;
+    assert!(dl.as_str().is_some_and(|h| h.contains("token=")), "{dl}");
+    d.screenshot("web_call.png").await;
+
+    // Daily report view: the HTML report in the frame.
+    d.click("button[data-view='report']").await;
+    d.js("document.querySelector('#report-date').value = '2024-01-08';")
+        .await;
+    d.click("#report-form button[type=submit]").await;
+    d.wait("(() => { const f = document.querySelector('#report-frame'); return f.contentDocument && f.contentDocument.body && f.contentDocument.body.innerText.includes('Daily call report 2024-01-08') && f.contentDocument.querySelectorAll('svg').length >= 4; })()").await;
+    assert!(seen(&log, "/reports/daily", &[200]));
+    d.screenshot("web_report.png").await;
+
+    // Billing: the download link fetches the CSV into the download directory.
+    d.click("button[data-view='billing']").await;
+    d.js("document.querySelector('#bill-from').value = '2024-01-08'; document.querySelector('#bill-to').value = '2024-01-08'; document.querySelector('#billing-form').dispatchEvent(new Event('change'));").await;
+    d.click("#billing-link").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let file = loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(&downloads)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(f) = done.into_iter().next() {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CSV downloaded; requests: {:?}",
+            log.lock().expect("log")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(seen(&log, "/export/billing.csv", &[200]));
+    let bytes = std::fs::read(&file).expect("downloaded csv");
+    let body = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .expect("BOM (checked by default)");
+    let mut rd = csv::Reader::from_reader(body);
+    assert!(rd
+        .headers()
+        .expect("header")
+        .iter()
+        .any(|h| h == "billable_seconds"));
+    assert!(rd.records().count() > 50);
+    d.call(reqwest::Method::DELETE, "", None).await;
+}
