@@ -102,18 +102,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (ing, queues) = ingestor(&store, &cfg)?;
     let ing_app = http::ingest::ingest_router(ing);
     let api_app = http::api_router(AppState { store: store.clone(), cfg: cfg.clone() });
-    let mut tasks = Vec::new();
-    for (l, app, name) in [(ingest_l, ing_app, "ingest"), (api_l, api_app, "api")] {
+    let mut tasks = vec![tokio::spawn(http::serve_device::serve(ingest_l, ing_app, rx.clone()))];
+    {
         let mut rx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-            let res = axum::serve(l, svc)
+            let svc = api_app.into_make_service_with_connect_info::<SocketAddr>();
+            let res = axum::serve(api_l, svc)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|v| *v).await;
                 })
                 .await;
             if let Err(e) = res {
-                tracing::error!(listener = name, error = %e, "listener failed");
+                tracing::error!(error = %e, "API listener failed");
             }
         }));
     }

@@ -10,6 +10,7 @@ pub mod queues;
 pub mod recordings;
 pub mod reports;
 pub mod router;
+pub mod serve_device;
 pub mod stream;
 pub mod telemetry;
 pub mod web;
