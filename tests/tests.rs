@@ -17,3 +17,4 @@ mod reports_figures;
 mod reports_billing;
 mod reports_cli;
 mod web_chromium;
+mod demo_cli;

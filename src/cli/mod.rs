@@ -2,6 +2,7 @@
 //! command takes `--data DIR` or `--config FILE`.
 
 mod calls;
+mod demo;
 mod import;
 mod rebuild;
 mod simulate;
@@ -42,6 +43,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Try callvault without a PBX: serve on ./demo-data with a simulated OM device pushing calls.
+    Demo(demo::DemoArgs),
     /// Run the ingest listener (devices push here) and the API/web listener.
     Serve(serve::ServeArgs),
     /// Feed captured push bodies (one body per file) through the ingest path, as if pushed.
@@ -92,8 +95,10 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&cli)?;
+    let data_given = cli.data.is_some() || cli.config.is_some() || std::env::var_os("CALLVAULT_DATA_DIR").is_some();
     match cli.command {
         Command::Serve(a) => serve::run(cfg, a),
+        Command::Demo(a) => demo::run(cfg, a, data_given),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
         Command::Calls(a) => calls::run(cfg, a),

@@ -5,6 +5,12 @@
 
 const $ = (sel) => document.querySelector(sel);
 const KEY = "callvault.token";
+// `callvault demo` prints a link with the token in the fragment (never sent
+// to the server, so it stays out of access logs): take it and clear it.
+if (location.hash.startsWith("#token=")) {
+  sessionStorage.setItem(KEY, decodeURIComponent(location.hash.slice(7)));
+  history.replaceState(null, "", location.pathname + location.search);
+}
 let token = localStorage.getItem(KEY) || sessionStorage.getItem(KEY) || "";
 // Cursor paging: cursors[i] is the cursor that fetches page i (page 0 = null).
 let cursors = [null];
