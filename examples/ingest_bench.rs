@@ -103,8 +103,13 @@ async fn bare_server() -> SocketAddr {
 async fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = callvault::config::Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
+    let mut cfg = callvault::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    // Measure ingest alone: the recordings the CDRs name would be fetched
+    // from an address that does not exist here; keep them pending.
+    cfg.recordings.fetch_delay_seconds = 24 * 3600;
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
     let running = callvault::server::start(cfg).await.expect("server");
@@ -115,9 +120,9 @@ async fn main() {
     for senders in [16usize, 64] {
         let b = load(bare, senders, secs, counter.clone()).await;
         println!("{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}", "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %");
-        let before = running.store.read(|c| callvault::store::legs::count(c)).await.unwrap_or(0);
+        let before = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
         let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
-        let after = running.store.read(|c| callvault::store::legs::count(c)).await.unwrap_or(0);
+        let after = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
         println!(
             "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>8.0} %   ({} legs committed)",
             "callvault durable",
