@@ -18,3 +18,4 @@ mod reports_billing;
 mod reports_cli;
 mod web_chromium;
 mod demo_cli;
+mod reports_queues;

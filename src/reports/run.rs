@@ -263,6 +263,11 @@ impl Table {
         self.cell(row, col).and_then(|v| v.as_f64()).unwrap_or(0.0)
     }
 
+    /// A numeric cell; `None` for NULL, absent or not a number.
+    pub fn cell_f64(&self, row: usize, col: &str) -> Option<f64> {
+        self.cell(row, col).and_then(|v| v.as_f64())
+    }
+
     /// A cell as display text ("" for NULL or absent).
     pub fn text(&self, row: usize, col: &str) -> String {
         match self.cell(row, col) {
