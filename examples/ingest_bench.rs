@@ -15,16 +15,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn cdr(n: u64) -> String {
-    // Unique Cdr ids in the device's shape: random-looking order, like real traffic.
-    let id = format!("{}{}-0", (n * 2_654_435_761) % 1_000_000, 20240108100000u64 + n % 86_400);
+    // One call per push, as on a busy trunk: a new call every 3 s of device
+    // time, visitor ids recycled from a pool of 99 (never while still in use),
+    // unique Cdr ids in the device's shape, arriving in random-looking order.
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 8)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default()
+        + chrono::Duration::seconds(3 * n as i64);
+    let end = start + chrono::Duration::seconds(133);
+    let (ts, te) = (start.format("%Y%m%d%H%M%S"), end.format("%Y%m%d%H%M%S"));
+    let id = format!("{}{te}-0", (n * 2_654_435_761) % 1_000_000);
     format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<Cdr id=\"{id}\">\n  <callid>{}</callid>\n  <visitor id=\"{}\" />\n  \
-<TimeStart>20240108100000</TimeStart>\n  <Type>IN</Type>\n  <Route>IP</Route>\n  <CPN>1820100{:04}</CPN>\n  <CDPN>200</CDPN>\n  \
-<TimeEnd>20240108100213</TimeEnd>\n  <Duration>120</Duration>\n  <TrunkNumber>02161208234</TrunkNumber>\n  \
-<Recording>20240108/18201008888_200_20240108_100013_{:X}_cd.wav</Recording>\n  <RecCodec>G729</RecCodec>\n</Cdr>\n",
+<TimeStart>{ts}</TimeStart>\n  <Type>IN</Type>\n  <Route>IP</Route>\n  <CPN>1820100{:04}</CPN>\n  <CDPN>200</CDPN>\n  \
+<TimeEnd>{te}</TimeEnd>\n  <Duration>120</Duration>\n  <TrunkNumber>02161208234</TrunkNumber>\n  \
+<Recording>{}/18201008888_200_{}_{:X}_cd.wav</Recording>\n  <RecCodec>G729</RecCodec>\n</Cdr>\n",
         n % 65_536,
         n % 99 + 1,
         n % 10_000,
+        start.format("%Y%m%d"),
+        start.format("%Y%m%d_%H%M%S"),
         n % 65_536
     )
 }
@@ -99,6 +109,24 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
+/// (sum of commit seconds, number of commits, sum of batch sizes) so far,
+/// read from the server's own Prometheus metrics.
+fn commit_stats() -> (f64, f64, f64) {
+    let text = callvault::http::telemetry::metrics_handle().render();
+    let get = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        get("callvault_commit_seconds_sum"),
+        get("callvault_commit_seconds_count"),
+        get("callvault_commit_batch_size_sum"),
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -121,6 +149,7 @@ async fn main() {
         let b = load(bare, senders, secs, counter.clone()).await;
         println!("{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}", "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %");
         let before = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
+        let m0 = commit_stats();
         let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
         let after = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
         println!(
@@ -133,6 +162,16 @@ async fn main() {
             d.errors,
             100.0 * d.rate / b.rate.max(1.0),
             after - before
+        );
+        let m1 = commit_stats();
+        let commits = (m1.1 - m0.1).max(1.0);
+        println!(
+            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each, mean batch {:.1} pushes",
+            "",
+            "",
+            commits,
+            1000.0 * (m1.0 - m0.0) / commits,
+            (m1.2 - m0.2) / commits
         );
     }
     running.stop().await;

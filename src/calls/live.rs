@@ -29,7 +29,8 @@ pub fn on_leg(
     let keys = join_keys(leg);
     let (s, e) = (db::local_secs(leg.time_start), db::local_secs(leg.time_end));
     let tol = super::TOLERANCE_SECS;
-    let cand = db::candidates(conn, device, &keys, s - MAX_LEG_SECS, e + tol)?;
+    // Exactly the legs `overlaps` can accept: start <= e + tol and end >= s - tol.
+    let cand = db::candidates(conn, device, &keys, s - MAX_LEG_SECS, e + tol, s - tol)?;
     db::insert_keys(conn, device, leg_id, &keys, s, e)?;
 
     // The calls this leg joins.

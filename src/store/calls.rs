@@ -24,14 +24,17 @@ pub fn insert_keys(conn: &Connection, device: &str, leg_id: i64, keys: &[String]
     Ok(())
 }
 
-/// Legs sharing one of `keys` whose spans start within `[lo, hi]`.
-pub fn candidates(conn: &Connection, device: &str, keys: &[String], lo: i64, hi: i64) -> Result<Vec<i64>> {
+/// Legs sharing one of `keys` whose spans start within `[lo, hi]` and end at
+/// or after `end_lo`. The end filter matters on busy devices: visitor ids are
+/// recycled every few minutes, so without it every earlier use of the id in
+/// the last day (up to `lo`) would be loaded and rejected one by one.
+pub fn candidates(conn: &Connection, device: &str, keys: &[String], lo: i64, hi: i64, end_lo: i64) -> Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
-        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4",
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4 AND end_s >= ?5",
     )?;
     let mut out = Vec::new();
     for k in keys {
-        for id in st.query_map(params![device, k, lo, hi], |r| r.get::<_, i64>(0))? {
+        for id in st.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
             out.push(id?);
         }
     }
