@@ -127,6 +127,24 @@ fn commit_stats() -> (f64, f64, f64) {
     )
 }
 
+/// CPU seconds (user + system) the `store-writer` thread has used so far.
+fn writer_cpu_secs() -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "store-writer" {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is field 3; utime 14, stime 15.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            return (num(11) + num(12)) / ticks;
+        }
+    }
+    0.0
+}
+
 #[tokio::main]
 async fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -150,6 +168,7 @@ async fn main() {
         println!("{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}", "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %");
         let before = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
         let m0 = commit_stats();
+        let w0 = writer_cpu_secs();
         let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
         let after = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
         println!(
@@ -165,13 +184,15 @@ async fn main() {
         );
         let m1 = commit_stats();
         let commits = (m1.1 - m0.1).max(1.0);
+        let writer_us = 1e6 * (writer_cpu_secs() - w0) / ((after - before).max(1) as f64);
         println!(
-            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each, mean batch {:.1} pushes",
+            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each, mean batch {:.1} pushes, writer CPU {:.0} µs/push",
             "",
             "",
             commits,
             1000.0 * (m1.0 - m0.0) / commits,
-            (m1.2 - m0.2) / commits
+            (m1.2 - m0.2) / commits,
+            writer_us
         );
     }
     running.stop().await;

@@ -119,13 +119,13 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Envelope]) -> rusqlite::Resu
     for env in batch.iter_mut() {
         // Take the job out; the envelope keeps only the reply channel.
         let job = std::mem::replace(&mut env.job, Box::new(|_| Err(StoreError::WriterGone)));
-        tx.execute_batch("SAVEPOINT job")?;
+        // Cached statements: parsing these three per job showed in profiles.
+        tx.prepare_cached("SAVEPOINT job")?.execute([])?;
         let res = job(&tx);
-        if res.is_ok() {
-            tx.execute_batch("RELEASE job")?;
-        } else {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+        if res.is_err() {
+            tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
         }
+        tx.prepare_cached("RELEASE job")?.execute([])?;
         results.push(res);
     }
     tx.commit()?;
