@@ -131,3 +131,50 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Envelope]) -> rusqlite::Resu
     tx.commit()?;
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs batched into one transaction: a failing job's own writes are
+    /// undone, the others' are committed, and each caller gets its result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_job_is_rolled_back_alone_within_a_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.sqlite");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER)").expect("schema");
+        let w = Writer::start(conn);
+        let mut handles = Vec::new();
+        for i in 0..50i64 {
+            let w = w.clone();
+            handles.push(tokio::spawn(async move {
+                w.write(move |tx| {
+                    tx.execute("INSERT INTO t (v) VALUES (?1)", [i])?;
+                    if i % 10 == 3 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for (i, h) in handles.into_iter().enumerate() {
+            match h.await.expect("join") {
+                Ok(v) => {
+                    assert_eq!(v, i as i64);
+                    ok += 1;
+                }
+                Err(e) => assert!(matches!(e, StoreError::NotFound), "{e}"),
+            }
+        }
+        assert_eq!(ok, 45);
+        let check = Connection::open(&path).expect("reopen");
+        let n: i64 = check.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count");
+        let bad: i64 = check
+            .query_row("SELECT COUNT(*) FROM t WHERE v % 10 = 3", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!((n, bad), (45, 0));
+    }
+}
