@@ -29,16 +29,14 @@ pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let tz = crate::server::tz_of(&cfg);
-    let b2 = bar.clone();
-    let legs = store.writer.write_blocking(move |tx| {
-        crate::calls::live::rebuild(tx, &*tz, &mut |done, total| {
-            if done % 1000 == 0 || done == total {
-                b2.set_length(total);
-                b2.set_position(done);
-            }
-        })
-    })?;
+    let legs = crate::calls::live::rebuild_store(
+        &store,
+        crate::calls::live::REBUILD_BATCH_LEGS,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
     bar.finish_and_clear();
     let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, crate::server::tz_of(&cfg));
     let now = chrono::Utc::now().timestamp_millis();

@@ -44,6 +44,26 @@ pub fn content_hash(leg: &Leg) -> String {
 
 pub const LOCAL_FMT: &str = "%Y-%m-%d %H:%M:%S";
 
+/// Parses a stored `LOCAL_FMT` time. The common shape is read digit by digit
+/// (chrono's format-string parser dominated rebuild profiles); anything else
+/// goes through chrono, so the result is the same as `parse_from_str`.
+pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    let fast = (|| {
+        if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> {
+            b[from..to].iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+        date.and_hms_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?)
+    })();
+    fast.or_else(|| NaiveDateTime::parse_from_str(s, LOCAL_FMT).ok())
+}
+
 pub fn insert(
     tx: &Transaction,
     device: &str,

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("004_recordings", include_str!("../../sql/004_recordings.sql")),
     ("005_recordings_more", include_str!("../../sql/005_recordings_more.sql")),
     ("006_report_indexes", include_str!("../../sql/006_report_indexes.sql")),
+    ("007_rebuild_indexes", include_str!("../../sql/007_rebuild_indexes.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
