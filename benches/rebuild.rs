@@ -191,7 +191,9 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
     drop(Store::open(db)?);
     let mut conn = rusqlite::Connection::open(db)?;
     // Filling a cache, not archiving: durability does not matter here.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;",
+    )?;
     let tz = Config::default().device_tz(DEVICE);
     let first = NaiveDate::from_ymd_opt(2020, 1, 1)
         .and_then(|d| d.and_hms_opt(8, 0, 0))
@@ -228,7 +230,9 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
                 if let Message::Cdr(leg) = d.message {
                     // Received when the leg ended, as the device pushes it.
                     let received_ms = legs::local_to_utc(tz, leg.time_end).timestamp_millis();
-                    if let legs::Inserted::New(_) = legs::insert(&tx, DEVICE, push_id, received_ms, &leg, tz)? {
+                    if let legs::Inserted::New(_) =
+                        legs::insert(&tx, DEVICE, push_id, received_ms, &leg, tz)?
+                    {
                         stored += 1;
                         if stored == n {
                             break 'day;
@@ -256,7 +260,7 @@ fn child(args: &[String]) {
         callvault::calls::live::REBUILD_BATCH_LEGS,
         &mut |_, _| {},
     )
-        .unwrap_or_else(|e| panic!("rebuild: {e}"));
+    .unwrap_or_else(|e| panic!("rebuild: {e}"));
     let secs = t.elapsed().as_secs_f64();
     let calls: i64 = store
         .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))

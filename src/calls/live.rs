@@ -11,7 +11,7 @@
 
 use rusqlite::Connection;
 
-use super::{join_keys, joins, summarize, call_id};
+use super::{call_id, join_keys, joins, summarize};
 use crate::model::Leg;
 use crate::store::{self, calls as db};
 
@@ -48,7 +48,10 @@ fn update(
     let tol = super::TOLERANCE_SECS;
     // Only legs whose span overlaps this one's (the first test of `joins`)
     // can join it: `end + tol >= s` is passed down so the index does it.
-    let cand = db::call_legs_by_ids(conn, &db::candidates(conn, device, &keys, s - MAX_LEG_SECS, e + tol, s - tol)?)?;
+    let cand = db::call_legs_by_ids(
+        conn,
+        &db::candidates(conn, device, &keys, s - MAX_LEG_SECS, e + tol, s - tol)?,
+    )?;
     db::insert_keys(conn, device, leg_id, &keys, s, e)?;
 
     // The calls this leg joins.
@@ -66,7 +69,12 @@ fn update(
     // loaded are not read again (`cand` is in id order).
     let mut others: Vec<(i64, usize)> = Vec::new();
     for (i, call) in merged.iter().enumerate() {
-        others.extend(db::leg_ids_of_call(conn, call)?.into_iter().filter(|&id| id != leg_id).map(|id| (id, i)));
+        others.extend(
+            db::leg_ids_of_call(conn, call)?
+                .into_iter()
+                .filter(|&id| id != leg_id)
+                .map(|id| (id, i)),
+        );
     }
     others.sort_unstable();
     let missing: Vec<i64> = others
@@ -78,12 +86,19 @@ fn update(
     let find = |id: i64| -> Option<&db::CallLeg> {
         match cand.binary_search_by_key(&id, |c| c.id) {
             Ok(i) => Some(&cand[i]),
-            Err(_) => loaded.binary_search_by_key(&id, |c| c.id).ok().map(|i| &loaded[i]),
+            Err(_) => loaded
+                .binary_search_by_key(&id, |c| c.id)
+                .ok()
+                .map(|i| &loaded[i]),
         }
     };
     let mut legs: Vec<(&db::CallLeg, Option<&str>)> = Vec::with_capacity(others.len() + 1);
     legs.extend(stored.map(|l| (l, None)));
-    legs.extend(others.iter().filter_map(|&(id, i)| find(id).map(|l| (l, Some(merged[i].as_str())))));
+    legs.extend(
+        others
+            .iter()
+            .filter_map(|&(id, i)| find(id).map(|l| (l, Some(merged[i].as_str())))),
+    );
 
     let refs: Vec<&Leg> = legs.iter().map(|(l, _)| &l.leg).collect();
     let facts = summarize(device, &refs).ok_or(store::StoreError::NotFound)?;
@@ -113,11 +128,7 @@ pub const REBUILD_BATCH_LEGS: usize = 20_000;
 
 /// Replays `on_leg` over up to `max_legs` legs with id > `after`, in id
 /// order. Returns (legs replayed, last id replayed); (0, after) when done.
-pub fn rebuild_batch(
-    conn: &Connection,
-    after: i64,
-    max_legs: usize,
-) -> store::Result<(u64, i64)> {
+pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::Result<(u64, i64)> {
     let (mut done, mut last_id) = (0u64, after);
     while (done as usize) < max_legs {
         let page = db::call_legs_page(conn, last_id, PAGE_LEGS.min(max_legs - done as usize))?;

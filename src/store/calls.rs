@@ -15,7 +15,14 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
-pub fn insert_keys(conn: &Connection, device: &str, leg_id: i64, keys: &[String], start_s: i64, end_s: i64) -> Result<()> {
+pub fn insert_keys(
+    conn: &Connection,
+    device: &str,
+    leg_id: i64,
+    keys: &[String],
+    start_s: i64,
+    end_s: i64,
+) -> Result<()> {
     let mut st = conn.prepare_cached(
         "INSERT OR IGNORE INTO leg_keys (device, key, start_s, end_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -65,7 +72,9 @@ pub fn candidates(
     let end_hi = hi.saturating_add(LONG_LEG_SECS);
     let mut out = Vec::new();
     for k in keys {
-        for id in by_end.query_map(params![device, k, lo, hi, end_lo, end_hi], |r| r.get::<_, i64>(0))? {
+        for id in by_end.query_map(params![device, k, lo, hi, end_lo, end_hi], |r| {
+            r.get::<_, i64>(0)
+        })? {
             out.push(id?);
         }
         for id in long.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
@@ -81,14 +90,21 @@ pub fn candidates(
 /// number as in `leg_keys_long`'s definition (sql/007_rebuild_indexes.sql).
 pub const LONG_LEG_SECS: i64 = 86_400;
 
-pub fn legs_by_ids(conn: &Connection, ids: &[i64], tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> Result<Vec<StoredLeg>> {
+pub fn legs_by_ids(
+    conn: &Connection,
+    ids: &[i64],
+    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+) -> Result<Vec<StoredLeg>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id", legs::SELECT_COLS);
+        let sql = format!(
+            "SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id",
+            legs::SELECT_COLS
+        );
         let mut st = conn.prepare_cached(&sql)?;
         for r in st.query_map(params_from_iter(chunk.iter()), |r| legs::from_row(r, tz_of))? {
             out.push(r?);
@@ -161,11 +177,17 @@ pub fn call_legs_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<CallLeg>> 
 
 /// Up to `limit` legs with id > `after`, in id order, with their device:
 /// the pages `rebuild` walks so memory stays flat whatever the archive size.
-pub fn call_legs_page(conn: &Connection, after: i64, limit: usize) -> Result<Vec<(String, CallLeg)>> {
+pub fn call_legs_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(String, CallLeg)>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {CALL_LEG_COLS} FROM legs WHERE id > ?1 ORDER BY id LIMIT ?2"
     ))?;
-    let rows = st.query_map(params![after, limit as i64], |r| Ok((r.get(17)?, call_leg_from_row(r)?)))?;
+    let rows = st.query_map(params![after, limit as i64], |r| {
+        Ok((r.get(17)?, call_leg_from_row(r)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -177,20 +199,27 @@ pub fn call_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<String>> {
 }
 
 pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
-    let mut st = conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
+    let mut st =
+        conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
     let rows = st.query_map([call_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn delete_call(conn: &Connection, id: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Writes a call (replacing a row of the same id) and points `links`, the
 /// legs (id, the leg's own call id) not linked to it yet, at it. Its
 /// `leg_count` is the number of legs in `f`.
-pub fn put_call(conn: &Connection, f: &CallFacts, links: &[(i64, String)], last_change_ms: i64) -> Result<()> {
+pub fn put_call(
+    conn: &Connection,
+    f: &CallFacts,
+    links: &[(i64, String)],
+    last_change_ms: i64,
+) -> Result<()> {
     // An upsert, not INSERT OR REPLACE: updating in place leaves the index
     // on the (random, hashed) id alone, where a replace deletes and
     // re-inserts its entry, a random b-tree page written per leg.
@@ -261,7 +290,8 @@ pub struct CallRow {
     pub last_change_ms: i64,
 }
 
-pub const CALL_COLS: &str = "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+pub const CALL_COLS: &str =
+    "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
     start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
 
 /// Maps a `CALL_COLS` row; `settled` is computed from `now_ms` and the settle time.
@@ -339,8 +369,13 @@ pub struct CallFilter {
 }
 
 /// Calls in start order matching `f`.
-pub fn search(conn: &Connection, f: &CallFilter, map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>) -> Result<()> {
-    let mut sql = format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
+pub fn search(
+    conn: &Connection,
+    f: &CallFilter,
+    map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let mut sql =
+        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
     let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
     // Each condition binds its value as the next numbered parameter.
     let mut cond = |clause: &str, v: rusqlite::types::Value| {
@@ -370,7 +405,9 @@ pub fn search(conn: &Connection, f: &CallFilter, map: &mut dyn FnMut(&Row) -> ru
         let a = args.len();
         args.push(id.clone().into());
         let b = args.len();
-        sql.push_str(&format!(" AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"));
+        sql.push_str(&format!(
+            " AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"
+        ));
     }
     args.push(f.limit.into());
     sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
