@@ -17,6 +17,8 @@
 //!   `1000000,2000000`); `k`/`M` suffixes work (`1M,2M,10M`).
 //! * `REBUILD_BENCH_RUNS=3` — rebuilds per size; the best is reported (the
 //!   machine is shared, timings are noisy).
+//! * `REBUILD_BENCH_BATCH=20000` — legs per commit, to try other values than
+//!   the product's `calls::live::REBUILD_BATCH_LEGS`.
 //! * `REBUILD_BENCH_DIR=path` — where generated archives are cached (default
 //!   `target/bench-data/`), one file per size and generator version; delete
 //!   them to regenerate.
@@ -257,15 +259,20 @@ fn child(args: &[String]) {
     let t = Instant::now();
     let n = callvault::calls::live::rebuild_store(
         &store,
-        callvault::calls::live::REBUILD_BATCH_LEGS,
+        std::env::var("REBUILD_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(callvault::calls::live::REBUILD_BATCH_LEGS),
         &mut |_, _| {},
     )
     .unwrap_or_else(|e| panic!("rebuild: {e}"));
     let secs = t.elapsed().as_secs_f64();
+    // Before the count below, whose reader connection has its own page cache.
+    let hwm = vm_hwm_kib();
     let calls: i64 = store
         .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))
         .unwrap_or_else(|e| panic!("{e}"));
-    println!("{secs} {n} {calls} {}", vm_hwm_kib());
+    println!("{secs} {n} {calls} {hwm}");
 }
 
 fn run_child(db: &Path) -> Measure {
