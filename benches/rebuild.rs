@@ -17,8 +17,8 @@
 //!   `1000000,2000000`); `k`/`M` suffixes work (`1M,2M,10M`).
 //! * `REBUILD_BENCH_RUNS=3` — rebuilds per size; the best is reported (the
 //!   machine is shared, timings are noisy).
-//! * `REBUILD_BENCH_BATCH=20000` — legs per commit, to try other values than
-//!   the product's `calls::live::REBUILD_BATCH_LEGS`.
+//! * `REBUILD_BENCH_BATCH=N` — legs per commit, to try other values than
+//!   the product's `calls::live::REBUILD_BATCH_LEGS` (the default).
 //! * `REBUILD_BENCH_DIR=path` — where generated archives are cached (default
 //!   `target/bench-data/`), one file per size and generator version; delete
 //!   them to regenerate.

@@ -122,11 +122,11 @@ fn update(
 const PAGE_LEGS: usize = 1_000;
 
 /// Legs replayed per committed transaction by [`rebuild_store`]: big enough
-/// that commits cost little (each rewrites every page the batch touched, and
-/// the call indexes are keyed by hashes, so that is many pages: 1 M legs took
-/// 76 s in 20 k batches, 54 s in 50 k, 46 s in 100 k), small enough that the
-/// WAL stays bounded (a few hundred MB) and the writer (live ingest, when the
-/// server runs) is not held for more than a few seconds.
+/// that commits cost little (each writes every page the batch touched, and
+/// the call indexes are keyed by hashes, so that is many pages: on 1 M legs
+/// 20 k batches took about 1.5x the time of 50 k ones), small enough that the
+/// WAL stays bounded (a few hundred MB) and other writers (a running
+/// server's ingest) wait a few seconds at most.
 pub const REBUILD_BATCH_LEGS: usize = 50_000;
 
 /// Replays `on_leg` over up to `max_legs` legs with id > `after`, in id
