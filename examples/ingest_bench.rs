@@ -50,7 +50,9 @@ async fn one_push(addr: SocketAddr, body: &str) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(128);
     s.read_to_end(&mut buf).await?;
     if !buf.starts_with(b"HTTP/1.0 200") && !buf.starts_with(b"HTTP/1.1 200") {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&buf).into_owned()));
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&buf).into_owned(),
+        ));
     }
     Ok(())
 }
@@ -89,7 +91,11 @@ async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU6
     }
     let wall = started.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
     Result {
         rate: all.len() as f64 / wall,
         p50_ms: pct(0.50),
@@ -101,7 +107,9 @@ async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU6
 async fn bare_server() -> SocketAddr {
     use axum::body::Bytes;
     let app = axum::Router::new().fallback(|_b: Bytes| async { axum::http::StatusCode::OK });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
@@ -130,7 +138,9 @@ fn commit_stats() -> (f64, f64, f64) {
 /// CPU seconds (user + system) the `store-writer` thread has used so far.
 fn writer_cpu_secs() -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
     for t in dir.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if comm.trim() == "store-writer" {
@@ -147,7 +157,10 @@ fn writer_cpu_secs() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = callvault::config::Config {
         data_dir: dir.path().to_path_buf(),
@@ -161,16 +174,35 @@ async fn main() {
     let running = callvault::server::start(cfg).await.expect("server");
     let bare = bare_server().await;
     let counter = Arc::new(AtomicU64::new(0));
-    println!("ingest benchmark: {secs} s per run, one TCP connection per push, ~500-byte CDRs, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9}", "target", "senders", "pushes/s", "p50 ms", "p99 ms", "errors", "% bare");
+    println!(
+        "ingest benchmark: {secs} s per run, one TCP connection per push, ~500-byte CDRs, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9}",
+        "target", "senders", "pushes/s", "p50 ms", "p99 ms", "errors", "% bare"
+    );
     for senders in [16usize, 64] {
         let b = load(bare, senders, secs, counter.clone()).await;
-        println!("{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}", "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %");
-        let before = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
+        println!(
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}",
+            "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %"
+        );
+        let before = running
+            .store
+            .read(callvault::store::legs::count)
+            .await
+            .unwrap_or(0);
         let m0 = commit_stats();
         let w0 = writer_cpu_secs();
         let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
-        let after = running.store.read(callvault::store::legs::count).await.unwrap_or(0);
+        let after = running
+            .store
+            .read(callvault::store::legs::count)
+            .await
+            .unwrap_or(0);
         println!(
             "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>8.0} %   ({} legs committed)",
             "callvault durable",

@@ -101,7 +101,9 @@ pub struct CallsConfig {
 
 impl Default for CallsConfig {
     fn default() -> Self {
-        CallsConfig { settle_seconds: 120 }
+        CallsConfig {
+            settle_seconds: 120,
+        }
     }
 }
 
@@ -365,7 +367,10 @@ mod tests {
         let env = vec![
             ("CALLVAULT_INGEST_MAX_BODY_BYTES".into(), "77".into()),
             ("CALLVAULT_DATA_DIR".into(), "/y".into()),
-            ("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES".into(), "false".into()),
+            (
+                "CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES".into(),
+                "false".into(),
+            ),
         ];
         let c = Config::load(Some(&p), env).unwrap();
         assert_eq!(c.ingest.max_body_bytes, 77);

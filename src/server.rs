@@ -55,15 +55,25 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
     let calls_hook: Hook = {
         let tz = tz.clone();
         Arc::new(move |tx, item| {
-            if let StoredItem::Leg { device, row_id, leg, .. } = item {
+            if let StoredItem::Leg {
+                device,
+                row_id,
+                leg,
+                ..
+            } = item
+            {
                 crate::calls::live::on_leg(tx, device, *row_id, leg, &*tz)?;
                 if let Some(v) = leg.visitor_id.as_deref().filter(|v| !v.is_empty()) {
                     crate::store::queues::link_leg(
                         tx,
                         device,
                         v,
-                        &leg.time_start.format(crate::store::legs::LOCAL_FMT).to_string(),
-                        &leg.time_end.format(crate::store::legs::LOCAL_FMT).to_string(),
+                        &leg.time_start
+                            .format(crate::store::legs::LOCAL_FMT)
+                            .to_string(),
+                        &leg.time_end
+                            .format(crate::store::legs::LOCAL_FMT)
+                            .to_string(),
                         &crate::calls::call_id(device, &leg.cdr_id),
                     )?;
                 }
@@ -74,11 +84,20 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
     let queue_hook: Hook = {
         let q = queues.clone();
         Arc::new(move |tx, item| match item {
-            StoredItem::Event { device, seq, received_ms, event } => q.on_event(tx, device, *seq, *received_ms, event),
+            StoredItem::Event {
+                device,
+                seq,
+                received_ms,
+                event,
+            } => q.on_event(tx, device, *seq, *received_ms, event),
             _ => Ok(()),
         })
     };
-    let hooks = vec![calls_hook, queue_hook, crate::recordings::schedule::hook(cfg.clone())];
+    let hooks = vec![
+        calls_hook,
+        queue_hook,
+        crate::recordings::schedule::hook(cfg.clone()),
+    ];
     Ok((Ingestor::new(store.clone(), cfg.clone(), hooks), queues))
 }
 
@@ -88,8 +107,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     http::telemetry::metrics_handle();
     let store = Store::open(&cfg.db_path())
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
-    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone()).map_err(anyhow::Error::msg)?;
-    fetcher.resume().await.context("resuming recording fetches")?;
+    let fetcher =
+        crate::recordings::Fetcher::new(store.clone(), cfg.clone()).map_err(anyhow::Error::msg)?;
+    fetcher
+        .resume()
+        .await
+        .context("resuming recording fetches")?;
     let ingest_l = TcpListener::bind(&cfg.ingest.listen)
         .await
         .with_context(|| format!("binding ingest listener {}", cfg.ingest.listen))?;
@@ -101,8 +124,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
     let (ing, queues) = ingestor(&store, &cfg)?;
     let ing_app = http::ingest::ingest_router(ing);
-    let api_app = http::api_router(AppState { store: store.clone(), cfg: cfg.clone() });
-    let mut tasks = vec![tokio::spawn(http::serve_device::serve(ingest_l, ing_app, rx.clone()))];
+    let api_app = http::api_router(AppState {
+        store: store.clone(),
+        cfg: cfg.clone(),
+    });
+    let mut tasks = vec![tokio::spawn(http::serve_device::serve(
+        ingest_l,
+        ing_app,
+        rx.clone(),
+    ))];
     {
         let mut rx = rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -117,10 +147,20 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
         }));
     }
-    tasks.push(tokio::spawn(expire_queue_visits(store.clone(), queues, rx.clone())));
+    tasks.push(tokio::spawn(expire_queue_visits(
+        store.clone(),
+        queues,
+        rx.clone(),
+    )));
     tasks.push(fetcher.spawn(rx.clone()));
     tracing::info!(%ingest_addr, %api_addr, data = %cfg.data_dir.display(), "callvault serving");
-    Ok(Running { ingest_addr, api_addr, store, shutdown: tx, tasks })
+    Ok(Running {
+        ingest_addr,
+        api_addr,
+        store,
+        shutdown: tx,
+        tasks,
+    })
 }
 
 /// Closes queue visits left open past the timeout, once a minute.

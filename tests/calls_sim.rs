@@ -17,7 +17,12 @@ use rand::SeedableRng;
 use crate::util::*;
 
 fn plan_cfg(seed: u64, calls: usize) -> SimConfig {
-    SimConfig { seed, calls, calls_per_hour: 400.0, ..SimConfig::default() }
+    SimConfig {
+        seed,
+        calls,
+        calls_per_hour: 400.0,
+        ..SimConfig::default()
+    }
 }
 
 fn legs_of(plan: &callvault::sim::Plan) -> Vec<Leg> {
@@ -87,7 +92,12 @@ fn assert_matches_truth(d: &Derived, truth: &Truth) {
     let t = truth_map(truth);
     assert_eq!(d.len(), t.len(), "number of calls");
     for (ids, tc) in &t {
-        let c = d.get(ids).unwrap_or_else(|| panic!("truth call {ids:?} ({}) was not derived as one call", tc.scenario));
+        let c = d.get(ids).unwrap_or_else(|| {
+            panic!(
+                "truth call {ids:?} ({}) was not derived as one call",
+                tc.scenario
+            )
+        });
         let ctx = format!("{} {ids:?}", tc.scenario);
         assert_eq!(c["direction"], tc.direction, "{ctx}");
         assert_eq!(c["caller"], tc.caller, "{ctx}");
@@ -98,7 +108,11 @@ fn assert_matches_truth(d: &Derived, truth: &Truth) {
         assert_eq!(c["talk_seconds"], tc.talk_seconds, "{ctx}");
         assert_eq!(c["billable_seconds"], tc.billable_seconds, "{ctx}");
         assert_eq!(c["forwarded_out"], tc.forwarded_out, "{ctx}");
-        assert_eq!(c["start"], tc.start.format("%Y-%m-%d %H:%M:%S").to_string(), "{ctx}");
+        assert_eq!(
+            c["start"],
+            tc.start.format("%Y-%m-%d %H:%M:%S").to_string(),
+            "{ctx}"
+        );
     }
 }
 
@@ -109,11 +123,18 @@ async fn simulated_200_calls_over_sockets_are_stored_once_and_match_truth() {
     let target = Target::parse(&format!("http://{}/omapi", ts.ingest())).unwrap();
     let sent = push::run(&target, &plan.pushes, Pace::Rate(0.0), |_, _| {}).await;
     assert_eq!((sent.refused, sent.failed), (0, 0));
-    let cdrs = plan.pushes.iter().filter(|p| p.kind == PushKind::Cdr).count() as i64;
+    let cdrs = plan
+        .pushes
+        .iter()
+        .filter(|p| p.kind == PushKind::Cdr)
+        .count() as i64;
     let events = plan.pushes.len() as i64 - cdrs;
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), cdrs);
     assert_eq!(ts.count("SELECT COUNT(*) FROM events"), events);
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes"), plan.pushes.len() as i64);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes"),
+        plan.pushes.len() as i64
+    );
     assert_matches_truth(&derived(&ts.db()), &plan.truth);
     ts.running.stop().await;
 }
@@ -172,14 +193,22 @@ fn any_arrival_order_gives_the_truths_calls() {
             assert_matches_truth(&d, &plan.truth);
             results.push(d);
         }
-        assert_eq!(results[0], results[1], "seed {seed}: same calls (ids included) whatever the order");
+        assert_eq!(
+            results[0], results[1],
+            "seed {seed}: same calls (ids included) whatever the order"
+        );
         assert_eq!(results[0], results[2]);
     }
 }
 
 #[test]
 fn rebuild_equals_live_on_a_10000_call_day() {
-    let plan = generate(&SimConfig { seed: 5, calls: 10_000, calls_per_hour: 1_000.0, ..SimConfig::default() });
+    let plan = generate(&SimConfig {
+        seed: 5,
+        calls: 10_000,
+        calls_per_hour: 1_000.0,
+        ..SimConfig::default()
+    });
     let legs = legs_of(&plan);
     let dir = tempfile::tempdir().unwrap();
     let store = store_in_order(dir.path(), &legs);
@@ -199,15 +228,25 @@ fn rebuild_equals_live_on_a_10000_call_day() {
         rows.map(Result::unwrap).collect()
     };
     let live = dump(&conn);
-    let live_links: i64 = conn.query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0)).unwrap();
+    let live_links: i64 = conn
+        .query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(live.len(), plan.truth.calls.len());
     let cfg = Config::default();
     store
         .writer
-        .write_blocking(move |tx| callvault::calls::live::rebuild(tx, &|d| cfg.device_tz(d), &mut |_, _| {}))
+        .write_blocking(move |tx| {
+            callvault::calls::live::rebuild(tx, &|d| cfg.device_tz(d), &mut |_, _| {})
+        })
         .unwrap();
-    assert_eq!(dump(&conn), live, "rebuild reproduces every call row exactly");
-    let links: i64 = conn.query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        dump(&conn),
+        live,
+        "rebuild reproduces every call row exactly"
+    );
+    let links: i64 = conn
+        .query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(links, live_links);
 }
 
@@ -222,7 +261,9 @@ async fn simulate_cli_writes_truth_that_serve_reproduces() {
     let tf = truth_file.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
-            .args(["simulate", "--target", &target, "--calls", "40", "--rate", "0", "--seed", "9"])
+            .args([
+                "simulate", "--target", &target, "--calls", "40", "--rate", "0", "--seed", "9",
+            ])
             .args(["--start", "2024-01-08 09:00:00", "--truth"])
             .arg(&tf)
             .output()
@@ -230,17 +271,79 @@ async fn simulate_cli_writes_truth_that_serve_reproduces() {
     .await
     .expect("join")
     .expect("run simulate");
-    assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 refused, 0 failed"));
-    let truth: Truth = serde_json::from_slice(&std::fs::read(&truth_file).expect("truth file")).expect("truth json");
+    let truth: Truth = serde_json::from_slice(&std::fs::read(&truth_file).expect("truth file"))
+        .expect("truth json");
     assert_eq!(truth.calls.len(), 40);
     let again = generate(&SimConfig {
         seed: 9,
         calls: 40,
-        start: chrono::NaiveDateTime::parse_from_str("2024-01-08 09:00:00", "%Y-%m-%d %H:%M:%S").unwrap(),
+        start: chrono::NaiveDateTime::parse_from_str("2024-01-08 09:00:00", "%Y-%m-%d %H:%M:%S")
+            .unwrap(),
         ..SimConfig::default()
     });
     assert_eq!(truth, again.truth, "deterministic for a seed");
     assert_matches_truth(&derived(&ts.db()), &truth);
     ts.running.stop().await;
+}
+
+/// Every row of the derived call tables, for exact comparisons.
+fn dump_derived(c: &rusqlite::Connection) -> Vec<String> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT * FROM calls ORDER BY id",
+        "SELECT leg_id, call_id, leg_call_id FROM call_legs ORDER BY leg_id",
+        "SELECT * FROM leg_keys ORDER BY device, key, start_s, leg_id",
+    ] {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                let mut s = String::new();
+                for i in 0..n {
+                    s.push_str(&format!("{:?}|", r.get_ref(i)?));
+                }
+                Ok(s)
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+/// `callvault rebuild` commits in batches (`rebuild_store`); small batches
+/// here, so that calls span many commits, must still give the live result.
+#[test]
+fn batched_rebuild_store_equals_live() {
+    let plan = generate(&SimConfig {
+        seed: 13,
+        calls: 1_500,
+        calls_per_hour: 1_000.0,
+        ..SimConfig::default()
+    });
+    let mut legs = legs_of(&plan);
+    // Out of order, as legs may arrive (and be numbered) when imported late.
+    legs.shuffle(&mut rand::rngs::StdRng::seed_from_u64(13));
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in_order(dir.path(), &legs);
+    let conn = rusqlite::Connection::open(dir.path().join("callvault.sqlite")).unwrap();
+    let live = dump_derived(&conn);
+    let mut seen = Vec::new();
+    let n = callvault::calls::live::rebuild_store(&store, 97, &mut |done, total| {
+        seen.push((done, total))
+    })
+    .unwrap();
+    assert_eq!(n, legs.len() as u64);
+    assert_eq!(seen.last(), Some(&(n, n)), "progress ends at the total");
+    assert!(seen.len() > 10, "many commits");
+    assert_eq!(
+        dump_derived(&conn),
+        live,
+        "batched rebuild reproduces calls, links and keys exactly"
+    );
 }

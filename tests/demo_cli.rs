@@ -16,7 +16,14 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_callvault"))
         .args(["--data", data.to_str().expect("utf-8 path"), "demo"])
         .args(["--listen", "127.0.0.1:0", "--ingest", "127.0.0.1:0"])
-        .args(["--backfill-calls", "30", "--calls-per-hour", "3600", "--speed", "50"])
+        .args([
+            "--backfill-calls",
+            "30",
+            "--calls-per-hour",
+            "3600",
+            "--speed",
+            "50",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -32,23 +39,29 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
             break;
         }
     }
-    let web = lines.iter().find(|l| l.contains("web page:")).expect("web line");
+    let web = lines
+        .iter()
+        .find(|l| l.contains("web page:"))
+        .expect("web line");
     let url = web.split_whitespace().last().expect("url").to_string();
     let (base, tok_in_url) = url.split_once("/#token=").expect("token in the link");
     let token = lines.last().expect("token line").clone();
     assert_eq!(tok_in_url, token, "the link carries the printed token");
 
     let http = reqwest::Client::new();
-    let yesterday = (chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai) - chrono::Duration::days(1))
-        .format("%Y-%m-%d")
-        .to_string();
+    let yesterday = (chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai)
+        - chrono::Duration::days(1))
+    .format("%Y-%m-%d")
+    .to_string();
     let page = http.get(format!("{base}/")).send().await.expect("page");
     assert_eq!(page.status(), 200);
     // Yesterday's day is pushed at start; its calls appear and their recordings get fetched.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (calls, done) = loop {
         let body = http
-            .get(format!("{base}/api/calls?from={yesterday}&to={yesterday}&limit=1000"))
+            .get(format!(
+                "{base}/api/calls?from={yesterday}&to={yesterday}&limit=1000"
+            ))
             .bearer_auth(&token)
             .send()
             .await
@@ -59,7 +72,12 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
         let v: Value = serde_json::from_slice(&body).expect("json");
         let calls = v["calls"].as_array().map(Vec::len).unwrap_or(0);
         let st = Command::new(env!("CARGO_BIN_EXE_callvault"))
-            .args(["--data", data.to_str().unwrap_or_default(), "recordings", "status"])
+            .args([
+                "--data",
+                data.to_str().unwrap_or_default(),
+                "recordings",
+                "status",
+            ])
             .output()
             .expect("status");
         let text = String::from_utf8_lossy(&st.stdout).to_string();
@@ -75,10 +93,16 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(calls, 30, "yesterday's 30 calls are in the archive");
-    assert!(done > 0, "recordings were fetched from the simulated recorder");
+    assert!(
+        done > 0,
+        "recordings were fetched from the simulated recorder"
+    );
 
     let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(st) = child.try_wait().expect("wait") {

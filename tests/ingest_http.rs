@@ -13,17 +13,34 @@ const RING: &str = r#"<?xml version="1.0" encoding="utf-8" ?>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_get_with_body_and_no_host_is_stored() {
     let ts = start().await;
-    let resp = raw_exchange(ts.ingest(), &om_request("GET", "/omapi/report", &cdr("2820170309162713-0", "48", "18201008888")));
+    let resp = raw_exchange(
+        ts.ingest(),
+        &om_request(
+            "GET",
+            "/omapi/report",
+            &cdr("2820170309162713-0", "48", "18201008888"),
+        ),
+    );
     assert_eq!(status_of(&resp), 200, "{resp}");
     let db = ts.db();
     let (cpn, ts_local, trunk): (String, String, String) = db
-        .query_row("SELECT cpn, time_start, trunk_number FROM legs WHERE cdr_id = '2820170309162713-0'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT cpn, time_start, trunk_number FROM legs WHERE cdr_id = '2820170309162713-0'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
-    assert_eq!((cpn.as_str(), ts_local.as_str(), trunk.as_str()), ("18201008888", "2017-03-09 16:27:08", "888"));
-    let start_utc: String = db.query_row("SELECT start_utc FROM legs", [], |r| r.get(0)).unwrap();
-    assert_eq!(start_utc, "2017-03-09T08:27:08+00:00", "device local time converted via Asia/Shanghai");
+    assert_eq!(
+        (cpn.as_str(), ts_local.as_str(), trunk.as_str()),
+        ("18201008888", "2017-03-09 16:27:08", "888")
+    );
+    let start_utc: String = db
+        .query_row("SELECT start_utc FROM legs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        start_utc, "2017-03-09T08:27:08+00:00",
+        "device local time converted via Asia/Shanghai"
+    );
     assert_eq!(ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='stored' AND method='GET' AND path='/omapi/report'"), 1);
     ts.running.stop().await;
 }
@@ -34,7 +51,10 @@ async fn client_closing_right_after_writing_still_commits() {
     // Many, because the loss this guards against was a race (the connection
     // task noticed the EOF and dropped the handler before it stored).
     for i in 0..200 {
-        raw_fire_and_close(ts.ingest(), &om_request("GET", "/", &cdr(&format!("{i}20170309162713-0"), "48", "1")));
+        raw_fire_and_close(
+            ts.ingest(),
+            &om_request("GET", "/", &cdr(&format!("{i}20170309162713-0"), "48", "1")),
+        );
     }
     assert!(
         eventually(20, || ts.count("SELECT COUNT(*) FROM legs") == 200).await,
@@ -56,13 +76,29 @@ async fn three_pipelined_requests_in_one_write_are_all_answered_and_stored() {
         )
         .bytes(),
     );
-    bytes.extend(format!("POST /b HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}", RING.len(), RING).bytes());
+    bytes.extend(
+        format!(
+            "POST /b HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+            RING.len(),
+            RING
+        )
+        .bytes(),
+    );
     let last = cdr("3-0", "3", "333");
-    bytes.extend(format!("GET /c HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{last}", last.len()).bytes());
+    bytes.extend(
+        format!(
+            "GET /c HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{last}",
+            last.len()
+        )
+        .bytes(),
+    );
     let resp = raw_exchange(ts.ingest(), &bytes);
     assert_eq!(resp.matches("HTTP/1.1 200").count(), 3, "{resp}");
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 2);
-    assert_eq!(ts.count("SELECT COUNT(*) FROM events WHERE attribute='RING'"), 1);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM events WHERE attribute='RING'"),
+        1
+    );
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM event_parties WHERE tag='visitor' AND party_id='22'"),
         1
@@ -78,7 +114,11 @@ async fn two_documents_in_one_body_are_both_stored() {
     assert_eq!(status_of(&resp), 200, "{resp}");
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 1);
     assert_eq!(ts.count("SELECT COUNT(*) FROM events"), 1);
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes"), 1, "one raw body row for the push");
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes"),
+        1,
+        "one raw body row for the push"
+    );
     ts.running.stop().await;
 }
 
@@ -98,17 +138,36 @@ async fn duplicate_cdr_id_is_a_noop_and_changed_content_is_a_conflict() {
     let ts = start().await;
     let a = cdr("2820170309162713-0", "48", "18201008888");
     for _ in 0..2 {
-        assert_eq!(status_of(&raw_exchange(ts.ingest(), &om_request("GET", "/", &a))), 200);
+        assert_eq!(
+            status_of(&raw_exchange(ts.ingest(), &om_request("GET", "/", &a))),
+            200
+        );
     }
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 1);
     assert_eq!(ts.count("SELECT COUNT(*) FROM leg_conflicts"), 0);
     let changed = cdr("2820170309162713-0", "48", "18999999999");
-    assert_eq!(status_of(&raw_exchange(ts.ingest(), &om_request("GET", "/", &changed))), 200);
+    assert_eq!(
+        status_of(&raw_exchange(
+            ts.ingest(),
+            &om_request("GET", "/", &changed)
+        )),
+        200
+    );
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 1);
     assert_eq!(ts.count("SELECT COUNT(*) FROM leg_conflicts"), 1);
-    let kept: String = ts.db().query_row("SELECT cpn FROM legs", [], |r| r.get(0)).unwrap();
-    assert_eq!(kept, "18201008888", "the first version is never overwritten");
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes"), 3, "every push body is kept raw");
+    let kept: String = ts
+        .db()
+        .query_row("SELECT cpn FROM legs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        kept, "18201008888",
+        "the first version is never overwritten"
+    );
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes"),
+        3,
+        "every push body is kept raw"
+    );
     ts.running.stop().await;
 }
 
@@ -123,23 +182,39 @@ fn signed(body_root: &str, password: &str, ts: i64, bad_sig: bool) -> String {
     )
 }
 
-const BUSY: &str = "<Event attribute=\"BUSY\">\n<MAC>00:0E:A9:2D:07:D0</MAC>\n  <ext id=\"200\" />\n</Event>";
+const BUSY: &str =
+    "<Event attribute=\"BUSY\">\n<MAC>00:0E:A9:2D:07:D0</MAC>\n  <ext id=\"200\" />\n</Event>";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_pushes_valid_wrong_and_stale() {
     let ts = start_with(|c| c.devices.push(signed_device("secret1", 60))).await;
     let now = chrono::Utc::now().timestamp();
-    let ok = raw_exchange(ts.ingest(), &om_request("GET", "/", &signed(BUSY, "secret1", now, false)));
+    let ok = raw_exchange(
+        ts.ingest(),
+        &om_request("GET", "/", &signed(BUSY, "secret1", now, false)),
+    );
     assert_eq!(status_of(&ok), 200, "{ok}");
-    let wrong = raw_exchange(ts.ingest(), &om_request("GET", "/", &signed(BUSY, "secret1", now, true)));
+    let wrong = raw_exchange(
+        ts.ingest(),
+        &om_request("GET", "/", &signed(BUSY, "secret1", now, true)),
+    );
     assert_eq!(status_of(&wrong), 401, "{wrong}");
-    let stale = raw_exchange(ts.ingest(), &om_request("GET", "/", &signed(BUSY, "secret1", now - 3600, false)));
+    let stale = raw_exchange(
+        ts.ingest(),
+        &om_request("GET", "/", &signed(BUSY, "secret1", now - 3600, false)),
+    );
     assert_eq!(status_of(&stale), 401, "{stale}");
-    assert!(stale.to_lowercase().contains("stale") || stale.contains("old"), "{stale}");
+    assert!(
+        stale.to_lowercase().contains("stale") || stale.contains("old"),
+        "{stale}"
+    );
     let unsigned = raw_exchange(ts.ingest(), &om_request("GET", "/", &format!("{BUSY}\n")));
     assert_eq!(status_of(&unsigned), 401, "{unsigned}");
     assert_eq!(ts.count("SELECT COUNT(*) FROM events WHERE device='hq'"), 1);
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined' AND status=401"), 3);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined' AND status=401"),
+        3
+    );
     ts.running.stop().await;
 }
 
@@ -147,16 +222,52 @@ async fn signed_pushes_valid_wrong_and_stale() {
 async fn bad_inputs_get_their_status_and_a_quarantine_row() {
     let ts = start_with(|c| c.ingest.max_body_bytes = 4096).await;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("malformed", om_request("GET", "/", "<Cdr id=\"1\"><callid>1</Cdr>"), 400, ""),
-        ("unknown root", om_request("GET", "/", "<Control attribute=\"Query\"><DeviceInfo/></Control>"), 400, "Control"),
-        ("empty", b"GET / HTTP/1.0\r\n\r\n".to_vec(), 400, "empty body"),
-        ("oversized", om_request("POST", "/", &"x".repeat(10_000)), 413, "max_body_bytes"),
-        ("traversal", om_request("GET", "/", &cdr("9-0", "1", "..").replace("20170309/.._200", "../../etc/passwd")), 400, ""),
+        (
+            "malformed",
+            om_request("GET", "/", "<Cdr id=\"1\"><callid>1</Cdr>"),
+            400,
+            "",
+        ),
+        (
+            "unknown root",
+            om_request(
+                "GET",
+                "/",
+                "<Control attribute=\"Query\"><DeviceInfo/></Control>",
+            ),
+            400,
+            "Control",
+        ),
+        (
+            "empty",
+            b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+            400,
+            "empty body",
+        ),
+        (
+            "oversized",
+            om_request("POST", "/", &"x".repeat(10_000)),
+            413,
+            "max_body_bytes",
+        ),
+        (
+            "traversal",
+            om_request(
+                "GET",
+                "/",
+                &cdr("9-0", "1", "..").replace("20170309/.._200", "../../etc/passwd"),
+            ),
+            400,
+            "",
+        ),
     ];
     for (name, req, status, needle) in &cases {
         let resp = raw_exchange(ts.ingest(), req);
         assert_eq!(status_of(&resp), *status, "{name}: {resp}");
-        assert!(resp.contains(needle), "{name}: reason should mention {needle:?}: {resp}");
+        assert!(
+            resp.contains(needle),
+            "{name}: reason should mention {needle:?}: {resp}"
+        );
     }
     let mut non_utf8 = b"POST / HTTP/1.0\r\nContent-Length: 6\r\n\r\n".to_vec();
     non_utf8.extend_from_slice(&[0x3c, 0xff, 0xfe, 0x41, 0x3e, 0x0a]);
@@ -164,15 +275,25 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
     assert_eq!(status_of(&resp), 400, "{resp}");
     assert!(resp.contains("UTF-8"), "{resp}");
 
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined' AND reason IS NOT NULL"), 6);
-    assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 0, "nothing from a refused push is stored as a leg");
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined' AND reason IS NOT NULL"),
+        6
+    );
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM legs"),
+        0,
+        "nothing from a refused push is stored as a leg"
+    );
     // The server keeps serving after all of that.
     let ok = raw_exchange(ts.ingest(), &om_request("GET", "/", &cdr("77-0", "1", "1")));
     assert_eq!(status_of(&ok), 200);
     let (code, body) = get(ts.api(), "/metrics", None).await;
     assert_eq!(code, 200);
     let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("callvault_pushes_rejected_total{reason=\"too_large\"}"), "{text}");
+    assert!(
+        text.contains("callvault_pushes_rejected_total{reason=\"too_large\"}"),
+        "{text}"
+    );
     assert!(text.contains("callvault_commit_seconds_bucket"), "{text}");
     ts.running.stop().await;
 }
@@ -182,19 +303,30 @@ async fn unknown_device_refused_when_configured() {
     let ts = start_with(|c| c.ingest.accept_unknown_devices = false).await;
     let resp = raw_exchange(ts.ingest(), &om_request("GET", "/", &cdr("1-0", "1", "1")));
     assert_eq!(status_of(&resp), 403, "{resp}");
-    assert_eq!(ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined'"), 1);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined'"),
+        1
+    );
     ts.running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_legs_needs_a_token_and_returns_fields() {
     let ts = start().await;
-    raw_exchange(ts.ingest(), &om_request("GET", "/", &cdr("2820170309162713-0", "48", "18201008888")));
+    raw_exchange(
+        ts.ingest(),
+        &om_request("GET", "/", &cdr("2820170309162713-0", "48", "18201008888")),
+    );
     let (code, body) = get(ts.api(), "/api/legs?from=2017-03-09&to=2017-03-09", None).await;
     assert_eq!(code, 401);
     assert!(String::from_utf8_lossy(&body).contains("\"error\""));
     let tok = token(&ts, "qa").await;
-    let (code, body) = get(ts.api(), "/api/legs?from=2017-03-09&to=2017-03-09", Some(&tok)).await;
+    let (code, body) = get(
+        ts.api(),
+        "/api/legs?from=2017-03-09&to=2017-03-09",
+        Some(&tok),
+    )
+    .await;
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let leg = &v["legs"][0];
@@ -203,7 +335,12 @@ async fn api_legs_needs_a_token_and_returns_fields() {
     assert_eq!(leg["visitor_id"], "48");
     assert_eq!(leg["time_start"], "2017-03-09T16:27:08+08:00");
     assert_eq!(leg["rec_codec"], "G729");
-    let (code, _) = get(ts.api(), "/api/legs?from=2017-03-10&to=2017-03-09", Some(&tok)).await;
+    let (code, _) = get(
+        ts.api(),
+        "/api/legs?from=2017-03-10&to=2017-03-09",
+        Some(&tok),
+    )
+    .await;
     assert_eq!(code, 400);
     let (code, body) = get(ts.api(), "/healthz", None).await;
     assert_eq!((code, body), (200, br#"{"status":"ok"}"#.to_vec()));

@@ -190,7 +190,9 @@ async fn call_recording_is_the_answering_extensions_leg() {
         .unwrap();
     assert_eq!(answered_by.as_deref(), Some("200"));
     let n: i64 = db
-        .query_row("SELECT COUNT(DISTINCT call_id) FROM call_legs", [], |r| r.get(0))
+        .query_row("SELECT COUNT(DISTINCT call_id) FROM call_legs", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(n, 1, "one logical call");
     let tok = rig
@@ -201,7 +203,13 @@ async fn call_recording_is_the_answering_extensions_leg() {
         .await
         .unwrap();
     let want = std::fs::read(rig.archive_file(&rig.row("4-0").unwrap().3.unwrap())).unwrap();
-    let r = get_with(rig.running.api_addr, &format!("/api/calls/{call}/recording"), &tok, None).await;
+    let r = get_with(
+        rig.running.api_addr,
+        &format!("/api/calls/{call}/recording"),
+        &tok,
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.bytes().await.unwrap().to_vec(),
@@ -209,10 +217,15 @@ async fn call_recording_is_the_answering_extensions_leg() {
         "the answering extension's leg, not the longest"
     );
     // An alias id of the call resolves too; without answered_by the longest leg wins.
-    db.execute("UPDATE calls SET answered_by = NULL", []).unwrap();
+    db.execute("UPDATE calls SET answered_by = NULL", [])
+        .unwrap();
     let longest = std::fs::read(rig.archive_file(&rig.row("3-0").unwrap().3.unwrap())).unwrap();
     let alias: String = db
-        .query_row("SELECT MAX(leg_call_id) FROM call_legs WHERE leg_call_id <> call_id", [], |r| r.get(0))
+        .query_row(
+            "SELECT MAX(leg_call_id) FROM call_legs WHERE leg_call_id <> call_id",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let r = get_with(
         rig.running.api_addr,

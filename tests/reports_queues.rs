@@ -36,14 +36,19 @@ async fn queues_report_equals_rust_figures_and_truth() {
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let conn = ts.db();
     let cat = Catalog::embedded().expect("catalog");
-    let params = Params::new(today, today, chrono::Utc::now().timestamp_millis(), 0, 20).expect("params");
-    let t = Table::query(&conn, cat.get("queues").expect("queues report"), &params).expect("report");
+    let params =
+        Params::new(today, today, chrono::Utc::now().timestamp_millis(), 0, 20).expect("params");
+    let t =
+        Table::query(&conn, cat.get("queues").expect("queues report"), &params).expect("report");
     let visits: Vec<_> = callvault::store::queues::between(&conn, today, today)
         .expect("visits")
         .into_iter()
         .map(|v| v.visit)
         .collect();
-    let rust: BTreeMap<String, _> = figures(&visits, tz, 20).into_iter().map(|f| (f.group.clone(), f)).collect();
+    let rust: BTreeMap<String, _> = figures(&visits, tz, 20)
+        .into_iter()
+        .map(|f| (f.group.clone(), f))
+        .collect();
 
     let mut truth: BTreeMap<String, [i64; 4]> = BTreeMap::new();
     for v in &plan.truth.visits {
@@ -61,7 +66,11 @@ async fn queues_report_equals_rust_figures_and_truth() {
         let g = t.text(i, "group");
         let n = |c: &str| t.num(i, c) as i64;
         let want = truth[&g];
-        assert_eq!([n("entered"), n("answered"), n("abandoned"), n("rejected")], want, "group {g} vs truth");
+        assert_eq!(
+            [n("entered"), n("answered"), n("abandoned"), n("rejected")],
+            want,
+            "group {g} vs truth"
+        );
         let f = &rust[&g];
         assert_eq!(n("entered"), f.entered, "group {g}");
         assert_eq!(n("answered"), f.answered);
@@ -75,8 +84,15 @@ async fn queues_report_equals_rust_figures_and_truth() {
         let close = |col: &str, want: Option<f64>, tol: f64| {
             let got = t.cell_f64(i, col);
             match (got, want) {
-                (Some(a), Some(b)) => assert!((a - b).abs() <= tol, "group {g} {col}: report {a} vs figures {b}"),
-                (a, b) => assert_eq!(a.is_some(), b.is_some(), "group {g} {col}: report {a:?} vs figures {b:?}"),
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= tol,
+                    "group {g} {col}: report {a} vs figures {b}"
+                ),
+                (a, b) => assert_eq!(
+                    a.is_some(),
+                    b.is_some(),
+                    "group {g} {col}: report {a:?} vs figures {b:?}"
+                ),
             }
         };
         close("asa_seconds", f.asa_seconds, 0.051);

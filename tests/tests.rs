@@ -2,20 +2,20 @@
 
 mod util;
 
+mod calls_manual;
+mod calls_sim;
+mod demo_cli;
+mod g729_reference;
 mod ingest_http;
 mod om_examples;
 mod queues_generated;
-mod calls_manual;
-mod g729_reference;
-mod sim_scenarios;
-mod calls_sim;
 mod queues_sim;
 mod recordings_fetch;
 mod recordings_http;
-mod reports_util;
-mod reports_figures;
 mod reports_billing;
 mod reports_cli;
-mod web_chromium;
-mod demo_cli;
+mod reports_figures;
 mod reports_queues;
+mod reports_util;
+mod sim_scenarios;
+mod web_chromium;

@@ -101,7 +101,10 @@ pub fn om_request(method: &str, path: &str, body: &str) -> Vec<u8> {
 
 /// The status code of the first response in `resp`.
 pub fn status_of(resp: &str) -> u16 {
-    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Polls `cond` until it holds or `secs` pass.
@@ -117,7 +120,9 @@ pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 pub fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/om").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/om")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 

@@ -57,10 +57,29 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
     let mut out = out.lock();
     let mut csv = csv::Writer::from_writer(std::io::stdout());
     if let Format::Table = a.format {
-        writeln!(out, "{:<16} {:<25} {:<9} {:<16} {:<16} {:>5} {:>5} {:<3} {:<7}", "id", "start", "direction", "caller", "callee", "talk", "bill", "ans", "settled")?;
+        writeln!(
+            out,
+            "{:<16} {:<25} {:<9} {:<16} {:<16} {:>5} {:>5} {:<3} {:<7}",
+            "id", "start", "direction", "caller", "callee", "talk", "bill", "ans", "settled"
+        )?;
     }
     if let Format::Csv = a.format {
-        csv.write_record(["id", "device", "start", "end", "direction", "caller", "callee", "extensions", "answered_by", "trunk", "talk_seconds", "billable_seconds", "answered", "settled"])?;
+        csv.write_record([
+            "id",
+            "device",
+            "start",
+            "end",
+            "direction",
+            "caller",
+            "callee",
+            "extensions",
+            "answered_by",
+            "trunk",
+            "talk_seconds",
+            "billable_seconds",
+            "answered",
+            "settled",
+        ])?;
     }
     let mut first = true;
     if let Format::Json = a.format {
@@ -74,19 +93,41 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
                     Format::Table => writeln!(
                         out,
                         "{:<16} {:<25} {:<9} {:<16} {:<16} {:>5} {:>5} {:<3} {:<7}",
-                        call.id, call.start, call.direction, call.caller, call.callee, call.talk_seconds,
-                        call.billable_seconds, if call.answered { "yes" } else { "no" }, call.settled
+                        call.id,
+                        call.start,
+                        call.direction,
+                        call.caller,
+                        call.callee,
+                        call.talk_seconds,
+                        call.billable_seconds,
+                        if call.answered { "yes" } else { "no" },
+                        call.settled
                     )?,
                     Format::Json => {
-                        write!(out, "{}{}", if first { "\n" } else { ",\n" }, serde_json::to_string(&call)?)?;
+                        write!(
+                            out,
+                            "{}{}",
+                            if first { "\n" } else { ",\n" },
+                            serde_json::to_string(&call)?
+                        )?;
                         first = false;
                     }
                     Format::Csv => {
                         csv.write_record([
-                            call.id.as_str(), &call.device, &call.start, &call.end, &call.direction, &call.caller,
-                            &call.callee, &call.extensions.join(" "), call.answered_by.as_deref().unwrap_or(""),
-                            call.trunk.as_deref().unwrap_or(""), &call.talk_seconds.to_string(),
-                            &call.billable_seconds.to_string(), &call.answered.to_string(), &call.settled.to_string(),
+                            call.id.as_str(),
+                            &call.device,
+                            &call.start,
+                            &call.end,
+                            &call.direction,
+                            &call.caller,
+                            &call.callee,
+                            &call.extensions.join(" "),
+                            call.answered_by.as_deref().unwrap_or(""),
+                            call.trunk.as_deref().unwrap_or(""),
+                            &call.talk_seconds.to_string(),
+                            &call.billable_seconds.to_string(),
+                            &call.answered.to_string(),
+                            &call.settled.to_string(),
                         ])?;
                     }
                 }

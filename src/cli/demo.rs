@@ -45,7 +45,10 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
     if !data_given {
         cfg.data_dir = "demo-data".into();
     }
-    anyhow::ensure!(a.speed > 0.0 && a.speed.is_finite(), "--speed must be a positive number");
+    anyhow::ensure!(
+        a.speed > 0.0 && a.speed.is_finite(),
+        "--speed must be a positive number"
+    );
     cfg.ingest.listen = free_or_any(&a.ingest);
     cfg.api.listen = free_or_any(&a.listen);
     // Short delays so the demo shows settled calls and fetched recordings
@@ -72,8 +75,15 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
         ..SimConfig::default()
     });
     super::runtime()?.block_on(async move {
-        let specs = backfill.recordings.iter().chain(&live.recordings).cloned().collect();
-        let rec = recorder::start(specs, Default::default()).await.context("starting the simulated recorder")?;
+        let specs = backfill
+            .recordings
+            .iter()
+            .chain(&live.recordings)
+            .cloned()
+            .collect();
+        let rec = recorder::start(specs, Default::default())
+            .await
+            .context("starting the simulated recorder")?;
         cfg.devices.push(DeviceConfig {
             name: DEVICE.into(),
             push_from: vec!["127.0.0.1".into()],
@@ -88,9 +98,20 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
             .write(|tx| crate::store::tokens::create(tx, "demo", "admin"))
             .await
             .context("creating the demo token")?;
-        print_banner(running.api_addr, running.ingest_addr, &rec.base_url(), &data, &token, 3600.0 / a.calls_per_hour.max(0.01) / a.speed);
+        print_banner(
+            running.api_addr,
+            running.ingest_addr,
+            &rec.base_url(),
+            &data,
+            &token,
+            3600.0 / a.calls_per_hour.max(0.01) / a.speed,
+        );
 
-        let target = Target { addr: running.ingest_addr.to_string(), path: "/omapi".into(), post: false };
+        let target = Target {
+            addr: running.ingest_addr.to_string(),
+            path: "/omapi".into(),
+            post: false,
+        };
         let stream = tokio::spawn(async move {
             push_plan(&target, &backfill, Pace::Rate(0.0), "yesterday's calls").await;
             push_plan(&target, &live, Pace::Timeline(a.speed), "live calls").await;
@@ -105,18 +126,28 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
 }
 
 async fn push_plan(target: &Target, plan: &Plan, pace: Pace, what: &str) {
-    tracing::info!(pushes = plan.pushes.len(), "simulated device pushing {what}");
+    tracing::info!(
+        pushes = plan.pushes.len(),
+        "simulated device pushing {what}"
+    );
     let sent = push::run(target, &plan.pushes, pace, |i, r| {
         if let Err(e) = r {
             tracing::warn!(push = i, error = %e, "simulated push failed");
         }
     })
     .await;
-    tracing::info!(ok = sent.ok, refused = sent.refused, failed = sent.failed, "simulated device finished {what}");
+    tracing::info!(
+        ok = sent.ok,
+        refused = sent.refused,
+        failed = sent.failed,
+        "simulated device finished {what}"
+    );
 }
 
 fn yesterday_at_8(now: NaiveDateTime) -> NaiveDateTime {
-    (now.date() - Duration::days(1)).and_hms_opt(8, 0, 0).unwrap_or(now)
+    (now.date() - Duration::days(1))
+        .and_hms_opt(8, 0, 0)
+        .unwrap_or(now)
 }
 
 /// `addr` if it can be bound now, else the same host on a free port (a
@@ -132,13 +163,22 @@ fn free_or_any(addr: &str) -> String {
     }
 }
 
-fn print_banner(api: SocketAddr, ingest: SocketAddr, recorder: &str, data: &std::path::Path, token: &str, gap_s: f64) {
+fn print_banner(
+    api: SocketAddr,
+    ingest: SocketAddr,
+    recorder: &str,
+    data: &std::path::Path,
+    token: &str,
+    gap_s: f64,
+) {
     println!("callvault demo");
     println!("  archive:           {}", data.display());
     println!("  device pushes to:  http://{ingest}/omapi");
     println!("  device recorder:   {recorder}");
     println!("  web page:          http://{api}/#token={token}");
-    println!("Yesterday's calls are pushed now, then a new call every ~{gap_s:.0} s. Ctrl-C stops.");
+    println!(
+        "Yesterday's calls are pushed now, then a new call every ~{gap_s:.0} s. Ctrl-C stops."
+    );
     println!("admin token (also for curl -H 'Authorization: Bearer …'):");
     println!("{token}");
 }

@@ -24,7 +24,8 @@ pub struct ImportArgs {
 
 pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
-    let store = Store::open(&cfg.db_path()).with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store = Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let (ing, _queues) = crate::server::ingestor(&store, &cfg)?;
     let mut failed = 0usize;
     super::runtime()?.block_on(async {
@@ -42,7 +43,12 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await;
             match reply.reason {
-                None => println!("{}: stored ({} legs, {} events)", f.display(), reply.legs, reply.events),
+                None => println!(
+                    "{}: stored ({} legs, {} events)",
+                    f.display(),
+                    reply.legs,
+                    reply.events
+                ),
                 Some(r) => {
                     failed += 1;
                     println!("{}: refused ({}): {r}", f.display(), reply.status);
@@ -52,7 +58,10 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     if failed > 0 {
-        eprintln!("{failed} of {} files refused (kept in quarantine)", a.files.len());
+        eprintln!(
+            "{failed} of {} files refused (kept in quarantine)",
+            a.files.len()
+        );
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)

@@ -3,15 +3,15 @@
 
 mod calls;
 mod demo;
-mod import;
-mod rebuild;
-mod simulate;
-mod merge_g729;
-mod recordings;
 mod export;
+mod import;
+mod merge_g729;
 mod output;
+mod rebuild;
+mod recordings;
 mod report;
 mod serve;
+mod simulate;
 mod token;
 
 use std::path::PathBuf;
@@ -95,7 +95,9 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&cli)?;
-    let data_given = cli.data.is_some() || cli.config.is_some() || std::env::var_os("CALLVAULT_DATA_DIR").is_some();
+    let data_given = cli.data.is_some()
+        || cli.config.is_some()
+        || std::env::var_os("CALLVAULT_DATA_DIR").is_some();
     match cli.command {
         Command::Serve(a) => serve::run(cfg, a),
         Command::Demo(a) => demo::run(cfg, a, data_given),
@@ -113,5 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// A multi-threaded runtime for commands that need async.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

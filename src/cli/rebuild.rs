@@ -22,29 +22,34 @@ pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{spinner} rebuilding calls {bar:40} {pos}/{len} legs ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} rebuilding calls {bar:40} {pos}/{len} legs ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     } else {
         ProgressBar::hidden()
     };
-    let tz = crate::server::tz_of(&cfg);
-    let b2 = bar.clone();
-    let legs = store.writer.write_blocking(move |tx| {
-        crate::calls::live::rebuild(tx, &*tz, &mut |done, total| {
-            if done % 1000 == 0 || done == total {
-                b2.set_length(total);
-                b2.set_position(done);
-            }
-        })
-    })?;
+    let legs = crate::calls::live::rebuild_store(
+        &store,
+        crate::calls::live::REBUILD_BATCH_LEGS,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
     bar.finish_and_clear();
     let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, crate::server::tz_of(&cfg));
     let now = chrono::Utc::now().timestamp_millis();
-    let events = store.writer.write_blocking(move |tx| queues.replay(tx, true, now))?;
-    let calls: i64 = store.read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))?;
-    let visits: i64 = store.read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM queue_visits", [], |r| r.get(0))?))?;
+    let events = store
+        .writer
+        .write_blocking(move |tx| queues.replay(tx, true, now))?;
+    let calls: i64 = store
+        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))?;
+    let visits: i64 = store.read_blocking(|c| {
+        Ok(c.query_row("SELECT COUNT(*) FROM queue_visits", [], |r| r.get(0))?)
+    })?;
     println!(
         "rebuilt {calls} calls from {legs} legs and {visits} queue visits from {events} events in {:.1} s",
         started.elapsed().as_secs_f64()

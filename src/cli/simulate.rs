@@ -74,7 +74,8 @@ pub fn run(cfg: Config, a: SimulateArgs) -> anyhow::Result<ExitCode> {
     target.post = a.post;
     let plan = generate(&sim_config(&a, cfg.default_tz())?);
     if let Some(p) = &a.truth {
-        std::fs::write(p, serde_json::to_vec_pretty(&plan.truth)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_vec_pretty(&plan.truth)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     eprintln!(
         "simulating {} calls: {} pushes, {} recordings -> {}",
@@ -88,9 +89,13 @@ pub fn run(cfg: Config, a: SimulateArgs) -> anyhow::Result<ExitCode> {
         // fetching on CDR arrival finds the files.
         let recorder = match &a.recorder {
             Some(addr) => {
-                let h = crate::sim::recorder::start_at(addr, plan.recordings.clone(), Default::default())
-                    .await
-                    .with_context(|| format!("binding the simulated recorder on {addr}"))?;
+                let h = crate::sim::recorder::start_at(
+                    addr,
+                    plan.recordings.clone(),
+                    Default::default(),
+                )
+                .await
+                .with_context(|| format!("binding the simulated recorder on {addr}"))?;
                 eprintln!("simulated recorder serving {}", h.base_url());
                 Some(h)
             }
@@ -109,6 +114,13 @@ pub fn run(cfg: Config, a: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(sent)
     })?;
-    println!("{} pushes accepted, {} refused, {} failed", sent.ok, sent.refused, sent.failed);
-    Ok(if sent.refused + sent.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    println!(
+        "{} pushes accepted, {} refused, {} failed",
+        sent.ok, sent.refused, sent.failed
+    );
+    Ok(if sent.refused + sent.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -27,7 +27,9 @@ pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             let store = Store::open(&cfg.db_path())?;
             let name = if name.is_empty() { role.clone() } else { name };
             let r2 = role.clone();
-            let token = store.writer.write_blocking(move |tx| tokens::create(tx, &name, &r2))?;
+            let token = store
+                .writer
+                .write_blocking(move |tx| tokens::create(tx, &name, &r2))?;
             eprintln!("created a {role} token (shown once; keep it safe):");
             println!("{token}");
             Ok(ExitCode::SUCCESS)

@@ -69,7 +69,10 @@ pub fn token_of(parts: &Parts) -> Option<String> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = token_of(parts).ok_or(AppError::Unauthorized)?;
         let found = state.store.read(move |c| tokens::lookup(c, &token)).await?;
         let (name, role) = found.ok_or(AppError::Unauthorized)?;

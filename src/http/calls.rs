@@ -44,7 +44,11 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, AppError
         None | Some("") => None,
         Some("1" | "true" | "yes") => Some(true),
         Some("0" | "false" | "no") => Some(false),
-        Some(o) => return Err(AppError::BadRequest(format!("answered must be true or false, not {o:?}"))),
+        Some(o) => {
+            return Err(AppError::BadRequest(format!(
+                "answered must be true or false, not {o:?}"
+            )))
+        }
     };
     if let Some(d) = q.direction.as_deref().filter(|d| !d.is_empty()) {
         if !["inbound", "outbound", "internal", "callback"].contains(&d) {
@@ -55,7 +59,11 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, AppError
     }
     let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.trim().is_empty());
     Ok(CallFilter {
-        from: from.and_hms_opt(0, 0, 0).unwrap_or_default().format(LOCAL_FMT).to_string(),
+        from: from
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .format(LOCAL_FMT)
+            .to_string(),
         to: (to + chrono::Duration::days(1))
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
@@ -66,12 +74,21 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, AppError
         direction: nonempty(&q.direction),
         answered,
         settled_before_ms: None,
-        after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
+        after: q
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     })
 }
 
-pub async fn search(caller: Caller, State(st): State<AppState>, Query(q): Query<Search>) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn search(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<Search>,
+) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let mut f = filter_from(&q, st.cfg.default_tz())?;
     let limit = f.limit;
@@ -96,20 +113,30 @@ pub async fn search(caller: Caller, State(st): State<AppState>, Query(q): Query<
     } else {
         None
     };
-    Ok(Json(serde_json::json!({ "calls": rows, "next_cursor": next })))
+    Ok(Json(
+        serde_json::json!({ "calls": rows, "next_cursor": next }),
+    ))
 }
 
-pub async fn detail(caller: Caller, State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn detail(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let cfg = st.cfg.clone();
     let settle_ms = cfg.calls.settle_seconds * 1000;
     let found = st
         .store
         .read(move |c| {
-            let Some(cur) = db::resolve_id(c, &id)? else { return Ok(None) };
+            let Some(cur) = db::resolve_id(c, &id)? else {
+                return Ok(None);
+            };
             let now = chrono::Utc::now().timestamp_millis();
             let tz = |d: &str| cfg.device_tz(d);
-            let Some(call) = db::get(c, &cur, &tz, now, settle_ms)? else { return Ok(None) };
+            let Some(call) = db::get(c, &cur, &tz, now, settle_ms)? else {
+                return Ok(None);
+            };
             let leg_ids = db::leg_ids_of_call(c, &cur)?;
             let mut legs = db::legs_by_ids(c, &leg_ids, &tz)?;
             legs.sort_by(|a, b| crate::calls::leg_order(&a.leg, &b.leg));
@@ -118,11 +145,13 @@ pub async fn detail(caller: Caller, State(st): State<AppState>, Path(id): Path<S
             Ok(Some((call, legs, recs, visits, id != cur)))
         })
         .await?;
-    let (call, legs, recs, visits, redirected) = found.ok_or_else(|| AppError::NotFound("no such call".into()))?;
+    let (call, legs, recs, visits, redirected) =
+        found.ok_or_else(|| AppError::NotFound("no such call".into()))?;
     let mut v = serde_json::to_value(&call).map_err(|e| AppError::Internal(e.to_string()))?;
     v["legs"] = serde_json::to_value(&legs).map_err(|e| AppError::Internal(e.to_string()))?;
     v["recordings"] = serde_json::to_value(&recs).map_err(|e| AppError::Internal(e.to_string()))?;
-    v["queue_visits"] = serde_json::to_value(&visits).map_err(|e| AppError::Internal(e.to_string()))?;
+    v["queue_visits"] =
+        serde_json::to_value(&visits).map_err(|e| AppError::Internal(e.to_string()))?;
     if redirected {
         v["merged_from"] = serde_json::Value::Bool(true);
     }

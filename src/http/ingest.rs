@@ -18,7 +18,11 @@ pub fn ingest_router(ingestor: Ingestor) -> Router {
     Router::new().fallback(push).with_state(ingestor)
 }
 
-async fn push(State(ing): State<Ingestor>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+async fn push(
+    State(ing): State<Ingestor>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
     let limit = ing.config().ingest.max_body_bytes;
     let (parts, body) = req.into_parts();
     let (body, oversized) = read_limited(body, limit).await;

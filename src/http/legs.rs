@@ -18,7 +18,11 @@ pub struct Range {
 
 /// Parses `from`/`to` (`YYYY-MM-DD`, device local; `to` inclusive; either
 /// missing = the other; both missing = today in the default zone).
-pub fn date_range(from: Option<&str>, to: Option<&str>, tz: chrono_tz::Tz) -> Result<(NaiveDate, NaiveDate), AppError> {
+pub fn date_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    tz: chrono_tz::Tz,
+) -> Result<(NaiveDate, NaiveDate), AppError> {
     let parse = |s: &str| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| AppError::BadRequest(format!("invalid date {s:?}: expected YYYY-MM-DD")))
@@ -36,7 +40,11 @@ pub fn date_range(from: Option<&str>, to: Option<&str>, tz: chrono_tz::Tz) -> Re
     Ok((f, t))
 }
 
-pub async fn list(caller: Caller, State(st): State<AppState>, Query(q): Query<Range>) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn list(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<Range>,
+) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let (from, to) = date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);

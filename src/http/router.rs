@@ -40,7 +40,11 @@ pub fn api_router(state: AppState) -> Router {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
-    match st.store.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await {
+    match st
+        .store
+        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
+    {
         Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => AppError::Internal(e.to_string()).into_response(),
     }
@@ -54,7 +58,11 @@ async fn metrics(
 ) -> Result<Response, AppError> {
     if !peer.ip().to_canonical().is_loopback() {
         let (mut parts, _) = req.into_parts();
-        let caller = <super::auth::Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &st).await?;
+        let caller =
+            <super::auth::Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                &mut parts, &st,
+            )
+            .await?;
         caller.require(Perm::Reports)?;
     }
     let body = telemetry::metrics_handle().render();
@@ -62,5 +70,9 @@ async fn metrics(
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such route"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "no such route"})),
+    )
+        .into_response()
 }

@@ -46,7 +46,13 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.oneshot(req.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {})) }
+            async move {
+                Ok::<_, Infallible>(
+                    app.oneshot(req.map(axum::body::Body::new))
+                        .await
+                        .unwrap_or_else(|e| match e {}),
+                )
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .half_close(true)

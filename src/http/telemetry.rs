@@ -12,7 +12,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("callvault_commit_seconds".into()),
-                &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0],
+                &[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ],
             )
             .and_then(|b| {
                 b.set_buckets_for_metric(

@@ -19,14 +19,21 @@ pub enum DeviceError {
     SourceNotAllowed { device: String, source_ip: String },
     /// Not configured and `accept_unknown_devices = false`.
     #[error("unknown device (mac {mac:?}, source {source_ip}) and accept_unknown_devices is off")]
-    Unknown { mac: Option<String>, source_ip: String },
+    Unknown {
+        mac: Option<String>,
+        source_ip: String,
+    },
 }
 
 fn norm_mac(m: &str) -> String {
     m.trim().to_ascii_uppercase().replace('-', ":")
 }
 
-pub fn identify<'a>(cfg: &'a Config, mac: Option<&str>, source_ip: &str) -> Result<Identified<'a>, DeviceError> {
+pub fn identify<'a>(
+    cfg: &'a Config,
+    mac: Option<&str>,
+    source_ip: &str,
+) -> Result<Identified<'a>, DeviceError> {
     let by_mac = mac.and_then(|m| {
         let m = norm_mac(m);
         cfg.devices
@@ -88,7 +95,12 @@ mod tests {
     #[test]
     fn identify_by_mac_case_insensitive() {
         let c = cfg(true);
-        assert_eq!(identify(&c, Some("00:0e:a9:2d:07:d0"), "10.0.0.5").unwrap().name(), "hq");
+        assert_eq!(
+            identify(&c, Some("00:0e:a9:2d:07:d0"), "10.0.0.5")
+                .unwrap()
+                .name(),
+            "hq"
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl Ingestor {
         async move {
             let (received_at, received_ms) = store::now_stamp();
             match self.check(&req) {
-                Ok((device, docs)) => self.store_docs(req, device, docs, received_at, received_ms).await,
+                Ok((device, docs)) => {
+                    self.store_docs(req, device, docs, received_at, received_ms)
+                        .await
+                }
                 Err(r) => self.quarantine(req, r, received_at, received_ms).await,
             }
         }
@@ -114,7 +117,10 @@ impl Ingestor {
             return Err(refuse(
                 413,
                 "too_large",
-                format!("body exceeds max_body_bytes ({} bytes)", self.cfg.ingest.max_body_bytes),
+                format!(
+                    "body exceeds max_body_bytes ({} bytes)",
+                    self.cfg.ingest.max_body_bytes
+                ),
             ));
         }
         let from_query;
@@ -126,7 +132,11 @@ impl Ingestor {
             }
         } else {
             std::str::from_utf8(&req.body).map_err(|e| {
-                refuse(400, "not_utf8", format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()))
+                refuse(
+                    400,
+                    "not_utf8",
+                    format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+                )
             })?
         };
         let docs = om::parse_body(text).map_err(|e| refuse(400, "malformed", e.to_string()))?;
@@ -139,11 +149,13 @@ impl Ingestor {
             if let Some(pw) = dev.server_password.as_deref().filter(|p| !p.is_empty()) {
                 let now = chrono::Utc::now().timestamp();
                 for d in &docs {
-                    om::verify(d.auth.as_ref(), pw, dev.auth_timeout, now).map_err(|e| Refusal {
-                        status: 401,
-                        reason: format!("authentication failed: {e}"),
-                        device: Some(dev.name.clone()),
-                        metric_reason: "auth",
+                    om::verify(d.auth.as_ref(), pw, dev.auth_timeout, now).map_err(|e| {
+                        Refusal {
+                            status: 401,
+                            reason: format!("authentication failed: {e}"),
+                            device: Some(dev.name.clone()),
+                            metric_reason: "auth",
+                        }
                     })?;
                 }
             }
@@ -213,19 +225,36 @@ impl Ingestor {
                 metrics::counter!("callvault_pushes_stored_total").increment(1);
                 metrics::counter!("callvault_legs_stored_total").increment(legs as u64);
                 metrics::counter!("callvault_events_stored_total").increment(events as u64);
-                Reply { status: 200, reason: None, legs, events }
+                Reply {
+                    status: 200,
+                    reason: None,
+                    legs,
+                    events,
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not store push");
                 metrics::counter!("callvault_pushes_failed_total").increment(1);
-                Reply { status: 503, reason: Some("archive unavailable, retry".into()), legs: 0, events: 0 }
+                Reply {
+                    status: 503,
+                    reason: Some("archive unavailable, retry".into()),
+                    legs: 0,
+                    events: 0,
+                }
             }
         }
     }
 
-    async fn quarantine(&self, req: Incoming, r: Refusal, received_at: String, received_ms: i64) -> Reply {
+    async fn quarantine(
+        &self,
+        req: Incoming,
+        r: Refusal,
+        received_at: String,
+        received_ms: i64,
+    ) -> Reply {
         warn!(status = r.status, reason = %r.reason, "push refused and quarantined");
-        metrics::counter!("callvault_pushes_rejected_total", "reason" => r.metric_reason).increment(1);
+        metrics::counter!("callvault_pushes_rejected_total", "reason" => r.metric_reason)
+            .increment(1);
         let push = pushes::NewPush {
             received_at,
             received_ms,
@@ -238,10 +267,25 @@ impl Ingestor {
             status: r.status,
             reason: Some(r.reason.clone()),
         };
-        if let Err(e) = self.store.writer.write(move |tx| pushes::insert(tx, &push)).await {
+        if let Err(e) = self
+            .store
+            .writer
+            .write(move |tx| pushes::insert(tx, &push))
+            .await
+        {
             tracing::error!(error = %e, "could not write quarantine row");
-            return Reply { status: 503, reason: Some("archive unavailable, retry".into()), legs: 0, events: 0 };
+            return Reply {
+                status: 503,
+                reason: Some("archive unavailable, retry".into()),
+                legs: 0,
+                events: 0,
+            };
         }
-        Reply { status: r.status, reason: Some(r.reason), legs: 0, events: 0 }
+        Reply {
+            status: r.status,
+            reason: Some(r.reason),
+            legs: 0,
+            events: 0,
+        }
     }
 }

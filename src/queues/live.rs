@@ -21,7 +21,10 @@ pub struct QueueLive {
 }
 
 impl QueueLive {
-    pub fn new(timeout_secs: i64, tz_of: Arc<dyn Fn(&str) -> chrono_tz::Tz + Send + Sync>) -> QueueLive {
+    pub fn new(
+        timeout_secs: i64,
+        tz_of: Arc<dyn Fn(&str) -> chrono_tz::Tz + Send + Sync>,
+    ) -> QueueLive {
         QueueLive {
             tracker: Arc::new(Mutex::new(QueueTracker::new(timeout_secs))),
             tz_of,
@@ -29,8 +32,18 @@ impl QueueLive {
     }
 
     /// Feeds one stored event and writes what it changed.
-    pub fn on_event(&self, conn: &Connection, device: &str, seq: i64, received_ms: i64, ev: &crate::model::Event) -> store::Result<()> {
-        let received = Utc.timestamp_millis_opt(received_ms).single().unwrap_or_default();
+    pub fn on_event(
+        &self,
+        conn: &Connection,
+        device: &str,
+        seq: i64,
+        received_ms: i64,
+        ev: &crate::model::Event,
+    ) -> store::Result<()> {
+        let received = Utc
+            .timestamp_millis_opt(received_ms)
+            .single()
+            .unwrap_or_default();
         let changes = match self.tracker.lock() {
             Ok(mut t) => t.on_event(device, seq, received, ev),
             Err(_) => return Err(store::StoreError::Corrupt("queue tracker poisoned".into())),
@@ -40,7 +53,10 @@ impl QueueLive {
 
     /// Closes visits open longer than the timeout.
     pub fn expire(&self, conn: &Connection, now_ms: i64) -> store::Result<usize> {
-        let now = Utc.timestamp_millis_opt(now_ms).single().unwrap_or_default();
+        let now = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .unwrap_or_default();
         let changes = match self.tracker.lock() {
             Ok(mut t) => t.expire(now),
             Err(_) => return Err(store::StoreError::Corrupt("queue tracker poisoned".into())),
@@ -73,10 +89,15 @@ impl QueueLive {
             let Some(last) = page.last() else { break };
             after = last.seq;
             for e in &page {
-                let received = Utc.timestamp_millis_opt(e.received_ms).single().unwrap_or_default();
+                let received = Utc
+                    .timestamp_millis_opt(e.received_ms)
+                    .single()
+                    .unwrap_or_default();
                 let changes = match self.tracker.lock() {
                     Ok(mut t) => t.on_event(&e.device, e.seq, received, &e.event),
-                    Err(_) => return Err(store::StoreError::Corrupt("queue tracker poisoned".into())),
+                    Err(_) => {
+                        return Err(store::StoreError::Corrupt("queue tracker poisoned".into()))
+                    }
                 };
                 if write {
                     self.write(conn, &changes)?;
@@ -87,7 +108,11 @@ impl QueueLive {
         if write {
             self.expire(conn, now_ms)?;
         } else if let Ok(mut t) = self.tracker.lock() {
-            t.expire(Utc.timestamp_millis_opt(now_ms).single().unwrap_or_default());
+            t.expire(
+                Utc.timestamp_millis_opt(now_ms)
+                    .single()
+                    .unwrap_or_default(),
+            );
         }
         Ok(n)
     }

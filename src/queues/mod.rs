@@ -10,8 +10,8 @@
 
 mod figures;
 mod infer;
-mod parse;
 pub mod live;
+mod parse;
 
 pub use figures::{agent_counts, figures, AgentDayCount, GroupDayFigures, SHORT_ABANDON_SECONDS};
 pub use infer::{

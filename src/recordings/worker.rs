@@ -49,11 +49,7 @@ impl Fetcher {
 
     /// Puts rows left `fetching` by a stopped process back to `pending`.
     pub async fn resume(&self) -> store::Result<usize> {
-        let n = self
-            .store
-            .writer
-            .write(rec_store::reset_fetching)
-            .await?;
+        let n = self.store.writer.write(rec_store::reset_fetching).await?;
         if n > 0 {
             tracing::info!(jobs = n, "resuming interrupted recording fetches");
         }

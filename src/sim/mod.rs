@@ -14,10 +14,10 @@
 mod inbound;
 pub mod push;
 mod queue;
+pub mod recorder;
 mod scenarios;
 mod timeline;
 mod traffic;
-pub mod recorder;
 pub mod truth;
 pub mod xml;
 

@@ -61,7 +61,12 @@ pub async fn send(t: &Target, body: &str) -> std::io::Result<u16> {
     head.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply {head:?}")))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad reply {head:?}"),
+            )
+        })
 }
 
 /// How pushes are paced.
@@ -82,7 +87,12 @@ pub struct Sent {
 }
 
 /// Pushes every message in order at the given pace; `on_push` sees each result.
-pub async fn run(t: &Target, pushes: &[Push], pace: Pace, mut on_push: impl FnMut(usize, &Result<u16, std::io::Error>)) -> Sent {
+pub async fn run(
+    t: &Target,
+    pushes: &[Push],
+    pace: Pace,
+    mut on_push: impl FnMut(usize, &Result<u16, std::io::Error>),
+) -> Sent {
     let started = Instant::now();
     let first_at = pushes.first().map(|p| p.at);
     let mut sent = Sent::default();
@@ -119,7 +129,10 @@ mod tests {
     #[test]
     fn target_parse_url_and_bare_addr() {
         let t = Target::parse("http://127.0.0.1:8989/omapi/report").unwrap();
-        assert_eq!((t.addr.as_str(), t.path.as_str()), ("127.0.0.1:8989", "/omapi/report"));
+        assert_eq!(
+            (t.addr.as_str(), t.path.as_str()),
+            ("127.0.0.1:8989", "/omapi/report")
+        );
         let t = Target::parse("localhost:1").unwrap();
         assert_eq!(t.path, "/");
         assert!(Target::parse("https://x").is_err());

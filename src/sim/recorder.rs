@@ -172,7 +172,11 @@ pub async fn start(specs: Vec<RecordingSpec>, faults: Faults) -> std::io::Result
 }
 
 /// Starts the recorder on `bind` (`host:port`).
-pub async fn start_at(bind: &str, specs: Vec<RecordingSpec>, faults: Faults) -> std::io::Result<RecorderHandle> {
+pub async fn start_at(
+    bind: &str,
+    specs: Vec<RecordingSpec>,
+    faults: Faults,
+) -> std::io::Result<RecorderHandle> {
     let mut files = HashMap::new();
     for spec in specs {
         if check_recording_path(&spec.path).is_err() {

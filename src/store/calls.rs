@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::legs::{self, StoredLeg, LOCAL_FMT};
 use super::Result;
 use crate::calls::CallFacts;
+use crate::model::Leg;
 
 /// Seconds since the epoch of a device-local time, as if it were UTC
 /// (only compared with other times of the same device).
@@ -14,7 +15,14 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
-pub fn insert_keys(conn: &Connection, device: &str, leg_id: i64, keys: &[String], start_s: i64, end_s: i64) -> Result<()> {
+pub fn insert_keys(
+    conn: &Connection,
+    device: &str,
+    leg_id: i64,
+    keys: &[String],
+    start_s: i64,
+    end_s: i64,
+) -> Result<()> {
     let mut st = conn.prepare_cached(
         "INSERT OR IGNORE INTO leg_keys (device, key, start_s, end_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -25,16 +33,51 @@ pub fn insert_keys(conn: &Connection, device: &str, leg_id: i64, keys: &[String]
 }
 
 /// Legs sharing one of `keys` whose spans start within `[lo, hi]` and end at
-/// or after `end_lo`. The end filter matters on busy devices: visitor ids are
-/// recycled every few minutes, so without it every earlier use of the id in
-/// the last day (up to `lo`) would be loaded and rejected one by one.
-pub fn candidates(conn: &Connection, device: &str, keys: &[String], lo: i64, hi: i64, end_lo: i64) -> Result<Vec<i64>> {
-    let mut st = conn.prepare_cached(
-        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4 AND end_s >= ?5",
+/// or after `end_lo`, sorted and deduplicated.
+///
+/// `end_lo` lets the caller pass the exact "spans overlap" condition of
+/// [`crate::calls::rules::overlaps`] (`end + tolerance >= start`): without it
+/// every leg of a recycled visitor/outer id in the last day is a candidate
+/// (hundreds on a busy device), each loaded and parsed only to be rejected.
+///
+/// Two lookups per key, together exactly the legs the conditions select
+/// (sql/007_rebuild_indexes.sql):
+/// * legs ending by `hi + LONG_LEG_SECS`, walked by end time (`leg_keys_end`),
+///   only those that ended in the window, which for legs arriving as they
+///   end is a handful, and at worst one day of the key's legs;
+/// * legs longer than `LONG_LEG_SECS` (`leg_keys_long`, normally empty): the
+///   only ones that can start by `hi` and yet end after `hi + LONG_LEG_SECS`.
+///
+/// The `+` on `start_s` keeps SQLite from walking the primary key instead
+/// (without statistics it cannot tell which range is narrower).
+pub fn candidates(
+    conn: &Connection,
+    device: &str,
+    keys: &[String],
+    lo: i64,
+    hi: i64,
+    end_lo: i64,
+) -> Result<Vec<i64>> {
+    let mut by_end = conn.prepare_cached(
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND end_s BETWEEN ?5 AND ?6
+            AND +start_s BETWEEN ?3 AND ?4",
     )?;
+    // The WHERE term must match the partial index's exactly for SQLite to
+    // be allowed to use it, and INDEXED BY because without statistics it
+    // prefers the primary key (the day-long walk this is meant to avoid).
+    let mut long = conn.prepare_cached(&format!(
+        "SELECT leg_id FROM leg_keys INDEXED BY leg_keys_long WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4
+            AND end_s > start_s + {LONG_LEG_SECS} AND end_s >= ?5"
+    ))?;
+    let end_hi = hi.saturating_add(LONG_LEG_SECS);
     let mut out = Vec::new();
     for k in keys {
-        for id in st.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
+        for id in by_end.query_map(params![device, k, lo, hi, end_lo, end_hi], |r| {
+            r.get::<_, i64>(0)
+        })? {
+            out.push(id?);
+        }
+        for id in long.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
             out.push(id?);
         }
     }
@@ -43,20 +86,109 @@ pub fn candidates(conn: &Connection, device: &str, keys: &[String], lo: i64, hi:
     Ok(out)
 }
 
-pub fn legs_by_ids(conn: &Connection, ids: &[i64], tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> Result<Vec<StoredLeg>> {
+/// The span beyond which a leg counts as long for [`candidates`]; the same
+/// number as in `leg_keys_long`'s definition (sql/007_rebuild_indexes.sql).
+pub const LONG_LEG_SECS: i64 = 86_400;
+
+pub fn legs_by_ids(
+    conn: &Connection,
+    ids: &[i64],
+    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+) -> Result<Vec<StoredLeg>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id", legs::SELECT_COLS);
+        let sql = format!(
+            "SELECT {} FROM legs WHERE id IN ({marks}) ORDER BY id",
+            legs::SELECT_COLS
+        );
         let mut st = conn.prepare_cached(&sql)?;
         for r in st.query_map(params_from_iter(chunk.iter()), |r| legs::from_row(r, tz_of))? {
             out.push(r?);
         }
     }
     Ok(out)
+}
+
+/// A stored leg as the calls stage needs it: the leg itself, its row id and
+/// receive time. No API strings and no time zone (grouping and summaries
+/// work in device-local time), so loading one is cheap on the hot path.
+#[derive(Debug, Clone)]
+pub struct CallLeg {
+    pub id: i64,
+    pub received_ms: i64,
+    pub leg: Leg,
+}
+
+const CALL_LEG_COLS: &str = "id, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
+     time_start, time_end, duration, trunk_number, recording, rec_codec, mac, received_ms, device";
+
+/// Maps a `CALL_LEG_COLS` row; the device (column 17) is read by the caller if needed.
+fn call_leg_from_row(r: &Row) -> rusqlite::Result<CallLeg> {
+    let time = |i: usize| -> rusqlite::Result<NaiveDateTime> {
+        let s = r.get_ref(i)?.as_str()?;
+        legs::parse_local(s).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                format!("bad local time {s:?}").into(),
+            )
+        })
+    };
+    Ok(CallLeg {
+        id: r.get(0)?,
+        received_ms: r.get(16)?,
+        leg: Leg {
+            cdr_id: r.get(1)?,
+            callid: r.get(2)?,
+            visitor_id: r.get(3)?,
+            outer_id: r.get(4)?,
+            leg_type: r.get(5)?,
+            route: r.get(6)?,
+            cpn: r.get(7)?,
+            cdpn: r.get(8)?,
+            time_start: time(9)?,
+            time_end: time(10)?,
+            duration: r.get(11)?,
+            trunk_number: r.get(12)?,
+            recording: r.get(13)?,
+            rec_codec: r.get(14)?,
+            mac: r.get(15)?,
+        },
+    })
+}
+
+/// The legs with these ids (missing ones skipped), in the order of `ids`.
+/// One cached primary-key lookup per id: an `IN (?, ?, …)` list would be a
+/// new statement for every list length and thrash the statement cache.
+pub fn call_legs_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<CallLeg>> {
+    let mut st = conn.prepare_cached(&format!("SELECT {CALL_LEG_COLS} FROM legs WHERE id = ?1"))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(l) = st.query_row([id], call_leg_from_row).optional()? {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` legs with id > `after`, in id order, with their device:
+/// the pages `rebuild` walks so memory stays flat whatever the archive size.
+pub fn call_legs_page(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(String, CallLeg)>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {CALL_LEG_COLS} FROM legs WHERE id > ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![after, limit as i64], |r| {
+        Ok((r.get(17)?, call_leg_from_row(r)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn call_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<String>> {
@@ -67,22 +199,40 @@ pub fn call_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<String>> {
 }
 
 pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
-    let mut st = conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
+    let mut st =
+        conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
     let rows = st.query_map([call_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn delete_call(conn: &Connection, id: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
-/// Writes a call and points all its legs at it.
-pub fn put_call(conn: &Connection, f: &CallFacts, legs: &[(i64, String)], last_change_ms: i64) -> Result<()> {
+/// Writes a call (replacing a row of the same id) and points `links`, the
+/// legs (id, the leg's own call id) not linked to it yet, at it. Its
+/// `leg_count` is the number of legs in `f`.
+pub fn put_call(
+    conn: &Connection,
+    f: &CallFacts,
+    links: &[(i64, String)],
+    last_change_ms: i64,
+) -> Result<()> {
+    // An upsert, not INSERT OR REPLACE: updating in place leaves the index
+    // on the (random, hashed) id alone, where a replace deletes and
+    // re-inserts its entry, a random b-tree page written per leg.
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
+        "INSERT INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
              trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT (id) DO UPDATE SET device = excluded.device, direction = excluded.direction,
+             forwarded_out = excluded.forwarded_out, caller = excluded.caller, callee = excluded.callee,
+             extensions = excluded.extensions, answered_by = excluded.answered_by, trunk = excluded.trunk,
+             route = excluded.route, start_local = excluded.start_local, end_local = excluded.end_local,
+             talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
+             answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms",
     )?
     .execute(params![
         f.id,
@@ -100,14 +250,15 @@ pub fn put_call(conn: &Connection, f: &CallFacts, legs: &[(i64, String)], last_c
         f.talk_seconds,
         f.billable_seconds,
         f.answered,
-        legs.len() as i64,
+        f.leg_cdr_ids.len() as i64,
         last_change_ms,
     ])?;
+    // A link that already points here is not rewritten (the WHERE).
     let mut st = conn.prepare_cached(
         "INSERT INTO call_legs (leg_id, call_id, leg_call_id) VALUES (?1, ?2, ?3)
-         ON CONFLICT (leg_id) DO UPDATE SET call_id = excluded.call_id",
+         ON CONFLICT (leg_id) DO UPDATE SET call_id = excluded.call_id WHERE call_id <> excluded.call_id",
     )?;
-    for (leg_id, alias) in legs {
+    for (leg_id, alias) in links {
         st.execute(params![leg_id, f.id, alias])?;
     }
     Ok(())
@@ -139,7 +290,8 @@ pub struct CallRow {
     pub last_change_ms: i64,
 }
 
-pub const CALL_COLS: &str = "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+pub const CALL_COLS: &str =
+    "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
     start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
 
 /// Maps a `CALL_COLS` row; `settled` is computed from `now_ms` and the settle time.
@@ -217,8 +369,13 @@ pub struct CallFilter {
 }
 
 /// Calls in start order matching `f`.
-pub fn search(conn: &Connection, f: &CallFilter, map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>) -> Result<()> {
-    let mut sql = format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
+pub fn search(
+    conn: &Connection,
+    f: &CallFilter,
+    map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let mut sql =
+        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
     let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
     // Each condition binds its value as the next numbered parameter.
     let mut cond = |clause: &str, v: rusqlite::types::Value| {
@@ -248,7 +405,9 @@ pub fn search(conn: &Connection, f: &CallFilter, map: &mut dyn FnMut(&Row) -> ru
         let a = args.len();
         args.push(id.clone().into());
         let b = args.len();
-        sql.push_str(&format!(" AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"));
+        sql.push_str(&format!(
+            " AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"
+        ));
     }
     args.push(f.limit.into());
     sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));

@@ -15,7 +15,8 @@ pub fn insert(
     ev: &Event,
 ) -> Result<i64> {
     let attrs = serde_json::to_string(&ev.attrs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let parties = serde_json::to_string(&ev.parties).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let parties =
+        serde_json::to_string(&ev.parties).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached(
         "INSERT INTO events (device, push_id, received_at, received_ms, attribute, attrs_json, mac, parties_json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -72,7 +73,12 @@ pub fn after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<StoredEven
             device,
             received_at,
             received_ms,
-            event: Event { attribute, attrs, mac, parties },
+            event: Event {
+                attribute,
+                attrs,
+                mac,
+                parties,
+            },
         });
     }
     Ok(out)

@@ -44,6 +44,32 @@ pub fn content_hash(leg: &Leg) -> String {
 
 pub const LOCAL_FMT: &str = "%Y-%m-%d %H:%M:%S";
 
+/// Parses a stored `LOCAL_FMT` time. The common shape is read digit by digit
+/// (chrono's format-string parser dominated rebuild profiles); anything else
+/// goes through chrono, so the result is the same as `parse_from_str`.
+pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    let fast = (|| {
+        if b.len() != 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b' '
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> {
+            b[from..to].iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+        date.and_hms_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?)
+    })();
+    fast.or_else(|| NaiveDateTime::parse_from_str(s, LOCAL_FMT).ok())
+}
+
 pub fn insert(
     tx: &Transaction,
     device: &str,
@@ -99,13 +125,15 @@ pub fn insert(
     if existing == hash {
         return Ok(Inserted::Duplicate(id));
     }
-    tx.prepare_cached("INSERT INTO leg_conflicts (device, cdr_id, push_id, leg_json) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            device,
-            leg.cdr_id,
-            push_id,
-            serde_json::to_string(leg).unwrap_or_default()
-        ])?;
+    tx.prepare_cached(
+        "INSERT INTO leg_conflicts (device, cdr_id, push_id, leg_json) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        device,
+        leg.cdr_id,
+        push_id,
+        serde_json::to_string(leg).unwrap_or_default()
+    ])?;
     tracing::warn!(device, cdr_id = %leg.cdr_id, "re-push of a Cdr id with different content kept as a conflict");
     Ok(Inserted::Conflict(id))
 }
@@ -149,8 +177,9 @@ pub fn from_row(r: &Row, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> rusqlite::Res
     let tz = tz_of(&device);
     let parse = |i: usize| -> rusqlite::Result<NaiveDateTime> {
         let s: String = r.get(i)?;
-        NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+        NaiveDateTime::parse_from_str(&s, LOCAL_FMT).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
     };
     let (ts, te) = (parse(10)?, parse(11)?);
     let received_ms: i64 = r.get(18)?;
@@ -218,12 +247,19 @@ pub fn between(
     );
     let mut st = conn.prepare_cached(&sql)?;
     let lo = from.format("%Y-%m-%d").to_string();
-    let hi = (to + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let hi = (to + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
     let rows = st.query_map(params![lo, hi, limit], |r| from_row(r, tz_of))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn by_cdr_id(conn: &Connection, device: &str, cdr_id: &str, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> Result<Option<StoredLeg>> {
+pub fn by_cdr_id(
+    conn: &Connection,
+    device: &str,
+    cdr_id: &str,
+    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+) -> Result<Option<StoredLeg>> {
     let sql = format!("SELECT {SELECT_COLS} FROM legs WHERE device = ?1 AND cdr_id = ?2");
     Ok(conn
         .prepare_cached(&sql)?

@@ -8,9 +8,22 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("001_ingest", include_str!("../../sql/001_ingest.sql")),
     ("002_calls", include_str!("../../sql/002_calls.sql")),
     ("003_queues", include_str!("../../sql/003_queues.sql")),
-    ("004_recordings", include_str!("../../sql/004_recordings.sql")),
-    ("005_recordings_more", include_str!("../../sql/005_recordings_more.sql")),
-    ("006_report_indexes", include_str!("../../sql/006_report_indexes.sql")),
+    (
+        "004_recordings",
+        include_str!("../../sql/004_recordings.sql"),
+    ),
+    (
+        "005_recordings_more",
+        include_str!("../../sql/005_recordings_more.sql"),
+    ),
+    (
+        "006_report_indexes",
+        include_str!("../../sql/006_report_indexes.sql"),
+    ),
+    (
+        "007_rebuild_indexes",
+        include_str!("../../sql/007_rebuild_indexes.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

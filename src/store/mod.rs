@@ -9,8 +9,8 @@ mod migrate;
 mod pool;
 mod writer;
 
-pub mod events;
 pub mod calls;
+pub mod events;
 pub mod legs;
 pub mod pushes;
 pub mod queues;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use migrate::MIGRATIONS;
 pub use pool::ReadPool;
-pub use writer::{Writer, WriteJob};
+pub use writer::{WriteJob, Writer};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,12 @@ fn outcome_from(s: &str) -> Outcome {
 /// Inserts or updates a visit by key; links it to a call when a leg of the
 /// same visitor id spans its entry time.
 pub fn upsert(conn: &Connection, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
-    let entered_local = v.entered_at.with_timezone(&tz).naive_local().format(LOCAL_FMT).to_string();
+    let entered_local = v
+        .entered_at
+        .with_timezone(&tz)
+        .naive_local()
+        .format(LOCAL_FMT)
+        .to_string();
     conn.prepare_cached(
         "INSERT INTO queue_visits (key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at,
              entered_local, entry_count, outcome, agent, ended_at, wait_seconds)
@@ -71,7 +76,14 @@ pub fn upsert(conn: &Connection, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
 }
 
 /// Called when a leg arrives: links the visits of its visitor id it spans.
-pub fn link_leg(conn: &Connection, device: &str, visitor_id: &str, start_local: &str, end_local: &str, alias: &str) -> Result<()> {
+pub fn link_leg(
+    conn: &Connection,
+    device: &str,
+    visitor_id: &str,
+    start_local: &str,
+    end_local: &str,
+    alias: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "UPDATE queue_visits SET call_id = ?5
          WHERE device = ?1 AND party_kind = 'visitor' AND party_id = ?2 AND call_id IS NULL
@@ -101,8 +113,14 @@ pub struct StoredVisit {
 /// Visits entered on device-local days `from..=to`, in entry order.
 pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
     let lo = from.format("%Y-%m-%d").to_string();
-    let hi = (to + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
-    select(conn, "entered_local >= ?1 AND entered_local < ?2", params![lo, hi])
+    let hi = (to + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    select(
+        conn,
+        "entered_local >= ?1 AND entered_local < ?2",
+        params![lo, hi],
+    )
 }
 
 /// Visits linked to the logical call `call_id` (through any of its legs' ids).
@@ -114,13 +132,21 @@ pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<StoredVisit>> {
     )
 }
 
-fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StoredVisit>> {
+fn select(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<StoredVisit>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
                 entry_count, outcome, agent, ended_at, wait_seconds, call_id
          FROM queue_visits WHERE {filter} ORDER BY entered_local, key"
     ))?;
-    let parse_t = |s: String| DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)).ok();
+    let parse_t = |s: String| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+    };
     let rows = st.query_map(args, |r| {
         let entered: String = r.get(8)?;
         let outcome: String = r.get(11)?;

@@ -17,7 +17,12 @@ pub fn create(tx: &Transaction, name: &str, role: &str) -> Result<String> {
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("cv_{}", hex::encode(bytes));
     tx.prepare_cached("INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![name, role, hash(&token), chrono::Utc::now().to_rfc3339()])?;
+        .execute(params![
+            name,
+            role,
+            hash(&token),
+            chrono::Utc::now().to_rfc3339()
+        ])?;
     Ok(token)
 }
 

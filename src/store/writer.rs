@@ -70,7 +70,8 @@ impl Writer {
         F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: WriteJob = Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
+        let job: WriteJob =
+            Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         self.tx
             .send(Envelope { job, reply })
             .map_err(|_| StoreError::WriterGone)?;
@@ -92,7 +93,8 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Envelope>) {
         let n = batch.len();
         match commit_batch(&mut conn, &mut batch) {
             Ok(results) => {
-                metrics::histogram!("callvault_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("callvault_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("callvault_commit_batch_size").record(n as f64);
                 for (env, res) in batch.drain(..).zip(results) {
                     let _ = env.reply.send(res);
@@ -101,10 +103,12 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Envelope>) {
             Err(e) => {
                 tracing::error!(error = %e, jobs = n, "group commit failed");
                 for env in batch.drain(..) {
-                    let _ = env.reply.send(Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-                        Some(format!("commit failed: {e}")),
-                    ))));
+                    let _ =
+                        env.reply
+                            .send(Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                                Some(format!("commit failed: {e}")),
+                            ))));
                 }
             }
         }
@@ -143,7 +147,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.sqlite");
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER)").expect("schema");
+        conn.execute_batch("CREATE TABLE t (v INTEGER)")
+            .expect("schema");
         let w = Writer::start(conn);
         let mut handles = Vec::new();
         for i in 0..50i64 {
@@ -171,7 +176,9 @@ mod tests {
         }
         assert_eq!(ok, 45);
         let check = Connection::open(&path).expect("reopen");
-        let n: i64 = check.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count");
+        let n: i64 = check
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .expect("count");
         let bad: i64 = check
             .query_row("SELECT COUNT(*) FROM t WHERE v % 10 = 3", [], |r| r.get(0))
             .expect("count");
