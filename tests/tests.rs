@@ -10,6 +10,7 @@ mod g729_reference;
 mod ingest_http;
 mod om_examples;
 mod queues_generated;
+mod queues_rebuild;
 mod queues_sim;
 mod recordings_fetch;
 mod recordings_http;
