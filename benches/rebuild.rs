@@ -26,7 +26,6 @@
 //! Generation time is printed but is not the measured figure.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use callvault::config::Config;
@@ -35,6 +34,9 @@ use callvault::model::Message;
 use callvault::sim::{generate, PushKind, SimConfig};
 use callvault::store::{legs, pushes, Store};
 use chrono::{Duration, NaiveDate};
+
+mod common;
+use common::vm_hwm_kib;
 
 /// Bump when the generated archive changes shape (invalidates the cache).
 const GENERATOR_VERSION: u32 = 1;
@@ -276,34 +278,11 @@ fn child(args: &[String]) {
 }
 
 fn run_child(db: &Path) -> Measure {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let out = Command::new(exe)
-        .arg("--child")
-        .arg(db)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<&str> = text.split_whitespace().collect();
-    assert!(
-        v.len() == 4 && out.status.success(),
-        "child failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let v = common::run_child(&[db], 4);
     Measure {
         secs: v[0].parse().unwrap_or(f64::NAN),
         legs: v[1].parse().unwrap_or(0),
         calls: v[2].parse().unwrap_or(0),
         hwm_kib: v[3].parse().unwrap_or(0),
     }
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }

@@ -24,22 +24,14 @@ use chrono::{Duration, NaiveDate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::vm_hwm_kib;
+
 const CALLS: usize = 1_000_000;
 const DAYS: i64 = 100;
 
 fn first_day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default()
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn generate(db: &Path) -> rusqlite::Result<()> {
@@ -200,19 +192,7 @@ fn child(args: &[String]) {
 }
 
 fn run_child(args: &[&str]) -> (f64, u64, u64) {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let out = Command::new(exe)
-        .arg("--child")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<&str> = text.split_whitespace().collect();
-    assert!(
-        v.len() == 3 && out.status.success(),
-        "child failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let v = common::run_child(args, 3);
     (
         v[0].parse().unwrap_or(0.0),
         v[1].parse().unwrap_or(0),

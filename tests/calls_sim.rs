@@ -213,20 +213,7 @@ fn rebuild_equals_live_on_a_10000_call_day() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in_order(dir.path(), &legs);
     let conn = rusqlite::Connection::open(dir.path().join("callvault.sqlite")).unwrap();
-    let dump = |c: &rusqlite::Connection| -> Vec<String> {
-        let mut st = c.prepare("SELECT * FROM calls ORDER BY id").unwrap();
-        let n = st.column_count();
-        let rows = st
-            .query_map([], |r| {
-                let mut s = String::new();
-                for i in 0..n {
-                    s.push_str(&format!("{:?}|", r.get_ref(i)?));
-                }
-                Ok(s)
-            })
-            .unwrap();
-        rows.map(Result::unwrap).collect()
-    };
+    let dump = |c: &rusqlite::Connection| rows_as_text(c, "SELECT * FROM calls ORDER BY id");
     let live = dump(&conn);
     let live_links: i64 = conn
         .query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0))
@@ -294,26 +281,14 @@ async fn simulate_cli_writes_truth_that_serve_reproduces() {
 
 /// Every row of the derived call tables, for exact comparisons.
 fn dump_derived(c: &rusqlite::Connection) -> Vec<String> {
-    let mut out = Vec::new();
-    for sql in [
+    [
         "SELECT * FROM calls ORDER BY id",
         "SELECT leg_id, call_id, leg_call_id FROM call_legs ORDER BY leg_id",
         "SELECT * FROM leg_keys ORDER BY device, key, start_s, leg_id",
-    ] {
-        let mut st = c.prepare(sql).unwrap();
-        let n = st.column_count();
-        let rows = st
-            .query_map([], |r| {
-                let mut s = String::new();
-                for i in 0..n {
-                    s.push_str(&format!("{:?}|", r.get_ref(i)?));
-                }
-                Ok(s)
-            })
-            .unwrap();
-        out.extend(rows.map(Result::unwrap));
-    }
-    out
+    ]
+    .iter()
+    .flat_map(|sql| rows_as_text(c, sql))
+    .collect()
 }
 
 /// `callvault rebuild` commits in batches (`rebuild_store`); small batches

@@ -8,20 +8,7 @@ use callvault::sim::{generate, Scenario, SimConfig};
 use crate::util::*;
 
 fn visits(db: &rusqlite::Connection) -> Vec<String> {
-    let mut st = db
-        .prepare("SELECT * FROM queue_visits ORDER BY key")
-        .unwrap();
-    let n = st.column_count();
-    st.query_map([], |r| {
-        let mut s = String::new();
-        for i in 0..n {
-            s.push_str(&format!("{:?}|", r.get_ref(i)?));
-        }
-        Ok(s)
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    rows_as_text(db, "SELECT * FROM queue_visits ORDER BY key")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,3 +174,20 @@ pub async fn token(ts: &TestServer, role: &str) -> String {
         .await
         .expect("token")
 }
+
+/// Every row `sql` returns, each as one line of its values' debug text: for
+/// comparing derived tables exactly (live vs rebuild).
+pub fn rows_as_text(c: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut st = c.prepare(sql).unwrap();
+    let n = st.column_count();
+    st.query_map([], |r| {
+        let mut s = String::new();
+        for i in 0..n {
+            s.push_str(&format!("{:?}|", r.get_ref(i)?));
+        }
+        Ok(s)
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
