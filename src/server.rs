@@ -53,7 +53,6 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
     store.read_blocking(move |c| q.replay(c, false, now))?;
 
     let calls_hook: Hook = {
-        let tz = tz.clone();
         Arc::new(move |tx, item| {
             if let StoredItem::Leg {
                 device,
@@ -62,7 +61,7 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
                 ..
             } = item
             {
-                crate::calls::live::on_leg(tx, device, *row_id, leg, &*tz)?;
+                crate::calls::live::on_leg(tx, device, *row_id, leg)?;
                 if let Some(v) = leg.visitor_id.as_deref().filter(|v| !v.is_empty()) {
                     crate::store::queues::link_leg(
                         tx,

@@ -166,7 +166,7 @@ fn store_in_order(dir: &std::path::Path, legs: &[Leg]) -> Store {
                 if let callvault::store::legs::Inserted::New(id) =
                     callvault::store::legs::insert(tx, "om", pid, i as i64, leg, tz)?
                 {
-                    callvault::calls::live::on_leg(tx, "om", id, leg, &|d| cfg.device_tz(d))?;
+                    callvault::calls::live::on_leg(tx, "om", id, leg)?;
                 }
             }
             Ok(())
@@ -219,12 +219,9 @@ fn rebuild_equals_live_on_a_10000_call_day() {
         .query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(live.len(), plan.truth.calls.len());
-    let cfg = Config::default();
     store
         .writer
-        .write_blocking(move |tx| {
-            callvault::calls::live::rebuild(tx, &|d| cfg.device_tz(d), &mut |_, _| {})
-        })
+        .write_blocking(move |tx| callvault::calls::live::rebuild(tx, &mut |_, _| {}))
         .unwrap();
     assert_eq!(
         dump(&conn),

@@ -61,11 +61,10 @@ pub async fn push_with(ing: &callvault::ingest::Ingestor, body: &str) {
 
 /// Recomputes the calls from the stored legs (what `rebuild` does).
 pub async fn rebuild(ts: &TestServer) {
-    let cfg = config(ts);
     ts.running
         .store
         .writer
-        .write(move |tx| callvault::calls::live::rebuild(tx, &|d| cfg.device_tz(d), &mut |_, _| {}))
+        .write(move |tx| callvault::calls::live::rebuild(tx, &mut |_, _| {}))
         .await
         .expect("rebuild");
 }

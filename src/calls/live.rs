@@ -22,13 +22,7 @@ pub const MAX_LEG_SECS: i64 = 86_400;
 ///
 /// `_tz_of` is unused since grouping and summaries work in device-local
 /// time; it stays so that the ingest hook and tests keep their call shape.
-pub fn on_leg(
-    conn: &Connection,
-    device: &str,
-    leg_id: i64,
-    leg: &Leg,
-    _tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
-) -> store::Result<String> {
+pub fn on_leg(conn: &Connection, device: &str, leg_id: i64, leg: &Leg) -> store::Result<String> {
     // The stored row (for its receive time): the call is summarized from
     // stored legs only, whichever path runs.
     let stored = db::call_legs_by_ids(conn, &[leg_id])?.pop();
@@ -150,11 +144,7 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
 /// Recomputes every call from the stored legs, through the live path, in
 /// one transaction (`conn`). `progress` is called with (done, total).
 /// (`_tz_of`: see [`on_leg`].)
-pub fn rebuild(
-    conn: &Connection,
-    _tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
-    progress: &mut dyn FnMut(u64, u64),
-) -> store::Result<u64> {
+pub fn rebuild(conn: &Connection, progress: &mut dyn FnMut(u64, u64)) -> store::Result<u64> {
     db::clear(conn)?;
     let total = store::legs::count(conn)? as u64;
     let (mut done, mut last_id) = (0u64, 0i64);
