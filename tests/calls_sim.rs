@@ -219,10 +219,12 @@ fn rebuild_equals_live_on_a_10000_call_day() {
         .query_row("SELECT COUNT(*) FROM call_legs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(live.len(), plan.truth.calls.len());
-    store
-        .writer
-        .write_blocking(move |tx| callvault::calls::live::rebuild(tx, &mut |_, _| {}))
-        .unwrap();
+    callvault::calls::live::rebuild_store(
+        &store,
+        callvault::calls::live::REBUILD_BATCH_LEGS,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(
         dump(&conn),
         live,

@@ -61,12 +61,17 @@ pub async fn push_with(ing: &callvault::ingest::Ingestor, body: &str) {
 
 /// Recomputes the calls from the stored legs (what `rebuild` does).
 pub async fn rebuild(ts: &TestServer) {
-    ts.running
-        .store
-        .writer
-        .write(move |tx| callvault::calls::live::rebuild(tx, &mut |_, _| {}))
-        .await
-        .expect("rebuild");
+    let store = ts.running.store.clone();
+    tokio::task::spawn_blocking(move || {
+        callvault::calls::live::rebuild_store(
+            &store,
+            callvault::calls::live::REBUILD_BATCH_LEGS,
+            &mut |_, _| {},
+        )
+    })
+    .await
+    .expect("join")
+    .expect("rebuild");
 }
 
 /// One simulated day of traffic (starting 08:00 on [`day`]), pushed and grouped.

@@ -141,24 +141,6 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
     Ok((done, last_id))
 }
 
-/// Recomputes every call from the stored legs, through the live path, in
-/// one transaction (`conn`). `progress` is called with (done, total).
-/// (`_tz_of`: see [`on_leg`].)
-pub fn rebuild(conn: &Connection, progress: &mut dyn FnMut(u64, u64)) -> store::Result<u64> {
-    db::clear(conn)?;
-    let total = store::legs::count(conn)? as u64;
-    let (mut done, mut last_id) = (0u64, 0i64);
-    loop {
-        let (n, last) = rebuild_batch(conn, last_id, PAGE_LEGS)?;
-        if n == 0 {
-            break;
-        }
-        (done, last_id) = (done + n, last);
-        progress(done, total);
-    }
-    Ok(done)
-}
-
 /// `callvault rebuild` of the calls: what the CLI runs (and the benchmark
 /// measures). Commits every `batch_legs` legs; `progress` gets (done, total)
 /// after each commit.
