@@ -223,6 +223,7 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
                 device: Some(DEVICE.into()),
                 method: "POST".into(),
                 path: "/omapi".into(),
+                query: None,
                 body: Vec::new(),
                 outcome: pushes::Outcome::Stored,
                 status: 200,

@@ -10,8 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::ingest::pipeline::Hook;
-use crate::ingest::{Ingestor, StoredItem};
+use crate::ingest::{Deriver, Hook, Ingestor, StoredItem};
 use crate::queues::live::QueueLive;
 use crate::store::Store;
 
@@ -25,11 +24,17 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, derives what they
+    /// committed, and waits.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // Not needed for safety (the cursor is durable: a restart derives
+        // the rest), but a stopped server leaves a fully derived archive.
+        if let Err(e) = self.store.writer.drain().await {
+            tracing::warn!(error = %e, "could not derive the last pushes before stopping");
         }
     }
 }
@@ -42,9 +47,12 @@ pub fn tz_of(cfg: &Arc<Config>) -> TzOf {
     Arc::new(move |d: &str| cfg.device_tz(d))
 }
 
-/// Builds the ingest pipeline with the live stages hooked in: calls (and
-/// the queue visits' link to them) for legs, queue visits for events. The
-/// queue tracker is first brought up to date by replaying stored events.
+/// Builds the ingest pipeline and installs, on the store's writer, the
+/// derivation of committed pushes with the live stages hooked in: calls (and
+/// the queue visits' link to them) for legs, queue visits for events,
+/// recording fetches for legs naming one. The queue tracker is first brought
+/// up to date by replaying the events derived so far; pushes committed but
+/// not yet derived (a burst, a crash) are derived from there on.
 pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, QueueLive)> {
     let tz = tz_of(cfg);
     let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, tz.clone());
@@ -59,9 +67,9 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
                 row_id,
                 leg,
                 ..
-            } = item
+            } = *item
             {
-                crate::calls::live::on_leg(tx, device, *row_id, leg)?;
+                crate::calls::live::on_leg(tx, device, row_id, leg)?;
                 if let Some(v) = leg.visitor_id.as_deref().filter(|v| !v.is_empty()) {
                     crate::store::queues::link_leg(
                         tx,
@@ -82,13 +90,13 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
     };
     let queue_hook: Hook = {
         let q = queues.clone();
-        Arc::new(move |tx, item| match item {
+        Arc::new(move |tx, item| match *item {
             StoredItem::Event {
                 device,
                 seq,
                 received_ms,
                 event,
-            } => q.on_event(tx, device, *seq, *received_ms, event),
+            } => q.on_event(tx, device, seq, received_ms, event),
             _ => Ok(()),
         })
     };
@@ -97,7 +105,10 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
         queue_hook,
         crate::recordings::schedule::hook(cfg.clone()),
     ];
-    Ok((Ingestor::new(store.clone(), cfg.clone(), hooks), queues))
+    store
+        .writer
+        .set_background(Deriver::new(cfg.clone(), hooks).into_background())?;
+    Ok((Ingestor::new(store.clone(), cfg.clone()), queues))
 }
 
 /// Opens the archive and starts both listeners (addresses from `cfg`; port 0 is fine).

@@ -33,6 +33,7 @@ async fn ids_of_calls_merged_by_a_late_leg_still_resolve() {
     let push = |body: String| {
         let resp = raw_exchange(ts.ingest(), &om_request("POST", "/", &body));
         assert_eq!(status_of(&resp), 200, "{resp}");
+        ts.derived();
     };
     push(leg("1-0", Some("7"), None));
     push(leg("2-0", None, Some("9")));

@@ -155,6 +155,7 @@ fn store_in_order(dir: &std::path::Path, legs: &[Leg]) -> Store {
                 device: Some("om".into()),
                 method: "TEST".into(),
                 path: "/".into(),
+                query: None,
                 body: Vec::new(),
                 outcome: callvault::store::pushes::Outcome::Stored,
                 status: 200,

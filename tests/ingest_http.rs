@@ -317,6 +317,7 @@ async fn api_legs_needs_a_token_and_returns_fields() {
         ts.ingest(),
         &om_request("GET", "/", &cdr("2820170309162713-0", "48", "18201008888")),
     );
+    ts.derived();
     let (code, body) = get(ts.api(), "/api/legs?from=2017-03-09&to=2017-03-09", None).await;
     assert_eq!(code, 401);
     assert!(String::from_utf8_lossy(&body).contains("\"error\""));

@@ -67,13 +67,16 @@ impl Rig {
         Rig { running, dir }
     }
 
+    /// The archive, once every push answered so far is derived.
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.path().join("callvault.sqlite")).expect("open archive")
+        crate::util::open_derived(&self.dir.path().join("callvault.sqlite"))
     }
 
+    /// Pushes `body` and waits until its legs (and recordings) are derived.
     pub fn push(&self, body: &str) {
         let resp = raw_exchange(self.running.ingest_addr, &om_request("POST", "/", body));
         assert_eq!(status_of(&resp), 200, "{resp}");
+        drop(self.db());
     }
 
     /// (status, attempts, last_error, file, sha256) of the recording of leg `cdr_id`.

@@ -59,8 +59,14 @@ pub async fn push_with(ing: &callvault::ingest::Ingestor, body: &str) {
     );
 }
 
+/// Waits until the pushes answered so far are derived (legs, calls, visits).
+pub async fn derived(ts: &TestServer) {
+    ts.running.store.writer.drain().await.expect("derive");
+}
+
 /// Recomputes the calls from the stored legs (what `rebuild` does).
 pub async fn rebuild(ts: &TestServer) {
+    derived(ts).await;
     let store = ts.running.store.clone();
     tokio::task::spawn_blocking(move || {
         callvault::calls::live::rebuild_store(

@@ -21,9 +21,17 @@ impl TestServer {
         self.dir.path().join("callvault.sqlite")
     }
 
-    /// A fresh read-only view of the archive file.
+    /// A fresh read-only view of the archive file, once every push
+    /// answered so far is derived (legs, events, calls: ingest answers the
+    /// device after committing the raw push, and derives right after).
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.db_path()).expect("open archive")
+        open_derived(&self.db_path())
+    }
+
+    /// Waits until every push answered so far is derived (see `db`), for
+    /// tests that then read through the API.
+    pub fn derived(&self) {
+        drop(self.db());
     }
 
     pub fn count(&self, sql: &str) -> i64 {
@@ -37,6 +45,20 @@ impl TestServer {
     pub fn api(&self) -> SocketAddr {
         self.running.api_addr
     }
+}
+
+/// Opens the archive at `path` once every push committed so far is derived.
+pub fn open_derived(path: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).expect("open archive");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while callvault::store::pushes::derive_backlog(&c).expect("backlog") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "derivation did not catch up in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    c
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {

@@ -44,7 +44,7 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 .await;
             match reply.reason {
                 None => println!(
-                    "{}: stored ({} legs, {} events)",
+                    "{}: stored ({} Cdr, {} Event documents)",
                     f.display(),
                     reply.legs,
                     reply.events
@@ -55,7 +55,13 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        anyhow::Ok(())
+        // The legs and events are derived after each commit: finish before
+        // exiting, so that `calls` and reports see the import at once.
+        store
+            .writer
+            .drain()
+            .await
+            .context("deriving legs and events of the imported pushes")
     })?;
     if failed > 0 {
         eprintln!(

@@ -1,19 +1,20 @@
 //! One push, end to end: size and encoding checks, parsing, device
-//! identification, reverse auth, then one durable write of the raw body
-//! plus every leg and event it carried. Anything refused is written to the
+//! identification, reverse auth, then one durable write of the raw push.
+//! Its legs and events are derived from that row right after the commit
+//! (`derive`), off the device's path. Anything refused is written to the
 //! quarantine (the `pushes` table with outcome `quarantined` and a reason)
 //! before we answer, so bad input is never silently dropped.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use rusqlite::Transaction;
 use tracing::{info_span, warn, Instrument};
 
 use super::device::{self, Identified};
 use super::om;
 use crate::config::Config;
 use crate::model::{Document, Message};
-use crate::store::{self, legs::Inserted, pushes, Store};
+use crate::store::{self, pushes, Store};
 
 /// A request as the listener (or `import`) saw it.
 #[derive(Debug, Clone)]
@@ -34,35 +35,16 @@ pub struct Reply {
     pub status: u16,
     /// One-line reason for a refusal.
     pub reason: Option<String>,
+    /// Cdr and Event documents in the push (stored legs may be fewer: a
+    /// re-pushed Cdr id is not stored twice).
     pub legs: usize,
     pub events: usize,
 }
-
-/// What one stored document became; handed to the live stages (calls,
-/// queues, recordings) inside the same transaction.
-pub enum StoredItem<'a> {
-    Leg {
-        device: &'a str,
-        row_id: i64,
-        received_ms: i64,
-        leg: &'a crate::model::Leg,
-    },
-    Event {
-        device: &'a str,
-        seq: i64,
-        received_ms: i64,
-        event: &'a crate::model::Event,
-    },
-}
-
-/// Called for every newly stored leg or event, in the push's transaction.
-pub type Hook = Arc<dyn Fn(&Transaction, &StoredItem) -> store::Result<()> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Ingestor {
     store: Store,
     cfg: Arc<Config>,
-    hooks: Arc<Vec<Hook>>,
 }
 
 /// Why a push was refused: status and one-line reason.
@@ -74,12 +56,8 @@ struct Refusal {
 }
 
 impl Ingestor {
-    pub fn new(store: Store, cfg: Arc<Config>, hooks: Vec<Hook>) -> Ingestor {
-        Ingestor {
-            store,
-            cfg,
-            hooks: Arc::new(hooks),
-        }
+    pub fn new(store: Store, cfg: Arc<Config>) -> Ingestor {
+        Ingestor { store, cfg }
     }
 
     pub fn config(&self) -> &Config {
@@ -123,23 +101,9 @@ impl Ingestor {
                 ),
             ));
         }
-        let from_query;
-        let text: &str = if req.body.iter().all(|b| b.is_ascii_whitespace()) {
-            from_query = req.query.as_deref().and_then(om::body_from_query);
-            match &from_query {
-                Some(q) => q,
-                None => return Err(refuse(400, "empty_body", "empty body".into())),
-            }
-        } else {
-            std::str::from_utf8(&req.body).map_err(|e| {
-                refuse(
-                    400,
-                    "not_utf8",
-                    format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
-                )
-            })?
-        };
-        let docs = om::parse_body(text).map_err(|e| refuse(400, "malformed", e.to_string()))?;
+        let text = push_text(&req.body, req.query.as_deref())
+            .map_err(|(metric_reason, reason)| refuse(400, metric_reason, reason))?;
+        let docs = om::parse_body(&text).map_err(|e| refuse(400, "malformed", e.to_string()))?;
         let mac = docs.iter().find_map(|d| d.message.mac());
         let ident = device::identify(&self.cfg, mac, &req.source).map_err(|e| {
             let status = 403;
@@ -163,6 +127,7 @@ impl Ingestor {
         Ok((ident.name().to_string(), docs))
     }
 
+    /// Commits the raw push; its legs and events are derived right after.
     async fn store_docs(
         &self,
         req: Incoming,
@@ -171,76 +136,42 @@ impl Ingestor {
         received_at: String,
         received_ms: i64,
     ) -> Reply {
-        let tz = self.cfg.device_tz(&device);
-        let hooks = self.hooks.clone();
+        let legs = docs
+            .iter()
+            .filter(|d| matches!(d.message, Message::Cdr(_)))
+            .count();
         let push = pushes::NewPush {
-            received_at: received_at.clone(),
+            received_at,
             received_ms,
             source: req.source,
-            device: Some(device.clone()),
+            device: Some(device),
             method: req.method,
             path: req.path,
+            query: req.query,
             body: req.body,
             outcome: pushes::Outcome::Stored,
             status: 200,
             reason: None,
         };
-        let res = self
+        match self
             .store
             .writer
-            .write(move |tx| {
-                let push_id = pushes::insert(tx, &push)?;
-                let (mut legs, mut events) = (0usize, 0usize);
-                for doc in &docs {
-                    match &doc.message {
-                        Message::Cdr(leg) => {
-                            let ins = store::legs::insert(tx, &device, push_id, received_ms, leg, tz)?;
-                            if let Inserted::New(row_id) = ins {
-                                legs += 1;
-                                let item = StoredItem::Leg { device: &device, row_id, received_ms, leg };
-                                for h in hooks.iter() {
-                                    h(tx, &item)?;
-                                }
-                            } else {
-                                metrics::counter!("callvault_legs_repushed_total",
-                                    "kind" => if matches!(ins, Inserted::Duplicate(_)) { "duplicate" } else { "conflict" })
-                                .increment(1);
-                            }
-                        }
-                        Message::Event(ev) => {
-                            let seq = store::events::insert(tx, &device, push_id, &received_at, received_ms, ev)?;
-                            events += 1;
-                            let item = StoredItem::Event { device: &device, seq, received_ms, event: ev };
-                            for h in hooks.iter() {
-                                h(tx, &item)?;
-                            }
-                        }
-                    }
-                }
-                Ok((legs, events))
-            })
-            .await;
-        match res {
-            Ok((legs, events)) => {
+            .write(move |tx| pushes::insert(tx, &push))
+            .await
+        {
+            Ok(_) => {
                 metrics::counter!("callvault_pushes_stored_total").increment(1);
-                metrics::counter!("callvault_legs_stored_total").increment(legs as u64);
-                metrics::counter!("callvault_events_stored_total").increment(events as u64);
                 Reply {
                     status: 200,
                     reason: None,
                     legs,
-                    events,
+                    events: docs.len() - legs,
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not store push");
                 metrics::counter!("callvault_pushes_failed_total").increment(1);
-                Reply {
-                    status: 503,
-                    reason: Some("archive unavailable, retry".into()),
-                    legs: 0,
-                    events: 0,
-                }
+                unavailable()
             }
         }
     }
@@ -262,6 +193,7 @@ impl Ingestor {
             device: r.device,
             method: req.method,
             path: req.path,
+            query: req.query,
             body: req.body,
             outcome: pushes::Outcome::Quarantined,
             status: r.status,
@@ -274,12 +206,7 @@ impl Ingestor {
             .await
         {
             tracing::error!(error = %e, "could not write quarantine row");
-            return Reply {
-                status: 503,
-                reason: Some("archive unavailable, retry".into()),
-                legs: 0,
-                events: 0,
-            };
+            return unavailable();
         }
         Reply {
             status: r.status,
@@ -288,4 +215,34 @@ impl Ingestor {
             events: 0,
         }
     }
+}
+
+/// The answer when the archive cannot take the push: the device retries.
+fn unavailable() -> Reply {
+    Reply {
+        status: 503,
+        reason: Some("archive unavailable, retry".into()),
+        legs: 0,
+        events: 0,
+    }
+}
+
+/// The XML of a push: its body, or when the body is blank, the query string
+/// (DESIGN §2). Err is (metric reason, one-line reason).
+pub fn push_text<'a>(
+    body: &'a [u8],
+    query: Option<&str>,
+) -> Result<Cow<'a, str>, (&'static str, String)> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return query
+            .and_then(om::body_from_query)
+            .map(Cow::Owned)
+            .ok_or(("empty_body", "empty body".into()));
+    }
+    std::str::from_utf8(body).map(Cow::Borrowed).map_err(|e| {
+        (
+            "not_utf8",
+            format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })
 }

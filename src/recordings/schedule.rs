@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::ingest::pipeline::{Hook, StoredItem};
+use crate::ingest::{Hook, StoredItem};
 use crate::store::recordings;
 
 /// The hook to add to the ingest pipeline (`server::ingestor`).

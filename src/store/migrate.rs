@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "007_rebuild_indexes",
         include_str!("../../sql/007_rebuild_indexes.sql"),
     ),
+    (
+        "008_derive_after_commit",
+        include_str!("../../sql/008_derive_after_commit.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

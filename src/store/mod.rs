@@ -7,7 +7,7 @@
 
 mod migrate;
 mod pool;
-mod writer;
+pub mod writer;
 
 pub mod calls;
 pub mod events;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use migrate::MIGRATIONS;
 pub use pool::ReadPool;
-pub use writer::{WriteJob, Writer};
+pub use writer::{Background, WriteJob, Writer};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ pub struct NewPush {
     pub device: Option<String>,
     pub method: String,
     pub path: String,
+    /// The request's query string (the device may put the XML there).
+    pub query: Option<String>,
     pub body: Vec<u8>,
     pub outcome: Outcome,
     pub status: u16,
@@ -37,8 +39,8 @@ impl Outcome {
 
 pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
     let mut st = tx.prepare_cached(
-        "INSERT INTO pushes (received_at, received_ms, source, device, method, path, body, outcome, status, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO pushes (received_at, received_ms, source, device, method, path, query, body, outcome, status, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     st.execute(params![
         p.received_at,
@@ -47,6 +49,7 @@ pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
         p.device,
         p.method,
         p.path,
+        p.query,
         p.body,
         p.outcome.as_str(),
         p.status,
@@ -95,4 +98,63 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, Option<String>, i64)>> {
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A stored (not quarantined) push, as the derivation reads it back.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub id: i64,
+    pub device: String,
+    pub received_at: String,
+    pub received_ms: i64,
+    pub query: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Up to `limit` stored pushes with id > `after`, in id order.
+pub fn committed_after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Committed>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, COALESCE(device, source), received_at, received_ms, query, body
+         FROM pushes WHERE id > ?1 AND outcome = 'stored' ORDER BY id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after, limit], |r| {
+        Ok(Committed {
+            id: r.get(0)?,
+            device: r.get(1)?,
+            received_at: r.get(2)?,
+            received_ms: r.get(3)?,
+            query: r.get(4)?,
+            body: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The last push id whose legs and events are derived.
+pub fn derive_cursor(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT push_id FROM derive_cursor WHERE one = 1")?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub fn set_derive_cursor(conn: &Connection, push_id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE derive_cursor SET push_id = ?1 WHERE one = 1")?
+        .execute([push_id])?;
+    Ok(())
+}
+
+/// Records why deriving push `id` failed (its raw row stays).
+pub fn set_derive_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE pushes SET derive_error = ?2 WHERE id = ?1")?
+        .execute(params![id, error])?;
+    Ok(())
+}
+
+/// Stored pushes not yet derived (the backlog after a burst).
+pub fn derive_backlog(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM pushes WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored'",
+        [],
+        |r| r.get(0),
+    )?)
 }

@@ -9,35 +9,63 @@
 //! The job runs on the writer thread whether or not the caller is still
 //! waiting: a device that closes its socket right after sending still gets
 //! its message committed.
+//!
+//! Besides the jobs, the thread runs one *background* step (ingest's
+//! derivation of legs, events and calls from committed pushes): whenever no
+//! job has arrived for `BG_IDLE`, and, so that it cannot starve under a
+//! sustained burst, a short slice inside a job batch every `BG_STARVE`.
+//! Callers never wait for it, except through [`Writer::drain`].
 
-use std::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, Transaction, TransactionBehavior::Immediate};
+use tokio::sync::oneshot;
 
 use super::{Result, StoreError};
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 1024;
+/// No job for this long = idle: the background step gets the writer. Not
+/// shorter: under load, senders waiting for their reply leave gaps of a few
+/// milliseconds between batches, and a background slice in each gap doubled
+/// the latency of the next batch.
+const BG_IDLE: Duration = Duration::from_millis(20);
+/// Longest background run while idle; a job arriving meanwhile waits at
+/// most this (plus one fsync).
+const BG_IDLE_SLICE: Duration = Duration::from_millis(10);
+/// Under a sustained burst the background still gets a slice this often...
+const BG_STARVE: Duration = Duration::from_millis(50);
+/// ...this long (a few percent of the writer), inside the jobs' transaction.
+const BG_BURST_SLICE: Duration = Duration::from_millis(2);
 
 pub type WriteJob = Box<dyn FnOnce(&Transaction) -> Result<Box<dyn std::any::Any + Send>> + Send>;
 
-struct Envelope {
-    job: WriteJob,
-    reply: oneshot::Sender<Result<Box<dyn std::any::Any + Send>>>,
+/// The background step: does some work, stopping soon after the deadline,
+/// and returns how many items it did (0 = nothing left to do).
+pub type Background = Box<dyn FnMut(&Transaction, Instant) -> Result<usize> + Send>;
+
+enum Msg {
+    Job(
+        WriteJob,
+        oneshot::Sender<Result<Box<dyn std::any::Any + Send>>>,
+    ),
+    SetBackground(Background),
+    /// Reply once the background step has nothing left to do.
+    Drain(oneshot::Sender<Result<()>>),
 }
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Envelope>,
+    tx: mpsc::Sender<Msg>,
 }
 
 impl Writer {
     pub fn start(conn: Connection) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || Thread::new(conn).run(rx))
             .expect("spawn store writer thread");
         Writer { tx }
     }
@@ -64,6 +92,34 @@ impl Writer {
         Ok(*out.downcast::<T>().map_err(|_| StoreError::WriterGone)?)
     }
 
+    /// Installs the background step (replacing any previous one); it starts
+    /// at once, so work left by a previous run is picked up.
+    pub fn set_background(&self, step: Background) -> Result<()> {
+        self.tx
+            .send(Msg::SetBackground(step))
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Waits until the background step has caught up with everything
+    /// committed before this call (`import` before it exits; tests before
+    /// they look at derived tables). Errors of the step are returned.
+    pub async fn drain(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Drain(reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Same as `drain`, for blocking callers.
+    pub fn drain_blocking(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Drain(reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
     fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>>
     where
         T: Send + 'static,
@@ -73,67 +129,185 @@ impl Writer {
         let job: WriteJob =
             Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         self.tx
-            .send(Envelope { job, reply })
+            .send(Msg::Job(job, reply))
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+type JobResult = Result<Box<dyn std::any::Any + Send>>;
+type Reply = oneshot::Sender<JobResult>;
+
+struct Thread {
+    conn: Connection,
+    background: Option<Background>,
+    /// The background step may have work (set by every commit of jobs).
+    bg_pending: bool,
+    last_bg: Instant,
+}
+
+impl Thread {
+    fn new(conn: Connection) -> Thread {
+        Thread {
+            conn,
+            background: None,
+            bg_pending: false,
+            last_bg: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut jobs: Vec<(WriteJob, Reply)> = Vec::with_capacity(MAX_BATCH);
+        let mut drains = Vec::new();
+        loop {
+            let first = if self.bg_pending {
+                match rx.recv_timeout(BG_IDLE) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                }
+            };
+            let Some(first) = first else {
+                // Idle: one slice of background work in its own transaction.
+                let _ = self.background_alone(BG_IDLE_SLICE);
+                continue;
+            };
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Job(j, r) => jobs.push((j, r)),
+                    Msg::SetBackground(b) => {
+                        self.background = Some(b);
+                        self.bg_pending = true;
+                    }
+                    Msg::Drain(r) => drains.push(r),
+                }
+                if jobs.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !jobs.is_empty() {
+                self.commit_jobs(&mut jobs);
+            }
+            if !drains.is_empty() {
+                let mut res = Ok(());
+                while self.bg_pending && res.is_ok() {
+                    res = self.background_alone(BG_IDLE_SLICE);
+                }
+                for r in drains.drain(..) {
+                    let _ = r.send(match &res {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(StoreError::Corrupt(format!("background step failed: {e}"))),
+                    });
+                }
             }
         }
+    }
+
+    /// Runs the background step alone for up to `slice` and commits.
+    fn background_alone(&mut self, slice: Duration) -> Result<()> {
+        let Some(step) = self.background.as_mut() else {
+            self.bg_pending = false;
+            return Ok(());
+        };
+        self.last_bg = Instant::now();
+        let res = (|| {
+            let tx = self.conn.transaction_with_behavior(Immediate)?;
+            let n = step(&tx, Instant::now() + slice)?;
+            tx.commit()?;
+            Ok(n)
+        })();
+        match res {
+            Ok(n) => {
+                self.bg_pending = n > 0;
+                Ok(())
+            }
+            Err(e) => {
+                // Stop retrying in a tight loop; the next commit of jobs
+                // (or a drain) tries again.
+                tracing::error!(error = %e, "background step failed");
+                self.bg_pending = false;
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_jobs(&mut self, jobs: &mut Vec<(WriteJob, Reply)>) {
         let started = Instant::now();
-        let n = batch.len();
-        match commit_batch(&mut conn, &mut batch) {
+        let n = jobs.len();
+        // Under a sustained burst the writer is never idle: give the
+        // background a short slice inside this transaction now and then.
+        let bg = if self.bg_pending && self.last_bg.elapsed() >= BG_STARVE {
+            self.last_bg = Instant::now();
+            self.background.as_mut()
+        } else {
+            None
+        };
+        match commit_batch(&mut self.conn, jobs, bg) {
             Ok(results) => {
                 metrics::histogram!("callvault_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("callvault_commit_batch_size").record(n as f64);
-                for (env, res) in batch.drain(..).zip(results) {
-                    let _ = env.reply.send(res);
+                for ((_, reply), res) in jobs.drain(..).zip(results) {
+                    let _ = reply.send(res);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = n, "group commit failed");
-                for env in batch.drain(..) {
-                    let _ =
-                        env.reply
-                            .send(Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-                                Some(format!("commit failed: {e}")),
-                            ))));
+                for (_, reply) in jobs.drain(..) {
+                    let _ = reply.send(Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                        Some(format!("commit failed: {e}")),
+                    ))));
                 }
             }
         }
+        // The jobs may have added work for the background step.
+        self.bg_pending = self.background.is_some();
     }
 }
 
-type JobResult = Result<Box<dyn std::any::Any + Send>>;
-
-fn commit_batch(conn: &mut Connection, batch: &mut [Envelope]) -> rusqlite::Result<Vec<JobResult>> {
-    let tx = conn.transaction()?;
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut [(WriteJob, Reply)],
+    background: Option<&mut Background>,
+) -> rusqlite::Result<Vec<JobResult>> {
+    // IMMEDIATE: take the write lock up front (waiting on another process's
+    // writer, e.g. `import` beside `serve`) instead of failing on upgrade.
+    let tx = conn.transaction_with_behavior(Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
-    for env in batch.iter_mut() {
-        // Take the job out; the envelope keeps only the reply channel.
-        let job = std::mem::replace(&mut env.job, Box::new(|_| Err(StoreError::WriterGone)));
-        // Cached statements: parsing these three per job showed in profiles.
-        tx.prepare_cached("SAVEPOINT job")?.execute([])?;
-        let res = job(&tx);
-        if res.is_err() {
-            tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    for (job, _) in batch.iter_mut() {
+        // Take the job out; the slot keeps only the reply channel.
+        let job = std::mem::replace(job, Box::new(|_| Err(StoreError::WriterGone)));
+        results.push(in_savepoint(&tx, job));
+    }
+    if let Some(step) = background {
+        let res = in_savepoint(&tx, |tx| {
+            step(tx, Instant::now() + BG_BURST_SLICE).map(|n| Box::new(n) as _)
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "background step failed");
         }
-        tx.prepare_cached("RELEASE job")?.execute([])?;
-        results.push(res);
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Runs `f` so that its writes are undone alone when it fails.
+fn in_savepoint(tx: &Transaction, f: impl FnOnce(&Transaction) -> JobResult) -> JobResult {
+    // Cached statements: parsing these three per job showed in profiles.
+    tx.prepare_cached("SAVEPOINT job")?.execute([])?;
+    let res = f(tx);
+    if res.is_err() {
+        tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    }
+    tx.prepare_cached("RELEASE job")?.execute([])?;
+    res
 }
 
 #[cfg(test)]
