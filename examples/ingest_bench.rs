@@ -61,6 +61,8 @@ async fn one_push(addr: SocketAddr, body: &str) -> std::io::Result<()> {
 }
 
 struct Result {
+    /// Process CPU (server + generator) per push.
+    cpu_us: f64,
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -68,6 +70,7 @@ struct Result {
 }
 
 async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU64>) -> Result {
+    let cpu0 = process_cpu_secs();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -100,6 +103,7 @@ async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU6
             .unwrap_or(0.0)
     };
     Result {
+        cpu_us: 1e6 * (process_cpu_secs() - cpu0) / all.len().max(1) as f64,
         rate: all.len() as f64 / wall,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -114,15 +118,21 @@ async fn bare_server() -> SocketAddr {
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
+    if std::env::var_os("XP_BARE_OURS").is_some() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(_tx);
+        tokio::spawn(callvault::http::serve_device::serve(l, app, rx));
+        return addr;
+    }
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });
     addr
 }
 
-/// (sum of commit seconds, number of commits, sum of batch sizes) so far,
-/// read from the server's own Prometheus metrics.
-fn commit_stats() -> (f64, f64, f64) {
+/// (sum of commit seconds, number of commits, sum of batch sizes, sum of
+/// WAL write + fsync seconds) so far, read from the server's own metrics.
+fn commit_stats() -> (f64, f64, f64, f64) {
     let text = callvault::http::telemetry::metrics_handle().render();
     let get = |name: &str| {
         text.lines()
@@ -135,7 +145,18 @@ fn commit_stats() -> (f64, f64, f64) {
         get("callvault_commit_seconds_sum"),
         get("callvault_commit_seconds_count"),
         get("callvault_commit_batch_size_sum"),
+        get("callvault_commit_sync_seconds_sum"),
     )
+}
+
+/// CPU seconds (user + system) this whole process (server and generator)
+/// has used so far.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (num(11) + num(12)) / 100.0
 }
 
 /// CPU seconds (user + system) the `store-writer` thread has used so far.
@@ -184,8 +205,8 @@ async fn main() {
             .unwrap_or(1)
     );
     println!(
-        "{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9}",
-        "target", "senders", "pushes/s", "p50 ms", "p99 ms", "errors", "% bare"
+        "{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9} {:>9}",
+        "target", "senders", "pushes/s", "p50 ms", "p99 ms", "errors", "CPU µs", "% bare"
     );
     let senders_list: Vec<usize> = std::env::var("INGEST_BENCH_SENDERS")
         .ok()
@@ -198,6 +219,7 @@ async fn main() {
             load(bare, senders, secs, counter.clone()).await
         } else {
             Result {
+                cpu_us: f64::NAN,
                 rate: f64::NAN,
                 p50_ms: f64::NAN,
                 p99_ms: f64::NAN,
@@ -205,8 +227,8 @@ async fn main() {
             }
         };
         println!(
-            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9}",
-            "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, "100 %"
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>9}",
+            "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, b.cpu_us, "100 %"
         );
         let pushes_now = || async {
             running
@@ -234,13 +256,14 @@ async fn main() {
             .unwrap_or(0);
         let w1 = writer_cpu_secs();
         println!(
-            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>8.0} %   ({} pushes committed)",
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>8.0} %   ({} pushes committed)",
             "callvault durable",
             senders,
             d.rate,
             d.p50_ms,
             d.p99_ms,
             d.errors,
+            d.cpu_us,
             100.0 * d.rate / b.rate.max(1.0),
             after - before
         );
@@ -248,11 +271,12 @@ async fn main() {
         let commits = (m1.1 - m0.1).max(1.0);
         let writer_us = 1e6 * (w1 - w0) / ((after - before).max(1) as f64);
         println!(
-            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each, mean batch {:.1} pushes, writer CPU {:.0} µs/push",
+            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each ({:.2} ms WAL write + fsync), mean batch {:.1} pushes, writer CPU {:.0} µs/push",
             "",
             "",
             commits,
             1000.0 * (m1.0 - m0.0) / commits,
+            1000.0 * (m1.3 - m0.3) / commits,
             (m1.2 - m0.2) / commits,
             writer_us
         );

@@ -40,12 +40,10 @@ pub fn api_router(state: AppState) -> Router {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
-    match st
-        .store
-        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-    {
-        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+    match st.store.read(crate::store::pushes::derive_backlog).await {
+        // The backlog: pushes answered but not yet turned into legs/events
+        // and calls (non-zero only during and just after a burst).
+        Ok(n) => Json(serde_json::json!({"status": "ok", "derive_backlog": n})).into_response(),
         Err(e) => AppError::Internal(e.to_string()).into_response(),
     }
 }
@@ -64,6 +62,10 @@ async fn metrics(
             )
             .await?;
         caller.require(Perm::Reports)?;
+    }
+    match st.store.read(crate::store::pushes::derive_backlog).await {
+        Ok(n) => metrics::gauge!("callvault_derive_backlog_pushes").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "could not read the derive backlog"),
     }
     let body = telemetry::metrics_handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

@@ -5,6 +5,7 @@
 //! and reads use a small pool of connections on `spawn_blocking`
 //! (`pool`). The typed queries of each table live in their own file.
 
+mod checkpoint;
 mod migrate;
 mod pool;
 pub mod writer;
@@ -55,6 +56,7 @@ pub struct Store {
     pub writer: Writer,
     pub reads: Arc<ReadPool>,
     path: PathBuf,
+    _checkpoints: checkpoint::Checkpointer,
 }
 
 impl Store {
@@ -69,11 +71,14 @@ impl Store {
         }
         let mut conn = open_connection(path)?;
         migrate::apply(&mut conn)?;
+        // Checkpoints run on their own thread, not inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let writer = Writer::start(conn);
         Ok(Store {
             writer,
             reads: Arc::new(ReadPool::new(path.to_path_buf())),
             path: path.to_path_buf(),
+            _checkpoints: checkpoint::Checkpointer::start(path.to_path_buf()),
         })
     }
 
