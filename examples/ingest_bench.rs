@@ -118,12 +118,6 @@ async fn bare_server() -> SocketAddr {
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
-    if std::env::var_os("XP_BARE_OURS").is_some() {
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        std::mem::forget(_tx);
-        tokio::spawn(callvault::http::serve_device::serve(l, app, rx));
-        return addr;
-    }
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });
