@@ -26,12 +26,6 @@ use super::{Result, StoreError};
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 1024;
-/// A batch smaller than the previous one, when that one had at least
-/// `LINGER_FROM` jobs, waits up to `LINGER` for more before committing: one
-/// commit (an fsync and a WAL write of the same pages) then serves more
-/// pushes. Alone (one device, light load) a job never waits.
-const LINGER_FROM: usize = 4;
-const LINGER: Duration = Duration::from_micros(200);
 /// No job for this long = idle: the background step gets the writer. Not
 /// shorter: under load, senders waiting for their reply leave gaps of a few
 /// milliseconds between batches, and a background slice in each gap doubled
@@ -149,8 +143,6 @@ struct Thread {
     background: Option<Background>,
     /// The background step may have work (set by every commit of jobs).
     bg_pending: bool,
-    /// Jobs in the previous commit.
-    last_batch: usize,
     last_bg: Instant,
 }
 
@@ -160,17 +152,8 @@ impl Thread {
             conn,
             background: None,
             bg_pending: false,
-            last_batch: 0,
             last_bg: Instant::now(),
         }
-    }
-
-    fn linger(&self) -> Duration {
-        std::env::var("XP_LINGER_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_micros)
-            .unwrap_or(LINGER)
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -206,17 +189,8 @@ impl Thread {
                 }
                 if jobs.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
-                    if next.is_none()
-                        && self.last_batch >= LINGER_FROM
-                        && jobs.len() < self.last_batch
-                    {
-                        // Under concurrent load: wait a moment for the jobs
-                        // already on their way, so one commit serves more.
-                        next = rx.recv_timeout(self.linger()).ok();
-                    }
                 }
             }
-            self.last_batch = jobs.len();
             if !jobs.is_empty() {
                 self.commit_jobs(&mut jobs);
             }
