@@ -34,10 +34,14 @@ const BG_IDLE: Duration = Duration::from_millis(20);
 /// Longest background run while idle; a job arriving meanwhile waits at
 /// most this (plus one fsync).
 const BG_IDLE_SLICE: Duration = Duration::from_millis(10);
-/// Under a sustained burst the background still gets a slice this often...
-const BG_STARVE: Duration = Duration::from_millis(50);
-/// ...this long (a few percent of the writer), inside the jobs' transaction.
-const BG_BURST_SLICE: Duration = Duration::from_millis(2);
+/// Under sustained load (never idle for BG_IDLE) the background still gets
+/// a slice this often...
+const BG_STARVE: Duration = Duration::from_millis(25);
+/// ...this long, inside the jobs' transaction: a tenth of the writer, which
+/// derives about 600 pushes/s, so a steady load below that never builds a
+/// backlog even without idle gaps (one OM device sends a few per second).
+/// Short slices keep the latency they add to the jobs they ride with small.
+const BG_BURST_SLICE: Duration = Duration::from_micros(2500);
 
 pub type WriteJob = Box<dyn FnOnce(&Transaction) -> Result<Box<dyn std::any::Any + Send>> + Send>;
 
