@@ -46,7 +46,7 @@ fn derived(db: &rusqlite::Connection) -> Derived {
             "SELECT c.id, c.direction, c.caller, c.callee, c.answered, c.answered_by, c.trunk, c.talk_seconds,
                     c.billable_seconds, c.forwarded_out, c.start_local, c.end_local,
                     (SELECT group_concat(cdr_id, ' ') FROM (SELECT l.cdr_id FROM call_legs cl JOIN legs l ON l.id = cl.leg_id
-                      WHERE cl.call_id = c.id ORDER BY l.cdr_id))
+                      WHERE cl.call_seq = c.seq ORDER BY l.cdr_id))
              FROM calls c",
         )
         .unwrap();
@@ -282,7 +282,7 @@ async fn simulate_cli_writes_truth_that_serve_reproduces() {
 fn dump_derived(c: &rusqlite::Connection) -> Vec<String> {
     [
         "SELECT * FROM calls ORDER BY id",
-        "SELECT leg_id, call_id, leg_call_id FROM call_legs ORDER BY leg_id",
+        "SELECT cl.leg_id, cl.call_seq, c.id, cl.leg_call_id FROM call_legs cl JOIN calls c ON c.seq = cl.call_seq ORDER BY cl.leg_id",
         "SELECT * FROM leg_keys ORDER BY device, key, start_s, leg_id",
     ]
     .iter()

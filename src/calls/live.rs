@@ -48,11 +48,11 @@ fn update(
     )?;
     db::insert_keys(conn, device, leg_id, &keys, s, e)?;
 
-    // The calls this leg joins.
-    let mut merged: Vec<String> = Vec::new();
+    // The calls this leg joins (their `seq`).
+    let mut merged: Vec<i64> = Vec::new();
     for c in &cand {
         if c.id != leg_id && joins(leg, &c.leg) {
-            if let Some(call) = db::call_of_leg(conn, c.id)? {
+            if let Some(call) = db::call_seq_of_leg(conn, c.id)? {
                 if !merged.contains(&call) {
                     merged.push(call);
                 }
@@ -61,13 +61,13 @@ fn update(
     }
     // Their legs, each with the call it is in now; candidates already
     // loaded are not read again (`cand` is in id order).
-    let mut others: Vec<(i64, usize)> = Vec::new();
-    for (i, call) in merged.iter().enumerate() {
+    let mut others: Vec<(i64, i64)> = Vec::new();
+    for &call in &merged {
         others.extend(
-            db::leg_ids_of_call(conn, call)?
+            db::leg_ids_of_seq(conn, call)?
                 .into_iter()
                 .filter(|&id| id != leg_id)
-                .map(|id| (id, i)),
+                .map(|id| (id, call)),
         );
     }
     others.sort_unstable();
@@ -86,29 +86,34 @@ fn update(
                 .map(|i| &loaded[i]),
         }
     };
-    let mut legs: Vec<(&db::CallLeg, Option<&str>)> = Vec::with_capacity(others.len() + 1);
+    let mut legs: Vec<(&db::CallLeg, Option<i64>)> = Vec::with_capacity(others.len() + 1);
     legs.extend(stored.map(|l| (l, None)));
     legs.extend(
         others
             .iter()
-            .filter_map(|&(id, i)| find(id).map(|l| (l, Some(merged[i].as_str())))),
+            .filter_map(|&(id, call)| find(id).map(|l| (l, Some(call)))),
     );
 
     let refs: Vec<&Leg> = legs.iter().map(|(l, _)| &l.leg).collect();
     let facts = summarize(device, &refs).ok_or(store::StoreError::NotFound)?;
     let last_change = legs.iter().map(|(l, _)| l.received_ms).max().unwrap_or(0);
-    // Links only for legs not in this call already (the new leg always):
-    // a call is rewritten for each of its legs, and relinking all of them
-    // every time would be quadratic in the legs of the call.
+    // The merged call keeps the oldest row (any fixed choice would do: the
+    // same legs in the same order give the same rows, live or rebuilt), so
+    // its legs keep their links even when the merge changes its id.
+    let keep = merged.iter().min().copied();
+    // Links only for legs not in the kept call already (the new leg
+    // always): a call is rewritten for each of its legs, and relinking all
+    // of them every time would be quadratic in the legs of the call.
     let links: Vec<(i64, String)> = legs
         .iter()
-        .filter(|(_, now_in)| *now_in != Some(facts.id.as_str()))
+        .filter(|(_, now_in)| now_in.is_none_or(|c| Some(c) != keep))
         .map(|(l, _)| (l.id, call_id(device, &l.leg.cdr_id)))
         .collect();
-    for call in merged.iter().filter(|c| **c != facts.id) {
+    // Before the write: the call's new id may be one of theirs.
+    for &call in merged.iter().filter(|&&c| Some(c) != keep) {
         db::delete_call(conn, call)?;
     }
-    db::put_call(conn, &facts, &links, last_change)?;
+    db::put_call(conn, keep, &facts, &links, last_change)?;
     Ok(facts.id)
 }
 

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "007_rebuild_indexes",
         include_str!("../../sql/007_rebuild_indexes.sql"),
     ),
+    ("009_calls_seq", include_str!("../../sql/009_calls_seq.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
@@ -35,5 +36,8 @@ pub fn apply(conn: &mut Connection) -> super::Result<()> {
         tx.commit()?;
         tracing::info!(migration = name, "applied schema migration");
     }
+    // Not a migration: indexes that a rebuild drops while it replays, put
+    // back if one was interrupted (nothing to do when they exist).
+    super::calls::create_lookup_indexes(conn)?;
     Ok(())
 }
