@@ -278,9 +278,12 @@ async fn simulate_cli_writes_truth_that_serve_reproduces() {
     ts.running.stop().await;
 }
 
-/// Every row of the derived call tables, for exact comparisons.
+/// Every row of the derived call tables, and their indexes (a rebuild
+/// drops some while it replays), for exact comparisons.
 fn dump_derived(c: &rusqlite::Connection) -> Vec<String> {
     [
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index'
+           AND tbl_name IN ('calls', 'call_legs', 'leg_keys') ORDER BY name",
         "SELECT * FROM calls ORDER BY id",
         "SELECT cl.leg_id, cl.call_seq, c.id, cl.leg_call_id FROM call_legs cl JOIN calls c ON c.seq = cl.call_seq ORDER BY cl.leg_id",
         "SELECT * FROM leg_keys ORDER BY device, key, start_s, leg_id",
@@ -318,6 +321,6 @@ fn batched_rebuild_store_equals_live() {
     assert_eq!(
         dump_derived(&conn),
         live,
-        "batched rebuild reproduces calls, links and keys exactly"
+        "batched rebuild reproduces calls, links, keys and indexes exactly"
     );
 }

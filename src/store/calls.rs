@@ -468,6 +468,14 @@ pub fn create_lookup_indexes(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Drops the lookup indexes (before a rebuild replays the legs).
+pub fn drop_lookup_indexes(conn: &Connection) -> Result<()> {
+    for (name, _) in LOOKUP_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    Ok(())
+}
+
 /// The leg ids and recordings of a call, for its detail view.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecording {
