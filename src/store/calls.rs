@@ -15,6 +15,12 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
+/// The width of the time buckets of `leg_keys` (`end_day` = `end_s / KEY_DAY_SECS`,
+/// the same division as in sql/009_calls_time_order.sql): entries are
+/// grouped by the day their leg ends, so new entries all go into the current
+/// day's part of the b-tree, whatever the keys.
+pub const KEY_DAY_SECS: i64 = 86_400;
+
 pub fn insert_keys(
     conn: &Connection,
     device: &str,
@@ -24,10 +30,17 @@ pub fn insert_keys(
     end_s: i64,
 ) -> Result<()> {
     let mut st = conn.prepare_cached(
-        "INSERT OR IGNORE INTO leg_keys (device, key, start_s, end_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO leg_keys (device, end_day, key, end_s, start_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for k in keys {
-        st.execute(params![device, k, start_s, end_s, leg_id])?;
+        st.execute(params![
+            device,
+            end_s / KEY_DAY_SECS,
+            k,
+            end_s,
+            start_s,
+            leg_id
+        ])?;
     }
     Ok(())
 }
@@ -40,16 +53,14 @@ pub fn insert_keys(
 /// every leg of a recycled visitor/outer id in the last day is a candidate
 /// (hundreds on a busy device), each loaded and parsed only to be rejected.
 ///
-/// Two lookups per key, together exactly the legs the conditions select
-/// (sql/007_rebuild_indexes.sql):
-/// * legs ending by `hi + LONG_LEG_SECS`, walked by end time (`leg_keys_end`),
-///   only those that ended in the window, which for legs arriving as they
-///   end is a handful, and at worst one day of the key's legs;
+/// Two kinds of lookups per key, together exactly the legs the conditions
+/// select (sql/009_calls_time_order.sql):
+/// * legs ending by `hi + LONG_LEG_SECS`, walked by end time in each day
+///   bucket the window `[end_lo, hi + LONG_LEG_SECS]` covers (two or
+///   three), only those that ended in the window, which for legs arriving
+///   as they end is a handful, and at worst one day of the key's legs;
 /// * legs longer than `LONG_LEG_SECS` (`leg_keys_long`, normally empty): the
 ///   only ones that can start by `hi` and yet end after `hi + LONG_LEG_SECS`.
-///
-/// The `+` on `start_s` keeps SQLite from walking the primary key instead
-/// (without statistics it cannot tell which range is narrower).
 pub fn candidates(
     conn: &Connection,
     device: &str,
@@ -59,12 +70,13 @@ pub fn candidates(
     end_lo: i64,
 ) -> Result<Vec<i64>> {
     let mut by_end = conn.prepare_cached(
-        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND end_s BETWEEN ?5 AND ?6
-            AND +start_s BETWEEN ?3 AND ?4",
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day = ?2 AND key = ?3
+            AND end_s BETWEEN ?4 AND ?5 AND start_s BETWEEN ?6 AND ?7",
     )?;
     // The WHERE term must match the partial index's exactly for SQLite to
     // be allowed to use it, and INDEXED BY because without statistics it
-    // prefers the primary key (the day-long walk this is meant to avoid).
+    // may prefer the primary key, which with no day given means walking
+    // every entry of the device.
     let mut long = conn.prepare_cached(&format!(
         "SELECT leg_id FROM leg_keys INDEXED BY leg_keys_long WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4
             AND end_s > start_s + {LONG_LEG_SECS} AND end_s >= ?5"
@@ -72,10 +84,13 @@ pub fn candidates(
     let end_hi = hi.saturating_add(LONG_LEG_SECS);
     let mut out = Vec::new();
     for k in keys {
-        for id in by_end.query_map(params![device, k, lo, hi, end_lo, end_hi], |r| {
-            r.get::<_, i64>(0)
-        })? {
-            out.push(id?);
+        for day in end_lo / KEY_DAY_SECS..=end_hi / KEY_DAY_SECS {
+            let rows = by_end.query_map(params![device, day, k, end_lo, end_hi, lo, hi], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            for id in rows {
+                out.push(id?);
+            }
         }
         for id in long.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
             out.push(id?);
@@ -87,7 +102,7 @@ pub fn candidates(
 }
 
 /// The span beyond which a leg counts as long for [`candidates`]; the same
-/// number as in `leg_keys_long`'s definition (sql/007_rebuild_indexes.sql).
+/// number as in `leg_keys_long`'s definition (sql/009_calls_time_order.sql).
 pub const LONG_LEG_SECS: i64 = 86_400;
 
 pub fn legs_by_ids(
@@ -228,7 +243,7 @@ pub fn delete_call(conn: &Connection, seq: i64) -> Result<()> {
 /// linked to it yet, at it. Returns its `seq`. Its `leg_count` is the number
 /// of legs in `f`.
 ///
-/// Rows are addressed by `seq`, never by the hashed id (sql/009_calls_seq.sql):
+/// Rows are addressed by `seq`, never by the hashed id (sql/009_calls_time_order.sql):
 /// a new row is appended, and an existing one is recent, so the pages
 /// written are the last ones of `calls` and `call_legs(call_seq)`.
 pub fn put_call(
@@ -450,7 +465,7 @@ pub fn clear(conn: &Connection) -> Result<()> {
 
 /// (name, definition) of the indexes on the hashed ids: they serve lookups
 /// by the ids users see (the API, redirects), never the calls stage, which
-/// addresses calls by `seq` (sql/009_calls_seq.sql). Each write to them lands
+/// addresses calls by `seq` (sql/009_calls_time_order.sql). Each write to them lands
 /// on a random page, so a rebuild drops them while it replays and creates
 /// them at the end, one sorted pass each instead of a random write per leg.
 const LOOKUP_INDEXES: &[(&str, &str)] = &[

@@ -24,7 +24,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "007_rebuild_indexes",
         include_str!("../../sql/007_rebuild_indexes.sql"),
     ),
-    ("009_calls_seq", include_str!("../../sql/009_calls_seq.sql")),
+    (
+        "009_calls_time_order",
+        include_str!("../../sql/009_calls_time_order.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
@@ -69,7 +72,7 @@ mod tests {
          FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq GROUP BY c.seq ORDER BY c.seq";
 
     #[test]
-    fn apply_009_keeps_calls_links_and_creation_order() {
+    fn apply_009_keeps_calls_links_keys_and_creation_order() {
         let mut conn = at_version(7);
         // Old schema: calls by hashed id, links by that id. 'b' was created
         // first (rowid 1), so it keeps the first seq.
@@ -84,7 +87,9 @@ mod tests {
                '2024-01-08 09:00:00','2024-01-08 09:01:00',0,0,0,1,0);
              INSERT INTO calls VALUES ('a','d','inbound',0,'138','888','[]',NULL,NULL,'IP',
                '2024-01-08 09:00:30','2024-01-08 09:02:00',0,0,0,2,0);
-             INSERT INTO call_legs VALUES (1, 'a', 'a'), (2, 'b', 'b'), (3, 'a', 'x');",
+             INSERT INTO call_legs VALUES (1, 'a', 'a'), (2, 'b', 'b'), (3, 'a', 'x');
+             INSERT INTO leg_keys (device, key, start_s, end_s, leg_id)
+               VALUES ('d', 'v:1', 86000, 86500, 1), ('d', 'v:1', 86300, 86390, 3), ('d', 'o:2', 10, 70, 2);",
         )
         .expect("old rows");
         apply(&mut conn).expect("migrates");
@@ -101,6 +106,21 @@ mod tests {
             crate::store::calls::resolve_id(&conn, "x").expect("resolve"),
             Some("a".into()),
             "an alias id still resolves"
+        );
+        assert_eq!(
+            rows(
+                &conn,
+                "SELECT end_day || ' ' || key || ' ' || leg_id FROM leg_keys ORDER BY leg_id"
+            ),
+            ["1 v:1 1", "0 o:2 2", "0 v:1 3"],
+            "join keys grouped by the day their leg ends"
+        );
+        let keys = ["v:1".to_string()];
+        assert_eq!(
+            crate::store::calls::candidates(&conn, "d", &keys, 80_000, 86_450, 86_350)
+                .expect("candidates"),
+            [1, 3],
+            "a key's legs are found across day buckets"
         );
     }
 
