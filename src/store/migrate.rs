@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
+    // Migrations copy whole tables and build indexes: SQLite sorts them in
+    // temporary files, which with temp_store = MEMORY would sit in RAM, as
+    // big as the tables. On disk for this, then the connection's own setting.
+    let temp_store: i64 = conn.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
     let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
@@ -42,6 +47,7 @@ pub fn apply(conn: &mut Connection) -> super::Result<()> {
     // Not a migration: indexes that a rebuild drops while it replays, put
     // back if one was interrupted (nothing to do when they exist).
     super::calls::create_lookup_indexes(conn)?;
+    conn.pragma_update(None, "temp_store", temp_store)?;
     Ok(())
 }
 
