@@ -57,12 +57,12 @@ fn generate(db: &Path) -> rusqlite::Result<()> {
              VALUES (?1, 'hq', ?2, 1, 0, ?2, NULL, '1', ?3, 'IP', ?4, ?5, ?6, ?7, ?6, ?7, ?8, '02161205555', ?9, 'G729', '')",
         )?;
         let mut call = tx.prepare(
-            "INSERT INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+            "INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
                  start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
-             VALUES (?1, 'hq', ?2, 0, ?3, ?4, ?5, ?6, ?7, 'IP', ?8, ?9, ?10, ?11, ?12, 1, 0)",
+             VALUES (?13, ?1, 'hq', ?2, 0, ?3, ?4, ?5, ?6, ?7, 'IP', ?8, ?9, ?10, ?11, ?12, 1, 0)",
         )?;
-        let mut link =
-            tx.prepare("INSERT INTO call_legs (leg_id, call_id, leg_call_id) VALUES (?1, ?2, ?2)")?;
+        let mut link = tx
+            .prepare("INSERT INTO call_legs (leg_id, call_seq, leg_call_id) VALUES (?1, ?1, ?2)")?;
         let mut rec = tx.prepare(
             "INSERT INTO recordings (leg_id, device, path, codec, status, attempts, due_ms, last_error, updated_at)
              VALUES (?1, 'hq', ?2, 'G729', ?3, 1, 0, ?4, '2024-01-01T00:00:00Z')",
@@ -118,7 +118,8 @@ fn generate(db: &Path) -> rusqlite::Result<()> {
                 e,
                 talk,
                 billable,
-                talk > 0
+                talk > 0,
+                id
             ])?;
             link.execute(rusqlite::params![id, cid])?;
             if recording.is_some() {

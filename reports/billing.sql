@@ -11,7 +11,7 @@ SELECT c.id AS call_id,
        c.caller,
        c.callee,
        (SELECT l.cdpn FROM call_legs cl JOIN legs l ON l.id = cl.leg_id
-        WHERE cl.call_id = c.id AND l.leg_type IN ('OU', 'FW', 'CB')
+        WHERE cl.call_seq = c.seq AND l.leg_type IN ('OU', 'FW', 'CB')
         ORDER BY l.time_start, l.id LIMIT 1) AS billed_number,
        c.trunk,
        c.route,

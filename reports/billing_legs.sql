@@ -18,7 +18,7 @@ SELECT c.id AS call_id,
        c.answered_by,
        l.duration AS billable_seconds
 FROM calls c
-JOIN call_legs cl ON cl.call_id = c.id
+JOIN call_legs cl ON cl.call_seq = c.seq
 JOIN legs l ON l.id = cl.leg_id
 WHERE c.start_local >= :from AND c.start_local < :to_next
   AND c.last_change_ms <= :settled_before_ms

@@ -3,7 +3,7 @@
 -- description: fetched, pending, missing on the device, failed, or named by a CDR but never queued.
 -- params: from, to
 WITH c AS (
-    SELECT id, substr(start_local, 1, 10) AS day, answered
+    SELECT seq, id, substr(start_local, 1, 10) AS day, answered
     FROM calls
     WHERE start_local >= :from AND start_local < :to_next
       AND last_change_ms <= :settled_before_ms
@@ -11,7 +11,7 @@ WITH c AS (
 rec AS (
     SELECT c.day, c.id AS call_id, r.status
     FROM c
-    JOIN call_legs cl ON cl.call_id = c.id
+    JOIN call_legs cl ON cl.call_seq = c.seq
     JOIN legs l ON l.id = cl.leg_id
     LEFT JOIN recordings r ON r.leg_id = l.id
     WHERE l.recording IS NOT NULL AND l.recording <> ''

@@ -22,7 +22,7 @@ SELECT c.id AS call_id,
        END AS reason,
        r.updated_at
 FROM calls c
-JOIN call_legs cl ON cl.call_id = c.id
+JOIN call_legs cl ON cl.call_seq = c.seq
 JOIN legs l ON l.id = cl.leg_id
 LEFT JOIN recordings r ON r.leg_id = l.id
 WHERE c.start_local >= :from AND c.start_local < :to_next

@@ -182,7 +182,7 @@ async fn call_recording_is_the_answering_extensions_leg() {
     let db = rig.db();
     let (call, answered_by): (String, Option<String>) = db
         .query_row(
-            "SELECT c.id, c.answered_by FROM calls c JOIN call_legs cl ON cl.call_id = c.id
+            "SELECT c.id, c.answered_by FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq
              JOIN legs l ON l.id = cl.leg_id WHERE l.cdr_id = '4-0'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -190,7 +190,7 @@ async fn call_recording_is_the_answering_extensions_leg() {
         .unwrap();
     assert_eq!(answered_by.as_deref(), Some("200"));
     let n: i64 = db
-        .query_row("SELECT COUNT(DISTINCT call_id) FROM call_legs", [], |r| {
+        .query_row("SELECT COUNT(DISTINCT call_seq) FROM call_legs", [], |r| {
             r.get(0)
         })
         .unwrap();
@@ -222,7 +222,7 @@ async fn call_recording_is_the_answering_extensions_leg() {
     let longest = std::fs::read(rig.archive_file(&rig.row("3-0").unwrap().3.unwrap())).unwrap();
     let alias: String = db
         .query_row(
-            "SELECT MAX(leg_call_id) FROM call_legs WHERE leg_call_id <> call_id",
+            "SELECT MAX(cl.leg_call_id) FROM call_legs cl JOIN calls c ON c.seq = cl.call_seq WHERE cl.leg_call_id <> c.id",
             [],
             |r| r.get(0),
         )

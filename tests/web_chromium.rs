@@ -278,7 +278,7 @@ async fn web_page_in_headless_chromium() {
     let (call_id, leg_id): (String, i64) = ts
         .db()
         .query_row(
-            "SELECT c.id, l.id FROM calls c JOIN call_legs cl ON cl.call_id = c.id JOIN legs l ON l.id = cl.leg_id
+            "SELECT c.id, l.id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
              WHERE l.recording IS NOT NULL ORDER BY c.start_local, c.id LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),

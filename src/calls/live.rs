@@ -48,11 +48,11 @@ fn update(
     )?;
     db::insert_keys(conn, device, leg_id, &keys, s, e)?;
 
-    // The calls this leg joins.
-    let mut merged: Vec<String> = Vec::new();
+    // The calls this leg joins (their `seq`).
+    let mut merged: Vec<i64> = Vec::new();
     for c in &cand {
         if c.id != leg_id && joins(leg, &c.leg) {
-            if let Some(call) = db::call_of_leg(conn, c.id)? {
+            if let Some(call) = db::call_seq_of_leg(conn, c.id)? {
                 if !merged.contains(&call) {
                     merged.push(call);
                 }
@@ -61,13 +61,13 @@ fn update(
     }
     // Their legs, each with the call it is in now; candidates already
     // loaded are not read again (`cand` is in id order).
-    let mut others: Vec<(i64, usize)> = Vec::new();
-    for (i, call) in merged.iter().enumerate() {
+    let mut others: Vec<(i64, i64)> = Vec::new();
+    for &call in &merged {
         others.extend(
-            db::leg_ids_of_call(conn, call)?
+            db::leg_ids_of_seq(conn, call)?
                 .into_iter()
                 .filter(|&id| id != leg_id)
-                .map(|id| (id, i)),
+                .map(|id| (id, call)),
         );
     }
     others.sort_unstable();
@@ -86,29 +86,34 @@ fn update(
                 .map(|i| &loaded[i]),
         }
     };
-    let mut legs: Vec<(&db::CallLeg, Option<&str>)> = Vec::with_capacity(others.len() + 1);
+    let mut legs: Vec<(&db::CallLeg, Option<i64>)> = Vec::with_capacity(others.len() + 1);
     legs.extend(stored.map(|l| (l, None)));
     legs.extend(
         others
             .iter()
-            .filter_map(|&(id, i)| find(id).map(|l| (l, Some(merged[i].as_str())))),
+            .filter_map(|&(id, call)| find(id).map(|l| (l, Some(call)))),
     );
 
     let refs: Vec<&Leg> = legs.iter().map(|(l, _)| &l.leg).collect();
     let facts = summarize(device, &refs).ok_or(store::StoreError::NotFound)?;
     let last_change = legs.iter().map(|(l, _)| l.received_ms).max().unwrap_or(0);
-    // Links only for legs not in this call already (the new leg always):
-    // a call is rewritten for each of its legs, and relinking all of them
-    // every time would be quadratic in the legs of the call.
+    // The merged call keeps the oldest row (any fixed choice would do: the
+    // same legs in the same order give the same rows, live or rebuilt), so
+    // its legs keep their links even when the merge changes its id.
+    let keep = merged.iter().min().copied();
+    // Links only for legs not in the kept call already (the new leg
+    // always): a call is rewritten for each of its legs, and relinking all
+    // of them every time would be quadratic in the legs of the call.
     let links: Vec<(i64, String)> = legs
         .iter()
-        .filter(|(_, now_in)| *now_in != Some(facts.id.as_str()))
+        .filter(|(_, now_in)| now_in.is_none_or(|c| Some(c) != keep))
         .map(|(l, _)| (l.id, call_id(device, &l.leg.cdr_id)))
         .collect();
-    for call in merged.iter().filter(|c| **c != facts.id) {
+    // Before the write: the call's new id may be one of theirs.
+    for &call in merged.iter().filter(|&&c| Some(c) != keep) {
         db::delete_call(conn, call)?;
     }
-    db::put_call(conn, &facts, &links, last_change)?;
+    db::put_call(conn, keep, &facts, &links, last_change)?;
     Ok(facts.id)
 }
 
@@ -116,11 +121,10 @@ fn update(
 const PAGE_LEGS: usize = 1_000;
 
 /// Legs replayed per committed transaction by [`rebuild_store`]: big enough
-/// that commits cost little (each writes every page the batch touched, and
-/// the call indexes are keyed by hashes, so that is many pages: on 1 M legs
-/// 20 k batches took about 1.5x the time of 50 k ones), small enough that the
-/// WAL stays bounded (a few hundred MB) and other writers (a running
-/// server's ingest) wait a few seconds at most.
+/// that commits (an fsync, and a checkpoint copying the batch's pages into
+/// the database) cost little: on 1 M legs 10 k batches took 55 s, 50 k ones
+/// 45 s; small enough that the WAL stays bounded (about 25 MB) and other
+/// writers (a running server's ingest) wait a couple of seconds at most.
 pub const REBUILD_BATCH_LEGS: usize = 50_000;
 
 /// Replays `on_leg` over up to `max_legs` legs with id > `after`, in id
@@ -145,14 +149,22 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
 /// measures). Commits every `batch_legs` legs; `progress` gets (done, total)
 /// after each commit.
 ///
+/// Its cost is linear in the legs: the replay writes calls by `seq` and
+/// links by leg id, both in arrival order, so each batch writes the last
+/// pages of those b-trees whatever the archive size. The indexes on the
+/// hashed ids, which would take a random page per leg, are dropped while it
+/// replays (the replay never reads them) and created at the end in one
+/// sorted pass each (`store::calls::create_lookup_indexes`).
+///
 /// Not one transaction: over millions of legs that would grow the WAL by
 /// the whole calls tables and lock out other writers (a running server's
 /// ingest) for minutes. An interrupted rebuild leaves the calls half
-/// rebuilt; that is safe to simply rerun, since `calls`, `call_legs` and
+/// rebuilt, and the lookup indexes dropped until the next open of the store
+/// creates them; that is safe to simply rerun, since `calls`, `call_legs` and
 /// `leg_keys` are derived data that the rebuild clears first. Legs stored
 /// meanwhile by a running server are fine too: the result does not depend on
 /// arrival order, and those legs are replayed again when the walk by id
-/// reaches them.
+/// reaches them (meanwhile the server finds calls by id with a scan).
 ///
 /// It runs on a connection of its own rather than through the store's
 /// writer, which wraps each job in a savepoint: SQLite keeps the original of
@@ -168,10 +180,11 @@ pub fn rebuild_store(
     let mut conn = store::open_connection(store.path())?;
     // Clearing with foreign keys off: `call_legs` references `legs`, and with
     // them on SQLite deletes such a table row by row through all its
-    // (hashed, so random) indexes; off, it drops the b-trees whole. Deleting
-    // the referencing side cannot break a foreign key.
+    // indexes; off, it drops the b-trees whole. Deleting the referencing
+    // side cannot break a foreign key.
     conn.pragma_update(None, "foreign_keys", false)?;
     let tx = conn.transaction_with_behavior(Immediate)?;
+    db::drop_lookup_indexes(&tx)?;
     db::clear(&tx)?;
     let total = store::legs::count(&tx)? as u64;
     tx.commit()?;
@@ -187,5 +200,11 @@ pub fn rebuild_store(
         (done, last_id) = (done + n, last);
         progress(done, total.max(done));
     }
+    // One sorted pass per index. The sort spills to temporary files: on
+    // disk (temp_store = MEMORY would hold them in RAM, growing with the
+    // archive), in runs no bigger than the page cache, cut to 16 MiB here,
+    // which bounds the peak and sorts no slower than 64 MiB runs.
+    conn.execute_batch("PRAGMA temp_store = FILE; PRAGMA cache_size = -16384;")?;
+    db::create_lookup_indexes(&conn)?;
     Ok(done)
 }

@@ -251,9 +251,9 @@ mod tests {
             conn.execute_batch(sql).expect("schema");
         }
         conn.execute_batch(
-            "INSERT INTO calls VALUES ('a','d','inbound',0,'138','888','[\"200\"]','200','888','IP',
+            "INSERT INTO calls VALUES (1,'a','d','inbound',0,'138','888','[\"200\"]','200','888','IP',
                '2024-01-08 09:00:00','2024-01-08 09:01:40',100,0,1,2,0);
-             INSERT INTO calls VALUES ('b','d','outbound',0,'200','139','[\"200\"]',NULL,'888','IP',
+             INSERT INTO calls VALUES (2,'b','d','outbound',0,'200','139','[\"200\"]',NULL,'888','IP',
                '2024-01-08 09:00:30','2024-01-08 09:02:00',0,50,0,1,0);",
         )
         .expect("rows");

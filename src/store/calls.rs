@@ -15,6 +15,12 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
+/// The width of the time buckets of `leg_keys` (`end_day` = `end_s / KEY_DAY_SECS`,
+/// the same division as in sql/009_calls_time_order.sql): entries are
+/// grouped by the day their leg ends, so new entries all go into the current
+/// day's part of the b-tree, whatever the keys.
+pub const KEY_DAY_SECS: i64 = 86_400;
+
 pub fn insert_keys(
     conn: &Connection,
     device: &str,
@@ -24,10 +30,17 @@ pub fn insert_keys(
     end_s: i64,
 ) -> Result<()> {
     let mut st = conn.prepare_cached(
-        "INSERT OR IGNORE INTO leg_keys (device, key, start_s, end_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO leg_keys (device, end_day, key, end_s, start_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for k in keys {
-        st.execute(params![device, k, start_s, end_s, leg_id])?;
+        st.execute(params![
+            device,
+            end_s / KEY_DAY_SECS,
+            k,
+            end_s,
+            start_s,
+            leg_id
+        ])?;
     }
     Ok(())
 }
@@ -40,16 +53,14 @@ pub fn insert_keys(
 /// every leg of a recycled visitor/outer id in the last day is a candidate
 /// (hundreds on a busy device), each loaded and parsed only to be rejected.
 ///
-/// Two lookups per key, together exactly the legs the conditions select
-/// (sql/007_rebuild_indexes.sql):
-/// * legs ending by `hi + LONG_LEG_SECS`, walked by end time (`leg_keys_end`),
-///   only those that ended in the window, which for legs arriving as they
-///   end is a handful, and at worst one day of the key's legs;
+/// Two kinds of lookups per key, together exactly the legs the conditions
+/// select (sql/009_calls_time_order.sql):
+/// * legs ending by `hi + LONG_LEG_SECS`, walked by end time in each day
+///   bucket the window `[end_lo, hi + LONG_LEG_SECS]` covers (two or
+///   three), only those that ended in the window, which for legs arriving
+///   as they end is a handful, and at worst one day of the key's legs;
 /// * legs longer than `LONG_LEG_SECS` (`leg_keys_long`, normally empty): the
 ///   only ones that can start by `hi` and yet end after `hi + LONG_LEG_SECS`.
-///
-/// The `+` on `start_s` keeps SQLite from walking the primary key instead
-/// (without statistics it cannot tell which range is narrower).
 pub fn candidates(
     conn: &Connection,
     device: &str,
@@ -59,12 +70,13 @@ pub fn candidates(
     end_lo: i64,
 ) -> Result<Vec<i64>> {
     let mut by_end = conn.prepare_cached(
-        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND key = ?2 AND end_s BETWEEN ?5 AND ?6
-            AND +start_s BETWEEN ?3 AND ?4",
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day = ?2 AND key = ?3
+            AND end_s BETWEEN ?4 AND ?5 AND start_s BETWEEN ?6 AND ?7",
     )?;
     // The WHERE term must match the partial index's exactly for SQLite to
     // be allowed to use it, and INDEXED BY because without statistics it
-    // prefers the primary key (the day-long walk this is meant to avoid).
+    // may prefer the primary key, which with no day given means walking
+    // every entry of the device.
     let mut long = conn.prepare_cached(&format!(
         "SELECT leg_id FROM leg_keys INDEXED BY leg_keys_long WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4
             AND end_s > start_s + {LONG_LEG_SECS} AND end_s >= ?5"
@@ -72,10 +84,13 @@ pub fn candidates(
     let end_hi = hi.saturating_add(LONG_LEG_SECS);
     let mut out = Vec::new();
     for k in keys {
-        for id in by_end.query_map(params![device, k, lo, hi, end_lo, end_hi], |r| {
-            r.get::<_, i64>(0)
-        })? {
-            out.push(id?);
+        for day in end_lo / KEY_DAY_SECS..=end_hi / KEY_DAY_SECS {
+            let rows = by_end.query_map(params![device, day, k, end_lo, end_hi, lo, hi], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            for id in rows {
+                out.push(id?);
+            }
         }
         for id in long.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
             out.push(id?);
@@ -87,7 +102,7 @@ pub fn candidates(
 }
 
 /// The span beyond which a leg counts as long for [`candidates`]; the same
-/// number as in `leg_keys_long`'s definition (sql/007_rebuild_indexes.sql).
+/// number as in `leg_keys_long`'s definition (sql/009_calls_time_order.sql).
 pub const LONG_LEG_SECS: i64 = 86_400;
 
 pub fn legs_by_ids(
@@ -191,77 +206,98 @@ pub fn call_legs_page(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn call_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<String>> {
+/// The `seq` of the call leg `leg_id` is in.
+pub fn call_seq_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT call_id FROM call_legs WHERE leg_id = ?1")?
+        .prepare_cached("SELECT call_seq FROM call_legs WHERE leg_id = ?1")?
         .query_row([leg_id], |r| r.get(0))
         .optional()?)
 }
 
-pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
+/// The legs of the call with `seq`, in id order (the calls stage).
+pub fn leg_ids_of_seq(conn: &Connection, seq: i64) -> Result<Vec<i64>> {
     let mut st =
-        conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_id = ?1 ORDER BY leg_id")?;
+        conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_seq = ?1 ORDER BY leg_id")?;
+    let rows = st.query_map([seq], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The legs of the call with current id `call_id`, in id order (the API).
+pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT cl.leg_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq
+         WHERE c.id = ?1 ORDER BY cl.leg_id",
+    )?;
     let rows = st.query_map([call_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn delete_call(conn: &Connection, id: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM calls WHERE id = ?1")?
-        .execute([id])?;
+pub fn delete_call(conn: &Connection, seq: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM calls WHERE seq = ?1")?
+        .execute([seq])?;
     Ok(())
 }
 
-/// Writes a call (replacing a row of the same id) and points `links`, the
-/// legs (id, the leg's own call id) not linked to it yet, at it. Its
-/// `leg_count` is the number of legs in `f`.
+/// Writes call `f` as row `seq` (replacing it), or as a new row when `seq`
+/// is `None`, and points `links`, the legs (id, the leg's own call id) not
+/// linked to it yet, at it. Returns its `seq`. Its `leg_count` is the number
+/// of legs in `f`.
+///
+/// Rows are addressed by `seq`, never by the hashed id (sql/009_calls_time_order.sql):
+/// a new row is appended, and an existing one is recent, so the pages
+/// written are the last ones of `calls` and `call_legs(call_seq)`.
 pub fn put_call(
     conn: &Connection,
+    seq: Option<i64>,
     f: &CallFacts,
     links: &[(i64, String)],
     last_change_ms: i64,
-) -> Result<()> {
-    // An upsert, not INSERT OR REPLACE: updating in place leaves the index
-    // on the (random, hashed) id alone, where a replace deletes and
-    // re-inserts its entry, a random b-tree page written per leg.
-    conn.prepare_cached(
-        "INSERT INTO calls (id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
-             trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT (id) DO UPDATE SET device = excluded.device, direction = excluded.direction,
-             forwarded_out = excluded.forwarded_out, caller = excluded.caller, callee = excluded.callee,
-             extensions = excluded.extensions, answered_by = excluded.answered_by, trunk = excluded.trunk,
-             route = excluded.route, start_local = excluded.start_local, end_local = excluded.end_local,
-             talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
-             answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms",
-    )?
-    .execute(params![
-        f.id,
-        f.device,
-        f.direction.as_str(),
-        f.forwarded_out,
-        f.caller,
-        f.callee,
-        serde_json::to_string(&f.extensions).unwrap_or_else(|_| "[]".into()),
-        f.answered_by,
-        f.trunk,
-        f.route,
-        f.start.format(LOCAL_FMT).to_string(),
-        f.end.format(LOCAL_FMT).to_string(),
-        f.talk_seconds,
-        f.billable_seconds,
-        f.answered,
-        f.leg_cdr_ids.len() as i64,
-        last_change_ms,
-    ])?;
+) -> Result<i64> {
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
+                 trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT (seq) DO UPDATE SET id = excluded.id, device = excluded.device, direction = excluded.direction,
+                 forwarded_out = excluded.forwarded_out, caller = excluded.caller, callee = excluded.callee,
+                 extensions = excluded.extensions, answered_by = excluded.answered_by, trunk = excluded.trunk,
+                 route = excluded.route, start_local = excluded.start_local, end_local = excluded.end_local,
+                 talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
+                 answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms
+             RETURNING seq",
+        )?
+        .query_row(
+            params![
+                seq,
+                f.id,
+                f.device,
+                f.direction.as_str(),
+                f.forwarded_out,
+                f.caller,
+                f.callee,
+                serde_json::to_string(&f.extensions).unwrap_or_else(|_| "[]".into()),
+                f.answered_by,
+                f.trunk,
+                f.route,
+                f.start.format(LOCAL_FMT).to_string(),
+                f.end.format(LOCAL_FMT).to_string(),
+                f.talk_seconds,
+                f.billable_seconds,
+                f.answered,
+                f.leg_cdr_ids.len() as i64,
+                last_change_ms,
+            ],
+            |r| r.get(0),
+        )?;
     // A link that already points here is not rewritten (the WHERE).
     let mut st = conn.prepare_cached(
-        "INSERT INTO call_legs (leg_id, call_id, leg_call_id) VALUES (?1, ?2, ?3)
-         ON CONFLICT (leg_id) DO UPDATE SET call_id = excluded.call_id WHERE call_id <> excluded.call_id",
+        "INSERT INTO call_legs (leg_id, call_seq, leg_call_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT (leg_id) DO UPDATE SET call_seq = excluded.call_seq WHERE call_seq <> excluded.call_seq",
     )?;
     for (leg_id, alias) in links {
-        st.execute(params![leg_id, f.id, alias])?;
+        st.execute(params![leg_id, seq, alias])?;
     }
-    Ok(())
+    Ok(seq)
 }
 
 /// A call row as the API shows it (legs and recordings are attached by the caller).
@@ -344,7 +380,9 @@ pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
         return Ok(direct);
     }
     Ok(conn
-        .prepare_cached("SELECT call_id FROM call_legs WHERE leg_call_id = ?1")?
+        .prepare_cached(
+            "SELECT c.id FROM call_legs cl JOIN calls c ON c.seq = cl.call_seq WHERE cl.leg_call_id = ?1",
+        )?
         .query_row([id], |r| r.get(0))
         .optional()?)
 }
@@ -425,6 +463,34 @@ pub fn clear(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// (name, definition) of the indexes on the hashed ids: they serve lookups
+/// by the ids users see (the API, redirects), never the calls stage, which
+/// addresses calls by `seq` (sql/009_calls_time_order.sql). Each write to them lands
+/// on a random page, so a rebuild drops them while it replays and creates
+/// them at the end, one sorted pass each instead of a random write per leg.
+const LOOKUP_INDEXES: &[(&str, &str)] = &[
+    ("calls_id", "calls(id)"),
+    ("call_legs_alias", "call_legs(leg_call_id)"),
+];
+
+/// Creates the lookup indexes that are missing: at the end of a rebuild,
+/// and after the migrations at every open, so that a rebuild interrupted
+/// while they were dropped leaves none missing.
+pub fn create_lookup_indexes(conn: &Connection) -> Result<()> {
+    for (name, on) in LOOKUP_INDEXES {
+        conn.execute_batch(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {on}"))?;
+    }
+    Ok(())
+}
+
+/// Drops the lookup indexes (before a rebuild replays the legs).
+pub fn drop_lookup_indexes(conn: &Connection) -> Result<()> {
+    for (name, _) in LOOKUP_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    Ok(())
+}
+
 /// The leg ids and recordings of a call, for its detail view.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecording {
@@ -441,8 +507,9 @@ pub struct CallRecording {
 pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
     let mut st = conn.prepare_cached(
         "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
-         FROM call_legs cl JOIN legs l ON l.id = cl.leg_id JOIN recordings r ON r.leg_id = l.id
-         WHERE cl.call_id = ?1 ORDER BY l.time_start, l.cdr_id",
+         FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
+           JOIN recordings r ON r.leg_id = l.id
+         WHERE c.id = ?1 ORDER BY l.time_start, l.cdr_id",
     )?;
     let rows = st.query_map([call_id], |r| {
         Ok(CallRecording {

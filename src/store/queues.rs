@@ -127,7 +127,7 @@ pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<
 pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<StoredVisit>> {
     select(
         conn,
-        "call_id IN (SELECT leg_call_id FROM call_legs WHERE call_id = ?1)",
+        "call_id IN (SELECT cl.leg_call_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq WHERE c.id = ?1)",
         params![call_id],
     )
 }

@@ -271,7 +271,8 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Recording>> {
 pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<Recording>> {
     let sql = format!(
         "SELECT {COLS} FROM recordings r JOIN call_legs cl ON cl.leg_id = r.leg_id
-         WHERE cl.call_id = ?1 ORDER BY r.leg_id"
+           JOIN calls c ON c.seq = cl.call_seq
+         WHERE c.id = ?1 ORDER BY r.leg_id"
     );
     let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map([call_id], from_row)?;
@@ -285,8 +286,8 @@ pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Record
         "SELECT {COLS} FROM recordings r
            JOIN call_legs cl ON cl.leg_id = r.leg_id
            JOIN legs l ON l.id = r.leg_id
-           JOIN calls c ON c.id = cl.call_id
-         WHERE cl.call_id = ?1
+           JOIN calls c ON c.seq = cl.call_seq
+         WHERE c.id = ?1
          ORDER BY (c.answered_by IS NOT NULL AND l.cdpn = c.answered_by) DESC, l.duration DESC, r.id
          LIMIT 1"
     );
