@@ -10,7 +10,9 @@ WITH c AS (
 ),
 x AS (
     -- One row per (call, extension), also when an extension appears twice in a call.
-    SELECT DISTINCT c.id, e.value AS extension, c.direction, c.answered, c.answered_by, c.talk_seconds
+    -- `+c.id`: on the plain column SQLite walks all calls in id order (index calls_id)
+    -- to feed the DISTINCT, instead of the day's range of calls_start_id (10x slower).
+    SELECT DISTINCT +c.id AS id, e.value AS extension, c.direction, c.answered, c.answered_by, c.talk_seconds
     FROM c, json_each(c.extensions) AS e
 )
 SELECT extension,

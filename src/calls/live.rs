@@ -122,9 +122,10 @@ const PAGE_LEGS: usize = 1_000;
 
 /// Legs replayed per committed transaction by [`rebuild_store`]: big enough
 /// that commits (an fsync, and a checkpoint copying the batch's pages into
-/// the database) cost little: on 1 M legs 10 k batches took 55 s, 50 k ones
-/// 45 s; small enough that the WAL stays bounded (about 25 MB) and other
-/// writers (a running server's ingest) wait a couple of seconds at most.
+/// the database) cost little: 10 k-leg batches made a 1 M-leg rebuild about
+/// 20 % slower than 50 k ones; small enough that the WAL stays bounded (a
+/// batch writes about 2,300 pages, 10 MB) and other writers (a running
+/// server's ingest) wait a couple of seconds at most.
 pub const REBUILD_BATCH_LEGS: usize = 50_000;
 
 /// Replays `on_leg` over up to `max_legs` legs with id > `after`, in id
@@ -149,12 +150,13 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
 /// measures). Commits every `batch_legs` legs; `progress` gets (done, total)
 /// after each commit.
 ///
-/// Its cost is linear in the legs: the replay writes calls by `seq` and
-/// links by leg id, both in arrival order, so each batch writes the last
-/// pages of those b-trees whatever the archive size. The indexes on the
-/// hashed ids, which would take a random page per leg, are dropped while it
-/// replays (the replay never reads them) and created at the end in one
-/// sorted pass each (`store::calls::create_lookup_indexes`).
+/// Its cost is linear in the legs: the replay writes calls by `seq`, links
+/// by leg id and join keys by the day their leg ends, all in arrival order,
+/// so each batch writes the last pages of those b-trees whatever the archive
+/// size (sql/009_calls_time_order.sql). The indexes on the hashed ids,
+/// which would take a random page per leg, are dropped while it replays (the
+/// replay never reads them) and created at the end in one sorted pass each
+/// (`store::calls::create_lookup_indexes`).
 ///
 /// Not one transaction: over millions of legs that would grow the WAL by
 /// the whole calls tables and lock out other writers (a running server's
