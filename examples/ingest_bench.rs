@@ -143,34 +143,46 @@ fn commit_stats() -> (f64, f64, f64, f64) {
     )
 }
 
-/// CPU seconds (user + system) this whole process (server and generator)
-/// has used so far.
-fn process_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) in a `/proc/.../stat` file: the process's
+/// or one thread's.
+fn cpu_secs(stat_path: &std::path::Path) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the parenthesised name: state is field 3; utime 14, stime 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (num(11) + num(12)) / 100.0
+    (num(11) + num(12)) / ticks
 }
 
-/// CPU seconds (user + system) the `store-writer` thread has used so far.
+/// CPU seconds this whole process (server and generator) has used so far.
+fn process_cpu_secs() -> f64 {
+    cpu_secs(std::path::Path::new("/proc/self/stat"))
+}
+
+/// CPU seconds the `store-writer` thread has used so far.
 fn writer_cpu_secs() -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    for t in dir.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "store-writer" {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            // Fields after the parenthesised name: state is field 3; utime 14, stime 15.
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            return (num(11) + num(12)) / ticks;
-        }
-    }
-    0.0
+    dir.flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "store-writer")
+        })
+        .map_or(0.0, |t| cpu_secs(&t.path().join("stat")))
+}
+
+/// A count read from the archive (0 when it cannot be read: the figure is
+/// then visibly wrong rather than the benchmark stopping).
+async fn count(
+    store: &callvault::store::Store,
+    f: fn(&rusqlite::Connection) -> callvault::store::Result<i64>,
+) -> i64 {
+    store.read(f).await.unwrap_or(0)
+}
+
+fn pushes_count(c: &rusqlite::Connection) -> callvault::store::Result<i64> {
+    Ok(c.query_row("SELECT COUNT(*) FROM pushes", [], |r| r.get(0))?)
 }
 
 #[tokio::main]
@@ -224,30 +236,14 @@ async fn main() {
             "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>9}",
             "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, b.cpu_us, "100 %"
         );
-        let pushes_now = || async {
-            running
-                .store
-                .read(|c| {
-                    Ok(c.query_row("SELECT COUNT(*) FROM pushes", [], |r| r.get::<_, i64>(0))?)
-                })
-                .await
-                .unwrap_or(0)
-        };
-        let before = pushes_now().await;
-        let legs_before = running
-            .store
-            .read(callvault::store::legs::count)
-            .await
-            .unwrap_or(0);
+        let store = &running.store;
+        let before = count(store, pushes_count).await;
+        let legs_before = count(store, callvault::store::legs::count).await;
         let m0 = commit_stats();
         let w0 = writer_cpu_secs();
         let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
-        let after = pushes_now().await;
-        let backlog = running
-            .store
-            .read(callvault::store::pushes::derive_backlog)
-            .await
-            .unwrap_or(0);
+        let after = count(store, pushes_count).await;
+        let backlog = count(store, callvault::store::pushes::derive_backlog).await;
         let w1 = writer_cpu_secs();
         println!(
             "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>8.0} %   ({} pushes committed)",
@@ -280,12 +276,7 @@ async fn main() {
         let t = Instant::now();
         running.store.writer.drain().await.expect("derive");
         let drain_s = t.elapsed().as_secs_f64();
-        let legs = running
-            .store
-            .read(callvault::store::legs::count)
-            .await
-            .unwrap_or(0)
-            - legs_before;
+        let legs = count(store, callvault::store::legs::count).await - legs_before;
         println!(
             "{:<22} {:>8} derive backlog at end of burst {backlog} pushes, caught up in {drain_s:.2} s \
              ({:.0} pushes/s); {legs} legs derived in all, writer CPU {:.0} µs/push incl. deriving",

@@ -7,21 +7,10 @@
 use std::sync::Arc;
 
 use callvault::config::Config;
-use callvault::ingest::{Incoming, Ingestor};
+use callvault::ingest::Ingestor;
 use callvault::store::{pushes, Store};
 
 use crate::util::*;
-
-fn incoming(body: &str) -> Incoming {
-    Incoming {
-        source: "127.0.0.1".into(),
-        method: "POST".into(),
-        path: "/omapi".into(),
-        query: None,
-        body: body.as_bytes().to_vec(),
-        oversized: false,
-    }
-}
 
 fn event(attribute: &str, visitor: &str) -> String {
     format!(

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use callvault::config::Config;
-use callvault::ingest::Incoming;
 use callvault::sim::{generate, Plan, SimConfig};
 use chrono::NaiveDate;
 
@@ -42,16 +41,7 @@ pub fn ingestor(ts: &TestServer) -> callvault::ingest::Ingestor {
 
 /// Pushes one body through `ing`; panics unless stored.
 pub async fn push_with(ing: &callvault::ingest::Ingestor, body: &str) {
-    let reply = ing
-        .accept(Incoming {
-            source: "127.0.0.1".into(),
-            method: "POST".into(),
-            path: "/omapi".into(),
-            query: None,
-            body: body.as_bytes().to_vec(),
-            oversized: false,
-        })
-        .await;
+    let reply = ing.accept(util::incoming(body)).await;
     assert_eq!(
         reply.status, 200,
         "push refused: {:?}\n{body}",

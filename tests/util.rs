@@ -61,6 +61,19 @@ pub fn open_derived(path: &std::path::Path) -> rusqlite::Connection {
     c
 }
 
+/// A push of `body` from loopback as the ingest listener hands it on
+/// (for tests that call `Ingestor::accept` directly).
+pub fn incoming(body: &str) -> callvault::ingest::Incoming {
+    callvault::ingest::Incoming {
+        source: "127.0.0.1".into(),
+        method: "POST".into(),
+        path: "/omapi".into(),
+        query: None,
+        body: body.as_bytes().to_vec(),
+        oversized: false,
+    }
+}
+
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut cfg = Config {
         data_dir: dir.to_path_buf(),

@@ -117,15 +117,6 @@ impl Writer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Same as `drain`, for blocking callers.
-    pub fn drain_blocking(&self) -> Result<()> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Drain(reply))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
-    }
-
     fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>>
     where
         T: Send + 'static,
