@@ -4,10 +4,16 @@
 //! handler that reads the body and answers 200 (the machine's ceiling) and
 //! (b) callvault's durable ingest. Prints pushes/s and p50/p99 latency.
 //!
-//! Run: `cargo run --release --example ingest_bench [-- SECONDS]`
+//! Run: `cargo run --release --example ingest_bench [-- SECONDS_PER_SLICE [ROUNDS]]`
+//! (default 4 rounds of 2 s bare then 2 s durable per sender count: the two
+//! alternate so that both see the same machine; the ratio is of the totals).
 //!
 //! Environment (for profiling one side): `INGEST_BENCH_SENDERS=64` runs only
 //! that many senders; `INGEST_BENCH_BARE=0` skips the bare ceiling.
+
+// The allocator of the callvault binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,16 +66,46 @@ async fn one_push(addr: SocketAddr, body: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-struct Result {
-    /// Process CPU (server + generator) per push.
-    cpu_us: f64,
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+/// What one target did over one or more slices of load.
+#[derive(Default)]
+struct Tally {
+    pushes: u64,
+    wall_s: f64,
+    /// Process CPU (server + generator) seconds.
+    cpu_s: f64,
+    /// Latency of every push, ms.
+    lat_ms: Vec<f64>,
     errors: u64,
 }
 
-async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU64>) -> Result {
+impl Tally {
+    fn rate(&self) -> f64 {
+        self.pushes as f64 / self.wall_s.max(1e-9)
+    }
+
+    fn cpu_us(&self) -> f64 {
+        1e6 * self.cpu_s / self.pushes.max(1) as f64
+    }
+
+    fn pct(&mut self, p: f64) -> f64 {
+        self.lat_ms.sort_by(|a, b| a.total_cmp(b));
+        let n = self.lat_ms.len();
+        self.lat_ms
+            .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// `senders` concurrent senders push to `addr` for `secs`; adds what they
+/// did to `tally`.
+async fn load(
+    addr: SocketAddr,
+    senders: usize,
+    secs: f64,
+    counter: Arc<AtomicU64>,
+    tally: &mut Tally,
+) {
     let cpu0 = process_cpu_secs();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let errors = Arc::new(AtomicU64::new(0));
@@ -91,24 +127,14 @@ async fn load(addr: SocketAddr, senders: usize, secs: f64, counter: Arc<AtomicU6
             lat
         }));
     }
-    let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        let lat = t.await.unwrap_or_default();
+        tally.pushes += lat.len() as u64;
+        tally.lat_ms.extend(lat);
     }
-    let wall = started.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Result {
-        cpu_us: 1e6 * (process_cpu_secs() - cpu0) / all.len().max(1) as f64,
-        rate: all.len() as f64 / wall,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors: errors.load(Ordering::Relaxed),
-    }
+    tally.wall_s += started.elapsed().as_secs_f64();
+    tally.cpu_s += process_cpu_secs() - cpu0;
+    tally.errors += errors.load(Ordering::Relaxed);
 }
 
 async fn bare_server() -> SocketAddr {
@@ -124,9 +150,10 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
-/// (sum of commit seconds, number of commits, sum of batch sizes, sum of
-/// WAL write + fsync seconds) so far, read from the server's own metrics.
-fn commit_stats() -> (f64, f64, f64, f64) {
+/// Commit figures so far, read from the server's own metrics: [commit
+/// seconds, commits, pushes in them, seconds writing the WAL, WAL fsync
+/// seconds, WAL fsyncs].
+fn commit_stats() -> [f64; 6] {
     let text = callvault::http::telemetry::metrics_handle().render();
     let get = |name: &str| {
         text.lines()
@@ -135,12 +162,14 @@ fn commit_stats() -> (f64, f64, f64, f64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };
-    (
+    [
         get("callvault_commit_seconds_sum"),
         get("callvault_commit_seconds_count"),
         get("callvault_commit_batch_size_sum"),
+        get("callvault_commit_wal_write_seconds_sum"),
         get("callvault_commit_sync_seconds_sum"),
-    )
+        get("callvault_commit_sync_seconds_count"),
+    ]
 }
 
 /// CPU seconds (user + system) in a `/proc/.../stat` file: the process's
@@ -187,10 +216,13 @@ fn pushes_count(c: &rusqlite::Connection) -> callvault::store::Result<i64> {
 
 #[tokio::main]
 async fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
+    let arg = |i: usize, default: f64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (secs, rounds) = (arg(1, 2.0), arg(2, 4.0).max(1.0) as usize);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = callvault::config::Config {
         data_dir: dir.path().to_path_buf(),
@@ -205,7 +237,8 @@ async fn main() {
     let bare = bare_server().await;
     let counter = Arc::new(AtomicU64::new(0));
     println!(
-        "ingest benchmark: {secs} s per run, one TCP connection per push, ~500-byte CDRs, {} cores",
+        "ingest benchmark: {rounds} rounds of {secs} s bare then {secs} s durable per sender count \
+         (alternated so both see the same machine), one TCP connection per push, ~500-byte CDRs, {} cores",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -220,70 +253,83 @@ async fn main() {
         .map(|n| vec![n])
         .unwrap_or_else(|| vec![16, 64]);
     let with_bare = std::env::var("INGEST_BENCH_BARE").map_or(true, |v| v != "0");
+    let store = &running.store;
     for senders in senders_list {
-        let b = if with_bare {
-            load(bare, senders, secs, counter.clone()).await
-        } else {
-            Result {
-                cpu_us: f64::NAN,
-                rate: f64::NAN,
-                p50_ms: f64::NAN,
-                p99_ms: f64::NAN,
-                errors: 0,
-            }
-        };
-        println!(
-            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>9}",
-            "bare axum (ceiling)", senders, b.rate, b.p50_ms, b.p99_ms, b.errors, b.cpu_us, "100 %"
-        );
-        let store = &running.store;
+        let (mut b, mut d) = (Tally::default(), Tally::default());
         let before = count(store, pushes_count).await;
         let legs_before = count(store, callvault::store::legs::count).await;
-        let m0 = commit_stats();
-        let w0 = writer_cpu_secs();
-        let d = load(running.ingest_addr, senders, secs, counter.clone()).await;
-        let after = count(store, pushes_count).await;
-        let backlog = count(store, callvault::store::pushes::derive_backlog).await;
-        let w1 = writer_cpu_secs();
+        let (mut m, mut writer_s, mut drain_s, mut backlog) = ([0.0; 6], 0.0, 0.0, 0);
+        let mut per_round = Vec::new();
+        for _ in 0..rounds {
+            let bare_before = b.pushes as f64;
+            if with_bare {
+                load(bare, senders, secs, counter.clone(), &mut b).await;
+            }
+            let (m0, w0) = (commit_stats(), writer_cpu_secs());
+            let d_before = d.pushes as f64;
+            load(running.ingest_addr, senders, secs, counter.clone(), &mut d).await;
+            let m1 = commit_stats();
+            writer_s += writer_cpu_secs() - w0;
+            for ((sum, a), b) in m.iter_mut().zip(m0).zip(m1) {
+                *sum += b - a;
+            }
+            per_round.push(
+                100.0 * (d.pushes as f64 - d_before) / (b.pushes as f64 - bare_before).max(1.0),
+            );
+            // Deriving legs, events and calls runs after the commit: finish
+            // it before the next slice (it would steal the next slice's
+            // CPU), and time how fast it goes once the burst is over.
+            backlog += count(store, callvault::store::pushes::derive_backlog).await;
+            let t = Instant::now();
+            store.writer.drain().await.expect("derive");
+            drain_s += t.elapsed().as_secs_f64();
+        }
+        let committed = count(store, pushes_count).await - before;
         println!(
-            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>8.0} %   ({} pushes committed)",
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>9}",
+            "bare axum (ceiling)",
+            senders,
+            b.rate(),
+            b.pct(0.50),
+            b.pct(0.99),
+            b.errors,
+            b.cpu_us(),
+            "100 %"
+        );
+        let rounds_pct: Vec<String> = per_round.iter().map(|p| format!("{p:.0}")).collect();
+        println!(
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>7.0} %   ({committed} pushes committed; rounds: {} %)",
             "callvault durable",
             senders,
-            d.rate,
-            d.p50_ms,
-            d.p99_ms,
+            d.rate(),
+            d.pct(0.50),
+            d.pct(0.99),
             d.errors,
-            d.cpu_us,
-            100.0 * d.rate / b.rate.max(1.0),
-            after - before
+            d.cpu_us(),
+            100.0 * d.rate() / b.rate().max(1.0),
+            rounds_pct.join(", ")
         );
-        let m1 = commit_stats();
-        let commits = (m1.1 - m0.1).max(1.0);
-        let writer_us = 1e6 * (w1 - w0) / ((after - before).max(1) as f64);
+        let commits = m[1].max(1.0);
         println!(
-            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each ({:.2} ms WAL write + fsync), mean batch {:.1} pushes, writer CPU {:.0} µs/push",
+            "{:<22} {:>8} commits: {:.0}, mean {:.2} ms each ({:.2} ms writing the WAL), mean batch {:.1} pushes; \
+             WAL fsyncs: {:.0}, mean {:.2} ms; writer thread (background step) CPU {:.0} µs/push",
             "",
             "",
             commits,
-            1000.0 * (m1.0 - m0.0) / commits,
-            1000.0 * (m1.3 - m0.3) / commits,
-            (m1.2 - m0.2) / commits,
-            writer_us
+            1000.0 * m[0] / commits,
+            1000.0 * m[3] / commits,
+            m[2] / commits,
+            m[5],
+            1000.0 * m[4] / m[5].max(1.0),
+            1e6 * writer_s / committed.max(1) as f64
         );
-        // Deriving legs, events and calls runs after the commit: finish it
-        // before the next run (it would steal the next ceiling's CPU) and
-        // report how fast it goes once the burst is over.
-        let t = Instant::now();
-        running.store.writer.drain().await.expect("derive");
-        let drain_s = t.elapsed().as_secs_f64();
         let legs = count(store, callvault::store::legs::count).await - legs_before;
         println!(
-            "{:<22} {:>8} derive backlog at end of burst {backlog} pushes, caught up in {drain_s:.2} s \
-             ({:.0} pushes/s); {legs} legs derived in all, writer CPU {:.0} µs/push incl. deriving",
+            "{:<22} {:>8} derive backlog at the end of the bursts {backlog} pushes in all, caught up in {drain_s:.2} s \
+             ({:.0} pushes/s); {legs} legs derived",
             "",
             "",
             backlog as f64 / drain_s.max(1e-9),
-            1e6 * (writer_cpu_secs() - w0) / ((after - before).max(1) as f64),
         );
     }
     running.stop().await;

@@ -34,12 +34,12 @@ async fn push(
         body,
         oversized,
     };
-    // The device may close the socket without reading our reply, which drops
-    // this future: run the store on its own task so the write always completes.
-    let reply = match tokio::spawn(async move { ing.accept(incoming).await }).await {
-        Ok(r) => r,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
+    // The device may close the socket without reading our reply. The
+    // listener half-closes (serve_device), so this future is not dropped
+    // then; and even if it were, `accept` queues the write in its first
+    // poll, before any await, and a queued write is committed whether or
+    // not anyone waits for it (store::writer).
+    let reply = ing.accept(incoming).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match reply.reason {
         Some(r) => (status, format!("{r}\n")).into_response(),

@@ -8,6 +8,7 @@
 mod checkpoint;
 mod migrate;
 mod pool;
+mod wal_sync;
 pub mod writer;
 
 pub mod calls;
@@ -46,6 +47,12 @@ pub enum StoreError {
     /// A stored JSON column could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The commit was written but could not be made durable (fsync failed).
+    #[error("write not durable: {0}")]
+    NotDurable(String),
+    /// The writer's background step (derivation) failed.
+    #[error("background step failed: {0}")]
+    Background(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -107,10 +114,13 @@ impl Store {
     }
 }
 
+/// How long a connection waits for another process's write lock.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection with the pragmas every connection needs.
 pub fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
