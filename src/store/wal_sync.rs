@@ -103,11 +103,28 @@ fn run(wal: &std::path::Path, rx: &mpsc::Receiver<Vec<Ack>>, failed: &AtomicBool
 }
 
 fn sync(wal: &std::path::Path, file: &mut Option<File>) -> std::io::Result<()> {
-    let f = match file {
-        Some(f) => f,
-        None => file.insert(File::open(wal)?),
+    // SQLite deletes the WAL only when the last connection closes (ours is
+    // open), but a WAL file replaced under us would make this fsync a lie:
+    // check it is still the file we hold.
+    let current = std::fs::metadata(wal)?;
+    let f = match file.take() {
+        Some(f) if f.metadata().is_ok_and(|m| same_file(&m, &current)) => f,
+        _ => File::open(wal)?,
     };
-    f.sync_data()
+    f.sync_data()?;
+    *file = Some(f);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.ino() == b.ino() && a.dev() == b.dev()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    false // reopen every time: correct, a little slower
 }
 
 #[cfg(test)]
