@@ -34,8 +34,10 @@ use super::{Result, StoreError};
 pub type Ack = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub struct WalSync {
-    tx: mpsc::Sender<Vec<Ack>>,
+    /// None only while dropping.
+    tx: Option<mpsc::Sender<Vec<Ack>>>,
     failed: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WalSync {
@@ -47,17 +49,25 @@ impl WalSync {
         let (tx, rx) = mpsc::channel::<Vec<Ack>>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-wal-sync".into())
             .spawn(move || run(&wal, &rx, &flag))?;
-        Ok(WalSync { tx, failed })
+        Ok(WalSync {
+            tx: Some(tx),
+            failed,
+            thread: Some(thread),
+        })
     }
 
     /// Runs `acks` after the next fsync of the WAL. If the thread is gone,
     /// runs them at once with an error: nothing is answered as durable
     /// that was not made so.
     pub fn after_sync(&self, acks: Vec<Ack>) {
-        if let Err(mpsc::SendError(acks)) = self.tx.send(acks) {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(acks),
+            None => Err(mpsc::SendError(acks)),
+        };
+        if let Err(mpsc::SendError(acks)) = sent {
             for ack in acks {
                 ack(Err(StoreError::NotDurable(
                     "the WAL sync thread has stopped".into(),
@@ -69,6 +79,18 @@ impl WalSync {
     /// An fsync has failed since start: the archive needs attention.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WalSync {
+    /// Answers what is still queued before the writer's connection closes
+    /// (`Core` drops this first): closing may checkpoint and delete the
+    /// WAL, and a sync after that would report a false failure.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -275,9 +275,11 @@ fn pipelined_sync(conn: &Connection) -> Option<WalSync> {
 
 /// The connection and everything only its holder touches.
 struct Core {
-    conn: Connection,
-    /// Fsyncs the WAL and answers the commits (None: SQLite's commit fsyncs).
+    /// Fsyncs the WAL and answers the commits (None: SQLite's commit
+    /// fsyncs). Declared before `conn`: it must drop (answering what is
+    /// queued) before the connection closes.
     sync: Option<WalSync>,
+    conn: Connection,
     /// The connection's busy timeout could be set per holder (callers do
     /// not wait on another process's lock; the background thread does).
     busy_per_holder: bool,
