@@ -350,3 +350,34 @@ async fn api_legs_needs_a_token_and_returns_fields() {
     );
     ts.running.stop().await;
 }
+
+/// A WAL fsync that fails (here: the WAL file vanished under the archive)
+/// is never answered 200: that push and every later one get 503 (the
+/// device keeps and retries them), and /healthz says the storage failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_wal_fsync_refuses_pushes_and_shows_in_healthz() {
+    let ts = start().await;
+    let ok = raw_exchange(
+        ts.ingest(),
+        &om_request("POST", "/", &cdr("2820170309162713-0", "48", "18201008888")),
+    );
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    let mut wal = ts.db_path().into_os_string();
+    wal.push("-wal");
+    std::fs::remove_file(&wal).expect("remove the WAL");
+    for id in ["2820170309162714-0", "2820170309162715-0"] {
+        let resp = raw_exchange(
+            ts.ingest(),
+            &om_request("POST", "/", &cdr(id, "49", "18201008889")),
+        );
+        assert_eq!(status_of(&resp), 503, "{resp}");
+    }
+    let (code, body) = get(ts.api(), "/healthz", None).await;
+    assert_eq!(code, 503);
+    assert!(
+        String::from_utf8_lossy(&body).contains("storage_failed"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    ts.running.stop().await;
+}

@@ -40,6 +40,15 @@ pub fn api_router(state: AppState) -> Router {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
+    if !st.store.writer.durable() {
+        // Every push is being refused (503) until a restart: say so loudly.
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "storage_failed",
+                "reason": "an fsync of the archive's WAL failed; fix the disk and restart"})),
+        )
+            .into_response();
+    }
     match st.store.read(crate::store::pushes::derive_backlog).await {
         // The backlog: pushes answered but not yet turned into legs/events
         // and calls (non-zero only during and just after a burst).

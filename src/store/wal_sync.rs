@@ -80,6 +80,11 @@ impl WalSync {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// The flag behind `failed`, for those who only need to read it.
+    pub fn failed_flag(&self) -> Arc<AtomicBool> {
+        self.failed.clone()
+    }
 }
 
 impl Drop for WalSync {

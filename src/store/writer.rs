@@ -87,6 +87,8 @@ enum Ctl {
 pub struct Writer {
     shared: Arc<Shared>,
     ctl: mpsc::Sender<Ctl>,
+    /// Raised by the WAL sync thread when an fsync failed.
+    sync_failed: Option<Arc<AtomicBool>>,
 }
 
 struct Shared {
@@ -99,6 +101,7 @@ struct Shared {
 impl Writer {
     pub fn start(conn: Connection) -> Writer {
         let sync = pipelined_sync(&conn);
+        let sync_failed = sync.as_ref().map(WalSync::failed_flag);
         let busy = conn.busy_timeout(Duration::ZERO).is_ok();
         let wake_background = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
@@ -112,7 +115,20 @@ impl Writer {
             .name("store-writer".into())
             .spawn(move || background_thread(&bg, &rx))
             .expect("spawn store writer thread");
-        Writer { shared, ctl }
+        Writer {
+            shared,
+            ctl,
+            sync_failed,
+        }
+    }
+
+    /// False once an fsync of the WAL has failed: from then on every write
+    /// is refused until restart (`wal_sync`).
+    pub fn durable(&self) -> bool {
+        !self
+            .sync_failed
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// Queues `f` and waits until the transaction it ran in is committed.
