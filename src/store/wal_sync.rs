@@ -30,6 +30,10 @@ use std::time::Instant;
 
 use super::{Result, StoreError};
 
+/// Why writes are refused after a failed fsync.
+pub const SYNC_FAILED: &str =
+    "an earlier fsync of the WAL failed; restart callvault once the disk is fixed";
+
 /// Called once the commits handed over so far are durable (or not).
 pub type Ack = Box<dyn FnOnce(Result<()>) + Send>;
 
@@ -109,10 +113,7 @@ fn run(wal: &std::path::Path, rx: &mpsc::Receiver<Vec<Ack>>, failed: &AtomicBool
         }
         let started = Instant::now();
         let res = if failed.load(Ordering::Relaxed) {
-            Err(
-                "an earlier fsync of the WAL failed; restart callvault once the disk is fixed"
-                    .into(),
-            )
+            Err(SYNC_FAILED.to_string())
         } else {
             sync(wal, &mut file).map_err(|e| format!("fsync of {} failed: {e}", wal.display()))
         };

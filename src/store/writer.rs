@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Transaction, TransactionBehavior::Immediate};
 use tokio::sync::oneshot;
 
-use super::wal_sync::{Ack, WalSync};
+use super::wal_sync::{Ack, WalSync, SYNC_FAILED};
 use super::{Result, StoreError};
 
 /// Largest number of jobs committed together.
@@ -102,11 +102,10 @@ impl Writer {
     pub fn start(conn: Connection) -> Writer {
         let sync = pipelined_sync(&conn);
         let sync_failed = sync.as_ref().map(WalSync::failed_flag);
-        let busy = conn.busy_timeout(Duration::ZERO).is_ok();
         let wake_background = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
-            core: Mutex::new(Core::new(conn, sync, busy, wake_background.clone())),
+            core: Mutex::new(Core::new(conn, sync, wake_background.clone())),
             wake_background,
         });
         let (ctl, rx) = mpsc::channel();
@@ -146,8 +145,7 @@ impl Writer {
             tokio::task::yield_now().await;
             drop(guard);
         }
-        let out = rx.await.map_err(|_| StoreError::WriterGone)??;
-        Ok(*out.downcast::<T>().map_err(|_| StoreError::WriterGone)?)
+        unpack(rx.await)
     }
 
     /// Same as `write`, for blocking callers (CLI, tests).
@@ -157,8 +155,7 @@ impl Writer {
         F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
     {
         let rx = self.submit(f);
-        let out = rx.blocking_recv().map_err(|_| StoreError::WriterGone)??;
-        Ok(*out.downcast::<T>().map_err(|_| StoreError::WriterGone)?)
+        unpack(rx.blocking_recv())
     }
 
     /// Installs the background step (replacing any previous one); it starts
@@ -211,6 +208,14 @@ impl Writer {
             let _ = self.ctl.send(Ctl::Kick);
         }
     }
+}
+
+/// A job's answer, as its caller's type.
+fn unpack<T: 'static>(
+    answer: std::result::Result<JobResult, oneshot::error::RecvError>,
+) -> Result<T> {
+    let out = answer.map_err(|_| StoreError::WriterGone)??;
+    Ok(*out.downcast::<T>().map_err(|_| StoreError::WriterGone)?)
 }
 
 struct CombineOnDrop<'a>(&'a Writer);
@@ -296,9 +301,6 @@ struct Core {
     /// queued) before the connection closes.
     sync: Option<WalSync>,
     conn: Connection,
-    /// The connection's busy timeout could be set per holder (callers do
-    /// not wait on another process's lock; the background thread does).
-    busy_per_holder: bool,
     background: Option<Background>,
     /// The background step may have work (set by every commit of jobs).
     bg_pending: bool,
@@ -309,16 +311,10 @@ struct Core {
 }
 
 impl Core {
-    fn new(
-        conn: Connection,
-        sync: Option<WalSync>,
-        busy_per_holder: bool,
-        wake_background: Arc<AtomicBool>,
-    ) -> Core {
+    fn new(conn: Connection, sync: Option<WalSync>, wake_background: Arc<AtomicBool>) -> Core {
         Core {
             conn,
             sync,
-            busy_per_holder,
             background: None,
             bg_pending: false,
             last_bg: Instant::now(),
@@ -333,14 +329,14 @@ impl Core {
     /// sustained load. Otherwise (a caller's thread) leave the jobs queued
     /// and say Busy when another process holds the lock.
     fn run_queue(&mut self, queue: &Mutex<Vec<(WriteJob, Reply)>>, patient: bool) -> Combined {
-        if self.busy_per_holder {
-            let wait = if patient {
-                super::BUSY_TIMEOUT
-            } else {
-                CALLER_BUSY_WAIT
-            };
-            let _ = self.conn.busy_timeout(wait);
-        }
+        // Callers do not wait on another process's lock; the background
+        // thread does.
+        let wait = if patient {
+            super::BUSY_TIMEOUT
+        } else {
+            CALLER_BUSY_WAIT
+        };
+        let _ = self.conn.busy_timeout(wait);
         loop {
             let mut jobs = {
                 let mut q = lock(queue);
@@ -404,10 +400,7 @@ impl Core {
             // The disk lost a sync: write nothing more to it (the device
             // retries; the operator restarts once the disk is fixed).
             for (_, reply) in jobs.drain(..) {
-                let _ = reply.send(Err(StoreError::NotDurable(
-                    "an earlier fsync of the WAL failed; restart callvault once the disk is fixed"
-                        .into(),
-                )));
+                let _ = reply.send(Err(StoreError::NotDurable(SYNC_FAILED.into())));
             }
             return Ok(());
         }
@@ -438,11 +431,7 @@ impl Core {
                 let acks = jobs
                     .drain(..)
                     .zip(results)
-                    .map(|((_, reply), res)| -> Ack {
-                        Box::new(move |durable: Result<()>| {
-                            let _ = reply.send(durable.and(res));
-                        })
-                    })
+                    .map(|((_, reply), res)| answer_when_durable(reply, res))
                     .collect();
                 self.acknowledge(acks);
             }
@@ -468,6 +457,17 @@ impl Core {
 
 /// Another process holds the write lock.
 struct Busy;
+
+/// The answer `res` for `reply`, sent once the commit it depends on is
+/// durable (or with the sync's error if it could not be made so).
+fn answer_when_durable<T: Send + 'static>(
+    reply: oneshot::Sender<Result<T>>,
+    res: Result<T>,
+) -> Ack {
+    Box::new(move |durable: Result<()>| {
+        let _ = reply.send(durable.and(res));
+    })
+}
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -563,13 +563,9 @@ fn background_thread(shared: &Shared, rx: &mpsc::Receiver<Ctl>) {
             // Idle: one slice of background work in its own transaction.
             let _ = core.background_alone(BG_IDLE_SLICE);
         } else if core.bg_pending && core.last_bg.elapsed() >= BG_STARVE {
-            // Sustained load: a short slice riding with the next jobs, or
-            // alone if none are queued right now.
-            if lock(&shared.queue).is_empty() {
-                let _ = core.background_alone(BG_BURST_SLICE);
-            } else {
-                core.run_queue(&shared.queue, true);
-            }
+            // Sustained load, and no job queued just now (jobs would have
+            // carried the slice in run_queue above): a short slice alone.
+            let _ = core.background_alone(BG_BURST_SLICE);
         }
         if !drains.is_empty() {
             let mut res = Ok(());
@@ -580,12 +576,7 @@ fn background_thread(shared: &Shared, rx: &mpsc::Receiver<Ctl>) {
             let res = res.map_err(|e| e.to_string());
             let acks = drains
                 .drain(..)
-                .map(|r| -> Ack {
-                    let res = res.clone().map_err(StoreError::Background);
-                    Box::new(move |durable: Result<()>| {
-                        let _ = r.send(durable.and(res));
-                    })
-                })
+                .map(|r| answer_when_durable(r, res.clone().map_err(StoreError::Background)))
                 .collect();
             core.acknowledge(acks);
         }
