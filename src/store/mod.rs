@@ -80,12 +80,18 @@ impl Store {
         migrate::apply(&mut conn)?;
         // Checkpoints run on their own thread, not inside a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A WAL that grew large (a long report held old pages) is cut back
+        // to this when it starts again, not kept at its largest.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let writer = Writer::start(conn);
         Ok(Store {
-            writer,
+            writer: writer.clone(),
             reads: Arc::new(ReadPool::new(path.to_path_buf())),
             path: path.to_path_buf(),
-            _checkpoints: checkpoint::Checkpointer::start(path.to_path_buf()),
+            _checkpoints: checkpoint::Checkpointer::start(
+                path.to_path_buf(),
+                writer.checkpoint_handle(),
+            ),
         })
     }
 
@@ -113,6 +119,9 @@ impl Store {
         self.reads.with(f)
     }
 }
+
+/// Bytes of WAL kept once it starts again from its beginning.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How long a connection waits for another process's write lock.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
