@@ -3,6 +3,9 @@
 //! `Connection: close` — with N concurrent senders, against (a) a bare axum
 //! handler that reads the body and answers 200 (the machine's ceiling) and
 //! (b) callvault's durable ingest. Prints pushes/s and p50/p99 latency.
+//! A third row runs the bare handler beside a thread that only writes and
+//! fdatasyncs a file as often as durable ingest fsyncs its WAL: what the
+//! disk flushes alone cost this machine, whoever asks for them.
 //!
 //! Run: `cargo run --release --example ingest_bench [-- SECONDS_PER_SLICE [ROUNDS]]`
 //! (default 4 rounds of 2 s bare then 2 s durable per sender count: the two
@@ -150,6 +153,39 @@ async fn bare_server() -> SocketAddr {
     addr
 }
 
+/// While `stop` is false, writes 16 KiB into a file and fdatasyncs it, once
+/// per millisecond: about what durable ingest asks of the disk under load
+/// (900–1,100 WAL fsyncs/s at 64 senders), with none of its other work.
+/// Run beside the bare handler it shows what the flushes alone cost this
+/// machine. Returns the number of fsyncs.
+fn disk_flushes(path: std::path::PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    else {
+        return 0;
+    };
+    let buf = vec![0x5a_u8; 16 * 1024];
+    let (mut offset, mut n) = (0u64, 0u64);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if file.write_all_at(&buf, offset).is_err() || file.sync_data().is_err() {
+            return n;
+        }
+        n += 1;
+        // Over the same 64 MiB, as the WAL is reused once checkpointed.
+        offset = (offset + buf.len() as u64) % (64 << 20);
+        next += Duration::from_millis(1);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    n
+}
+
 /// Commit figures so far, read from the server's own metrics: [commit
 /// seconds, commits, pushes in them, seconds writing the WAL, WAL fsync
 /// seconds, WAL fsyncs].
@@ -255,7 +291,8 @@ async fn main() {
     let with_bare = std::env::var("INGEST_BENCH_BARE").map_or(true, |v| v != "0");
     let store = &running.store;
     for senders in senders_list {
-        let (mut b, mut d) = (Tally::default(), Tally::default());
+        let (mut b, mut d, mut f) = (Tally::default(), Tally::default(), Tally::default());
+        let mut flushes = 0;
         let before = count(store, pushes_count).await;
         let legs_before = count(store, callvault::store::legs::count).await;
         let (mut m, mut writer_s, mut drain_s, mut backlog) = ([0.0; 6], 0.0, 0.0, 0);
@@ -264,6 +301,12 @@ async fn main() {
             let bare_before = b.pushes as f64;
             if with_bare {
                 load(bare, senders, secs, counter.clone(), &mut b).await;
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (file, flag) = (dir.path().join("flushes"), stop.clone());
+                let disk = std::thread::spawn(move || disk_flushes(file, flag));
+                load(bare, senders, secs, counter.clone(), &mut f).await;
+                stop.store(true, Ordering::Relaxed);
+                flushes += disk.join().unwrap_or(0);
             }
             let (m0, w0) = (commit_stats(), writer_cpu_secs());
             let d_before = d.pushes as f64;
@@ -295,6 +338,18 @@ async fn main() {
             b.errors,
             b.cpu_us(),
             "100 %"
+        );
+        println!(
+            "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>7.0} %   (beside {:.0} fsyncs/s of 16 KiB: the flushes alone)",
+            "bare + disk flushes",
+            senders,
+            f.rate(),
+            f.pct(0.50),
+            f.pct(0.99),
+            f.errors,
+            f.cpu_us(),
+            100.0 * f.rate() / b.rate().max(1.0),
+            flushes as f64 / f.wall_s.max(1e-9)
         );
         let rounds_pct: Vec<String> = per_round.iter().map(|p| format!("{p:.0}")).collect();
         println!(
