@@ -269,7 +269,20 @@ async fn main() {
     cfg.recordings.fetch_delay_seconds = 24 * 3600;
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
+    let db = cfg.db_path();
     let running = callvault::server::start(cfg).await.expect("server");
+    // The largest the WAL gets (it must not grow with the load: the writer
+    // finishes checkpoints, `store::checkpoint`).
+    let wal_max = Arc::new(AtomicU64::new(0));
+    {
+        let (wal_max, wal) = (wal_max.clone(), db.with_extension("sqlite-wal"));
+        std::thread::spawn(move || loop {
+            if let Ok(m) = std::fs::metadata(&wal) {
+                wal_max.fetch_max(m.len(), Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
+    }
     let bare = bare_server().await;
     let counter = Arc::new(AtomicU64::new(0));
     println!(
@@ -387,5 +400,10 @@ async fn main() {
             backlog as f64 / drain_s.max(1e-9),
         );
     }
+    println!(
+        "largest WAL seen: {:.0} MiB; archive {:.0} MiB",
+        wal_max.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
+        std::fs::metadata(&db).map_or(0, |m| m.len()) as f64 / (1 << 20) as f64
+    );
     running.stop().await;
 }
