@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "009_calls_time_order",
         include_str!("../../sql/009_calls_time_order.sql"),
     ),
+    (
+        "010_queue_visits_call",
+        include_str!("../../sql/010_queue_visits_call.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

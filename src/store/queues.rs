@@ -125,23 +125,18 @@ pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<
 
 /// Visits linked to the logical call `call_id` (through any of its legs' ids).
 pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<StoredVisit>> {
-    select(
-        conn,
-        "call_id IN (SELECT cl.leg_call_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq WHERE c.id = ?1)",
-        params![call_id],
-    )
+    select(conn, OF_CALL, params![call_id])
 }
+
+/// Visits whose call is `?1`, through any of its legs' ids.
+const OF_CALL: &str = "call_id IN (SELECT cl.leg_call_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq WHERE c.id = ?1)";
 
 fn select(
     conn: &Connection,
     filter: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<StoredVisit>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
-                entry_count, outcome, agent, ended_at, wait_seconds, call_id
-         FROM queue_visits WHERE {filter} ORDER BY entered_local, key"
-    ))?;
+    let mut st = conn.prepare_cached(&select_sql(filter))?;
     let parse_t = |s: String| {
         DateTime::parse_from_rfc3339(&s)
             .map(|d| d.with_timezone(&Utc))
@@ -178,4 +173,38 @@ fn select(
 pub fn clear(conn: &Connection) -> Result<()> {
     conn.execute_batch("DELETE FROM queue_visits;")?;
     Ok(())
+}
+
+fn select_sql(filter: &str) -> String {
+    format!(
+        "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
+                entry_count, outcome, agent, ended_at, wait_seconds, call_id
+         FROM queue_visits WHERE {filter} ORDER BY entered_local, key"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call's detail view looks its queue visits up by index, not by
+    /// reading every visit ever stored.
+    #[test]
+    fn visits_of_a_call_are_found_by_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(&dir.path().join("a.sqlite")).expect("open");
+        let plan: Vec<String> = store
+            .read_blocking(|c| {
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", select_sql(OF_CALL)))?;
+                let rows = st.query_map(["x"], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .expect("plan");
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("SEARCH queue_visits USING INDEX queue_visits_call")),
+            "{plan:#?}"
+        );
+        assert!(!plan.iter().any(|l| l.starts_with("SCAN")), "{plan:#?}");
+    }
 }
