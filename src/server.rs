@@ -50,15 +50,13 @@ pub fn tz_of(cfg: &Arc<Config>) -> TzOf {
 /// Builds the ingest pipeline and installs, on the store's writer, the
 /// derivation of committed pushes with the live stages hooked in: calls (and
 /// the queue visits' link to them) for legs, queue visits for events,
-/// recording fetches for legs naming one. The queue tracker is first brought
-/// up to date by replaying the events derived so far; pushes committed but
-/// not yet derived (a burst, a crash) are derived from there on.
+/// recording fetches for legs naming one. The background step first brings
+/// the queue tracker up to date by replaying the events derived so far, in
+/// slices (`QueueLive::replay_step`: pushes are taken meanwhile); then
+/// pushes committed but not yet derived (a burst, a crash) are derived.
 pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, QueueLive)> {
     let tz = tz_of(cfg);
     let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, tz.clone());
-    let q = queues.clone();
-    let now = chrono::Utc::now().timestamp_millis();
-    store.read_blocking(move |c| q.replay(c, false, now))?;
 
     let calls_hook: Hook = {
         Arc::new(move |tx, item| {
@@ -105,9 +103,16 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
         queue_hook,
         crate::recordings::schedule::hook(cfg.clone()),
     ];
-    store
-        .writer
-        .set_background(Deriver::new(cfg.clone(), hooks).into_background())?;
+    let mut derive = Deriver::new(cfg.clone(), hooks).into_background();
+    let q = queues.clone();
+    store.writer.set_background(Box::new(move |tx, deadline| {
+        if !q.ready() {
+            // Nonzero while replaying, and once more when it is done: the
+            // writer calls again, and deriving starts.
+            return Ok(q.replay_step(tx, deadline)?.max(1));
+        }
+        derive(tx, deadline)
+    }))?;
     Ok((Ingestor::new(store.clone(), cfg.clone()), queues))
 }
 

@@ -117,3 +117,87 @@ async fn queue_visit_is_linked_to_its_call() {
     assert_eq!(v["queue_visits"][0]["outcome"], "answered");
     ts.running.stop().await;
 }
+
+/// A restart in the middle of the day: visits open at the stop are
+/// continued after it (the queue tracker replays the stored events in the
+/// writer's background before deriving anything new), so the live visits
+/// are still exactly what `rebuild` derives from the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_day_continues_open_visits() {
+    let ts = start().await;
+    let plan = generate(&SimConfig {
+        seed: 22,
+        calls: 80,
+        calls_per_hour: 300.0,
+        scenarios: vec![
+            Scenario::QueueAnswered,
+            Scenario::QueueAbandoned,
+            Scenario::QueueRejectedFull,
+        ],
+        ..SimConfig::default()
+    });
+    let (first, second) = plan.pushes.split_at(plan.pushes.len() / 2);
+    let send = |addr: std::net::SocketAddr, pushes: Vec<callvault::sim::Push>| async move {
+        let target = Target::parse(&format!("http://{addr}/omapi")).unwrap();
+        let sent = push::run(&target, &pushes, Pace::Rate(0.0), |_, _| {}).await;
+        assert_eq!((sent.refused, sent.failed), (0, 0));
+    };
+    send(ts.ingest(), first.to_vec()).await;
+    let TestServer { running, dir } = ts;
+    running.stop().await;
+    let open_at_stop: i64 = rusqlite::Connection::open(dir.path().join("callvault.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM queue_visits WHERE outcome = 'waiting'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(open_at_stop > 0, "the split leaves visits open");
+
+    let running = callvault::server::start(test_config(dir.path()))
+        .await
+        .expect("restart");
+    send(running.ingest_addr, second.to_vec()).await;
+    let ts = TestServer { running, dir };
+    ts.derived();
+    let db_path = ts.db_path();
+    let dir = ts.dir;
+    ts.running.stop().await;
+    let open = || rusqlite::Connection::open(&db_path).unwrap();
+    let live = visits(&open());
+    assert_eq!(
+        live.len(),
+        plan.truth.visits.len(),
+        "one visit per queued call"
+    );
+    let unknown: i64 = open()
+        .query_row(
+            "SELECT COUNT(*) FROM queue_visits WHERE outcome IN ('unknown', 'waiting')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        unknown, 0,
+        "every visit open at the stop was closed by its exit"
+    );
+
+    let data = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+            .arg("--data")
+            .arg(&data)
+            .arg("rebuild")
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run rebuild");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(visits(&open()), live, "rebuild == live across the restart");
+}
