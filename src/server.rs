@@ -178,7 +178,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Closes queue visits left open past the timeout, once a minute.
+/// Closes queue visits left open past the timeout, once a minute, by the
+/// clock of the derived pushes (`pushes::derived_until`): while a backlog
+/// is derived, a visit's exit may still be in it.
 async fn expire_queue_visits(store: Store, queues: QueueLive, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -187,7 +189,11 @@ async fn expire_queue_visits(store: Store, queues: QueueLive, mut stop: watch::R
         }
         let q = queues.clone();
         let now = chrono::Utc::now().timestamp_millis();
-        if let Err(e) = store.writer.write(move |tx| q.expire(tx, now)).await {
+        let expire = move |tx: &rusqlite::Transaction| {
+            let until = crate::store::pushes::derived_until(tx, now)?;
+            q.expire(tx, until)
+        };
+        if let Err(e) = store.writer.write(expire).await {
             tracing::warn!(error = %e, "could not expire queue visits");
         }
     }

@@ -1,6 +1,6 @@
 //! Raw push bodies and the quarantine (the pushes we refused, with why).
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use super::Result;
@@ -151,10 +151,69 @@ pub fn set_derive_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
 }
 
 /// Stored pushes not yet derived (the backlog after a burst).
+/// The time (unix ms) up to which the derived tables know the pushes: the
+/// receive time of the first stored push not derived yet, or `now` when
+/// none waits. Queue visits time out against this rather than the wall
+/// clock: with a backlog, the exit of a visit may be waiting in it.
+pub fn derived_until(conn: &Connection, now_ms: i64) -> Result<i64> {
+    let first: Option<i64> = conn
+        .prepare_cached(
+            "SELECT received_ms FROM pushes
+             WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored'
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(first.map_or(now_ms, |t| t.min(now_ms)))
+}
+
 pub fn derive_backlog(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM pushes WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored'",
         [],
         |r| r.get(0),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(received_ms: i64, outcome: Outcome) -> NewPush {
+        NewPush {
+            received_at: String::new(),
+            received_ms,
+            source: "127.0.0.1".into(),
+            device: Some("om".into()),
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            body: b"<Cdr/>".to_vec(),
+            outcome,
+            status: 200,
+            reason: None,
+        }
+    }
+
+    /// The derived tables' clock is the receive time of the first stored
+    /// push still waiting (quarantined ones never wait), else now.
+    #[test]
+    fn derived_until_is_the_first_waiting_push() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(&dir.path().join("a.sqlite")).expect("open");
+        crate::store::migrate::apply(&mut conn).expect("migrate");
+        let tx = conn.transaction().expect("tx");
+        let now = 10_000_000;
+        assert_eq!(derived_until(&tx, now).expect("empty"), now);
+        let a = insert(&tx, &push(1_000, Outcome::Stored)).expect("a");
+        insert(&tx, &push(2_000, Outcome::Quarantined)).expect("b");
+        insert(&tx, &push(3_000, Outcome::Stored)).expect("c");
+        assert_eq!(derived_until(&tx, now).expect("backlog"), 1_000);
+        set_derive_cursor(&tx, a).expect("cursor");
+        assert_eq!(derived_until(&tx, now).expect("past a"), 3_000);
+        // Never past now (our clock may have stepped back since).
+        assert_eq!(derived_until(&tx, 2_500).expect("capped"), 2_500);
+        set_derive_cursor(&tx, a + 2).expect("cursor");
+        assert_eq!(derived_until(&tx, now).expect("caught up"), now);
+    }
 }
