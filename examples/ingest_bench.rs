@@ -13,6 +13,12 @@
 //!
 //! Environment (for profiling one side): `INGEST_BENCH_SENDERS=64` runs only
 //! that many senders; `INGEST_BENCH_BARE=0` skips the bare ceiling.
+//!
+//! `INGEST_BENCH_PACED=500,1500` instead sends at a steady rate (pushes/s,
+//! open loop: a push starts on time whether or not earlier ones are
+//! answered) for 5 × SECONDS_PER_SLICE each, and prints how far derivation
+//! falls behind: under a steady load the machine can carry, the backlog
+//! must not grow.
 
 // The allocator of the callvault binary (src/main.rs).
 #[global_allocator]
@@ -237,6 +243,67 @@ fn writer_cpu_secs() -> f64 {
         .map_or(0.0, |t| cpu_secs(&t.path().join("stat")))
 }
 
+/// Sends `rate` pushes/s to `addr` for `secs`, each on its own task, and
+/// prints the derive backlog every second and the latencies at the end.
+async fn paced(
+    store: &callvault::store::Store,
+    addr: SocketAddr,
+    rate: f64,
+    secs: f64,
+    counter: Arc<AtomicU64>,
+) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tally = Tally::default();
+    let mut tasks = Vec::new();
+    let cpu0 = process_cpu_secs();
+    let mut backlogs = Vec::new();
+    for sec in 1..=secs.ceil() as u64 {
+        while start.elapsed() < Duration::from_secs(sec) {
+            tick.tick().await;
+            let body = cdr(counter.fetch_add(1, Ordering::Relaxed));
+            tasks.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let ok = one_push(addr, &body).await.is_ok();
+                (ok, t.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        backlogs.push(
+            count(store, callvault::store::pushes::derive_backlog)
+                .await
+                .to_string(),
+        );
+    }
+    for t in tasks {
+        let (ok, ms) = t.await.unwrap_or((false, 0.0));
+        tally.pushes += 1;
+        tally.errors += u64::from(!ok);
+        tally.lat_ms.push(ms);
+    }
+    tally.wall_s = start.elapsed().as_secs_f64();
+    tally.cpu_s = process_cpu_secs() - cpu0;
+    println!(
+        "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0}   derive backlog each second: {}",
+        "callvault paced",
+        "-",
+        tally.rate(),
+        tally.pct(0.50),
+        tally.pct(0.99),
+        tally.errors,
+        tally.cpu_us(),
+        backlogs.join(" ")
+    );
+    let t = Instant::now();
+    store.writer.drain().await.expect("derive");
+    println!(
+        "{:<22} {:>8} caught up in {:.2} s",
+        "",
+        "",
+        t.elapsed().as_secs_f64()
+    );
+}
+
 /// A count read from the archive (0 when it cannot be read: the figure is
 /// then visibly wrong rather than the benchmark stopping).
 async fn count(
@@ -303,6 +370,23 @@ async fn main() {
         .unwrap_or_else(|| vec![16, 64]);
     let with_bare = std::env::var("INGEST_BENCH_BARE").map_or(true, |v| v != "0");
     let store = &running.store;
+    if let Ok(rates) = std::env::var("INGEST_BENCH_PACED") {
+        for rate in rates
+            .split(',')
+            .filter_map(|r| r.trim().parse::<f64>().ok())
+        {
+            paced(
+                store,
+                running.ingest_addr,
+                rate,
+                5.0 * secs,
+                counter.clone(),
+            )
+            .await;
+        }
+        running.stop().await;
+        return;
+    }
     for senders in senders_list {
         let (mut b, mut d, mut f) = (Tally::default(), Tally::default(), Tally::default());
         let mut flushes = 0;

@@ -5,6 +5,7 @@
 //! and reads use a small pool of connections on `spawn_blocking`
 //! (`pool`). The typed queries of each table live in their own file.
 
+mod bg_pace;
 mod checkpoint;
 mod migrate;
 mod pool;
