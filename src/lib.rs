@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod log_throttle;
 pub mod model;
 pub mod queues;
 pub mod recordings;

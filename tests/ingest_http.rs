@@ -381,3 +381,47 @@ async fn failed_wal_fsync_refuses_pushes_and_shows_in_healthz() {
     );
     ts.running.stop().await;
 }
+
+/// A leg dated more than a day from when it arrived (a wrong device clock,
+/// like the manual's own 2082 example, or a late re-send) is stored and
+/// flagged `clock_skewed`, and counted; a leg of today is not flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legs_far_from_their_receive_time_are_flagged_and_counted() {
+    let ts = start().await;
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let today = now.format("%Y%m%d%H%M%S").to_string();
+    let fresh = cdr("1-0", "1", "18201000001")
+        .replace("20170309162708", &today)
+        .replace("20170309162713", &today);
+    for body in [cdr("2-0", "2", "18201000002"), fresh] {
+        let resp = raw_exchange(ts.ingest(), &om_request("POST", "/", &body));
+        assert_eq!(status_of(&resp), 200, "{resp}");
+    }
+    ts.derived();
+    let flagged = |id: &str| {
+        ts.count(&format!(
+            "SELECT clock_skewed FROM legs WHERE cdr_id = '{id}'"
+        ))
+    };
+    assert_eq!((flagged("1-0"), flagged("2-0")), (0, 1));
+    let tok = token(&ts, "qa").await;
+    let (code, body) = get(
+        ts.api(),
+        "/api/legs?from=2017-03-09&to=2017-03-09",
+        Some(&tok),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["legs"][0]["clock_skewed"], true, "{v}");
+    let (_, metrics) = get(ts.api(), "/metrics", Some(&tok)).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    // The recorder is global to the test binary: other tests' legs count too.
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("callvault_legs_clock_skewed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 1.0, "{metrics}");
+    ts.running.stop().await;
+}

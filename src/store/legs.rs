@@ -7,7 +7,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::Result;
+use crate::log_throttle::LogThrottle;
 use crate::model::Leg;
+use std::time::Duration;
 
 /// A leg whose TimeEnd is this far from the receive time is flagged (device clocks can be wrong).
 const SKEW_FLAG_SECS: i64 = 86_400;
@@ -70,6 +72,8 @@ pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
     fast.or_else(|| NaiveDateTime::parse_from_str(s, LOCAL_FMT).ok())
 }
 
+static SKEW_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+
 pub fn insert(
     tx: &Transaction,
     device: &str,
@@ -115,7 +119,13 @@ pub fn insert(
     ])?;
     if n == 1 {
         if skewed {
-            tracing::warn!(device, cdr_id = %leg.cdr_id, time_end = %leg.time_end, "leg time is more than a day away from receive time (device clock?)");
+            metrics::counter!("callvault_legs_clock_skewed_total").increment(1);
+            // A device whose clock is off (or that sends a day's backlog at
+            // once) flags every leg: one line a minute per device.
+            if let Some(left_out) = SKEW_LOG.admit(device) {
+                tracing::warn!(device, cdr_id = %leg.cdr_id, time_end = %leg.time_end, more_since_last_line = left_out,
+                    "leg time is more than a day away from receive time (device clock off, or a late re-send); flagged clock_skewed");
+            }
         }
         return Ok(Inserted::New(tx.last_insert_rowid()));
     }
