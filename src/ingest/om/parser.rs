@@ -250,9 +250,11 @@ fn read_tree(
                 }
                 continue;
             }
-            XmlEvent::Text(text) => decoded(reader, text.decode())?.into_owned(),
-            XmlEvent::CData(data) => decoded(reader, data.decode())?.into_owned(),
-            XmlEvent::GeneralRef(reference) => resolve_reference(start, &reference)?,
+            // Borrowed where the input allows: most pieces are indentation
+            // between elements, dropped below without a copy.
+            XmlEvent::Text(text) => decoded(reader, text.decode())?,
+            XmlEvent::CData(data) => decoded(reader, data.decode())?,
+            XmlEvent::GeneralRef(reference) => resolve_reference(start, &reference)?.into(),
             XmlEvent::Comment(_) | XmlEvent::PI(_) => continue,
             // A declaration inside a root means the previous document was cut short.
             XmlEvent::Decl(_) | XmlEvent::DocType(_) => {
