@@ -23,8 +23,8 @@
 //! (ingest's derivation of legs, events and calls from committed pushes):
 //! whenever no job has arrived for `BG_IDLE`, and while jobs keep coming a
 //! short slice (inside a job batch when one is there) as often as
-//! `bg_pace` says: enough to keep up with a steady load, little in a burst. It also runs the queue when the connection is busy in
-//! another process (`import` beside `serve`), so callers never wait on
+//! `bg_pace` says: enough to keep up with a steady load, little in a burst.
+//! It also runs the queue when the connection is busy in another process (`import` beside `serve`), so callers never wait on
 //! SQLite's busy timeout. Callers never wait for the background step,
 //! except through [`Writer::drain`].
 
@@ -733,11 +733,11 @@ mod tests {
         assert_eq!((n, bad), (45, 0));
     }
 
-    /// A background step that copies rows of `src` to `dst`, one per item,
-    /// until its deadline.
     /// Copies the next row of `src` to `dst`.
     const COPY_ONE: &str = "INSERT INTO dst SELECT v FROM src WHERE v > (SELECT COALESCE(MAX(v), 0) FROM dst) ORDER BY v LIMIT 1";
 
+    /// A background step that copies rows of `src` to `dst`, one per item,
+    /// until its deadline.
     fn copier() -> Background {
         Box::new(|tx, deadline| {
             let mut done = 0;
