@@ -24,9 +24,10 @@
 //! whenever no job has arrived for `BG_IDLE`, and while jobs keep coming a
 //! short slice (inside a job batch when one is there) as often as
 //! `bg_pace` says: enough to keep up with a steady load, little in a burst.
-//! It also runs the queue when the connection is busy in another process (`import` beside `serve`), so callers never wait on
-//! SQLite's busy timeout. Callers never wait for the background step,
-//! except through [`Writer::drain`].
+//! It also runs the queue when the connection is busy in another process
+//! (`import` beside `serve`), so callers never wait on SQLite's busy
+//! timeout. Callers never wait for the background step, except through
+//! [`Writer::drain`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
