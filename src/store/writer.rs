@@ -40,6 +40,7 @@ use tokio::sync::oneshot;
 use super::bg_pace::{self, Pace};
 use super::wal_sync::{Ack, WalSync, SYNC_FAILED};
 use super::{Result, StoreError};
+use crate::log_throttle::LogThrottle;
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 1024;
@@ -328,6 +329,9 @@ struct Core {
     background: Option<Background>,
     /// The background step may have work (set by every commit of jobs).
     bg_pending: bool,
+    /// The last background slice failed: `drain` must not report caught up
+    /// without trying again.
+    bg_failed: bool,
     last_bg: Instant,
     last_job: Instant,
     /// Raised when `bg_pending` turns true (see `Shared`).
@@ -342,6 +346,7 @@ impl Core {
             sync,
             background: None,
             bg_pending: false,
+            bg_failed: false,
             last_bg: Instant::now(),
             last_job: Instant::now(),
             wake_background,
@@ -438,13 +443,15 @@ impl Core {
             Ok(n) => {
                 self.pace.slice(n, started.elapsed());
                 self.bg_pending = n > 0;
+                self.bg_failed = false;
                 Ok(())
             }
             Err(e) => {
                 // Stop retrying in a tight loop; the next commit of jobs
                 // (or a drain) tries again.
-                tracing::error!(error = %e, "background step failed");
+                background_failed(&e);
                 self.bg_pending = false;
+                self.bg_failed = true;
                 Err(e)
             }
         }
@@ -493,8 +500,13 @@ impl Core {
         match commit_batch(tx, jobs, bg) {
             Ok((results, slice)) => {
                 self.pace.jobs(n);
-                if let Some((items, took)) = slice {
-                    self.pace.slice(items, took);
+                match slice {
+                    Slice::Did(items, took) => {
+                        self.pace.slice(items, took);
+                        self.bg_failed = false;
+                    }
+                    Slice::Failed => self.bg_failed = true,
+                    Slice::None => {}
                 }
                 metrics::histogram!("callvault_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -558,8 +570,23 @@ fn fail_all(jobs: &mut Vec<(WriteJob, Reply)>, e: &rusqlite::Error) {
     }
 }
 
-/// Items a background slice did, and the time it took.
-type SliceDone = (usize, Duration);
+/// Logs a failed background slice. It is retried at the next slice, up to
+/// a few hundred times a second under load: one line per 10 s, counted.
+fn background_failed(e: &StoreError) {
+    static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+    metrics::counter!("callvault_background_failures_total").increment(1);
+    if let Some(left_out) = LOG.admit("background") {
+        tracing::error!(error = %e, more_since_last_line = left_out, "background step (derivation) failed; retrying");
+    }
+}
+
+/// What the background slice riding with a batch of jobs did.
+enum Slice {
+    None,
+    /// Items done, and the time it took.
+    Did(usize, Duration),
+    Failed,
+}
 
 /// Commits the jobs, and a slice of the background step when given; says
 /// what the slice did (items, time) for the pace.
@@ -567,14 +594,14 @@ fn commit_batch(
     tx: Transaction,
     batch: &mut [(WriteJob, Reply)],
     background: Option<&mut Background>,
-) -> rusqlite::Result<(Vec<JobResult>, Option<SliceDone>)> {
+) -> rusqlite::Result<(Vec<JobResult>, Slice)> {
     let mut results = Vec::with_capacity(batch.len());
     for (job, _) in batch.iter_mut() {
         // Take the job out; the slot keeps only the reply channel.
         let job = std::mem::replace(job, Box::new(|_| Err(StoreError::WriterGone)));
         results.push(in_savepoint(&tx, job));
     }
-    let mut slice = None;
+    let mut slice = Slice::None;
     if let Some(step) = background {
         let started = Instant::now();
         let res = in_savepoint(&tx, |tx| {
@@ -583,9 +610,12 @@ fn commit_batch(
         match res {
             Ok(n) => {
                 let n = n.downcast::<usize>().map_or(0, |n| *n);
-                slice = Some((n, started.elapsed()));
+                slice = Slice::Did(n, started.elapsed());
             }
-            Err(e) => tracing::error!(error = %e, "background step failed"),
+            Err(e) => {
+                background_failed(&e);
+                slice = Slice::Failed;
+            }
         }
     }
     let write = Instant::now();
@@ -652,7 +682,7 @@ fn background_thread(shared: &Shared, rx: &mpsc::Receiver<Ctl>) {
         }
         if !drains.is_empty() {
             let mut res = Ok(());
-            while core.bg_pending && res.is_ok() {
+            while (core.bg_pending || core.bg_failed) && res.is_ok() {
                 core.finish_checkpoint(&shared.checkpoint_wanted);
                 core.run_queue(&shared.queue, true);
                 res = core.background_alone(BG_IDLE_SLICE);
@@ -882,6 +912,40 @@ mod tests {
             behind < 500,
             "{behind} of {sent} rows not copied at the end of a steady load"
         );
+    }
+
+    /// A background step that keeps failing (its table is gone, as with a
+    /// full disk it would keep failing) neither stops nor undoes the jobs
+    /// its slices ride with, is retried, and `drain` reports its error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_background_step_does_not_stop_the_jobs() {
+        use std::sync::atomic::AtomicUsize;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, path) = copier_db(dir.path());
+        let tries = Arc::new(AtomicUsize::new(0));
+        let t = tries.clone();
+        w.set_background(Box::new(move |tx, _| {
+            t.fetch_add(1, Ordering::Relaxed);
+            tx.execute("INSERT INTO dst VALUES (0)", [])?;
+            Ok(tx.execute("INSERT INTO missing VALUES (1)", [])?)
+        }))
+        .expect("install");
+        let stop = Instant::now() + Duration::from_millis(300);
+        let mut i = 0i64;
+        while Instant::now() < stop {
+            i += 1;
+            w.write(move |tx| Ok(tx.execute("INSERT INTO src VALUES (?1)", [i])?))
+                .await
+                .expect("job committed");
+        }
+        assert_eq!(count(&path, "src"), i);
+        assert_eq!(
+            count(&path, "dst"),
+            0,
+            "the failed step's writes are undone"
+        );
+        assert!(tries.load(Ordering::Relaxed) >= 2, "the step was retried");
+        assert!(w.drain().await.is_err(), "drain reports the step's error");
     }
 
     /// A write whose caller stops waiting right after queueing it (the
