@@ -10,7 +10,10 @@
 //! window (their rate over the measured derive rate), with half again as
 //! margin, up to `MAX_SHARE`. A load that would need more than that cannot
 //! be kept up with without slowing ingest much; it is treated as a burst
-//! (small share, catch up when it ends).
+//! (small share, catch up when it ends). While a backlog is left (from a
+//! burst, or the queue tracker's replay at start) under a load that is not
+//! a burst, `CATCH_UP` more works it off: the share for the load alone
+//! would leave it there for as long as the load lasts.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,8 @@ const BASE_SHARE: f64 = 0.04;
 const MAX_SHARE: f64 = 0.5;
 /// Margin over the measured need (derive rates vary with the pushes).
 const MARGIN: f64 = 1.5;
+/// Share added while the background step has a backlog.
+const CATCH_UP: f64 = 0.25;
 /// Rates are measured over windows this long.
 const WINDOW: Duration = Duration::from_millis(200);
 /// Pushes derived per second of slice until measured: a slow machine's
@@ -40,6 +45,8 @@ pub(crate) struct Pace {
     items: u64,
     busy: Duration,
     derive_rate: f64,
+    /// The last slice used all its time: work was left for the next.
+    behind: bool,
     every: Duration,
 }
 
@@ -51,6 +58,7 @@ impl Pace {
             items: 0,
             busy: Duration::ZERO,
             derive_rate: FIRST_DERIVE_RATE,
+            behind: false,
             every: SLICE.div_f64(BASE_SHARE),
         }
     }
@@ -60,8 +68,10 @@ impl Pace {
         self.jobs += n as u64;
     }
 
-    /// A slice derived `items` in `took`.
-    pub(crate) fn slice(&mut self, items: usize, took: Duration) {
+    /// A slice derived `items` in `took`; `used_all`: it stopped at its
+    /// deadline, not for want of work.
+    pub(crate) fn slice(&mut self, items: usize, took: Duration, used_all: bool) {
+        self.behind = used_all && items > 0;
         if items > 0 {
             self.items += items as u64;
             self.busy += took;
@@ -79,10 +89,9 @@ impl Pace {
                 self.derive_rate = 0.5 * self.derive_rate + 0.5 * measured.max(1.0);
             }
             let need = self.jobs as f64 / elapsed.as_secs_f64() / self.derive_rate;
-            let share = if need * MARGIN <= MAX_SHARE {
-                (need * MARGIN).max(BASE_SHARE)
-            } else if need <= MAX_SHARE {
-                MAX_SHARE
+            let catch_up = if self.behind { CATCH_UP } else { 0.0 };
+            let share = if need <= MAX_SHARE {
+                (need * MARGIN + catch_up).clamp(BASE_SHARE, MAX_SHARE)
             } else {
                 BASE_SHARE
             };
@@ -102,7 +111,11 @@ mod tests {
     fn window(p: &mut Pace, t: &mut Instant, jobs: usize, rate: f64) -> Duration {
         p.jobs(jobs);
         for _ in 0..10 {
-            p.slice((rate * SLICE.as_secs_f64()) as usize, SLICE);
+            p.slice(
+                (rate * SLICE.as_secs_f64() / 2.0) as usize,
+                SLICE / 2,
+                false,
+            );
         }
         *t += WINDOW;
         p.every(*t)
@@ -145,9 +158,9 @@ mod tests {
         // and 50 find nothing to do in 0.1 ms each.
         for _ in 0..3 {
             p.jobs(100);
-            p.slice(20, SLICE);
+            p.slice(20, SLICE, false);
             for _ in 0..50 {
-                p.slice(0, SLICE / 20);
+                p.slice(0, SLICE / 20, false);
             }
             t += WINDOW;
             p.every(t);
@@ -155,6 +168,36 @@ mod tests {
         // Rate → 9,375/s after three windows: need 5.3 %, 8 % given.
         let s = share(p.every(t));
         assert!((0.07..0.09).contains(&s), "{s}");
+    }
+
+    /// A backlog under a steady load gets more than the load needs, still
+    /// within the cap; not during a burst.
+    #[test]
+    fn a_backlog_is_worked_off_unless_in_a_burst() {
+        let mut t = Instant::now();
+        let mut p = Pace::new(t);
+        let behind = |p: &mut Pace, t: &mut Instant, jobs: usize| {
+            p.jobs(jobs);
+            p.slice(10, SLICE, true);
+            *t += WINDOW;
+            share(p.every(*t))
+        };
+        // 500 jobs/s at 5,000/s derived (the items of full slices here:
+        // 10 per 2 ms): need 10 %, 15 % with margin, 40 % with the backlog.
+        let s = behind(&mut p, &mut t, 100);
+        assert!((s - 0.40).abs() < 1e-6, "{s}");
+        // 2,000/s need 40 %: capped at half.
+        let s = behind(&mut p, &mut t, 400);
+        assert!((s - MAX_SHARE).abs() < 1e-6, "{s}");
+        // 10,000/s is a burst: the small share, backlog or not.
+        let s = behind(&mut p, &mut t, 2_000);
+        assert!((s - BASE_SHARE).abs() < 1e-6, "{s}");
+        // Caught up (the last slice ran out of work): the load's share.
+        p.jobs(100);
+        p.slice(3, SLICE / 4, false);
+        t += WINDOW;
+        let s = share(p.every(t));
+        assert!(s < 0.2, "{s}");
     }
 
     #[test]

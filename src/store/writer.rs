@@ -441,7 +441,8 @@ impl Core {
         })();
         match res {
             Ok(n) => {
-                self.pace.slice(n, started.elapsed());
+                let took = started.elapsed();
+                self.pace.slice(n, took, took >= slice);
                 self.bg_pending = n > 0;
                 self.bg_failed = false;
                 Ok(())
@@ -502,7 +503,7 @@ impl Core {
                 self.pace.jobs(n);
                 match slice {
                     Slice::Did(items, took) => {
-                        self.pace.slice(items, took);
+                        self.pace.slice(items, took, took >= bg_pace::SLICE);
                         self.bg_failed = false;
                     }
                     Slice::Failed => self.bg_failed = true,
@@ -875,9 +876,42 @@ mod tests {
     async fn background_keeps_up_with_a_steady_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (w, path) = copier_db(dir.path());
-        // Copying a row costs 200 µs (5,000/s, like deriving a push), so
         // 1,000 rows/s need a fifth of the writer.
-        let slow: Background = Box::new(|tx, deadline| {
+        w.set_background(slow_copier()).expect("install");
+        let sent = steady_load(&w, 0, Duration::from_millis(1), 1500).await;
+        let behind = sent - count(&path, "dst");
+        assert!(
+            behind < 500,
+            "{behind} of {sent} rows not copied at the end of a steady load"
+        );
+    }
+
+    /// A backlog left when a steady load goes on (after a burst; the
+    /// queue tracker's replay at start) is worked off meanwhile, not only
+    /// once the load stops. With the load's own share alone, about 850 of
+    /// these 1,000 rows were still waiting at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_is_worked_off_under_a_steady_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, path) = copier_db(dir.path());
+        w.write(|tx| {
+            for i in 1..=1_000i64 {
+                tx.execute("INSERT INTO src VALUES (?1)", [i])?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("seed");
+        w.set_background(slow_copier()).expect("install");
+        // 200 rows/s: 4 % of the writer, 6 % with the margin.
+        let sent = 1_000 + steady_load(&w, 1_000, Duration::from_millis(5), 1500).await;
+        let behind = sent - count(&path, "dst");
+        assert!(behind < 400, "{behind} of {sent} rows not copied");
+    }
+
+    /// Copies rows like `copier`, 200 µs each (5,000/s, like deriving a push).
+    fn slow_copier() -> Background {
+        Box::new(|tx, deadline| {
             let mut done = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
@@ -891,27 +925,27 @@ mod tests {
                 done += n;
             }
             Ok(done)
-        });
-        w.set_background(slow).expect("install");
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        })
+    }
+
+    /// Adds one row to `src` (after `first`) every `every` for `ms`, each
+    /// on its own task like a push; returns how many once all committed.
+    async fn steady_load(w: &Writer, first: i64, every: Duration, ms: u64) -> i64 {
+        let mut tick = tokio::time::interval(every);
         let (start, mut sent, mut writes) = (Instant::now(), 0i64, Vec::new());
-        while start.elapsed() < Duration::from_millis(1500) {
+        while start.elapsed() < Duration::from_millis(ms) {
             tick.tick().await;
             sent += 1;
-            let w = w.clone();
+            let (w, v) = (w.clone(), first + sent);
             writes.push(tokio::spawn(async move {
-                w.write(move |tx| Ok(tx.execute("INSERT INTO src VALUES (?1)", [sent])?))
+                w.write(move |tx| Ok(tx.execute("INSERT INTO src VALUES (?1)", [v])?))
                     .await
             }));
         }
         for t in writes {
             t.await.expect("join").expect("write");
         }
-        let behind = sent - count(&path, "dst");
-        assert!(
-            behind < 500,
-            "{behind} of {sent} rows not copied at the end of a steady load"
-        );
+        sent
     }
 
     /// A background step that keeps failing (its table is gone, as with a
