@@ -146,14 +146,15 @@ mod tests {
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         }
         // Without the writer's last step the WAL holds every frame written
-        // (more than `written`: pages are rewritten); with it, about one
-        // checkpoint interval's worth.
+        // (more than `written`: pages are rewritten); with it, a few
+        // checkpoint intervals' worth (a third of `written` was once
+        // exceeded by 0.2 % when the whole test suite shared the cores).
         assert!(
             written > 4 * (FINISH_AT as u64) * 4096,
             "too few writes to tell ({written} bytes)"
         );
         assert!(
-            largest < written / 3,
+            largest < written / 2,
             "WAL reached {largest} bytes for {written} bytes written"
         );
     }
