@@ -60,7 +60,10 @@ const CALLER_BUSY_WAIT: Duration = Duration::from_millis(0);
 pub type WriteJob = Box<dyn FnOnce(&Transaction) -> Result<Box<dyn std::any::Any + Send>> + Send>;
 
 /// The background step: does some work, stopping soon after the deadline,
-/// and returns how many items it did (0 = nothing left to do).
+/// and returns how many items it did. 0 means nothing is left to do, so it
+/// must do at least one item when there is work, even if the deadline has
+/// already passed (its thread may have been preempted before it started):
+/// the writer stops giving it slices until the next commit otherwise.
 pub type Background = Box<dyn FnMut(&Transaction, Instant) -> Result<usize> + Send>;
 
 type JobResult = Result<Box<dyn std::any::Any + Send>>;
@@ -435,7 +438,7 @@ impl Core {
         self.last_bg = started;
         let res = (|| {
             let tx = self.conn.transaction_with_behavior(Immediate)?;
-            let n = step(&tx, started + slice)?;
+            let n = step(&tx, Instant::now() + slice)?;
             tx.commit()?;
             Ok(n)
         })();
@@ -773,14 +776,13 @@ mod tests {
     fn copier() -> Background {
         Box::new(|tx, deadline| {
             let mut done = 0;
-            while Instant::now() < deadline {
+            loop {
                 let n = tx.execute(COPY_ONE, [])?;
-                if n == 0 {
-                    break;
-                }
                 done += n;
+                if n == 0 || Instant::now() >= deadline {
+                    return Ok(done);
+                }
             }
-            Ok(done)
         })
     }
 
@@ -913,18 +915,20 @@ mod tests {
     fn slow_copier() -> Background {
         Box::new(|tx, deadline| {
             let mut done = 0;
-            while Instant::now() < deadline {
+            loop {
                 let t = Instant::now();
                 let n = tx.execute(COPY_ONE, [])?;
                 if n == 0 {
-                    break;
+                    return Ok(done);
                 }
                 while t.elapsed() < Duration::from_micros(200) {
                     std::hint::spin_loop();
                 }
                 done += n;
+                if Instant::now() >= deadline {
+                    return Ok(done);
+                }
             }
-            Ok(done)
         })
     }
 
