@@ -428,6 +428,22 @@ impl Core {
         }
     }
 
+    /// Records what a background slice given `slice` did, alone or riding
+    /// with jobs: its rate for the pace, or its failure (logged, and kept
+    /// for `drain`).
+    fn slice_done(&mut self, res: &Result<usize>, took: Duration, slice: Duration) {
+        match res {
+            Ok(n) => {
+                self.pace.slice(*n, took, took >= slice);
+                self.bg_failed = false;
+            }
+            Err(e) => {
+                background_failed(e);
+                self.bg_failed = true;
+            }
+        }
+    }
+
     /// Runs the background step alone for up to `slice` and commits.
     fn background_alone(&mut self, slice: Duration) -> Result<()> {
         let Some(step) = self.background.as_mut() else {
@@ -442,20 +458,16 @@ impl Core {
             tx.commit()?;
             Ok(n)
         })();
+        self.slice_done(&res, started.elapsed(), slice);
         match res {
             Ok(n) => {
-                let took = started.elapsed();
-                self.pace.slice(n, took, took >= slice);
                 self.bg_pending = n > 0;
-                self.bg_failed = false;
                 Ok(())
             }
             Err(e) => {
                 // Stop retrying in a tight loop; the next commit of jobs
                 // (or a drain) tries again.
-                background_failed(&e);
                 self.bg_pending = false;
-                self.bg_failed = true;
                 Err(e)
             }
         }
@@ -504,13 +516,8 @@ impl Core {
         match commit_batch(tx, jobs, bg) {
             Ok((results, slice)) => {
                 self.pace.jobs(n);
-                match slice {
-                    Slice::Did(items, took) => {
-                        self.pace.slice(items, took, took >= bg_pace::SLICE);
-                        self.bg_failed = false;
-                    }
-                    Slice::Failed => self.bg_failed = true,
-                    Slice::None => {}
+                if let Some((res, took)) = slice {
+                    self.slice_done(&res, took, bg_pace::SLICE);
                 }
                 metrics::histogram!("callvault_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -584,44 +591,31 @@ fn background_failed(e: &StoreError) {
     }
 }
 
-/// What the background slice riding with a batch of jobs did.
-enum Slice {
-    None,
-    /// Items done, and the time it took.
-    Did(usize, Duration),
-    Failed,
-}
+/// What the background slice riding with a batch of jobs did, and the time
+/// it took.
+type SliceDone = (Result<usize>, Duration);
 
 /// Commits the jobs, and a slice of the background step when given; says
-/// what the slice did (items, time) for the pace.
+/// what the slice did (`Core::slice_done`).
 fn commit_batch(
     tx: Transaction,
     batch: &mut [(WriteJob, Reply)],
     background: Option<&mut Background>,
-) -> rusqlite::Result<(Vec<JobResult>, Slice)> {
+) -> rusqlite::Result<(Vec<JobResult>, Option<SliceDone>)> {
     let mut results = Vec::with_capacity(batch.len());
     for (job, _) in batch.iter_mut() {
         // Take the job out; the slot keeps only the reply channel.
         let job = std::mem::replace(job, Box::new(|_| Err(StoreError::WriterGone)));
         results.push(in_savepoint(&tx, job));
     }
-    let mut slice = Slice::None;
-    if let Some(step) = background {
+    let slice = background.map(|step| {
         let started = Instant::now();
         let res = in_savepoint(&tx, |tx| {
             step(tx, started + bg_pace::SLICE).map(|n| Box::new(n) as _)
-        });
-        match res {
-            Ok(n) => {
-                let n = n.downcast::<usize>().map_or(0, |n| *n);
-                slice = Slice::Did(n, started.elapsed());
-            }
-            Err(e) => {
-                background_failed(&e);
-                slice = Slice::Failed;
-            }
-        }
-    }
+        })
+        .map(|n| n.downcast::<usize>().map_or(0, |n| *n));
+        (res, started.elapsed())
+    });
     let write = Instant::now();
     tx.commit()?;
     // The part of a commit spent writing the WAL (and fsyncing it, when the
@@ -774,12 +768,24 @@ mod tests {
     /// A background step that copies rows of `src` to `dst`, one per item,
     /// until its deadline.
     fn copier() -> Background {
-        Box::new(|tx, deadline| {
+        copier_costing(Duration::ZERO)
+    }
+
+    /// Copies rows like `copier`, each taking at least `cost`.
+    fn copier_costing(cost: Duration) -> Background {
+        Box::new(move |tx, deadline| {
             let mut done = 0;
             loop {
+                let t = Instant::now();
                 let n = tx.execute(COPY_ONE, [])?;
+                if n == 0 {
+                    return Ok(done);
+                }
+                while t.elapsed() < cost {
+                    std::hint::spin_loop();
+                }
                 done += n;
-                if n == 0 || Instant::now() >= deadline {
+                if Instant::now() >= deadline {
                     return Ok(done);
                 }
             }
@@ -913,23 +919,7 @@ mod tests {
 
     /// Copies rows like `copier`, 200 µs each (5,000/s, like deriving a push).
     fn slow_copier() -> Background {
-        Box::new(|tx, deadline| {
-            let mut done = 0;
-            loop {
-                let t = Instant::now();
-                let n = tx.execute(COPY_ONE, [])?;
-                if n == 0 {
-                    return Ok(done);
-                }
-                while t.elapsed() < Duration::from_micros(200) {
-                    std::hint::spin_loop();
-                }
-                done += n;
-                if Instant::now() >= deadline {
-                    return Ok(done);
-                }
-            }
-        })
+        copier_costing(Duration::from_micros(200))
     }
 
     /// Adds one row to `src` (after `first`) every `every` for `ms`, each
