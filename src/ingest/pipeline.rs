@@ -158,7 +158,7 @@ impl Ingestor {
         match self
             .store
             .writer
-            .write(move |tx| pushes::insert(tx, &push))
+            .write_statement(move |tx| pushes::insert(tx, &push))
             .await
         {
             Ok(_) => {
@@ -204,7 +204,7 @@ impl Ingestor {
         if let Err(e) = self
             .store
             .writer
-            .write(move |tx| pushes::insert(tx, &push))
+            .write_statement(move |tx| pushes::insert(tx, &push))
             .await
         {
             tracing::error!(error = %e, "could not write quarantine row");
