@@ -9,6 +9,7 @@ mod demo_cli;
 mod g729_reference;
 mod ingest_derive;
 mod ingest_http;
+mod ingest_mutations;
 mod om_examples;
 mod queues_generated;
 mod queues_rebuild;
