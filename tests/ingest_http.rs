@@ -260,6 +260,16 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
             400,
             "",
         ),
+        (
+            "a leg ending in 9999 (device clock fault)",
+            om_request(
+                "GET",
+                "/",
+                &cdr("8-0", "1", "1").replace("20170309162713", "99991231235959"),
+            ),
+            400,
+            "days after TimeStart",
+        ),
     ];
     for (name, req, status, needle) in &cases {
         let resp = raw_exchange(ts.ingest(), req);
@@ -277,7 +287,7 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
 
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM pushes WHERE outcome='quarantined' AND reason IS NOT NULL"),
-        6
+        7
     );
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM legs"),

@@ -81,15 +81,36 @@ pub fn candidates(
         "SELECT leg_id FROM leg_keys INDEXED BY leg_keys_long WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4
             AND end_s > start_s + {LONG_LEG_SECS} AND end_s >= ?5"
     ))?;
+    // A window of more than a few days (a leg archived before the parser
+    // refused absurd spans, years long): one range over all its days
+    // instead of a look-up per calendar day, which for a leg "ending" in
+    // 9999 was millions of look-ups holding the writer for minutes.
+    let mut by_days = conn.prepare_cached(
+        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day BETWEEN ?2 AND ?3 AND key = ?4
+            AND end_s BETWEEN ?5 AND ?6 AND start_s BETWEEN ?7 AND ?8",
+    )?;
     let end_hi = hi.saturating_add(LONG_LEG_SECS);
+    // `/` as where the buckets are written (`insert_keys`, and SQL in 009).
+    let days = (end_lo / KEY_DAY_SECS, end_hi / KEY_DAY_SECS);
     let mut out = Vec::new();
     for k in keys {
-        for day in end_lo / KEY_DAY_SECS..=end_hi / KEY_DAY_SECS {
-            let rows = by_end.query_map(params![device, day, k, end_lo, end_hi, lo, hi], |r| {
-                r.get::<_, i64>(0)
-            })?;
+        if days.1.saturating_sub(days.0) > MAX_DAY_LOOKUPS {
+            let rows = by_days.query_map(
+                params![device, days.0, days.1, k, end_lo, end_hi, lo, hi],
+                |r| r.get::<_, i64>(0),
+            )?;
             for id in rows {
                 out.push(id?);
+            }
+        } else {
+            for day in days.0..=days.1 {
+                let rows = by_end
+                    .query_map(params![device, day, k, end_lo, end_hi, lo, hi], |r| {
+                        r.get::<_, i64>(0)
+                    })?;
+                for id in rows {
+                    out.push(id?);
+                }
             }
         }
         for id in long.query_map(params![device, k, lo, hi, end_lo], |r| r.get::<_, i64>(0))? {
@@ -100,6 +121,10 @@ pub fn candidates(
     out.dedup();
     Ok(out)
 }
+
+/// Day buckets [`candidates`] looks up one by one; a wider window is one
+/// range scan (a leg's window is normally two or three days).
+const MAX_DAY_LOOKUPS: i64 = 8;
 
 /// The span beyond which a leg counts as long for [`candidates`]; the same
 /// number as in `leg_keys_long`'s definition (sql/009_calls_time_order.sql).
@@ -539,4 +564,68 @@ pub fn get(
         .prepare_cached(&sql)?
         .query_row([id], |r| call_from_row(r, tz_of, now_ms, settle_ms))
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `candidates` is exactly "shares a key, starts in [lo, hi], ends at or
+    /// after end_lo", whether it looks the window up day by day or, for a
+    /// wide one, as one range; with legs before 1970 (negative seconds),
+    /// legs longer than a day, and windows of hours to years.
+    #[test]
+    fn candidates_are_exactly_the_overlapping_legs_of_the_keys() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrate::apply(&mut conn).expect("schema");
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: i64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as i64
+        };
+        let keys = ["v:1", "v:2", "o:1"].map(String::from);
+        let (mut legs, mut found) = (Vec::new(), 0);
+        for id in 1..=600 {
+            let start = -5 * KEY_DAY_SECS + next(400 * KEY_DAY_SECS);
+            let len = if next(20) == 0 {
+                next(30 * KEY_DAY_SECS)
+            } else {
+                next(3_600)
+            };
+            let key = keys[next(3) as usize].clone();
+            insert_keys(
+                &conn,
+                "d",
+                id,
+                std::slice::from_ref(&key),
+                start,
+                start + len,
+            )
+            .expect("insert");
+            legs.push((id, key, start, start + len));
+        }
+        for case in 0..300 {
+            let lo = -10 * KEY_DAY_SECS + next(420 * KEY_DAY_SECS);
+            let width = match case % 3 {
+                0 => next(7_200),
+                1 => next(3 * KEY_DAY_SECS),
+                _ => next(500 * KEY_DAY_SECS),
+            };
+            let (hi, end_lo) = (lo + width, lo + next(KEY_DAY_SECS));
+            let want_keys = &keys[..1 + case % 2];
+            let got = candidates(&conn, "d", want_keys, lo, hi, end_lo).expect("candidates");
+            let want: Vec<i64> = legs
+                .iter()
+                .filter(|(_, k, s, e)| {
+                    want_keys.contains(k) && (lo..=hi).contains(s) && *e >= end_lo
+                })
+                .map(|(id, ..)| *id)
+                .collect();
+            assert_eq!(got, want, "case {case}: lo {lo} hi {hi} end_lo {end_lo}");
+            found += got.len();
+        }
+        assert!(found > 1_000, "the windows must find legs: {found}");
+    }
 }

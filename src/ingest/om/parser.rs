@@ -62,6 +62,16 @@ pub enum ParseError {
     /// Text outside any element, e.g. garbage after the last document.
     #[error("stray text at byte {pos} outside any message")]
     TrailingGarbage { pos: u64 },
+    /// TimeEnd more than [`MAX_LEG_DAYS`] after TimeStart, or more than a
+    /// day before it: a device clock fault, not a call. Such a leg would
+    /// join every call sharing its (recycled) visitor id over the years it
+    /// claims, so it is refused and kept in quarantine instead.
+    #[error("Cdr {}: TimeEnd {end} is {} TimeStart {start} (a device clock fault?)", short(.cdr_id), span_words(*.start, *.end))]
+    ImplausibleSpan {
+        cdr_id: String,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    },
     /// A `<Recording>` value that could escape the recorder directory.
     #[error("Cdr {}: unsafe Recording {}: {reason}", short(.cdr_id), short(.value))]
     UnsafeRecording {
@@ -373,6 +383,14 @@ impl CdrFields {
     fn into_leg(self, cdr_id: String) -> Result<Leg, ParseError> {
         let time_start = om_time(&cdr_id, "TimeStart", self.time_start)?;
         let time_end = om_time(&cdr_id, "TimeEnd", self.time_end)?;
+        let span = time_end - time_start;
+        if span > chrono::Duration::days(MAX_LEG_DAYS) || span < -chrono::Duration::days(1) {
+            return Err(ParseError::ImplausibleSpan {
+                cdr_id,
+                start: time_start,
+                end: time_end,
+            });
+        }
         let duration_text = required(&cdr_id, "Duration", self.duration)?;
         let duration = duration_text
             .parse::<i64>()
@@ -420,6 +438,26 @@ fn required(
         cdr_id: cdr_id.to_string(),
         field,
     })
+}
+
+/// The longest call leg accepted, in days. The device reports calls of
+/// seconds to hours; a week leaves room for a line kept open for days.
+/// A small negative span (TimeEnd before TimeStart: the clock stepped back
+/// during the call) is kept, up to a day.
+pub const MAX_LEG_DAYS: i64 = 7;
+
+/// "3 days after" / "2 days before" / "26 hours after", for refusals.
+fn span_words(start: NaiveDateTime, end: NaiveDateTime) -> String {
+    let secs = (end - start).num_seconds();
+    let (n, dir) = (
+        secs.unsigned_abs(),
+        if secs < 0 { "before" } else { "after" },
+    );
+    if n >= 2 * 86_400 {
+        format!("{} days {dir}", n / 86_400)
+    } else {
+        format!("{} hours {dir}", n / 3_600)
+    }
 }
 
 fn om_time(
@@ -918,6 +956,36 @@ mod tests {
             err.to_string(),
             r#"Cdr 1-0: invalid <TimeStart> 2017-03-08 10:37"#
         );
+    }
+
+    #[test]
+    fn parse_body_refuses_legs_spanning_years_or_ending_days_before_they_start() {
+        let with = |start: &str, end: &str| {
+            parse_body(
+                &cdr_with("")
+                    .replace("20170308103709", start)
+                    .replace("20170308103713", end),
+            )
+        };
+        assert_eq!(
+            with("20170308103709", "99991231235959").unwrap_err().to_string(),
+            "Cdr 1-0: TimeEnd 9999-12-31 23:59:59 is 2915663 days after TimeStart 2017-03-08 10:37:09 (a device clock fault?)"
+        );
+        assert_eq!(
+            with("20170308103709", "20170306103709").unwrap_err().to_string(),
+            "Cdr 1-0: TimeEnd 2017-03-06 10:37:09 is 2 days before TimeStart 2017-03-08 10:37:09 (a device clock fault?)"
+        );
+        assert!(matches!(
+            with("20170301000000", "20170308000001"),
+            Err(ParseError::ImplausibleSpan { .. })
+        ));
+        // A week, and a clock stepped back an hour during the call: kept.
+        for (start, end) in [
+            ("20170301000000", "20170308000000"),
+            ("20170308103709", "20170308093709"),
+        ] {
+            assert!(with(start, end).is_ok(), "{start} {end}");
+        }
     }
 
     #[test]
