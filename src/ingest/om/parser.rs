@@ -72,6 +72,9 @@ pub enum ParseError {
         start: NaiveDateTime,
         end: NaiveDateTime,
     },
+    /// A talk time longer than the longest leg accepted ([`MAX_LEG_DAYS`]).
+    #[error("Cdr {}: Duration {seconds} s is more than {MAX_LEG_DAYS} days (a device fault?)", short(.cdr_id))]
+    ImplausibleDuration { cdr_id: String, seconds: i64 },
     /// A `<Recording>` value that could escape the recorder directory.
     #[error("Cdr {}: unsafe Recording {}: {reason}", short(.cdr_id), short(.value))]
     UnsafeRecording {
@@ -401,6 +404,14 @@ impl CdrFields {
                 field: "Duration",
                 value: duration_text.clone(),
             })?;
+        if duration > MAX_LEG_DAYS * 86_400 {
+            // Summed by every report: one leg of i64::MAX seconds made
+            // SQLite's SUM fail ("integer overflow") for its whole day.
+            return Err(ParseError::ImplausibleDuration {
+                cdr_id,
+                seconds: duration,
+            });
+        }
         let recording = non_empty(self.recording);
         if let Some(path) = &recording {
             check_recording_path(path).map_err(|reason| ParseError::UnsafeRecording {
@@ -979,6 +990,14 @@ mod tests {
             with("20170301000000", "20170308000001"),
             Err(ParseError::ImplausibleSpan { .. })
         ));
+        let long_talk = cdr_with("").replace(
+            "<Duration>2</Duration>",
+            "<Duration>9223372036854775807</Duration>",
+        );
+        assert_eq!(
+            parse_body(&long_talk).unwrap_err().to_string(),
+            "Cdr 1-0: Duration 9223372036854775807 s is more than 7 days (a device fault?)"
+        );
         // A week, and a clock stepped back an hour during the call: kept.
         for (start, end) in [
             ("20170301000000", "20170308000000"),
