@@ -424,4 +424,58 @@ mod tests {
         assert_eq!(wav.spec().channels, 2);
         assert_eq!(wav.len(), 1600);
     }
+    /// Whatever bytes a device serves as a half (random bits, a real
+    /// bitstream cut or flipped, an HTML page, a WAV header), the merge
+    /// answers with a WAV or an error, never a panic: every 10 bytes are a
+    /// G.729 frame the decoder must take, however unlikely its bits.
+    #[test]
+    fn merge_takes_any_bytes_without_panicking() {
+        let mut seed = 0xC0FF_EE00_1234_5678_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let speech: Vec<i16> = (0..16_000)
+            .map(|i| ((i as f64 * 0.05).sin() * 12_000.0) as i16)
+            .collect();
+        let real = crate::recordings::g729::encode_pcm(&speech);
+        let (mut merged, mut refused) = (0, 0);
+        for case in 0..200 {
+            let half: Vec<u8> = match case % 5 {
+                0 => (0..(next() % 4_000) as usize)
+                    .map(|_| next() as u8)
+                    .collect(),
+                1 => {
+                    let mut b = real.clone();
+                    for _ in 0..1 + next() % 50 {
+                        let i = (next() % b.len() as u64) as usize;
+                        b[i] ^= 1 << (next() % 8);
+                    }
+                    b
+                }
+                2 => real[..(next() % real.len() as u64) as usize].to_vec(),
+                3 => b"<html><body>404 Not Found</body></html>".repeat(1 + (next() % 9) as usize),
+                _ => {
+                    let mut b = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+                    b.extend((0..(next() % 600) as usize).map(|_| next() as u8));
+                    b
+                }
+            };
+            let mut out = Cursor::new(Vec::new());
+            match merge(&half[..], &real[..], &mut out, Layout::Mono) {
+                Ok(stats) => {
+                    merged += 1;
+                    assert!(stats.samples_out >= speech.len() as u64, "case {case}");
+                }
+                Err(MergeError::DecoderPanicked) => panic!("case {case}: the decoder panicked"),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            merged > 50 && refused > 20,
+            "merged {merged}, refused {refused}"
+        );
+    }
 }
