@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Keys remembered at most; past this, keys quiet for a whole interval are
+/// forgotten (keys may come from the network: one per source address).
+const MAX_KEYS: usize = 4096;
+
 pub struct LogThrottle {
     every: Duration,
     /// Per key: when it was last logged, and how many since were not.
@@ -38,6 +42,10 @@ impl LogThrottle {
                 Some(std::mem::take(left_out))
             }
             None => {
+                if seen.len() >= MAX_KEYS {
+                    let every = self.every;
+                    seen.retain(|_, (last, _)| now.saturating_duration_since(*last) < every);
+                }
                 seen.insert(key.to_owned(), (now, 0));
                 Some(0)
             }
@@ -65,5 +73,24 @@ mod tests {
         );
         assert_eq!(t.admit_at("a", t0 + Duration::from_secs(61)), None);
         assert_eq!(t.admit_at("b", t0 + Duration::from_secs(61)), Some(0));
+    }
+
+    #[test]
+    fn keys_from_many_sources_do_not_grow_without_bound() {
+        let t = LogThrottle::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        for i in 0..3 * MAX_KEYS as u64 {
+            // A new address every 10 ms: 100 per interval stay remembered.
+            let now = t0 + Duration::from_millis(10 * i);
+            assert_eq!(t.admit_at(&format!("10.0.{i}"), now), Some(0));
+        }
+        let len = t.seen.lock().unwrap().len();
+        assert!(len <= MAX_KEYS, "{len} keys kept");
+        let last = t0 + Duration::from_millis(10 * (3 * MAX_KEYS as u64 - 1));
+        assert_eq!(
+            t.admit_at(&format!("10.0.{}", 3 * MAX_KEYS - 1), last),
+            None,
+            "a recent key is still throttled"
+        );
     }
 }

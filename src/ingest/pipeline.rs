@@ -7,12 +7,14 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info_span, warn, Instrument};
 
 use super::device::{self, Identified};
 use super::om;
 use crate::config::Config;
+use crate::log_throttle::LogThrottle;
 use crate::model::{Document, Message};
 use crate::store::{self, pushes, Store};
 
@@ -185,7 +187,18 @@ impl Ingestor {
         received_at: String,
         received_ms: i64,
     ) -> Reply {
-        warn!(status = r.status, reason = %r.reason, "push refused and quarantined");
+        // A device with a wrong password is refused at every push: one line
+        // per source and kind of refusal every 10 s, with the count left
+        // out. Every refusal is in the quarantine and the metric.
+        static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+        if let Some(left_out) = LOG.admit(&format!("{} {}", req.source, r.metric_reason)) {
+            warn!(
+                status = r.status,
+                reason = %r.reason,
+                more_since_last_line = left_out,
+                "push refused and quarantined"
+            );
+        }
         metrics::counter!("callvault_pushes_rejected_total", "reason" => r.metric_reason)
             .increment(1);
         let push = pushes::NewPush {
