@@ -331,6 +331,25 @@ async fn mutated_manual_examples_are_answered_kept_and_derived() {
     )
     .expect("rebuild");
     assert_eq!(calls(&c), live, "rebuild reproduces the live calls");
+    let visits =
+        |c: &rusqlite::Connection| rows_as_text(c, "SELECT * FROM queue_visits ORDER BY key");
+    let live_visits = visits(&c);
+    assert!(!live_visits.is_empty(), "queue visits were derived");
+    let queues = callvault::queues::live::QueueLive::new(
+        cfg.queues.visit_timeout_seconds,
+        callvault::server::tz_of(&cfg),
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .writer
+        .write(move |tx| queues.replay(tx, true, now))
+        .await
+        .expect("queue rebuild");
+    assert_eq!(
+        visits(&c),
+        live_visits,
+        "rebuild reproduces the live queue visits"
+    );
     let catalog = Catalog::embedded().expect("catalog");
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut st = c
