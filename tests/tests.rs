@@ -7,6 +7,7 @@ mod calls_manual;
 mod calls_sim;
 mod demo_cli;
 mod g729_reference;
+mod ingest_crash;
 mod ingest_derive;
 mod ingest_http;
 mod ingest_mutations;
