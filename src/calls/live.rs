@@ -129,8 +129,19 @@ const PAGE_LEGS: usize = 1_000;
 pub const REBUILD_BATCH_LEGS: usize = 50_000;
 
 /// Replays `on_leg` over up to `max_legs` legs with id > `after`, in id
-/// order. Returns (legs replayed, last id replayed); (0, after) when done.
-pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::Result<(u64, i64)> {
+/// order. Returns (legs walked, last id walked); (0, after) when done.
+///
+/// Legs with an id above `cleared_up_to` were stored after the rebuild
+/// cleared the calls, by a server running beside it, whose live path may
+/// already have put them in their calls: those are left as they are. A
+/// second `on_leg` of one leg would make a second call of it (the leg never
+/// joins itself), with the same call id.
+pub fn rebuild_batch(
+    conn: &Connection,
+    after: i64,
+    max_legs: usize,
+    cleared_up_to: i64,
+) -> store::Result<(u64, i64)> {
     let (mut done, mut last_id) = (0u64, after);
     while (done as usize) < max_legs {
         let page = db::call_legs_page(conn, last_id, PAGE_LEGS.min(max_legs - done as usize))?;
@@ -139,7 +150,9 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
         };
         last_id = last.id;
         for (device, l) in &page {
-            update(conn, device, l.id, &l.leg, Some(l))?;
+            if l.id <= cleared_up_to || db::call_seq_of_leg(conn, l.id)?.is_none() {
+                update(conn, device, l.id, &l.leg, Some(l))?;
+            }
             done += 1;
         }
     }
@@ -165,8 +178,9 @@ pub fn rebuild_batch(conn: &Connection, after: i64, max_legs: usize) -> store::R
 /// creates them; that is safe to simply rerun, since `calls`, `call_legs` and
 /// `leg_keys` are derived data that the rebuild clears first. Legs stored
 /// meanwhile by a running server are fine too: the result does not depend on
-/// arrival order, and those legs are replayed again when the walk by id
-/// reaches them (meanwhile the server finds calls by id with a scan).
+/// arrival order; the walk by id reaches them too, and replays those the
+/// server has not derived yet (`rebuild_batch`); meanwhile the server finds
+/// calls by id with a scan.
 ///
 /// It runs on a connection of its own rather than through the store's
 /// writer, which wraps each job in a savepoint: SQLite keeps the original of
@@ -180,6 +194,7 @@ pub fn rebuild_store(
 ) -> store::Result<u64> {
     use rusqlite::TransactionBehavior::Immediate;
     let mut conn = store::open_connection(store.path())?;
+    store::wait_for_locks(&conn, store::LONG_BUSY_TIMEOUT)?;
     // Clearing with foreign keys off: `call_legs` references `legs`, and with
     // them on SQLite deletes such a table row by row through all its
     // indexes; off, it drops the b-trees whole. Deleting the referencing
@@ -189,13 +204,19 @@ pub fn rebuild_store(
     db::drop_lookup_indexes(&tx)?;
     db::clear(&tx)?;
     let total = store::legs::count(&tx)? as u64;
+    // Legs stored after this commit may be derived by a running server.
+    let cleared_up_to: i64 =
+        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM legs", [], |r| r.get(0))?;
     tx.commit()?;
     conn.pragma_update(None, "foreign_keys", true)?;
     let (mut done, mut last_id) = (0u64, 0i64);
     loop {
         let tx = conn.transaction_with_behavior(Immediate)?;
-        let (n, last) = rebuild_batch(&tx, last_id, batch_legs.max(1))?;
+        let (n, last) = rebuild_batch(&tx, last_id, batch_legs.max(1), cleared_up_to)?;
         tx.commit()?;
+        // Let a running server's writer, waiting for the lock (it tries
+        // every 2 ms), in between two batches.
+        std::thread::sleep(std::time::Duration::from_millis(10));
         if n == 0 {
             break;
         }

@@ -127,10 +127,46 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How long a connection waits for another process's write lock.
 pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long `rebuild` waits for the write lock between its batches: a busy
+/// server may hold it through many short transactions in a row.
+pub(crate) const LONG_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How a connection waits for another connection's write lock, up to
+/// `limit` (zero: not at all): it tries again every 2 ms. SQLite's own
+/// handler sleeps up to 100 ms between tries and missed the short gaps a
+/// busy writer leaves between its transactions: a `rebuild` beside a
+/// running server starved the server's ingest for the whole rebuild.
+pub(crate) fn wait_for_locks(
+    conn: &rusqlite::Connection,
+    limit: std::time::Duration,
+) -> rusqlite::Result<()> {
+    fn poll(tries: i32, limit: std::time::Duration) -> bool {
+        let waited_ms = u128::from(tries.unsigned_abs()) * 2;
+        if waited_ms >= limit.as_millis() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        true
+    }
+    fn poll_short(tries: i32) -> bool {
+        poll(tries, BUSY_TIMEOUT)
+    }
+    fn poll_long(tries: i32) -> bool {
+        poll(tries, LONG_BUSY_TIMEOUT)
+    }
+    if limit.is_zero() {
+        conn.busy_handler(None)
+    } else if limit <= BUSY_TIMEOUT {
+        conn.busy_handler(Some(poll_short))
+    } else {
+        conn.busy_handler(Some(poll_long))
+    }
+}
+
 /// A connection with the pragmas every connection needs.
 pub fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    wait_for_locks(&conn, BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;

@@ -414,7 +414,7 @@ impl Core {
         } else {
             CALLER_BUSY_WAIT
         };
-        let _ = self.conn.busy_timeout(wait);
+        let _ = super::wait_for_locks(&self.conn, wait);
         loop {
             let mut jobs = {
                 let mut q = lock(queue);
