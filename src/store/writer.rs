@@ -53,9 +53,13 @@ const BG_IDLE: Duration = Duration::from_millis(20);
 /// most this (plus one fsync).
 const BG_IDLE_SLICE: Duration = Duration::from_millis(10);
 /// How long a caller's thread waits for another process's write lock
-/// before leaving its batch to the background thread (which waits the
-/// connection's full busy timeout).
+/// before leaving its batch to the background thread.
 const CALLER_BUSY_WAIT: Duration = Duration::from_millis(0);
+/// How long the background thread waits for another process's write lock
+/// at a time. It then logs and waits again, as long as it takes: a device
+/// does not read our answer, so a push failed for a lock held by `rebuild`
+/// or `import` would be a push lost.
+const PATIENT_BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// A queued write: the closure, and whether it is a single SQL statement
 /// (`Writer::write_statement`), which needs no savepoint of its own.
@@ -410,7 +414,7 @@ impl Core {
         // Callers do not wait on another process's lock; the background
         // thread does.
         let wait = if patient {
-            super::BUSY_TIMEOUT
+            PATIENT_BUSY_WAIT
         } else {
             CALLER_BUSY_WAIT
         };
@@ -426,11 +430,16 @@ impl Core {
             };
             self.last_job = Instant::now();
             if let Err(Busy) = self.commit_jobs(&mut jobs, patient) {
-                // Back in front, in order, for the background thread.
+                // Back in front, in order, for the background thread (which
+                // tries again: `background_thread` runs the queue until it
+                // is empty).
                 let mut q = lock(queue);
                 let later = std::mem::take(&mut *q);
                 q.extend(jobs);
                 q.extend(later);
+                if patient {
+                    lock_held_elsewhere(q.len());
+                }
                 return Combined::Busy;
             }
         }
@@ -512,8 +521,8 @@ impl Core {
     }
 
     /// Commits `jobs` in one transaction and hands their answers on. Err
-    /// only when not `patient` and another process holds the write lock:
-    /// then nothing ran and `jobs` is untouched.
+    /// when another process holds the write lock (past the connection's
+    /// wait): then nothing ran and `jobs` is untouched.
     fn commit_jobs(
         &mut self,
         jobs: &mut Vec<(WriteJob, Reply)>,
@@ -536,7 +545,7 @@ impl Core {
         // e.g. `import` beside `serve`) instead of failing on upgrade.
         let tx = match self.conn.transaction_with_behavior(Immediate) {
             Ok(tx) => tx,
-            Err(e) if !patient && is_busy(&e) => return Err(Busy),
+            Err(e) if is_busy(&e) => return Err(Busy),
             Err(e) => {
                 fail_all(jobs, &e);
                 return Ok(());
@@ -616,6 +625,20 @@ fn fail_all(jobs: &mut Vec<(WriteJob, Reply)>, e: &rusqlite::Error) {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
             Some(format!("commit failed: {e}")),
         ))));
+    }
+}
+
+/// Logs that another process has held the write lock for a while (a
+/// `rebuild` or `import` beside this server): once per 10 s, counted.
+fn lock_held_elsewhere(waiting_jobs: usize) {
+    static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+    metrics::counter!("callvault_write_lock_waits_total").increment(1);
+    if let Some(left_out) = LOG.admit("lock") {
+        tracing::warn!(
+            waiting_jobs,
+            more_since_last_line = left_out,
+            "another process holds the archive's write lock; pushes are kept in memory and committed when it lets go"
+        );
     }
 }
 
@@ -1115,6 +1138,34 @@ mod tests {
             .expect("write finished after the lock was released")
             .expect("join")
             .expect("write");
+        assert_eq!(n, 1);
+        assert_eq!(count(&path, "src"), 1);
+    }
+
+    /// Another process holding the write lock longer than the writer waits
+    /// at a time (a `rebuild` replaying queue visits in one transaction):
+    /// the write is not failed, it is committed once the lock is let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_outlasts_a_long_lock_held_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, path) = copier_db(dir.path());
+        let other = Connection::open(&path).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let write = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(|tx| Ok(tx.execute("INSERT INTO src VALUES (1)", [])?))
+                    .await
+            }
+        });
+        tokio::time::sleep(PATIENT_BUSY_WAIT * 5 / 2).await;
+        assert!(!write.is_finished(), "answered while the lock was held");
+        other.execute_batch("COMMIT").expect("unlock");
+        let n = tokio::time::timeout(Duration::from_secs(10), write)
+            .await
+            .expect("write finished after the lock was released")
+            .expect("join")
+            .expect("the write is committed, not failed");
         assert_eq!(n, 1);
         assert_eq!(count(&path, "src"), 1);
     }
