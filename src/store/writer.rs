@@ -782,16 +782,20 @@ fn in_savepoint(tx: &Transaction, f: impl FnOnce(&Transaction) -> JobResult) -> 
 mod tests {
     use super::*;
 
+    /// A writer on a new database file with `schema`, and the file's path.
+    fn table_db(dir: &std::path::Path, schema: &str) -> (Writer, std::path::PathBuf) {
+        let path = dir.join("w.sqlite");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(schema).expect("schema");
+        (Writer::start(conn), path)
+    }
+
     /// Jobs batched into one transaction: a failing job's own writes are
     /// undone, the others' are committed, and each caller gets its result.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failing_job_is_rolled_back_alone_within_a_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("w.sqlite");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER)")
-            .expect("schema");
-        let w = Writer::start(conn);
+        let (w, path) = table_db(dir.path(), "CREATE TABLE t (v INTEGER)");
         let mut handles = Vec::new();
         for i in 0..50i64 {
             let w = w.clone();
@@ -833,11 +837,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failing_statement_is_undone_alone_without_a_savepoint() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("w.sqlite");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER CHECK (v % 10 != 3))")
-            .expect("schema");
-        let w = Writer::start(conn);
+        let (w, path) = table_db(dir.path(), "CREATE TABLE t (v INTEGER CHECK (v % 10 != 3))");
         let mut handles = Vec::new();
         for i in 0..50i64 {
             let w = w.clone();
