@@ -2,6 +2,7 @@
 
 mod util;
 
+mod api_mutations;
 mod calls_http;
 mod calls_manual;
 mod calls_sim;

@@ -1,11 +1,12 @@
 //! `GET /api/calls` (search with cursor paging) and `GET /api/calls/{id}`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
 
 use super::auth::{Caller, Perm};
+use super::error::{Path, Query};
 use super::legs::date_range;
 use super::{AppError, AppState};
 use crate::store::calls::{self as db, CallFilter};

@@ -1,11 +1,12 @@
 //! `GET /api/legs?from=&to=`: the stored CDR legs of device-local days.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::auth::{Caller, Perm};
+use super::error::Query;
 use super::{AppError, AppState};
 use crate::store::legs;
 

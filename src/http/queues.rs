@@ -1,9 +1,10 @@
 //! `GET /api/queues/visits` and `GET /api/queues/summary`.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 
 use super::auth::{Caller, Perm};
+use super::error::Query;
 use super::legs::{date_range, Range};
 use super::{AppError, AppState};
 use crate::queues::{agent_counts, figures, Visit};

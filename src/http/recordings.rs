@@ -9,13 +9,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::{Caller, Perm};
+use super::error::Path as UrlPath;
 use super::{AppError, AppState};
 use crate::recordings::archive::{self, Archive};
 use crate::store::calls;

@@ -3,12 +3,13 @@
 //! (Perm::Billing). The billing CSV is streamed from a blocking task through
 //! a bounded channel, so memory stays flat whatever the range.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::{Caller, Perm};
+use super::error::Query;
 use super::{stream, AppError, AppState};
 use crate::reports::billing::{self, BillingOptions};
 use crate::reports::daily::{self, DailyFormat};
