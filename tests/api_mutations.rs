@@ -121,6 +121,27 @@ async fn odd_query_values_get_an_answer_never_a_server_error() {
             assert!(code < 500, "{path}: {code}");
         }
     }
+    // Other methods and unknown routes: JSON errors too.
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/calls"),
+        (reqwest::Method::DELETE, "/api/legs"),
+        (reqwest::Method::GET, "/api/nothing-here"),
+    ] {
+        let resp = client
+            .request(method.clone(), format!("http://{}{path}", ts.api()))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .expect("request");
+        let code = resp.status().as_u16();
+        let body = resp.bytes().await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("a JSON error");
+        assert!(
+            matches!(code, 404 | 405) && v["error"].is_string(),
+            "{method} {path}: {code} {v}"
+        );
+    }
     let (code, _) = get(ts.api(), "/healthz", None).await;
     assert_eq!(code, 200, "still serving");
     ts.running.stop().await;

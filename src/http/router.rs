@@ -36,6 +36,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/reports/daily", get(reports::daily))
         .route("/export/billing.csv", get(reports::billing_csv))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -78,6 +79,16 @@ async fn metrics(
     }
     let body = telemetry::metrics_handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// Every route of this API is read-only: say so in JSON like every error.
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "GET, HEAD")],
+        Json(serde_json::json!({"error": "method not allowed: this API only answers GET"})),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
