@@ -63,6 +63,9 @@ pub struct IngestConfig {
     pub listen: String,
     /// Larger bodies are refused with 413 (and their first bytes quarantined).
     pub max_body_bytes: usize,
+    /// A body not complete this many seconds after its headers is refused
+    /// with 408 (what came is quarantined) and its connection closed.
+    pub body_timeout_seconds: u64,
     /// Accept pushes from devices not listed in `[[device]]` (named by their IP).
     pub accept_unknown_devices: bool,
 }
@@ -72,6 +75,7 @@ impl Default for IngestConfig {
         IngestConfig {
             listen: "0.0.0.0:8989".into(),
             max_body_bytes: 1 << 20,
+            body_timeout_seconds: 30,
             accept_unknown_devices: true,
         }
     }

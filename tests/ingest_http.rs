@@ -308,6 +308,39 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
     ts.running.stop().await;
 }
 
+/// A sender that stops before the end of its body (Content-Length larger
+/// than what it sends) and keeps the socket open: answered 408 after
+/// `body_timeout_seconds`, what came is quarantined, the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_coming_is_answered_408_and_kept() {
+    let ts = start_with(|c| c.ingest.body_timeout_seconds = 1).await;
+    let addr = ts.ingest();
+    let resp = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(b"POST /omapi HTTP/1.0\r\nContent-Length: 400\r\n\r\n<Cdr id=\"5-0\">")
+            .expect("write");
+        // Not closing: the device hangs with its socket open.
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .expect("join");
+    assert_eq!(status_of(&resp), 408, "{resp}");
+    assert!(
+        resp.contains("not complete after 1 s (14 bytes came)"),
+        "{resp}"
+    );
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = 408 AND CAST(body AS TEXT) = '<Cdr id=\"5-0\">'"),
+        1
+    );
+    ts.running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_device_refused_when_configured() {
     let ts = start_with(|c| c.ingest.accept_unknown_devices = false).await;

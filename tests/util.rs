@@ -70,7 +70,7 @@ pub fn incoming(body: &str) -> callvault::ingest::Incoming {
         path: "/omapi".into(),
         query: None,
         body: body.as_bytes().to_vec(),
-        oversized: false,
+        body_end: callvault::ingest::BodyEnd::Whole,
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
-use crate::ingest::Incoming;
+use crate::ingest::{BodyEnd, Incoming};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -31,7 +31,11 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         for f in &a.files {
             let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-            let oversized = body.len() > cfg.ingest.max_body_bytes;
+            let body_end = if body.len() > cfg.ingest.max_body_bytes {
+                BodyEnd::TooLarge
+            } else {
+                BodyEnd::Whole
+            };
             let reply = ing
                 .accept(Incoming {
                     source: a.source.clone(),
@@ -39,7 +43,7 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                     path: f.display().to_string(),
                     query: None,
                     body,
-                    oversized,
+                    body_end,
                 })
                 .await;
             match reply.reason {

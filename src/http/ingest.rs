@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::BodyExt;
 
-use crate::ingest::{Incoming, Ingestor};
+use crate::ingest::{BodyEnd, Incoming, Ingestor};
 
 pub fn ingest_router(ingestor: Ingestor) -> Router {
     Router::new().fallback(push).with_state(ingestor)
@@ -25,14 +25,22 @@ async fn push(
 ) -> Response {
     let limit = ing.config().ingest.max_body_bytes;
     let (parts, body) = req.into_parts();
-    let (body, oversized) = read_limited(body, limit).await;
+    // A device sends ~500 bytes at once. Without a limit a sender that
+    // stops half-way (Content-Length larger than what it sends) held its
+    // connection and file descriptor for ever, and enough of them stop all
+    // ingest; the headers have hyper's own timeout (`serve_device`).
+    let wait = std::time::Duration::from_secs(ing.config().ingest.body_timeout_seconds);
+    let mut buf = Vec::new();
+    let body_end = tokio::time::timeout(wait, read_limited(body, limit, &mut buf))
+        .await
+        .unwrap_or(BodyEnd::Stalled);
     let incoming = Incoming {
         source: peer.ip().to_canonical().to_string(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
-        body,
-        oversized,
+        body: buf,
+        body_end,
     };
     // The device may close the socket without reading our reply. The
     // listener half-closes (serve_device), so this future is not dropped
@@ -47,20 +55,20 @@ async fn push(
     }
 }
 
-/// Reads at most `limit` bytes; `true` when the body was longer (we keep its
-/// start for the quarantine and stop reading).
-async fn read_limited(mut body: Body, limit: usize) -> (Vec<u8>, bool) {
-    let mut buf = Vec::new();
+/// Reads into `buf` at most `limit` bytes; `TooLarge` when the body was
+/// longer (we keep its start for the quarantine and stop reading). What
+/// came stays in `buf` if the caller stops waiting.
+async fn read_limited(mut body: Body, limit: usize, buf: &mut Vec<u8>) -> BodyEnd {
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 let room = limit - buf.len();
                 buf.extend_from_slice(&data[..room]);
-                return (buf, true);
+                return BodyEnd::TooLarge;
             }
             buf.extend_from_slice(&data);
         }
     }
-    (buf, false)
+    BodyEnd::Whole
 }

@@ -12,4 +12,4 @@ pub mod om;
 pub mod pipeline;
 
 pub use derive::{Deriver, Hook, StoredItem};
-pub use pipeline::{Incoming, Ingestor, Reply};
+pub use pipeline::{BodyEnd, Incoming, Ingestor, Reply};

@@ -27,8 +27,20 @@ pub struct Incoming {
     pub path: String,
     pub query: Option<String>,
     pub body: Vec<u8>,
-    /// The body was cut at `max_body_bytes`: `body` holds only its start.
-    pub oversized: bool,
+    /// Whether `body` is all of it.
+    pub body_end: BodyEnd,
+}
+
+/// How reading a request body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// All of it was read.
+    Whole,
+    /// Cut at `max_body_bytes`: `body` holds only its start.
+    TooLarge,
+    /// The sender stopped sending before the end (within the listener's
+    /// body timeout): `body` holds what came.
+    Stalled,
 }
 
 /// What to answer.
@@ -95,15 +107,29 @@ impl Ingestor {
             device: None,
             metric_reason,
         };
-        if req.oversized {
-            return Err(refuse(
-                413,
-                "too_large",
-                format!(
-                    "body exceeds max_body_bytes ({} bytes)",
-                    self.cfg.ingest.max_body_bytes
-                ),
-            ));
+        match req.body_end {
+            BodyEnd::Whole => {}
+            BodyEnd::TooLarge => {
+                return Err(refuse(
+                    413,
+                    "too_large",
+                    format!(
+                        "body exceeds max_body_bytes ({} bytes)",
+                        self.cfg.ingest.max_body_bytes
+                    ),
+                ))
+            }
+            BodyEnd::Stalled => {
+                return Err(refuse(
+                    408,
+                    "stalled",
+                    format!(
+                        "body not complete after {} s ({} bytes came)",
+                        self.cfg.ingest.body_timeout_seconds,
+                        req.body.len()
+                    ),
+                ))
+            }
         }
         let text = push_text(&req.body, req.query.as_deref())
             .map_err(|(metric_reason, reason)| refuse(400, metric_reason, reason))?;

@@ -131,28 +131,41 @@ fn run(wal: &std::path::Path, rx: &mpsc::Receiver<Vec<Ack>>, failed: &AtomicBool
 }
 
 fn sync(wal: &std::path::Path, file: &mut Option<File>) -> std::io::Result<()> {
-    // SQLite deletes the WAL only when the last connection closes (ours is
-    // open), but a WAL file replaced under us would make this fsync a lie:
-    // check it is still the file we hold.
+    // SQLite deletes the WAL only when the last connection closes, and the
+    // writer's stays open: the WAL the commits went to is the file first
+    // opened here for as long as we run. If the path names another file
+    // now (the WAL was deleted, and a connection opened since created a new
+    // one), fsyncing that would be a lie: the commits are in the old one.
     let current = std::fs::metadata(wal)?;
-    let f = match file.take() {
-        Some(f) if f.metadata().is_ok_and(|m| same_file(&m, &current)) => f,
-        _ => File::open(wal)?,
-    };
-    f.sync_data()?;
-    *file = Some(f);
-    Ok(())
+    match file {
+        Some(f) => match same_file(&f.metadata()?, &current) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(std::io::Error::other(
+                    "the WAL file was deleted or replaced under the archive",
+                ))
+            }
+            // Cannot tell on this platform: sync what the path names.
+            None => *f = File::open(wal)?,
+        },
+        None => *file = Some(File::open(wal)?),
+    }
+    match file {
+        Some(f) => f.sync_data(),
+        None => Ok(()),
+    }
 }
 
+/// Whether two metadata are of one file; `None` where we cannot tell.
 #[cfg(unix)]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
-    a.ino() == b.ino() && a.dev() == b.dev()
+    Some(a.ino() == b.ino() && a.dev() == b.dev())
 }
 
 #[cfg(not(unix))]
-fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
-    false // reopen every time: correct, a little slower
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> Option<bool> {
+    None
 }
 
 #[cfg(test)]
@@ -181,6 +194,30 @@ mod tests {
                 .expect("durable");
         }
         assert!(!sync.failed());
+    }
+
+    /// The WAL deleted and a new file created at its path (a connection
+    /// opened afterwards does that): the commits went to the old file, so
+    /// fsyncing the new one must not answer them as durable.
+    #[test]
+    fn a_wal_replaced_under_us_fails_the_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("a.sqlite");
+        let wal = dir.path().join("a.sqlite-wal");
+        std::fs::write(&wal, b"frames").expect("wal");
+        let sync = WalSync::start(&db).expect("start");
+        let (tx, rx) = mpsc::channel();
+        let wait = |rx: &mpsc::Receiver<Result<()>>| {
+            rx.recv_timeout(std::time::Duration::from_secs(5))
+                .expect("acked")
+        };
+        sync.after_sync(vec![ack_into(&tx)]);
+        assert!(wait(&rx).is_ok(), "the first sync opens and syncs the WAL");
+        std::fs::remove_file(&wal).expect("delete");
+        std::fs::write(&wal, b"").expect("a new, empty WAL");
+        sync.after_sync(vec![ack_into(&tx)]);
+        assert!(matches!(wait(&rx), Err(StoreError::NotDurable(_))));
+        assert!(sync.failed());
     }
 
     /// A sync that fails answers with an error, and so does every later
