@@ -578,13 +578,9 @@ mod tests {
     fn candidates_are_exactly_the_overlapping_legs_of_the_keys() {
         let mut conn = Connection::open_in_memory().expect("open");
         crate::store::migrate::apply(&mut conn).expect("schema");
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |n: i64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as i64
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut next = move |n: i64| rng.random_range(0..n);
         let keys = ["v:1", "v:2", "o:1"].map(String::from);
         let (mut legs, mut found) = (Vec::new(), 0);
         for id in 1..=600 {
