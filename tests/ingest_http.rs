@@ -311,6 +311,7 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
 /// A sender that stops before the end of its body (Content-Length larger
 /// than what it sends) and keeps the socket open: answered 408 after
 /// `body_timeout_seconds`, what came is quarantined, the connection closed.
+/// One that closes its side instead: 400 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_coming_is_answered_408_and_kept() {
     let ts = start_with(|c| c.ingest.body_timeout_seconds = 1).await;
@@ -336,6 +337,31 @@ async fn a_body_that_stops_coming_is_answered_408_and_kept() {
     );
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = 408 AND CAST(body AS TEXT) = '<Cdr id=\"5-0\">'"),
+        1
+    );
+    // The same body whose sender closes its side before the end: 400 at
+    // once, with what it is, not a parse error of the piece.
+    let resp = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(b"POST /omapi HTTP/1.0\r\nContent-Length: 400\r\n\r\n<Cdr id=\"6-0\">")
+            .expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .expect("join");
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    assert!(
+        resp.contains("body incomplete: the connection ended after 14 bytes"),
+        "{resp}"
+    );
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = 400 AND CAST(body AS TEXT) = '<Cdr id=\"6-0\">'"),
         1
     );
     ts.running.stop().await;

@@ -60,7 +60,9 @@ async fn push(
 /// came stays in `buf` if the caller stops waiting.
 async fn read_limited(mut body: Body, limit: usize, buf: &mut Vec<u8>) -> BodyEnd {
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            return BodyEnd::Broken;
+        };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 let room = limit - buf.len();

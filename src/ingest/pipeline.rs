@@ -41,6 +41,9 @@ pub enum BodyEnd {
     /// The sender stopped sending before the end (within the listener's
     /// body timeout): `body` holds what came.
     Stalled,
+    /// The connection ended or broke before the end of the body: `body`
+    /// holds what came.
+    Broken,
 }
 
 /// What to answer.
@@ -116,6 +119,16 @@ impl Ingestor {
                     format!(
                         "body exceeds max_body_bytes ({} bytes)",
                         self.cfg.ingest.max_body_bytes
+                    ),
+                ))
+            }
+            BodyEnd::Broken => {
+                return Err(refuse(
+                    400,
+                    "incomplete",
+                    format!(
+                        "body incomplete: the connection ended after {} bytes",
+                        req.body.len()
                     ),
                 ))
             }
