@@ -214,12 +214,12 @@ pub fn rebuild_store(
         let tx = conn.transaction_with_behavior(Immediate)?;
         let (n, last) = rebuild_batch(&tx, last_id, batch_legs.max(1), cleared_up_to)?;
         tx.commit()?;
-        // Let a running server's writer, waiting for the lock (it tries
-        // every 2 ms), in between two batches.
-        std::thread::sleep(std::time::Duration::from_millis(10));
         if n == 0 {
             break;
         }
+        // Let a running server's writer, waiting for the lock (it tries
+        // every 2 ms), in between two batches.
+        std::thread::sleep(std::time::Duration::from_millis(10));
         (done, last_id) = (done + n, last);
         progress(done, total.max(done));
     }

@@ -110,39 +110,36 @@ impl Ingestor {
             device: None,
             metric_reason,
         };
-        match req.body_end {
-            BodyEnd::Whole => {}
-            BodyEnd::TooLarge => {
-                return Err(refuse(
-                    413,
-                    "too_large",
-                    format!(
-                        "body exceeds max_body_bytes ({} bytes)",
-                        self.cfg.ingest.max_body_bytes
-                    ),
-                ))
-            }
-            BodyEnd::Broken => {
-                return Err(refuse(
-                    400,
-                    "incomplete",
-                    format!(
-                        "body incomplete: the connection ended after {} bytes",
-                        req.body.len()
-                    ),
-                ))
-            }
-            BodyEnd::Stalled => {
-                return Err(refuse(
-                    408,
-                    "stalled",
-                    format!(
-                        "body not complete after {} s ({} bytes came)",
-                        self.cfg.ingest.body_timeout_seconds,
-                        req.body.len()
-                    ),
-                ))
-            }
+        let cut = match req.body_end {
+            BodyEnd::Whole => None,
+            BodyEnd::TooLarge => Some((
+                413,
+                "too_large",
+                format!(
+                    "body exceeds max_body_bytes ({} bytes)",
+                    self.cfg.ingest.max_body_bytes
+                ),
+            )),
+            BodyEnd::Broken => Some((
+                400,
+                "incomplete",
+                format!(
+                    "body incomplete: the connection ended after {} bytes",
+                    req.body.len()
+                ),
+            )),
+            BodyEnd::Stalled => Some((
+                408,
+                "stalled",
+                format!(
+                    "body not complete after {} s ({} bytes came)",
+                    self.cfg.ingest.body_timeout_seconds,
+                    req.body.len()
+                ),
+            )),
+        };
+        if let Some((status, metric_reason, reason)) = cut {
+            return Err(refuse(status, metric_reason, reason));
         }
         let text = push_text(&req.body, req.query.as_deref())
             .map_err(|(metric_reason, reason)| refuse(400, metric_reason, reason))?;

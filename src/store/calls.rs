@@ -81,20 +81,22 @@ pub fn candidates(
         "SELECT leg_id FROM leg_keys INDEXED BY leg_keys_long WHERE device = ?1 AND key = ?2 AND start_s BETWEEN ?3 AND ?4
             AND end_s > start_s + {LONG_LEG_SECS} AND end_s >= ?5"
     ))?;
-    // A window of more than a few days (a leg archived before the parser
-    // refused absurd spans, years long): one range over all its days
-    // instead of a look-up per calendar day, which for a leg "ending" in
-    // 9999 was millions of look-ups holding the writer for minutes.
-    let mut by_days = conn.prepare_cached(
-        "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day BETWEEN ?2 AND ?3 AND key = ?4
-            AND end_s BETWEEN ?5 AND ?6 AND start_s BETWEEN ?7 AND ?8",
-    )?;
     let end_hi = hi.saturating_add(LONG_LEG_SECS);
     // `/` as where the buckets are written (`insert_keys`, and SQL in 009).
     let days = (end_lo / KEY_DAY_SECS, end_hi / KEY_DAY_SECS);
     let mut out = Vec::new();
     for k in keys {
         if days.1.saturating_sub(days.0) > MAX_DAY_LOOKUPS {
+            // A window of more than a few days (a leg archived before the
+            // parser refused absurd spans, years long): one range over all
+            // its days instead of a look-up per calendar day, which for a
+            // leg "ending" in 9999 was millions of look-ups holding the
+            // writer for minutes. Prepared only here: the live path never
+            // comes here.
+            let mut by_days = conn.prepare_cached(
+                "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day BETWEEN ?2 AND ?3 AND key = ?4
+                    AND end_s BETWEEN ?5 AND ?6 AND start_s BETWEEN ?7 AND ?8",
+            )?;
             let rows = by_days.query_map(
                 params![device, days.0, days.1, k, end_lo, end_hi, lo, hi],
                 |r| r.get::<_, i64>(0),

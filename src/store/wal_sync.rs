@@ -137,23 +137,23 @@ fn sync(wal: &std::path::Path, file: &mut Option<File>) -> std::io::Result<()> {
     // now (the WAL was deleted, and a connection opened since created a new
     // one), fsyncing that would be a lie: the commits are in the old one.
     let current = std::fs::metadata(wal)?;
-    match file {
-        Some(f) => match same_file(&f.metadata()?, &current) {
-            Some(true) => {}
-            Some(false) => {
-                return Err(std::io::Error::other(
-                    "the WAL file was deleted or replaced under the archive",
-                ))
+    let f = match file {
+        Some(f) => {
+            match same_file(&f.metadata()?, &current) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(std::io::Error::other(
+                        "the WAL file was deleted or replaced under the archive",
+                    ))
+                }
+                // Cannot tell on this platform: sync what the path names.
+                None => *f = File::open(wal)?,
             }
-            // Cannot tell on this platform: sync what the path names.
-            None => *f = File::open(wal)?,
-        },
-        None => *file = Some(File::open(wal)?),
-    }
-    match file {
-        Some(f) => f.sync_data(),
-        None => Ok(()),
-    }
+            f
+        }
+        None => file.insert(File::open(wal)?),
+    };
+    f.sync_data()
 }
 
 /// Whether two metadata are of one file; `None` where we cannot tell.
