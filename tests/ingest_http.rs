@@ -315,55 +315,37 @@ async fn bad_inputs_get_their_status_and_a_quarantine_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_coming_is_answered_408_and_kept() {
     let ts = start_with(|c| c.ingest.body_timeout_seconds = 1).await;
-    let addr = ts.ingest();
-    let resp = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        s.write_all(b"POST /omapi HTTP/1.0\r\nContent-Length: 400\r\n\r\n<Cdr id=\"5-0\">")
-            .expect("write");
-        // Not closing: the device hangs with its socket open.
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
-    .await
-    .expect("join");
-    assert_eq!(status_of(&resp), 408, "{resp}");
-    assert!(
-        resp.contains("not complete after 1 s (14 bytes came)"),
-        "{resp}"
-    );
-    assert_eq!(
-        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = 408 AND CAST(body AS TEXT) = '<Cdr id=\"5-0\">'"),
-        1
-    );
-    // The same body whose sender closes its side before the end: 400 at
-    // once, with what it is, not a parse error of the piece.
-    let resp = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        s.write_all(b"POST /omapi HTTP/1.0\r\nContent-Length: 400\r\n\r\n<Cdr id=\"6-0\">")
-            .expect("write");
-        s.shutdown(std::net::Shutdown::Write).expect("half-close");
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
-    .await
-    .expect("join");
-    assert_eq!(status_of(&resp), 400, "{resp}");
-    assert!(
-        resp.contains("body incomplete: the connection ended after 14 bytes"),
-        "{resp}"
-    );
-    assert_eq!(
-        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = 400 AND CAST(body AS TEXT) = '<Cdr id=\"6-0\">'"),
-        1
-    );
+    // The device hangs with its socket open; or it closes its side before
+    // the end: 400 at once, with what it is, not a parse error of the piece.
+    let cases = [
+        ("5-0", false, 408, "not complete after 1 s (14 bytes came)"),
+        (
+            "6-0",
+            true,
+            400,
+            "body incomplete: the connection ended after 14 bytes",
+        ),
+    ];
+    for (id, half_close, status, reason) in cases {
+        let exchange = if half_close {
+            raw_exchange_half_closed
+        } else {
+            raw_exchange
+        };
+        let piece = format!("<Cdr id=\"{id}\">");
+        let resp = exchange(
+            ts.ingest(),
+            format!("POST /omapi HTTP/1.0\r\nContent-Length: 400\r\n\r\n{piece}").as_bytes(),
+        );
+        assert_eq!(status_of(&resp), status, "{resp}");
+        assert!(resp.contains(reason), "{resp}");
+        assert_eq!(
+            ts.count(&format!(
+                "SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined' AND status = {status} AND CAST(body AS TEXT) = '{piece}'"
+            )),
+            1
+        );
+    }
     ts.running.stop().await;
 }
 
@@ -391,14 +373,7 @@ async fn api_legs_needs_a_token_and_returns_fields() {
     assert_eq!(code, 401);
     assert!(String::from_utf8_lossy(&body).contains("\"error\""));
     let tok = token(&ts, "qa").await;
-    let (code, body) = get(
-        ts.api(),
-        "/api/legs?from=2017-03-09&to=2017-03-09",
-        Some(&tok),
-    )
-    .await;
-    assert_eq!(code, 200);
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let v = get_json(ts.api(), "/api/legs?from=2017-03-09&to=2017-03-09", &tok).await;
     let leg = &v["legs"][0];
     assert_eq!(leg["cdr_id"], "2820170309162713-0");
     assert_eq!(leg["type"], "IN");
@@ -474,14 +449,7 @@ async fn legs_far_from_their_receive_time_are_flagged_and_counted() {
     };
     assert_eq!((flagged("1-0"), flagged("2-0")), (0, 1));
     let tok = token(&ts, "qa").await;
-    let (code, body) = get(
-        ts.api(),
-        "/api/legs?from=2017-03-09&to=2017-03-09",
-        Some(&tok),
-    )
-    .await;
-    assert_eq!(code, 200);
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let v = get_json(ts.api(), "/api/legs?from=2017-03-09&to=2017-03-09", &tok).await;
     assert_eq!(v["legs"][0]["clock_skewed"], true, "{v}");
     let (_, metrics) = get(ts.api(), "/metrics", Some(&tok)).await;
     let metrics = String::from_utf8(metrics).unwrap();

@@ -110,9 +110,21 @@ pub async fn start() -> TestServer {
 
 /// Writes `bytes` in one write and reads until the server closes (or 5 s).
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    exchange(addr, bytes, false)
+}
+
+/// `raw_exchange`, closing our sending side right after the write.
+pub fn raw_exchange_half_closed(addr: SocketAddr, bytes: &[u8]) -> String {
+    exchange(addr, bytes, true)
+}
+
+fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(bytes).expect("write");
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -198,6 +210,13 @@ pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec
     let resp = rb.send().await.expect("request");
     let status = resp.status().as_u16();
     (status, resp.bytes().await.expect("body").to_vec())
+}
+
+/// GET `path` with `token`, which must answer 200 with JSON.
+pub async fn get_json(addr: SocketAddr, path: &str, token: &str) -> serde_json::Value {
+    let (code, body) = get(addr, path, Some(token)).await;
+    assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: not JSON: {e}"))
 }
 
 pub async fn token(ts: &TestServer, role: &str) -> String {
