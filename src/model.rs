@@ -5,6 +5,14 @@
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
+/// The longest call leg accepted, in days: the parser refuses longer spans
+/// and talk times, and the calls stage relies on it when it looks back for
+/// legs a new one overlaps. The device reports calls of seconds to hours; a
+/// week leaves room for a line kept open for days. A small negative span
+/// (TimeEnd before TimeStart: the clock stepped back during the call) is
+/// kept, up to a day.
+pub const MAX_LEG_DAYS: i64 = 7;
+
 /// One CDR = one call *leg* (manual §2.6). Times are the device's local
 /// wall-clock time exactly as sent (`YYYYMMDDhhmmss`); the device's time zone
 /// turns them into instants elsewhere.

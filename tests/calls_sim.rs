@@ -12,6 +12,7 @@ use callvault::sim::push::{self, Pace, Target};
 use callvault::sim::{generate, PushKind, SimConfig, Truth, TruthCall};
 use callvault::store::Store;
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 
 use crate::util::*;
@@ -199,6 +200,100 @@ fn any_arrival_order_gives_the_truths_calls() {
             "seed {seed}: same calls (ids included) whatever the order"
         );
         assert_eq!(results[0], results[2]);
+    }
+}
+
+/// Legs of up to a week (the longest the parser accepts), starting over ten
+/// days and sharing few join keys, stored in random orders: the calls are
+/// exactly the connected components of `joins` over all pairs. A leg that
+/// started more than a day before a later-arriving leg it overlaps must still
+/// be found as its candidate.
+#[test]
+fn long_legs_join_whatever_the_arrival_order() {
+    let base = chrono::NaiveDate::from_ymd_opt(2024, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    for seed in 0..12u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let legs: Vec<Leg> = (0..40)
+            .map(|n| {
+                let start = base + chrono::Duration::seconds(rng.random_range(0..10 * 86_400));
+                let secs = match rng.random_range(0..3) {
+                    0 => rng.random_range(0..600),
+                    1 => rng.random_range(86_400..7 * 86_400),
+                    _ => rng.random_range(0..3 * 86_400),
+                };
+                let id = rng.random_range(0..4u8).to_string();
+                let ty = ["IN", "OU", "FW", "CB"][rng.random_range(0..4)];
+                Leg {
+                    cdr_id: format!("{seed}-{n}"),
+                    callid: id.clone(),
+                    visitor_id: (ty != "OU").then(|| id.clone()),
+                    outer_id: (ty == "OU").then(|| id.clone()),
+                    leg_type: ty.into(),
+                    route: "IP".into(),
+                    cpn: "200".into(),
+                    cdpn: "8001".into(),
+                    time_start: start,
+                    time_end: start + chrono::Duration::seconds(secs),
+                    duration: 0,
+                    trunk_number: String::new(),
+                    recording: None,
+                    rec_codec: None,
+                    mac: None,
+                }
+            })
+            .collect();
+        // The reference: components over all pairs.
+        let mut comp: Vec<usize> = (0..legs.len()).collect();
+        for i in 0..legs.len() {
+            for j in 0..i {
+                if callvault::calls::joins(&legs[i], &legs[j]) && comp[i] != comp[j] {
+                    let (from, to) = (comp[j], comp[i]);
+                    comp.iter_mut()
+                        .filter(|c| **c == from)
+                        .for_each(|c| *c = to);
+                }
+            }
+        }
+        let mut want: Vec<Vec<String>> = Vec::new();
+        for c in 0..legs.len() {
+            let mut ids: Vec<String> = (0..legs.len())
+                .filter(|&i| comp[i] == c)
+                .map(|i| legs[i].cdr_id.clone())
+                .collect();
+            ids.sort();
+            if !ids.is_empty() {
+                want.push(ids);
+            }
+        }
+        want.sort();
+        assert!(
+            want.iter().any(|c| c.len() > 2),
+            "seed {seed}: the generated legs join into bigger calls"
+        );
+        let mut swept: Vec<Vec<String>> = callvault::calls::group(&legs)
+            .iter()
+            .map(|g| {
+                let mut ids: Vec<String> = g.iter().map(|&i| legs[i].cdr_id.clone()).collect();
+                ids.sort();
+                ids
+            })
+            .collect();
+        swept.sort();
+        assert_eq!(swept, want, "seed {seed}: the in-memory sweep");
+        let mut order = legs.clone();
+        for perm in 0..3 {
+            if perm > 0 {
+                order.shuffle(&mut rng);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let _store = store_in_order(dir.path(), &order);
+            let conn = rusqlite::Connection::open(dir.path().join("callvault.sqlite")).unwrap();
+            let got: Vec<Vec<String>> = derived(&conn).into_keys().collect();
+            assert_eq!(got, want, "seed {seed}, order {perm}");
+        }
     }
 }
 

@@ -15,8 +15,10 @@ use super::{call_id, join_keys, joins, summarize};
 use crate::model::Leg;
 use crate::store::{self, calls as db};
 
-/// Legs are assumed to last less than this; older candidates are not searched.
-pub const MAX_LEG_SECS: i64 = 86_400;
+/// No leg lasts longer (the parser refuses longer spans), so a leg that
+/// started more than this (plus the tolerance) before a new one cannot
+/// overlap it and is not searched.
+pub const MAX_LEG_SECS: i64 = crate::model::MAX_LEG_DAYS * 86_400;
 
 /// Updates the calls after leg `leg_id` (already stored) arrived.
 ///
@@ -41,10 +43,18 @@ fn update(
     let (s, e) = (db::local_secs(leg.time_start), db::local_secs(leg.time_end));
     let tol = super::TOLERANCE_SECS;
     // Only legs whose span overlaps this one's (the first test of `joins`)
-    // can join it: `end + tol >= s` is passed down so the index does it.
+    // can join it: `end + tol >= s` is passed down so the index does it, and
+    // such a leg, at most MAX_LEG_SECS long, started after `s - tol - MAX_LEG_SECS`.
     let cand = db::call_legs_by_ids(
         conn,
-        &db::candidates(conn, device, &keys, s - MAX_LEG_SECS, e + tol, s - tol)?,
+        &db::candidates(
+            conn,
+            device,
+            &keys,
+            s - tol - MAX_LEG_SECS,
+            e + tol,
+            s - tol,
+        )?,
     )?;
     db::insert_keys(conn, device, leg_id, &keys, s, e)?;
 

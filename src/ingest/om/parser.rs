@@ -451,11 +451,7 @@ fn required(
     })
 }
 
-/// The longest call leg accepted, in days. The device reports calls of
-/// seconds to hours; a week leaves room for a line kept open for days.
-/// A small negative span (TimeEnd before TimeStart: the clock stepped back
-/// during the call) is kept, up to a day.
-pub const MAX_LEG_DAYS: i64 = 7;
+pub use crate::model::MAX_LEG_DAYS;
 
 /// "3 days after" / "2 days before" / "26 hours after", for refusals.
 fn span_words(start: NaiveDateTime, end: NaiveDateTime) -> String {
