@@ -188,6 +188,162 @@ async fn billing_csv_neutralises_formula_callers_and_keeps_numbers() {
     );
 }
 
+/// Reads the first worksheet of an .xlsx file: its cells, and whether any
+/// cell holds a formula.
+fn xlsx_cells(bytes: &[u8]) -> (Vec<Vec<calamine::Data>>, bool) {
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec()))
+            .expect("an .xlsx file");
+    let name = book.sheet_names()[0].clone();
+    let cells = book
+        .worksheet_range(&name)
+        .expect("sheet")
+        .rows()
+        .map(<[calamine::Data]>::to_vec)
+        .collect();
+    let formulas = book
+        .worksheet_formula(&name)
+        .expect("formulas")
+        .cells()
+        .any(|(_, _, f)| !f.is_empty());
+    (cells, formulas)
+}
+
+/// The workbook has the CSV's rows and columns, typed: numbers sent by the
+/// device stay text (leading 0 and + kept), seconds and costs are numbers,
+/// dates and times are dates, and no cell is a formula (the caller that
+/// is one arrives as its text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_xlsx_is_the_csv_typed_for_excel() {
+    use calamine::{Data, DataType};
+    let ts = start().await;
+    awkward_calls(&ts).await;
+    let formula = "=HYPERLINK(\"http://evil.example/\",\"x\")";
+    push(
+        &ts,
+        &cdr(
+            "920240108140100-0",
+            "OU",
+            "45",
+            "=HYPERLINK(&quot;http://evil.example/&quot;,&quot;x&quot;)",
+            "+8613800138000",
+            "20240108140000",
+            "20240108140100",
+            59,
+        ),
+    )
+    .await;
+    rebuild(&ts).await;
+    std::fs::write(
+        ts.dir.path().join("tariffs.csv"),
+        "prefix,rate_per_minute,increment_seconds,minimum_seconds\n0,0.30,60,60\n00,2.5,6,30\n138,0.12,6,0\n",
+    )
+    .expect("write tariffs");
+    let tok = token(&ts, "finance").await;
+    let query = "?from=2024-01-08&tariffs=1";
+    let csv = get_raw(&ts, &format!("/export/billing.csv{query}"), &tok).await;
+    let (header, rows) = parse(&csv.bytes().await.expect("csv"));
+    let resp = get_raw(&ts, &format!("/export/billing.xlsx{query}"), &tok).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(cd.contains("billing_20240108_20240108.xlsx"), "{cd}");
+    let bytes = resp.bytes().await.expect("xlsx");
+    let (cells, formulas) = xlsx_cells(&bytes);
+    assert!(!formulas, "no cell is a formula");
+
+    let names: Vec<String> = cells[0].iter().map(|c| c.to_string()).collect();
+    assert_eq!(names.join(","), header);
+    assert_eq!(cells.len(), rows.len() + 1);
+    assert_eq!(rows.len(), 5);
+    for (row, want) in cells[1..].iter().zip(&rows) {
+        for (name, cell) in names.iter().zip(row) {
+            let csv = want[name].as_str();
+            let same = match cell {
+                Data::String(s) => s == csv || format!("'{s}") == csv,
+                Data::Float(f) => csv.parse::<f64>().ok() == Some(*f),
+                Data::DateTime(_) => {
+                    let t = cell.as_datetime().expect("a date");
+                    let shown = if csv.len() == 10 {
+                        t.format("%Y-%m-%d").to_string()
+                    } else {
+                        t.format("%Y-%m-%d %H:%M:%S").to_string()
+                    };
+                    shown == csv
+                }
+                Data::Empty => csv.is_empty(),
+                other => panic!("{name}: unexpected cell {other:?}"),
+            };
+            assert!(same, "{name}: xlsx {cell:?}, csv {csv:?}");
+        }
+    }
+    let col = |name: &str| names.iter().position(|n| n == name).expect(name);
+    let by_caller = |caller: &str| {
+        cells[1..]
+            .iter()
+            .find(|r| r[col("caller")] == Data::String(caller.into()))
+            .unwrap_or_else(|| panic!("a row for {caller}"))
+    };
+    let r = by_caller("王五, Ltd.");
+    assert_eq!(r[col("billed_number")], Data::String("0044123456".into()));
+    assert_eq!(r[col("trunk")], Data::String("02161205555".into()));
+    assert_eq!(r[col("billable_seconds")], Data::Float(1.0));
+    assert_eq!(r[col("cost")], Data::Float(1.25));
+    assert!(r[col("start")].is_datetime() && r[col("date")].is_datetime());
+    let r = by_caller(formula);
+    assert_eq!(
+        r[col("billed_number")],
+        Data::String("+8613800138000".into())
+    );
+    assert_eq!(
+        by_caller("张三,\"x\"\n李四")[col("answered")],
+        Data::Float(1.0)
+    );
+
+    // The command line writes the same workbook (chosen by the .xlsx name).
+    let out = ts.dir.path().join("jan.xlsx");
+    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .env("CALLVAULT_CALLS_SETTLE_SECONDS", "0")
+        .arg("--data")
+        .arg(ts.dir.path())
+        .args(["export", "billing", "--from", "2024-01-08", "--tariffs"])
+        .arg(ts.dir.path().join("tariffs.csv"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run callvault");
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(xlsx_cells(&std::fs::read(&out).expect("file")).0, cells);
+    // A BOM means nothing to a workbook: refused rather than ignored.
+    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--data")
+        .arg(ts.dir.path())
+        .args([
+            "export",
+            "billing",
+            "--from",
+            "2024-01-08",
+            "--format",
+            "xlsx",
+            "--bom",
+        ])
+        .output()
+        .expect("run callvault");
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--bom is for CSV"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_csv_has_bom_only_when_asked_and_per_leg_rows() {
     let ts = start().await;

@@ -251,6 +251,30 @@ async fn front(ts: &TestServer, log: Log) -> SocketAddr {
     addr
 }
 
+/// The first file with extension `ext` in the download directory, once
+/// Chromium has finished it (it writes `.crdownload` until then).
+async fn wait_for_download(downloads: &Path, ext: &str, log: &Log) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(downloads)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == ext))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(f) = done.into_iter().next() {
+            return f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no .{ext} downloaded; requests: {:?}",
+            log.lock().expect("log")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
     log.lock()
         .expect("log")
@@ -368,25 +392,7 @@ async fn web_page_in_headless_chromium() {
     d.click("button[data-view='billing']").await;
     d.js("document.querySelector('#bill-from').value = '2024-01-08'; document.querySelector('#bill-to').value = '2024-01-08'; document.querySelector('#billing-form').dispatchEvent(new Event('change'));").await;
     d.click("#billing-link").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let file = loop {
-        let done: Vec<PathBuf> = std::fs::read_dir(&downloads)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(f) = done.into_iter().next() {
-            break f;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no CSV downloaded; requests: {:?}",
-            log.lock().expect("log")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let file = wait_for_download(&downloads, "csv", &log).await;
     assert!(seen(&log, "/export/billing.csv", &[200]));
     let bytes = std::fs::read(&file).expect("downloaded csv");
     let body = bytes
@@ -398,6 +404,19 @@ async fn web_page_in_headless_chromium() {
         .expect("header")
         .iter()
         .any(|h| h == "billable_seconds"));
-    assert!(rd.records().count() > 50);
+    let csv_rows = rd.records().count();
+    assert!(csv_rows > 50);
+
+    // The Excel link: a workbook with the same number of rows.
+    d.click("#billing-xlsx-link").await;
+    let file = wait_for_download(&downloads, "xlsx", &log).await;
+    assert!(seen(&log, "/export/billing.xlsx", &[200]));
+    let bytes = std::fs::read(&file).expect("downloaded xlsx");
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an .xlsx file");
+    let sheet = calamine::Reader::worksheet_range_at(&mut book, 0)
+        .expect("a sheet")
+        .expect("readable");
+    assert_eq!(sheet.height(), csv_rows + 1, "header and the CSV's rows");
     d.call(reqwest::Method::DELETE, "", None).await;
 }

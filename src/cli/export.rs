@@ -1,6 +1,7 @@
-//! `callvault export billing`: the billing CSV for finance (docs/billing.md),
-//! streamed from the archive to the file or stdout.
+//! `callvault export billing`: the billing CSV (or .xlsx) for finance
+//! (docs/billing.md), streamed from the archive to the file or stdout.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum ExportCmd {
-    /// One CSV row per settled call (or per billable leg), RFC 4180, UTF-8.
+    /// One row per settled call (or per billable leg): CSV (RFC 4180, UTF-8) or an Excel workbook.
     Billing(BillingArgs),
 }
 
@@ -40,6 +41,32 @@ pub struct BillingArgs {
     /// Write to FILE (atomically) instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// csv, or xlsx: an Excel workbook of the same rows, where numbers such
+    /// as 0216… keep their leading zero and dates are dates. Default: xlsx
+    /// when FILE ends in .xlsx, else csv.
+    #[arg(long, value_enum)]
+    pub format: Option<BillingFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BillingFormat {
+    Csv,
+    Xlsx,
+}
+
+impl BillingArgs {
+    fn format(&self) -> BillingFormat {
+        let by_name = self
+            .output
+            .as_deref()
+            .and_then(|o| o.extension())
+            .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+        self.format.unwrap_or(if by_name {
+            BillingFormat::Xlsx
+        } else {
+            BillingFormat::Csv
+        })
+    }
 }
 
 pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
@@ -51,10 +78,22 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
         bom: a.bom,
         tariffs,
     };
+    let format = a.format();
+    if format == BillingFormat::Xlsx && a.output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!("an .xlsx file is binary: give -o FILE.xlsx, or redirect stdout");
+    }
+    if format == BillingFormat::Xlsx && a.bom {
+        anyhow::bail!("--bom is for CSV; an .xlsx file needs none");
+    }
     let cat = catalog(&cfg)?;
     let store = Store::open(&cfg.db_path())?;
     let mut out = Output::open(a.output.as_deref())?;
-    let rows = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut out)))??;
+    let rows = store.read_blocking(|c| {
+        Ok(match format {
+            BillingFormat::Csv => billing::write(c, &cat, &p, &opts, &mut out),
+            BillingFormat::Xlsx => billing::write_xlsx(c, &cat, &p, &opts, &mut out),
+        })
+    })??;
     let dest = out.describe();
     out.commit()?;
     eprintln!(

@@ -1,7 +1,8 @@
 //! `GET /reports/daily?date=&format=` (Perm::Reports) and
-//! `GET /export/billing.csv?from=&to=[&per_leg=1][&bom=1][&tariffs=1]`
-//! (Perm::Billing). The billing CSV is streamed from a blocking task through
-//! a bounded channel, so memory stays flat whatever the range.
+//! `GET /export/billing.csv?from=&to=[&per_leg=1][&bom=1][&tariffs=1]` and
+//! `GET /export/billing.xlsx?…` (same rows, Perm::Billing). The billing CSV
+//! is streamed from a blocking task through a bounded channel, so memory
+//! stays flat whatever the range.
 
 use axum::extract::State;
 use axum::http::header;
@@ -22,6 +23,7 @@ impl From<ReportError> for AppError {
             ReportError::BadDate(_)
             | ReportError::Range { .. }
             | ReportError::Format(_)
+            | ReportError::TooManyRows { .. }
             | ReportError::Unknown { .. } => AppError::BadRequest(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
@@ -94,15 +96,17 @@ pub struct BillingQuery {
     pub tariffs: Option<String>,
 }
 
-pub async fn billing_csv(
-    caller: Caller,
-    State(st): State<AppState>,
-    Query(q): Query<BillingQuery>,
-) -> Result<Response, AppError> {
+/// What both billing downloads need from the request, checked before any
+/// byte is written.
+async fn billing_request(
+    caller: &Caller,
+    st: &AppState,
+    q: &BillingQuery,
+) -> Result<(Params, BillingOptions, Catalog), AppError> {
     caller.require(Perm::Billing)?;
     let (from, to) =
         super::legs::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
-    let p = params(&st, from, to)?;
+    let p = params(st, from, to)?;
     let tariffs = if flag(&q.tariffs) {
         let path = st.cfg.data_dir.join("tariffs.csv");
         if !path.is_file() {
@@ -119,13 +123,58 @@ pub async fn billing_csv(
         bom: flag(&q.bom),
         tariffs,
     };
-    let cat = catalog(&st)?;
-    let name = billing::file_name(&p, &opts);
-    // Fail with a status code while we still can: before the first byte.
+    let cat = catalog(st)?;
     let (c2, p2, o2) = (cat.clone(), p.clone(), opts.clone());
     st.store
         .read(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
         .await??;
+    Ok((p, opts, cat))
+}
+
+fn attachment(content_type: &str, name: &str) -> [(header::HeaderName, String); 3] {
+    [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+    ]
+}
+
+/// `GET /export/billing.xlsx`: the same rows as the CSV in an Excel
+/// workbook. Built whole before the answer (a zip is written at its end),
+/// so every failure, too many rows included, is still a status code; a
+/// worksheet's row limit bounds its size.
+pub async fn billing_xlsx(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<BillingQuery>,
+) -> Result<Response, AppError> {
+    let (p, opts, cat) = billing_request(&caller, &st, &q).await?;
+    let name = billing::file_name(&p, &opts, "xlsx");
+    let (from, to) = (p.from, p.to);
+    let (rows, bytes) = st
+        .store
+        .read(move |c| {
+            let mut out = Vec::new();
+            Ok(billing::write_xlsx(c, &cat, &p, &opts, &mut out).map(|n| (n, out)))
+        })
+        .await??;
+    tracing::info!(rows, %from, %to, caller = %caller.name, "billing export (xlsx)");
+    Ok((attachment(XLSX_TYPE, &name), bytes).into_response())
+}
+
+/// The media type of an .xlsx file.
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+pub async fn billing_csv(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<BillingQuery>,
+) -> Result<Response, AppError> {
+    let (p, opts, cat) = billing_request(&caller, &st, &q).await?;
+    let name = billing::file_name(&p, &opts, "csv");
 
     let (mut w, body) = stream::channel();
     let store = st.store.clone();
@@ -146,16 +195,5 @@ pub async fn billing_csv(
             }
         }
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        body,
-    )
-        .into_response())
+    Ok((attachment("text/csv; charset=utf-8", &name), body).into_response())
 }

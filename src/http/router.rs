@@ -35,6 +35,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/assets/{name}", get(web::asset))
         .route("/reports/daily", get(reports::daily))
         .route("/export/billing.csv", get(reports::billing_csv))
+        .route("/export/billing.xlsx", get(reports::billing_xlsx))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

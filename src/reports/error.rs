@@ -46,6 +46,14 @@ pub enum ReportError {
     /// CSV encoding or decoding failed.
     #[error("csv: {0}")]
     Csv(#[from] csv::Error),
+    /// The workbook could not be built.
+    #[error("xlsx: {0}")]
+    Xlsx(String),
+    /// More rows than an Excel worksheet holds.
+    #[error(
+        "more than {limit} rows, the most an Excel worksheet holds: export a shorter range, or CSV"
+    )]
+    TooManyRows { limit: u64 },
     /// JSON encoding failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

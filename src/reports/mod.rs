@@ -17,6 +17,7 @@ pub mod daily;
 mod error;
 pub mod html;
 pub mod run;
+pub mod sheet;
 pub mod svg;
 pub mod tariffs;
 

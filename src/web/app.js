@@ -1,5 +1,5 @@
 // callvault web page: sign in with an API token, search calls, open one
-// (legs, queue visit, recordings, player), daily report, billing CSV.
+// (legs, queue visit, recordings, player), daily report, billing CSV and .xlsx.
 // Plain DOM, no framework, no network access beyond this server.
 "use strict";
 
@@ -254,6 +254,7 @@ $("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); load
 function updateBillingLink() {
   const q = new URLSearchParams({ from: $("#bill-from").value, to: $("#bill-to").value });
   if ($("#bill-per-leg").checked) q.set("per_leg", "1");
+  $("#billing-xlsx-link").href = withToken("/export/billing.xlsx?" + q.toString());
   if ($("#bill-bom").checked) q.set("bom", "1");
   $("#billing-link").href = withToken("/export/billing.csv?" + q.toString());
 }
