@@ -7,6 +7,7 @@
 //! * the daily report of one day (all sections, rendered as HTML);
 //! * the billing CSV of the whole range (1 M rows) and of 10 days (100 k rows):
 //!   time and peak memory, which must not grow with the row count;
+//! * the same two as .xlsx workbooks (no target: figures for the README);
 //! * the sqlite3 CLI running the same queries (when installed), timed the same
 //!   way, with its peak RSS from /usr/bin/time when available.
 //!
@@ -153,7 +154,7 @@ fn params(from: NaiveDate, to: NaiveDate) -> Params {
     Params::new(from, to, i64::MAX / 2, 120, 20).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Child mode: `--child daily DB DAY` or `--child billing DB FROM TO OUT`.
+/// Child mode: `--child daily DB DAY` or `--child billing|billing-xlsx DB FROM TO OUT`.
 fn child(args: &[String]) {
     let t = Instant::now();
     let db = Path::new(&args[1]);
@@ -174,16 +175,18 @@ fn child(args: &[String]) {
             daily::write(&r, daily::DailyFormat::Html, &mut sink).unwrap_or_else(|e| panic!("{e}"));
             r.headline.calls as u64
         }
-        _ => {
+        kind => {
             let f = std::fs::File::create(&args[4]).unwrap_or_else(|e| panic!("{e}"));
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, f);
-            let n = billing::write(
-                &conn,
-                &cat,
-                &params(day(&args[2]), day(&args[3])),
-                &BillingOptions::default(),
-                &mut out,
-            )
+            let (p, opts) = (
+                params(day(&args[2]), day(&args[3])),
+                BillingOptions::default(),
+            );
+            let n = if kind == "billing-xlsx" {
+                billing::write_xlsx(&conn, &cat, &p, &opts, &mut out)
+            } else {
+                billing::write(&conn, &cat, &p, &opts, &mut out)
+            }
             .unwrap_or_else(|e| panic!("{e}"));
             out.flush().unwrap_or_else(|e| panic!("{e}"));
             n
@@ -292,6 +295,19 @@ fn main() {
         &s(ten),
         &out2.to_string_lossy(),
     ]);
+    let xlsx = |to: NaiveDate, name: &str| {
+        run_child(&[
+            "billing-xlsx",
+            &dbs,
+            &s(first_day()),
+            &s(to),
+            &tmp.path().join(name).to_string_lossy(),
+        ])
+    };
+    let (xlsx_1m, xlsx_100k) = (
+        xlsx(last, "billing_1m.xlsx"),
+        xlsx(ten, "billing_100k.xlsx"),
+    );
 
     let daily_sql = sqlite_script(
         daily::SECTIONS
@@ -354,6 +370,12 @@ fn main() {
         mb(bill_100k.1),
         bill_100k.2
     );
+    for (what, r) in [
+        ("billing .xlsx, 100 days", xlsx_1m),
+        ("billing .xlsx, 10 days", xlsx_100k),
+    ] {
+        println!("{what:<34} {:>10.3} {:>10.1} {:>12}", r.0, mb(r.1), r.2);
+    }
     let ok_daily = daily.0 < 1.0 && sq_daily.is_none_or(|(t, _)| daily.0 <= 2.0 * t.max(0.01));
     let ok_bill = bill_1m.0 < 5.0 && (bill_1m.1 as f64) < 1.5 * bill_100k.1 as f64 + 8192.0;
     println!(

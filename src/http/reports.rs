@@ -143,9 +143,9 @@ fn attachment(content_type: &str, name: &str) -> [(header::HeaderName, String); 
 }
 
 /// `GET /export/billing.xlsx`: the same rows as the CSV in an Excel
-/// workbook. Built whole before the answer (a zip is written at its end),
-/// so every failure, too many rows included, is still a status code; a
-/// worksheet's row limit bounds its size.
+/// workbook. The rows are written to the worksheet's temporary file first,
+/// so every failure (too many rows included) is still a status code; then
+/// the zip is streamed as it is made, and memory stays flat.
 pub async fn billing_xlsx(
     caller: Caller,
     State(st): State<AppState>,
@@ -154,15 +154,20 @@ pub async fn billing_xlsx(
     let (p, opts, cat) = billing_request(&caller, &st, &q).await?;
     let name = billing::file_name(&p, &opts, "xlsx");
     let (from, to) = (p.from, p.to);
-    let (rows, bytes) = st
+    let (rows, sheet) = st
         .store
-        .read(move |c| {
-            let mut out = Vec::new();
-            Ok(billing::write_xlsx(c, &cat, &p, &opts, &mut out).map(|n| (n, out)))
-        })
+        .read(move |c| Ok(billing::xlsx_rows(c, &cat, &p, &opts)))
         .await??;
-    tracing::info!(rows, %from, %to, caller = %caller.name, "billing export (xlsx)");
-    Ok((attachment(XLSX_TYPE, &name), bytes).into_response())
+    let (mut w, body) = stream::channel();
+    let who = caller.name.clone();
+    tokio::task::spawn_blocking(move || match sheet.finish(&mut w) {
+        Ok(()) => tracing::info!(rows, %from, %to, caller = %who, "billing export (xlsx)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "billing export (xlsx) stopped");
+            w.abort("billing export failed");
+        }
+    });
+    Ok((attachment(XLSX_TYPE, &name), body).into_response())
 }
 
 /// The media type of an .xlsx file.

@@ -88,13 +88,27 @@ pub fn write_xlsx(
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<u64> {
+    let (n, sheet) = xlsx_rows(conn, catalog, p, opts)?;
+    sheet.finish(out)?;
+    Ok(n)
+}
+
+/// The first half of [`write_xlsx`]: the rows, into a worksheet kept in a
+/// temporary file. Every failure of the export happens here, before a byte
+/// is written, so a server can still answer it with a status code, then
+/// stream the zip that [`XlsxSink::finish`] writes.
+pub fn xlsx_rows(
+    conn: &Connection,
+    catalog: &Catalog,
+    p: &Params,
+    opts: &BillingOptions,
+) -> Result<(u64, XlsxSink)> {
     check(conn, catalog, p, opts)?;
     let mut sink = XlsxSink::new(&format!("billing {} {}", p.from, p.to))?;
     let n = write_rows(conn, catalog, p, opts, &mut sink)?;
-    sink.finish(out)?;
-    Ok(n)
+    Ok((n, sink))
 }
 
 /// The header and the rows of the export into `sink`, one row in memory at

@@ -115,6 +115,10 @@ impl XlsxSink {
     /// A workbook with one sheet named `sheet` (Excel allows 31 characters).
     pub fn new(sheet: &str) -> Result<Self> {
         let mut book = Workbook::new();
+        // Deflate at level 3 rather than the default 6: billing of 108 k
+        // rows takes 1.3 s instead of 1.9 s (compression was half of it), in
+        // 10.4 MB instead of 8.9 MB (level 1: 1.2 s, 15.0 MB).
+        book.set_zip_compression_level(3);
         book.add_worksheet_with_constant_memory()
             .and_then(|ws| ws.set_name(sheet).map(|_| ()))
             .map_err(xlsx_error)?;
@@ -137,8 +141,8 @@ impl XlsxSink {
     }
 
     /// Sizes the columns, freezes the header, adds filters, and writes the
-    /// .xlsx file to `out`.
-    pub fn finish(mut self, out: &mut dyn Write) -> Result<()> {
+    /// .xlsx file to `out` (the zip is written as it is made).
+    pub fn finish(mut self, out: &mut (dyn Write + Send)) -> Result<()> {
         let (last_row, cols) = (self.row.saturating_sub(1), self.cols);
         let widths = std::mem::take(&mut self.widths);
         let ws = self.sheet()?;
@@ -151,9 +155,7 @@ impl XlsxSink {
             ws.autofilter(0, 0, last_row, cols - 1)
                 .map_err(xlsx_error)?;
         }
-        // The zip needs the whole workbook: build it, then write it out.
-        let bytes = self.book.save_to_buffer().map_err(xlsx_error)?;
-        out.write_all(&bytes)?;
+        self.book.save_to_writer(&mut *out).map_err(xlsx_error)?;
         out.flush()?;
         Ok(())
     }
