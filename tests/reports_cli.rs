@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use callvault::reports::{run, Catalog, Params};
 
-use crate::reports_util::{day, simulated_day, start};
+use crate::reports_util::{assert_xlsx_matches_csv, day, simulated_day, start, xlsx_cells};
 
 fn callvault(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_callvault"))
@@ -100,6 +100,14 @@ async fn every_report_runs_on_a_simulated_archive() {
         run::write_csv(&conn, r, &p, &mut csv_out, false)
             .unwrap_or_else(|e| panic!("{}: {e}", r.name));
         assert!(n > 0, "{} gave no rows on a busy day", r.name);
+        // The workbook of every report says what its CSV says, typed.
+        let mut xlsx = Vec::new();
+        let rows =
+            run::write_xlsx(&conn, r, &p, &mut xlsx).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        assert_eq!(rows, n, "{}", r.name);
+        let (cells, formulas) = xlsx_cells(&xlsx);
+        assert!(!formulas, "{}", r.name);
+        assert_xlsx_matches_csv(&cells, &csv_out);
     }
 
     let q = run::Table::query(&conn, cat.get("queues").expect("queues"), &p).expect("queues");
@@ -168,4 +176,21 @@ async fn every_report_runs_on_a_simulated_archive() {
     );
     let text = std::fs::read_to_string(&html).expect("html written");
     assert!(text.contains("<svg") && text.contains("Recordings missing or failed"));
+
+    // `-o FILE.xlsx` picks the workbook; it matches the CSV of the same run.
+    let xlsx = data.join("per_extension.xlsx");
+    let args = ["report", "run", "per_extension", "--from", "2024-01-08"];
+    let out = callvault(
+        data,
+        &[&args[..], &["-o", xlsx.to_str().expect("utf-8")]].concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = callvault(data, &args);
+    assert!(csv.status.success());
+    let (cells, _) = xlsx_cells(&std::fs::read(&xlsx).expect("xlsx written"));
+    assert_xlsx_matches_csv(&cells, &csv.stdout);
 }

@@ -117,3 +117,68 @@ pub fn cdr(
 "#
     )
 }
+
+/// Reads the first worksheet of an .xlsx file: its cells, and whether any
+/// cell holds a formula.
+pub fn xlsx_cells(bytes: &[u8]) -> (Vec<Vec<calamine::Data>>, bool) {
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec()))
+            .expect("an .xlsx file");
+    let name = book.sheet_names()[0].clone();
+    let cells = book
+        .worksheet_range(&name)
+        .expect("sheet")
+        .rows()
+        .map(<[calamine::Data]>::to_vec)
+        .collect();
+    let formulas = book
+        .worksheet_formula(&name)
+        .expect("formulas")
+        .cells()
+        .any(|(_, _, f)| !f.is_empty());
+    (cells, formulas)
+}
+
+/// The workbook's cells say what the CSV says, typed: text as text (the CSV
+/// may carry it with the leading `'` of a neutralised formula), numbers as
+/// numbers, `YYYY-MM-DD[ HH:MM:SS]` as dates, NULL as empty. Returns the
+/// header.
+pub fn assert_xlsx_matches_csv(cells: &[Vec<calamine::Data>], csv: &[u8]) -> Vec<String> {
+    use calamine::{Data, DataType};
+    let mut rd = csv::Reader::from_reader(csv.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(csv));
+    let names: Vec<String> = rd
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.expect("record")).collect();
+    let header: Vec<String> = cells[0].iter().map(|c| c.to_string()).collect();
+    assert_eq!(header, names);
+    assert_eq!(cells.len(), rows.len() + 1, "header and the CSV's rows");
+    for (row, want) in cells[1..].iter().zip(&rows) {
+        // calamine ends a row at its last cell; the rest are empty.
+        for (i, name) in names.iter().enumerate() {
+            let cell = row.get(i).unwrap_or(&Data::Empty);
+            let csv = &want[i];
+            let same = match cell {
+                Data::String(s) => s == csv || format!("'{s}") == csv,
+                Data::Float(f) => csv.parse::<f64>().ok() == Some(*f),
+                Data::DateTime(_) => {
+                    let t = cell.as_datetime().expect("a date");
+                    let form = if csv.len() == 10 {
+                        "%Y-%m-%d"
+                    } else {
+                        "%Y-%m-%d %H:%M:%S"
+                    };
+                    t.format(form).to_string() == csv
+                }
+                Data::Empty => csv.is_empty(),
+                other => panic!("{name}: unexpected cell {other:?}"),
+            };
+            assert!(same, "{name}: xlsx {cell:?}, csv {csv:?}");
+        }
+    }
+    header
+}

@@ -1,13 +1,12 @@
 //! `callvault export billing`: the billing CSV (or .xlsx) for finance
 //! (docs/billing.md), streamed from the archive to the file or stdout.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::output::Output;
+use super::output::{self, Output};
 use super::report::{catalog, params};
 use crate::config::Config;
 use crate::reports::billing::{self, BillingOptions};
@@ -56,16 +55,12 @@ pub enum BillingFormat {
 
 impl BillingArgs {
     fn format(&self) -> BillingFormat {
-        let by_name = self
-            .output
-            .as_deref()
-            .and_then(|o| o.extension())
-            .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
-        self.format.unwrap_or(if by_name {
-            BillingFormat::Xlsx
-        } else {
-            BillingFormat::Csv
-        })
+        self.format
+            .unwrap_or(if output::is_xlsx_name(self.output.as_deref()) {
+                BillingFormat::Xlsx
+            } else {
+                BillingFormat::Csv
+            })
     }
 }
 
@@ -79,11 +74,8 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
         tariffs,
     };
     let format = a.format();
-    if format == BillingFormat::Xlsx && a.output.is_none() && std::io::stdout().is_terminal() {
-        anyhow::bail!("an .xlsx file is binary: give -o FILE.xlsx, or redirect stdout");
-    }
-    if format == BillingFormat::Xlsx && a.bom {
-        anyhow::bail!("--bom is for CSV; an .xlsx file needs none");
+    if format == BillingFormat::Xlsx {
+        output::check_xlsx(a.bom, a.output.as_deref())?;
     }
     let cat = catalog(&cfg)?;
     let store = Store::open(&cfg.db_path())?;

@@ -95,3 +95,21 @@ impl Drop for Output {
         }
     }
 }
+
+/// Whether `-o FILE` names an Excel workbook (the default format then).
+pub fn is_xlsx_name(path: Option<&Path>) -> bool {
+    path.and_then(Path::extension)
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"))
+}
+
+/// Refuses what an .xlsx output cannot be: with a BOM, or binary on a terminal.
+pub fn check_xlsx(bom: bool, path: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if bom {
+        anyhow::bail!("--bom is for CSV; an .xlsx file needs none");
+    }
+    if path.is_none() && io::stdout().is_terminal() {
+        anyhow::bail!("an .xlsx file is binary: give -o FILE.xlsx, or redirect stdout");
+    }
+    Ok(())
+}

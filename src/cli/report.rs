@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::output::Output;
+use super::output::{self, Output};
 use crate::config::Config;
 use crate::reports::daily::{self, DailyFormat};
 use crate::reports::{run, Catalog, Format, Params};
@@ -28,8 +28,10 @@ pub enum ReportCmd {
         /// Last day, inclusive (default: FROM).
         #[arg(long)]
         to: Option<String>,
-        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
-        format: String,
+        /// csv, json, or xlsx (an Excel workbook: numbers from the device stay
+        /// text, dates are dates). Default: xlsx when FILE ends in .xlsx, else csv.
+        #[arg(long, value_parser = ["csv", "json", "xlsx"])]
+        format: Option<String>,
         /// Start CSV output with a UTF-8 byte order mark (for Excel).
         #[arg(long)]
         bom: bool,
@@ -108,13 +110,21 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             let cat = catalog(&cfg)?;
             let report = cat.get(&name)?.clone();
             let p = params(&cfg, &from, to.as_deref())?;
-            let format: Format = format.parse()?;
+            let format: Format = match format {
+                Some(f) => f.parse()?,
+                None if output::is_xlsx_name(output.as_deref()) => Format::Xlsx,
+                None => Format::Csv,
+            };
+            if format == Format::Xlsx {
+                output::check_xlsx(bom, output.as_deref())?;
+            }
             let store = open_store(&cfg)?;
             let mut out = Output::open(output.as_deref())?;
             let rows = store.read_blocking(|c| {
                 Ok(match format {
                     Format::Csv => run::write_csv(c, &report, &p, &mut out, bom),
                     Format::Json => run::write_json(c, &report, &p, &mut out),
+                    Format::Xlsx => run::write_xlsx(c, &report, &p, &mut out),
                 })
             })??;
             let dest = out.describe();

@@ -7,10 +7,11 @@
 
 use std::io::Write;
 
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::run::{for_each_row, text_value, BOM};
-use super::sheet::{value_cell, Cell, CsvSink, Sink, XlsxSink};
+use super::run::{text_value, write_table, BOM};
+use super::sheet::{Cell, CsvSink, Sink, XlsxSink};
 use super::tariffs::Tariffs;
 use super::{Catalog, Params, ReportError, Result};
 
@@ -121,31 +122,31 @@ fn write_rows(
     sink: &mut dyn Sink,
 ) -> Result<u64> {
     let report = catalog.get(opts.report_name())?;
-    let header = |cols: &[String]| {
-        let mut h: Vec<String> = cols.to_vec();
-        if opts.tariffs.is_some() {
-            h.extend(["billed_seconds".to_string(), "cost".to_string()]);
-        }
-        h
+    let Some(t) = &opts.tariffs else {
+        return write_table(conn, report, p, sink, &[], &mut |_, _| Ok(()));
     };
-    let mut started = false;
-    let mut idx = (0usize, 0usize);
-    let n = for_each_row(conn, report, p, &mut |cols, row| {
-        if !started {
-            sink.header(&header(cols))?;
-            let pos = |name| cols.iter().position(|c| c == name).unwrap_or(0);
-            idx = (pos(NUMBER_COL), pos(SECONDS_COL));
-            started = true;
-        }
-        let cell = |i: usize| row.get_ref(i).map_err(ReportError::query(&report.name));
-        for i in 0..cols.len() {
-            value_cell(sink, cell(i)?)?;
-        }
-        if let Some(t) = &opts.tariffs {
-            let number = text_value(cell(idx.0)?);
-            let secs = match cell(idx.1)? {
-                rusqlite::types::ValueRef::Integer(s) => s,
-                rusqlite::types::ValueRef::Real(s) => s.ceil() as i64,
+    let st = super::run::prepare(conn, report, p)?;
+    let cols = super::run::columns(&st);
+    drop(st);
+    let pos = |name| cols.iter().position(|c| c == name).unwrap_or(0);
+    let (number_at, seconds_at) = (pos(NUMBER_COL), pos(SECONDS_COL));
+    write_table(
+        conn,
+        report,
+        p,
+        sink,
+        &["billed_seconds", "cost"],
+        &mut |row, sink| {
+            let number = text_value(
+                row.get_ref(number_at)
+                    .map_err(ReportError::query(&report.name))?,
+            );
+            let secs = match row
+                .get_ref(seconds_at)
+                .map_err(ReportError::query(&report.name))?
+            {
+                ValueRef::Integer(s) => s,
+                ValueRef::Real(s) => s.ceil() as i64,
                 _ => 0,
             };
             match Some(number)
@@ -154,21 +155,15 @@ fn write_rows(
             {
                 Some((billed, cost)) => {
                     sink.cell(Cell::Int(billed))?;
-                    sink.cell(Cell::Decimal(&cost))?;
+                    sink.cell(Cell::Decimal(&cost))
                 }
                 None => {
                     sink.cell(Cell::Empty)?;
-                    sink.cell(Cell::Empty)?;
+                    sink.cell(Cell::Empty)
                 }
             }
-        }
-        sink.end_row()
-    })?;
-    if !started {
-        let st = super::run::prepare(conn, report, p)?;
-        sink.header(&header(&super::run::columns(&st)))?;
-    }
-    Ok(n)
+        },
+    )
 }
 
 /// The file name offered for download: `billing_<from>_<to>[_legs].<ext>`.

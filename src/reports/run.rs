@@ -9,6 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, Statement};
 use serde::Serialize;
 
+use super::sheet::{value_cell, CsvSink, Sink, XlsxSink};
 use super::{Report, ReportError, Result};
 
 /// The values every report query may use.
@@ -82,6 +83,8 @@ pub fn resolve_day(s: &str, tz: chrono_tz::Tz) -> Result<NaiveDate> {
 pub enum Format {
     Csv,
     Json,
+    /// An Excel workbook ([`super::sheet`]).
+    Xlsx,
 }
 
 impl std::str::FromStr for Format {
@@ -90,6 +93,7 @@ impl std::str::FromStr for Format {
         match s {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
+            "xlsx" => Ok(Format::Xlsx),
             other => Err(ReportError::Format(other.to_string())),
         }
     }
@@ -214,27 +218,63 @@ pub fn write_csv(
     if bom {
         out.write_all(BOM)?;
     }
-    let mut w = csv::Writer::from_writer(out);
-    let mut header_done = false;
+    let mut sink = CsvSink::new(out);
+    let n = write_table(conn, report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
+    sink.finish()?;
+    Ok(n)
+}
+
+/// Writes the report as an Excel workbook (one worksheet named after it,
+/// typed cells); returns the row count.
+pub fn write_xlsx(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    out: &mut (dyn Write + Send),
+) -> Result<u64> {
+    let mut sink = XlsxSink::new(&report.name)?;
+    let n = write_table(conn, report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
+    sink.finish(out)?;
+    Ok(n)
+}
+
+/// The header, then each row of `report` into `sink`, one row in memory at a
+/// time; `extra` names columns appended to each row and `more` writes their
+/// cells from the row (the billing export's tariff columns).
+pub fn write_table(
+    conn: &Connection,
+    report: &Report,
+    p: &Params,
+    sink: &mut dyn Sink,
+    extra: &[&str],
+    more: &mut dyn FnMut(&Row, &mut dyn Sink) -> Result<()>,
+) -> Result<u64> {
+    let header = |cols: &[String]| -> Vec<String> {
+        cols.iter()
+            .cloned()
+            .chain(extra.iter().map(|c| c.to_string()))
+            .collect()
+    };
+    let mut started = false;
     let n = for_each_row(conn, report, p, &mut |cols, row| {
-        if !header_done {
-            w.write_record(cols)?;
-            header_done = true;
+        if !started {
+            sink.header(&header(cols))?;
+            started = true;
         }
         for i in 0..cols.len() {
-            w.write_field(csv_field(
+            value_cell(
+                sink,
                 row.get_ref(i).map_err(ReportError::query(&report.name))?,
-            ))?;
+            )?;
         }
-        w.write_record(None::<&[u8]>)?;
-        Ok(())
+        more(row, sink)?;
+        sink.end_row()
     })?;
-    if !header_done {
+    if !started {
         // No rows: still write the header so the file is self-describing.
         let st = prepare(conn, report, p)?;
-        w.write_record(columns(&st))?;
+        sink.header(&header(&columns(&st)))?;
     }
-    w.flush()?;
     Ok(n)
 }
 
