@@ -3,10 +3,11 @@
 //! (increments and minimums) through the CLI.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::Path;
+use std::process::Output;
 
 use crate::reports_util::{
-    assert_xlsx_matches_csv, cdr, push, rebuild, simulated_day, start, xlsx_cells,
+    assert_xlsx_matches_csv, callvault, cdr, push, rebuild, simulated_day, start, xlsx_cells,
 };
 use crate::util::{token, TestServer};
 
@@ -23,6 +24,31 @@ const AWKWARD_XML: [&str; 4] = [
 /// Documented columns (docs/billing.md).
 const CALL_COLUMNS: &str = "call_id,device,date,start,end,direction,caller,callee,billed_number,trunk,route,answered_by,extensions,answered,forwarded_out,talk_seconds,billable_seconds,leg_count";
 const LEG_COLUMNS: &str = "call_id,device,cdr_id,date,start,end,direction,leg_type,route,caller,callee,billed_number,trunk,answered_by,billable_seconds";
+
+/// A tariff table: 0… at 0.30/min in minutes, 00… at 2.5/min in 6 s steps
+/// with 30 s minimum, 138… at 0.12/min in 6 s steps.
+const TARIFFS: &str = "prefix,rate_per_minute,increment_seconds,minimum_seconds\n0,0.30,60,60\n00,2.5,6,30\n138,0.12,6,0\n";
+
+/// `callvault export billing --from 2024-01-08 FLAGS --tariffs FILE -o OUT`.
+fn export_cli(data: &Path, flags: &[&str], tariffs: &Path, out: &Path) -> Output {
+    let (t, o) = (
+        tariffs.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+    );
+    let head = ["export", "billing", "--from", "2024-01-08"];
+    callvault(
+        data,
+        &[&head[..], flags, &["--tariffs", t, "-o", o]].concat(),
+    )
+}
+
+fn assert_ok(res: &Output) {
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
 
 /// Four outbound calls (one OU leg each) with awkward callers.
 async fn awkward_calls(ts: &TestServer) {
@@ -215,11 +241,7 @@ async fn billing_xlsx_is_the_csv_typed_for_excel() {
     )
     .await;
     rebuild(&ts).await;
-    std::fs::write(
-        ts.dir.path().join("tariffs.csv"),
-        "prefix,rate_per_minute,increment_seconds,minimum_seconds\n0,0.30,60,60\n00,2.5,6,30\n138,0.12,6,0\n",
-    )
-    .expect("write tariffs");
+    std::fs::write(ts.dir.path().join("tariffs.csv"), TARIFFS).expect("write tariffs");
     let tok = token(&ts, "finance").await;
     let query = "?from=2024-01-08&tariffs=1";
     let csv = get_raw(&ts, &format!("/export/billing.csv{query}"), &tok).await;
@@ -266,37 +288,17 @@ async fn billing_xlsx_is_the_csv_typed_for_excel() {
 
     // The command line writes the same workbook (chosen by the .xlsx name).
     let out = ts.dir.path().join("jan.xlsx");
-    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .env("CALLVAULT_CALLS_SETTLE_SECONDS", "0")
-        .arg("--data")
-        .arg(ts.dir.path())
-        .args(["export", "billing", "--from", "2024-01-08", "--tariffs"])
-        .arg(ts.dir.path().join("tariffs.csv"))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("run callvault");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let tariffs = ts.dir.path().join("tariffs.csv");
+    let res = export_cli(ts.dir.path(), &[], &tariffs, &out);
+    assert_ok(&res);
     assert_eq!(xlsx_cells(&std::fs::read(&out).expect("file")).0, cells);
     // A BOM means nothing to a workbook: refused rather than ignored.
-    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .arg("--data")
-        .arg(ts.dir.path())
-        .args([
-            "export",
-            "billing",
-            "--from",
-            "2024-01-08",
-            "--format",
-            "xlsx",
-            "--bom",
-        ])
-        .output()
-        .expect("run callvault");
+    let res = export_cli(
+        ts.dir.path(),
+        &["--format", "xlsx", "--bom"],
+        &tariffs,
+        &out,
+    );
     assert!(!res.status.success());
     assert!(String::from_utf8_lossy(&res.stderr).contains("--bom is for CSV"));
 }
@@ -440,34 +442,10 @@ async fn billing_cli_tariffs_apply_increments_and_minimums() {
     let ts = start().await;
     awkward_calls(&ts).await;
     let tariffs = ts.dir.path().join("tariffs.csv");
-    std::fs::write(
-        &tariffs,
-        "prefix,rate_per_minute,increment_seconds,minimum_seconds\n0,0.30,60,60\n00,2.5,6,30\n138,0.12,6,0\n",
-    )
-    .expect("write tariffs");
+    std::fs::write(&tariffs, TARIFFS).expect("write tariffs");
     let out = ts.dir.path().join("billing.csv");
-    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .env("CALLVAULT_CALLS_SETTLE_SECONDS", "0")
-        .arg("--data")
-        .arg(ts.dir.path())
-        .args([
-            "export",
-            "billing",
-            "--from",
-            "2024-01-08",
-            "--bom",
-            "--tariffs",
-        ])
-        .arg(&tariffs)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("run callvault");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let res = export_cli(ts.dir.path(), &["--bom"], &tariffs, &out);
+    assert_ok(&res);
     let bytes = std::fs::read(&out).expect("output file");
     let (header, rows) = parse(bytes.strip_prefix(b"\xEF\xBB\xBF").expect("BOM"));
     assert_eq!(header, format!("{CALL_COLUMNS},billed_seconds,cost"));
@@ -498,15 +476,7 @@ async fn billing_cli_tariffs_apply_increments_and_minimums() {
     )
     .expect("write");
     let out2 = ts.dir.path().join("billing2.csv");
-    let res = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .arg("--data")
-        .arg(ts.dir.path())
-        .args(["export", "billing", "--from", "2024-01-08", "--tariffs"])
-        .arg(&tariffs)
-        .arg("-o")
-        .arg(&out2)
-        .output()
-        .expect("run callvault");
+    let res = export_cli(ts.dir.path(), &[], &tariffs, &out2);
     assert!(!res.status.success());
     assert!(String::from_utf8_lossy(&res.stderr).contains("tariffs line 2"));
     assert!(!out2.exists());

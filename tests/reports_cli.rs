@@ -2,21 +2,12 @@
 //! running on a simulated archive (with recordings and queue visits rows).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use callvault::reports::{run, Catalog, Params};
 
-use crate::reports_util::{assert_xlsx_matches_csv, day, simulated_day, start, xlsx_cells};
-
-fn callvault(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .env("CALLVAULT_CALLS_SETTLE_SECONDS", "0")
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run callvault")
-}
+use crate::reports_util::{
+    assert_xlsx_matches_csv, callvault, day, simulated_day, start, xlsx_cells,
+};
 
 #[test]
 fn report_list_shows_every_sql_file() {

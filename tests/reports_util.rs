@@ -182,3 +182,18 @@ pub fn assert_xlsx_matches_csv(cells: &[Vec<calamine::Data>], csv: &[u8]) -> Vec
     }
     header
 }
+
+/// Runs the callvault binary on the data directory `data` (calls settle at
+/// once, so a test's calls are in the billing files).
+pub fn callvault<S: AsRef<std::ffi::OsStr>>(
+    data: &std::path::Path,
+    args: &[S],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .env("CALLVAULT_CALLS_SETTLE_SECONDS", "0")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run callvault")
+}
