@@ -143,3 +143,77 @@ async fn odd_query_values_get_an_answer_never_a_server_error() {
     assert_eq!(code, 200, "still serving");
     ts.running.stop().await;
 }
+
+/// The web page's session cookie: created only from a valid token in the
+/// Authorization header, accepted in place of it, HttpOnly and
+/// SameSite=Strict, cleared by DELETE; a cookie with a wrong or revoked
+/// token is refused like a wrong bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookie_stands_in_for_the_token_and_only_a_token_makes_one() {
+    let ts = start().await;
+    let tok = token(&ts, "qa").await;
+    let url = |p: &str| format!("http://{}{p}", ts.api());
+    let client = reqwest::Client::new();
+    let calls = "/api/calls?from=2024-01-08";
+
+    // Made from the bearer token.
+    let resp = client
+        .post(url("/api/session"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 204);
+    let set = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        set.starts_with(&format!("callvault_session={tok};")),
+        "{set}"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} in {set}");
+    }
+    let with_cookie = |c: String| {
+        let rb = client.get(url(calls)).header("cookie", c);
+        async move { rb.send().await.expect("get").status().as_u16() }
+    };
+    assert_eq!(
+        with_cookie(format!("other=1; callvault_session={tok}")).await,
+        200
+    );
+    assert_eq!(with_cookie("callvault_session=wrong".into()).await, 401);
+    assert_eq!(with_cookie("callvault_session=".into()).await, 401);
+    assert_eq!(get(ts.api(), calls, None).await.0, 401, "nothing, nothing");
+
+    // Not from a cookie, a query token, or a wrong token.
+    for rb in [
+        client
+            .post(url("/api/session"))
+            .header("cookie", format!("callvault_session={tok}")),
+        client.post(url(&format!("/api/session?token={tok}"))),
+        client.post(url("/api/session")).bearer_auth("wrong"),
+    ] {
+        let resp = rb.send().await.expect("post");
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+
+    // Signing out clears it.
+    let resp = client
+        .delete(url("/api/session"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 204);
+    let gone = resp.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(
+        gone.starts_with("callvault_session=;") && gone.contains("Max-Age=0"),
+        "{gone}"
+    );
+
+    // A revoked token's cookie stops working with the token.
+    ts.db().execute("DELETE FROM tokens", []).expect("revoke");
+    assert_eq!(with_cookie(format!("callvault_session={tok}")).await, 401);
+}

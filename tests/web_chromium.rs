@@ -23,7 +23,8 @@ use crate::util::{token, TestServer};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-type Log = Arc<Mutex<Vec<(String, u16)>>>;
+/// Each request the page made: path, status, query string.
+type Log = Arc<Mutex<Vec<(String, u16, String)>>>;
 
 struct Driver {
     child: Child,
@@ -233,10 +234,11 @@ async fn front(ts: &TestServer, log: Log) -> SocketAddr {
                 let log = log.clone();
                 async move {
                     let path = req.uri().path().to_string();
+                    let query = req.uri().query().unwrap_or_default().to_string();
                     let resp = next.run(req).await;
                     log.lock()
                         .expect("log")
-                        .push((path, resp.status().as_u16()));
+                        .push((path, resp.status().as_u16(), query));
                     resp
                 }
             },
@@ -279,7 +281,7 @@ fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
     log.lock()
         .expect("log")
         .iter()
-        .any(|(p, s)| p == path && ok.contains(s))
+        .any(|(p, s, _)| p == path && ok.contains(s))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +378,11 @@ async fn web_page_in_headless_chromium() {
     let dl = d
         .js("return document.querySelector('#download-rec').getAttribute('href');")
         .await;
-    assert!(dl.as_str().is_some_and(|h| h.contains("token=")), "{dl}");
+    assert_eq!(
+        dl,
+        json!(format!("{rec_path}?download=1")),
+        "no token in the link"
+    );
     d.screenshot("web_call.png").await;
 
     // Daily report view: the HTML report in the frame.
@@ -418,5 +424,17 @@ async fn web_page_in_headless_chromium() {
         .expect("a sheet")
         .expect("readable");
     assert_eq!(sheet.height(), csv_rows + 1, "header and the CSV's rows");
+
+    // Audio, downloads and the report frame rode on the session cookie: no
+    // request carried the token in its URL.
+    assert!(seen(&log, "/api/session", &[204]));
+    let leaked: Vec<String> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|(_, _, q)| q.contains("token="))
+        .map(|(p, _, q)| format!("{p}?{q}"))
+        .collect();
+    assert!(leaked.is_empty(), "token in URLs: {leaked:?}");
     d.call(reqwest::Method::DELETE, "", None).await;
 }

@@ -49,21 +49,48 @@ impl Caller {
     }
 }
 
-/// The token from `Authorization: Bearer …`, or `?token=` (for `<audio src>`
-/// and download links, which cannot set headers).
+/// The token of a request: `Authorization: Bearer …`, else the web page's
+/// session cookie (`session.rs`), else `?token=` (kept for scripts and
+/// bookmarks; the web page no longer puts tokens in URLs).
 pub fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        return v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(|t| t.trim().to_string());
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return bearer_of(parts);
     }
-    parts.uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
+    cookie_of(parts).or_else(|| {
+        parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        })
     })
+}
+
+/// The token of `Authorization: Bearer …`.
+pub fn bearer_of(parts: &Parts) -> Option<String> {
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(|t| t.trim().to_string())
+}
+
+/// The value of the session cookie, if the request carries one.
+fn cookie_of(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == super::session::COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_string())
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -11,6 +11,7 @@ pub mod recordings;
 pub mod reports;
 pub mod router;
 pub mod serve_device;
+pub mod session;
 pub mod stream;
 pub mod telemetry;
 pub mod web;

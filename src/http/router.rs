@@ -6,11 +6,11 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{calls, legs, queues, recordings, reports, telemetry, web, AppError};
+use super::{calls, legs, queues, recordings, reports, session, telemetry, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -24,6 +24,10 @@ pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/session",
+            post(session::create).delete(session::delete),
+        )
         .route("/api/legs", get(legs::list))
         .route("/api/calls", get(calls::search))
         .route("/api/calls/{id}", get(calls::detail))

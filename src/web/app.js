@@ -35,8 +35,13 @@ function ymd(d) {
 
 function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return ymd(d); }
 
-function withToken(path) {
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+// Links the browser follows by itself (audio, downloads, the report frame)
+// cannot send the Authorization header: they ride on the session cookie that
+// startSession() asks the server for, so no token is ever put in a URL
+// (URLs end up in history, access logs and Referer headers).
+async function startSession() {
+  const r = await fetch("/api/session", { method: "POST", headers: { Authorization: "Bearer " + token } });
+  if (!r.ok) throw new HttpError(r.status, r.statusText);
 }
 
 class HttpError extends Error {
@@ -74,7 +79,13 @@ function show(view) {
   if (view === "billing") updateBillingLink();
 }
 
-function signedIn() {
+async function signedIn() {
+  try {
+    await startSession();
+  } catch (e) {
+    signOut(e.status === 401 ? "Your token was not accepted. Please sign in again." : "Sign-in failed: " + e.message);
+    return;
+  }
   $("#login-view").hidden = true;
   $("#nav").hidden = false;
   show("calls");
@@ -82,6 +93,7 @@ function signedIn() {
 }
 
 function signOut(message) {
+  if (token) fetch("/api/session", { method: "DELETE" }).catch(() => {});
   token = "";
   localStorage.removeItem(KEY);
   sessionStorage.removeItem(KEY);
@@ -207,9 +219,9 @@ async function openCall(id) {
   parts.push(el("h4", {}, "Recording"));
   const playable = recs.length === 0 ? false : recs.some((r) => r.status === "done");
   if (playable) {
-    const src = withToken(`/api/calls/${encodeURIComponent(c.id)}/recording`);
+    const src = `/api/calls/${encodeURIComponent(c.id)}/recording`;
     parts.push(el("audio", { id: "player", controls: true, preload: "auto", src }));
-    parts.push(el("p", {}, el("a", { id: "download-rec", href: src + "&download=1", download: `${c.id}.wav` }, "Download WAV")));
+    parts.push(el("p", {}, el("a", { id: "download-rec", href: src + "?download=1", download: `${c.id}.wav` }, "Download WAV")));
   } else {
     parts.push(el("p", { class: "status" }, recs.length ? "No playable recording yet." : "This call has no recording."));
   }
@@ -241,10 +253,10 @@ async function openCall(id) {
 function loadReport() {
   const day = $("#report-date").value;
   const base = `/reports/daily?date=${day}`;
-  $("#report-csv").href = withToken(base + "&format=csv");
-  $("#report-json").href = withToken(base + "&format=json");
-  $("#report-html").href = withToken(base + "&format=html");
-  $("#report-frame").src = withToken(base + "&format=html");
+  $("#report-csv").href = base + "&format=csv";
+  $("#report-json").href = base + "&format=json";
+  $("#report-html").href = base + "&format=html";
+  $("#report-frame").src = base + "&format=html";
 }
 
 $("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadReport(); });
@@ -254,9 +266,9 @@ $("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); load
 function updateBillingLink() {
   const q = new URLSearchParams({ from: $("#bill-from").value, to: $("#bill-to").value });
   if ($("#bill-per-leg").checked) q.set("per_leg", "1");
-  $("#billing-xlsx-link").href = withToken("/export/billing.xlsx?" + q.toString());
+  $("#billing-xlsx-link").href = "/export/billing.xlsx?" + q.toString();
   if ($("#bill-bom").checked) q.set("bom", "1");
-  $("#billing-link").href = withToken("/export/billing.csv?" + q.toString());
+  $("#billing-link").href = "/export/billing.csv?" + q.toString();
 }
 
 $("#billing-form").addEventListener("change", updateBillingLink);
