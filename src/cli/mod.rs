@@ -28,7 +28,7 @@ use crate::config::Config;
     about = "Archive CDRs and call recordings pushed by office phone systems (New Rock OM IPPBX)",
     long_about = "callvault receives the XML pushes of New Rock OM IPPBX devices (call events and CDRs), \
 stores them durably in an embedded SQLite archive, merges call legs into logical calls, fetches \
-recordings, and serves billing CSVs, reports and recordings over HTTP and this command line."
+recordings, and serves billing exports (CSV, Excel), reports and recordings over HTTP and this command line."
 )]
 pub struct Cli {
     /// Configuration file (TOML). Every key can also be set as CALLVAULT_<SECTION>_<KEY>.
@@ -67,7 +67,7 @@ pub enum Command {
     /// Named reports and the daily report.
     #[command(subcommand)]
     Report(report::ReportCmd),
-    /// Exports for other systems (the billing CSV).
+    /// Exports for other systems (billing as CSV or an Excel workbook).
     #[command(subcommand)]
     Export(export::ExportCmd),
 }

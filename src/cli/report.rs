@@ -67,13 +67,15 @@ pub fn params(cfg: &Config, from: &str, to: Option<&str>) -> anyhow::Result<Para
         None => from_d,
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    Ok(Params::new(
+    let mut p = Params::new(
         from_d,
         to_d,
         now_ms,
         cfg.calls.settle_seconds,
         cfg.queues.sla_seconds,
-    )?)
+    )?;
+    p.scratch_dir = Some(cfg.data_dir.clone());
+    Ok(p)
 }
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {

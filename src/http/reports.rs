@@ -40,13 +40,15 @@ fn params(
     to: chrono::NaiveDate,
 ) -> Result<Params, AppError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    Ok(Params::new(
+    let mut p = Params::new(
         from,
         to,
         now_ms,
         st.cfg.calls.settle_seconds,
         st.cfg.queues.sla_seconds,
-    )?)
+    )?;
+    p.scratch_dir = Some(st.cfg.data_dir.clone());
+    Ok(p)
 }
 
 fn catalog(st: &AppState) -> Result<Catalog, AppError> {

@@ -107,7 +107,10 @@ pub fn xlsx_rows(
     opts: &BillingOptions,
 ) -> Result<(u64, XlsxSink)> {
     check(conn, catalog, p, opts)?;
-    let mut sink = XlsxSink::new(&format!("billing {} {}", p.from, p.to))?;
+    let mut sink = XlsxSink::new(
+        &format!("billing {} {}", p.from, p.to),
+        p.scratch_dir.as_deref(),
+    )?;
     let n = write_rows(conn, catalog, p, opts, &mut sink)?;
     Ok((n, sink))
 }

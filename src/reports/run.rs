@@ -23,6 +23,10 @@ pub struct Params {
     pub settled_before_ms: i64,
     /// "Answered within" threshold of the queue service level.
     pub sla_seconds: i64,
+    /// Where an .xlsx export keeps its rows until it is zipped (hundreds of
+    /// bytes a row); None: the system's temporary directory, which is often
+    /// a RAM-backed tmpfs. Server and CLI use the data directory.
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
 impl Params {
@@ -45,6 +49,7 @@ impl Params {
             to,
             settled_before_ms: now_ms.saturating_sub(settle_seconds.saturating_mul(1000)),
             sla_seconds,
+            scratch_dir: None,
         })
     }
 
@@ -232,7 +237,7 @@ pub fn write_xlsx(
     p: &Params,
     out: &mut (dyn Write + Send),
 ) -> Result<u64> {
-    let mut sink = XlsxSink::new(&report.name)?;
+    let mut sink = XlsxSink::new(&report.name, p.scratch_dir.as_deref())?;
     let n = write_table(conn, report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
     sink.finish(out)?;
     Ok(n)
