@@ -6,6 +6,7 @@ mod api_mutations;
 mod calls_http;
 mod calls_manual;
 mod calls_sim;
+mod coocenter_http;
 mod demo_cli;
 mod g729_reference;
 mod ingest_crash;

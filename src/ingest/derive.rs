@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use rusqlite::Transaction;
 
-use super::om;
 use crate::config::Config;
 use crate::model::{Event, Leg, Message};
 use crate::store::{self, legs::Inserted, pushes};
@@ -153,5 +152,5 @@ fn parse(p: &pushes::Committed) -> store::Result<Vec<crate::model::Document>> {
     let corrupt = |e: String| store::StoreError::Corrupt(format!("push {}: {e}", p.id));
     let text =
         super::pipeline::push_text(&p.body, p.query.as_deref()).map_err(|(_, e)| corrupt(e))?;
-    om::parse_body(&text).map_err(|e| corrupt(e.to_string()))
+    super::parse_push(&text).map_err(corrupt)
 }

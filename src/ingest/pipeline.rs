@@ -143,7 +143,7 @@ impl Ingestor {
         }
         let text = push_text(&req.body, req.query.as_deref())
             .map_err(|(metric_reason, reason)| refuse(400, metric_reason, reason))?;
-        let docs = om::parse_body(&text).map_err(|e| refuse(400, "malformed", e.to_string()))?;
+        let docs = super::parse_push(&text).map_err(|e| refuse(400, "malformed", e))?;
         let mac = docs.iter().find_map(|d| d.message.mac());
         let ident = device::identify(&self.cfg, mac, &req.source).map_err(|e| {
             let status = 403;

@@ -14,5 +14,5 @@ pub mod parser;
 pub mod recording_path;
 
 pub use auth::{sign, verify, AuthError};
-pub use parser::{body_from_query, parse_body, ParseError};
+pub use parser::{body_from_query, check_leg, parse_body, ParseError};
 pub use recording_path::{check_recording_path, UnsafePath};

@@ -386,14 +386,7 @@ impl CdrFields {
     fn into_leg(self, cdr_id: String) -> Result<Leg, ParseError> {
         let time_start = om_time(&cdr_id, "TimeStart", self.time_start)?;
         let time_end = om_time(&cdr_id, "TimeEnd", self.time_end)?;
-        let span = time_end - time_start;
-        if span > chrono::Duration::days(MAX_LEG_DAYS) || span < -chrono::Duration::days(1) {
-            return Err(ParseError::ImplausibleSpan {
-                cdr_id,
-                start: time_start,
-                end: time_end,
-            });
-        }
+        check_span(&cdr_id, time_start, time_end)?;
         let duration_text = required(&cdr_id, "Duration", self.duration)?;
         let duration = duration_text
             .parse::<i64>()
@@ -404,23 +397,7 @@ impl CdrFields {
                 field: "Duration",
                 value: duration_text.clone(),
             })?;
-        if duration > MAX_LEG_DAYS * 86_400 {
-            // Summed by every report: one leg of i64::MAX seconds made
-            // SQLite's SUM fail ("integer overflow") for its whole day.
-            return Err(ParseError::ImplausibleDuration {
-                cdr_id,
-                seconds: duration,
-            });
-        }
-        let recording = non_empty(self.recording);
-        if let Some(path) = &recording {
-            check_recording_path(path).map_err(|reason| ParseError::UnsafeRecording {
-                cdr_id: cdr_id.clone(),
-                value: path.clone(),
-                reason,
-            })?;
-        }
-        Ok(Leg {
+        let leg = Leg {
             callid: self.callid.unwrap_or_default(),
             visitor_id: non_empty(self.visitor_id),
             outer_id: non_empty(self.outer_id),
@@ -432,12 +409,52 @@ impl CdrFields {
             time_end,
             duration,
             trunk_number: self.trunk_number.unwrap_or_default(),
-            recording,
+            recording: non_empty(self.recording),
             rec_codec: non_empty(self.rec_codec).map(|codec| codec.to_ascii_uppercase()),
             mac: non_empty(self.mac),
             cdr_id,
-        })
+        };
+        check_leg(&leg)?;
+        Ok(leg)
     }
+}
+
+/// A span longer than [`MAX_LEG_DAYS`], or ending more than a day before
+/// it starts, is a device clock fault, not a call.
+fn check_span(cdr_id: &str, start: NaiveDateTime, end: NaiveDateTime) -> Result<(), ParseError> {
+    let span = end - start;
+    if span > chrono::Duration::days(MAX_LEG_DAYS) || span < -chrono::Duration::days(1) {
+        return Err(ParseError::ImplausibleSpan {
+            cdr_id: cdr_id.to_string(),
+            start,
+            end,
+        });
+    }
+    Ok(())
+}
+
+/// The checks every leg gets before it is archived, whichever source sent it
+/// (the OM parser here, the JSON sources in `ingest::coocenter`): a plausible
+/// span and talk time, and a recording path that cannot leave the recorder's
+/// directory.
+pub fn check_leg(leg: &Leg) -> Result<(), ParseError> {
+    check_span(&leg.cdr_id, leg.time_start, leg.time_end)?;
+    if leg.duration > MAX_LEG_DAYS * 86_400 {
+        // Summed by every report: one leg of i64::MAX seconds made
+        // SQLite's SUM fail ("integer overflow") for its whole day.
+        return Err(ParseError::ImplausibleDuration {
+            cdr_id: leg.cdr_id.clone(),
+            seconds: leg.duration,
+        });
+    }
+    if let Some(path) = &leg.recording {
+        check_recording_path(path).map_err(|reason| ParseError::UnsafeRecording {
+            cdr_id: leg.cdr_id.clone(),
+            value: path.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 fn required(

@@ -1,0 +1,166 @@
+//! The coocenter call-center PBX's JSON pushes (seeds/002, the manual's own
+//! examples in tests/fixtures/coocenter/) over a real socket into the same
+//! archive as OM pushes: raw rows, legs, events, calls, quarantine, and a
+//! rebuild that gives the live calls.
+
+use crate::util::*;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("tests/fixtures/coocenter/{name}")).expect(name)
+}
+
+/// POSTs `body` as the PBX does (HTTP/1.1, JSON); returns the status.
+fn post_json(ts: &TestServer, body: &str) -> u16 {
+    let req = format!(
+        "POST /callvault HTTP/1.1\r\nHost: collector\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    status_of(&raw_exchange(ts.ingest(), req.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coocenter_json_pushes_become_legs_events_and_calls() {
+    let ts = start().await;
+    for f in [
+        "cdr.json",
+        "cc_cdr.json",
+        "dialbegin.json",
+        "extensionstatus.json",
+        "ivr.json",
+    ] {
+        assert_eq!(post_json(&ts, &fixture(f)), 200, "{f}");
+    }
+    // A re-push of the same call is stored raw but adds no leg.
+    assert_eq!(post_json(&ts, &fixture("cdr.json")), 200);
+    // The manual's own relaxed notation is not JSON: refused and kept.
+    let relaxed = "{event:'cdr', uniqueid:'1.1'}";
+    assert_eq!(post_json(&ts, relaxed), 400);
+    ts.derived();
+
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'stored'"),
+        6
+    );
+    let db = ts.db();
+    let (body, reason): (Vec<u8>, String) = db
+        .query_row(
+            "SELECT body, reason FROM pushes WHERE outcome = 'quarantined'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("quarantined");
+    assert_eq!(body, relaxed.as_bytes());
+    assert!(reason.starts_with("not JSON"), "{reason}");
+
+    let legs: Vec<(String, String, String, String, i64)> = db
+        .prepare("SELECT cdr_id, leg_type, cpn, cdpn, duration FROM legs ORDER BY cdr_id")
+        .expect("sql")
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("legs")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        legs,
+        vec![
+            (
+                "1325747409.260".into(),
+                "LO".into(),
+                "808".into(),
+                "809".into(),
+                1
+            ),
+            (
+                "1541415929.807".into(),
+                "IN".into(),
+                "85322361".into(),
+                "100".into(),
+                0
+            ),
+        ]
+    );
+    let events: Vec<String> = db
+        .prepare("SELECT attribute FROM events ORDER BY id")
+        .expect("sql")
+        .query_map([], |r| r.get(0))
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(events, ["DIALBEGEIN", "EXTENSIONSTATUS", "IVR"]);
+    let attrs: String = db
+        .query_row(
+            "SELECT attrs_json FROM events WHERE attribute = 'IVR'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("ivr");
+    assert!(attrs.contains("workingtime"), "every field kept: {attrs}");
+
+    // One call per CDR, found by the API like any OM call.
+    let tok = token(&ts, "qa").await;
+    let internal = get_json(ts.api(), "/api/calls?from=2012-01-05", &tok).await;
+    let inbound = get_json(ts.api(), "/api/calls?from=2018-11-05", &tok).await;
+    let first = |v: &serde_json::Value| v["calls"][0].clone();
+    assert_eq!(
+        (
+            first(&internal)["direction"].as_str(),
+            first(&internal)["caller"].as_str()
+        ),
+        (Some("internal"), Some("808")),
+        "{internal}"
+    );
+    assert_eq!(
+        (
+            first(&inbound)["direction"].as_str(),
+            first(&inbound)["answered"].as_bool()
+        ),
+        (Some("inbound"), Some(false)),
+        "{inbound}"
+    );
+
+    // A rebuild gives the calls the live path gave.
+    let dump = |c: &rusqlite::Connection| rows_as_text(c, "SELECT * FROM calls ORDER BY id");
+    let live = dump(&db);
+    assert_eq!(live.len(), 2);
+    callvault::calls::live::rebuild_store(
+        &ts.running.store,
+        callvault::calls::live::REBUILD_BATCH_LEGS,
+        &mut |_, _| {},
+    )
+    .expect("rebuild");
+    assert_eq!(dump(&ts.db()), live);
+}
+
+/// A cc_cdr's `filePath` is fetched like an OM recording, from the device's
+/// `recorder_url` (for coocenter `http://PBX:8000/coocenter-api/monitor/`),
+/// and linked to its call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coocenter_recording_is_fetched_from_its_recorder_url() {
+    use callvault::sim::recorder::{self, Faults};
+    use callvault::sim::RecordingSpec;
+    let spec = RecordingSpec {
+        path: "20181105/85322361-100-1541415929.807.wav".into(),
+        codec: "PCMA".into(),
+        seconds: 2,
+    };
+    let rec = recorder::start(vec![spec.clone()], Faults::default())
+        .await
+        .expect("recorder");
+    let rig = crate::recordings_fetch::Rig::start(&rec, |_| {}).await;
+    let call = fixture("cc_cdr.json")
+        .replace("\"talkingTime\":\"0\"", "\"talkingTime\":\"6\"")
+        .replace(
+            "\"filePath\":\"\"",
+            &format!("\"filePath\":\"{}\"", spec.path),
+        );
+    rig.push(&call);
+    rig.wait_status("1541415929.807", "done").await;
+    let (_, attempts, err, file, _) = rig.row("1541415929.807").expect("row");
+    assert_eq!((attempts, err), (1, None));
+    let stored = std::fs::read(rig.archive_file(&file.expect("file"))).expect("archived");
+    let served = recorder::files_for(&spec, &Faults::default()).remove(0).1;
+    assert_eq!(stored, served, "stored as served");
+    rig.running.stop().await;
+    rec.stop().await;
+}
