@@ -137,5 +137,13 @@ impl Message {
     }
 }
 
+/// A device-local time as the JSON sources send it: `2012-01-05 15:10:09`,
+/// also with a `T`, or without the space (as the coocenter manual prints it).
+pub fn parse_json_time(s: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
+}
+
 /// Format of OM timestamps: `YYYYMMDDhhmmss`.
 pub const OM_TIME_FORMAT: &str = "%Y%m%d%H%M%S";

@@ -87,7 +87,7 @@ async fn coocenter_json_pushes_become_legs_events_and_calls() {
         .expect("events")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(events, ["DIALBEGEIN", "EXTENSIONSTATUS", "IVR"]);
+    assert_eq!(events, ["CC_CDR", "DIALBEGEIN", "EXTENSIONSTATUS", "IVR"]);
     let attrs: String = db
         .query_row(
             "SELECT attrs_json FROM events WHERE attribute = 'IVR'",
@@ -119,16 +119,67 @@ async fn coocenter_json_pushes_become_legs_events_and_calls() {
         "{inbound}"
     );
 
-    // A rebuild gives the calls the live path gave.
-    let dump = |c: &rusqlite::Connection| rows_as_text(c, "SELECT * FROM calls ORDER BY id");
+    // The cc_cdr's queue visit: queue 630, the caller hung up after 7 s
+    // (MEMBER_CANCEL), linked to its call, in the queues report.
+    let visit: (String, String, String, String, f64, Option<String>, Option<String>) = db
+        .query_row(
+            "SELECT grp, party_id, entered_local, outcome, wait_seconds, agent, call_id FROM queue_visits",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .expect("one queue visit");
+    assert_eq!(
+        (
+            &visit.0[..],
+            &visit.1[..],
+            &visit.2[..],
+            &visit.3[..],
+            visit.4,
+            &visit.5
+        ),
+        (
+            "630",
+            "1541415929.807",
+            "2018-11-05 19:05:31",
+            "abandoned",
+            7.0,
+            &None
+        )
+    );
+    assert_eq!(
+        visit.6.as_deref(),
+        first(&inbound)["id"].as_str(),
+        "linked to its call"
+    );
+    let queues = get_json(ts.api(), "/api/queues/summary?from=2018-11-05", &tok).await;
+    assert!(queues.to_string().contains("\"abandoned\":1"), "{queues}");
+
+    // A rebuild gives the calls and queue visits the live path gave.
+    let dump = |c: &rusqlite::Connection| {
+        let mut rows = rows_as_text(c, "SELECT * FROM calls ORDER BY id");
+        rows.extend(rows_as_text(c, "SELECT * FROM queue_visits ORDER BY key"));
+        rows
+    };
     let live = dump(&db);
-    assert_eq!(live.len(), 2);
+    assert_eq!(live.len(), 3);
     callvault::calls::live::rebuild_store(
         &ts.running.store,
         callvault::calls::live::REBUILD_BATCH_LEGS,
         &mut |_, _| {},
     )
     .expect("rebuild");
+    let cfg = std::sync::Arc::new(callvault::config::Config::default());
+    let queues = callvault::queues::live::QueueLive::new(
+        cfg.queues.visit_timeout_seconds,
+        callvault::server::tz_of(&cfg),
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    ts.running
+        .store
+        .writer
+        .write(move |tx| queues.replay(tx, true, now))
+        .await
+        .expect("queue rebuild");
     assert_eq!(dump(&ts.db()), live);
 }
 

@@ -19,7 +19,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
 use super::om::{check_leg, ParseError};
-use crate::model::{Document, Event, Leg, Message};
+use crate::model::{parse_json_time, Document, Event, Leg, Message};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoocenterError {
@@ -67,10 +67,10 @@ pub fn parse_body(text: &str) -> Result<Vec<Document>, CoocenterError> {
         match v.map_err(|e| CoocenterError::Json(e.to_string()))? {
             Value::Array(items) => {
                 for item in items {
-                    docs.push(document(item)?);
+                    documents(item, &mut docs)?;
                 }
             }
-            other => docs.push(document(other)?),
+            other => documents(other, &mut docs)?,
         }
     }
     if docs.is_empty() {
@@ -79,7 +79,10 @@ pub fn parse_body(text: &str) -> Result<Vec<Document>, CoocenterError> {
     Ok(docs)
 }
 
-fn document(v: Value) -> Result<Document, CoocenterError> {
+/// The documents of one pushed object: a leg for `cdr`; a leg and a
+/// `CC_CDR` event for `cc_cdr` (the event keeps its queue facts, which make
+/// its queue visit, `queues::cc_cdr`); an event for anything else.
+fn documents(v: Value, docs: &mut Vec<Document>) -> Result<(), CoocenterError> {
     let raw = v.to_string();
     let Value::Object(obj) = v else {
         return Err(CoocenterError::NotObject(kind(&v)));
@@ -87,10 +90,8 @@ fn document(v: Value) -> Result<Document, CoocenterError> {
     let event = text(&obj, "event")
         .filter(|e| !e.is_empty())
         .ok_or(CoocenterError::NoEvent)?;
-    let message = match event.as_str() {
-        "cdr" => Message::Cdr(cdr_leg(&obj)?),
-        "cc_cdr" => Message::Cdr(cc_cdr_leg(&obj)?),
-        _ => Message::Event(Event {
+    let as_event = || {
+        Message::Event(Event {
             attribute: event.to_ascii_uppercase(),
             attrs: obj
                 .iter()
@@ -99,13 +100,19 @@ fn document(v: Value) -> Result<Document, CoocenterError> {
                 .collect(),
             mac: text(&obj, "mac").filter(|m| !m.is_empty()),
             parties: Vec::new(),
-        }),
+        })
     };
-    Ok(Document {
+    let messages = match event.as_str() {
+        "cdr" => vec![Message::Cdr(cdr_leg(&obj)?)],
+        "cc_cdr" => vec![Message::Cdr(cc_cdr_leg(&obj)?), as_event()],
+        _ => vec![as_event()],
+    };
+    docs.extend(messages.into_iter().map(|message| Document {
         message,
         auth: None,
-        raw,
-    })
+        raw: raw.clone(),
+    }));
+    Ok(())
 }
 
 /// `cdr`: one whole call as Asterisk records it. `calltype` says the
@@ -202,7 +209,7 @@ impl<'a> Fields<'a> {
         if v.is_empty() {
             return Err(self.missing(field));
         }
-        parse_time(&v).ok_or_else(|| self.invalid(field, v))
+        parse_json_time(&v).ok_or_else(|| self.invalid(field, v))
     }
 
     fn seconds(&self, field: &'static str) -> Result<i64, CoocenterError> {
@@ -250,14 +257,6 @@ impl<'a> Fields<'a> {
         check_leg(&leg)?;
         Ok(leg)
     }
-}
-
-/// `2012-01-05 15:10:09`, also without the space (as the manual prints it)
-/// or with a `T`.
-fn parse_time(s: &str) -> Option<NaiveDateTime> {
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d%H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
 }
 
 fn text(obj: &Map<String, Value>, field: &str) -> Option<String> {

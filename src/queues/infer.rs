@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Event;
 
+use super::cc_cdr;
 use super::parse::{self, Entry, Exit, ExitMatch, PartyRef};
 
 /// How far apart (receive time) an exit seen before its QUEUE may be.
@@ -205,14 +206,28 @@ impl QueueTracker {
         self.timeout.num_seconds()
     }
 
-    /// Feeds one stored event. Events other than QUEUE / RING / BYE only
-    /// advance the device's clock (timeouts, pending buffer).
+    /// [`Self::on_event_in`] for a device whose clock is UTC.
     pub fn on_event(
         &mut self,
         device: &str,
         seq: i64,
         received: DateTime<Utc>,
         ev: &Event,
+    ) -> Vec<VisitChange> {
+        self.on_event_in(device, seq, received, ev, chrono_tz::UTC)
+    }
+
+    /// Feeds one stored event of a device whose clock runs in `tz`. Events
+    /// other than QUEUE / RING / BYE only advance the device's clock
+    /// (timeouts, pending buffer), except a call-center PBX's `CC_CDR`,
+    /// which reports a whole visit in device-local times (`cc_cdr`).
+    pub fn on_event_in(
+        &mut self,
+        device: &str,
+        seq: i64,
+        received: DateTime<Utc>,
+        ev: &Event,
+        tz: chrono_tz::Tz,
     ) -> Vec<VisitChange> {
         let _span = tracing::trace_span!("queue_event", device, seq).entered();
         let mut out = Vec::new();
@@ -222,6 +237,9 @@ impl QueueTracker {
         expire_device(state, stats, timeout, received, &mut out);
         prune_pending(state, stats, received);
         match parse::attribute(ev).as_str() {
+            cc_cdr::ATTRIBUTE => {
+                out.extend(cc_cdr::visit(device, seq, ev, tz).map(VisitChange::Closed));
+            }
             "QUEUE" => match parse::parse_queue(ev) {
                 Ok(entry) => on_entry(state, stats, device, seq, received, entry, &mut out),
                 Err(e) => {

@@ -87,7 +87,13 @@ impl QueueLive {
                         .timestamp_millis_opt(e.received_ms)
                         .single()
                         .unwrap_or_default();
-                    t.on_event(&e.device, e.seq, received, &e.event);
+                    t.on_event_in(
+                        &e.device,
+                        e.seq,
+                        received,
+                        &e.event,
+                        (self.tz_of)(&e.device),
+                    );
                 }
             }
             n += page.len();
@@ -114,7 +120,7 @@ impl QueueLive {
             .single()
             .unwrap_or_default();
         let changes = match self.tracker.lock() {
-            Ok(mut t) => t.on_event(device, seq, received, ev),
+            Ok(mut t) => t.on_event_in(device, seq, received, ev, (self.tz_of)(device)),
             Err(_) => return Err(poisoned()),
         };
         self.write(conn, &changes)
@@ -167,7 +173,13 @@ impl QueueLive {
                     .single()
                     .unwrap_or_default();
                 let changes = match self.tracker.lock() {
-                    Ok(mut t) => t.on_event(&e.device, e.seq, received, &e.event),
+                    Ok(mut t) => t.on_event_in(
+                        &e.device,
+                        e.seq,
+                        received,
+                        &e.event,
+                        (self.tz_of)(&e.device),
+                    ),
                     Err(_) => return Err(poisoned()),
                 };
                 if write {

@@ -8,6 +8,7 @@
 //!   ([`QueueTracker`] live, [`infer_all`] for `rebuild`, same result);
 //! * `figures` aggregates visits into daily per-group and per-agent figures.
 
+mod cc_cdr;
 mod figures;
 mod infer;
 pub mod live;
