@@ -1,142 +1,61 @@
-//! The JSON pushes of the coocenter call-center PBX (an Asterisk-based
-//! system; `seeds/002_9cfef4b382a2abbe.txt`, "主动推送事件"): one JSON object
-//! per event, `{"event": "cdr", …}`, POSTed to the URL configured on the PBX.
+//! The coocenter call-center PBX (an Asterisk-based system;
+//! `seeds/002_9cfef4b382a2abbe.txt`, "主动推送事件"): one JSON object per
+//! event, `{"event": "cdr", …}`, POSTed to the URL configured on the PBX.
 //!
-//! - `cdr` (通话日志1: one whole call, Asterisk's CDR) and `cc_cdr` (通话日志2:
-//!   a call through the call-center queues) become legs in the same model as
-//!   OM CDRs, so they are grouped into calls, billed and reported alike.
-//! - Every other event (`dialbegein`, `dialend`, `hangup`, `newstate`,
-//!   `extensionstatus`, `ivr`, …) is kept as an event: its name upper-cased as
-//!   the attribute and every other field, as sent, among its attributes.
+//! - `cdr` (通话日志1: one whole call, Asterisk's CDR) becomes a leg;
+//! - `cc_cdr` (通话日志2: a call through the call-center queues) becomes a
+//!   leg, and a `CC_CDR` event with every field, whose queue facts make the
+//!   call's queue visit (`queues::cc_cdr`);
+//! - every other event (`dialbegein`, `dialend`, `hangup`, `newstate`,
+//!   `extensionstatus`, `ivr`, …) is kept as an event: its name upper-cased
+//!   as the attribute and every other field, as sent, among its attributes.
 //!
-//! A body may hold one object, an array of objects, or several objects back
-//! to back. Numbers may come as JSON numbers or strings (the manual mixes
-//! both: `holdTime:0`, `queueTime:'7'`). The manual prints its examples in a
-//! relaxed notation (unquoted keys, single quotes, `//` comments); the PBX
-//! sends JSON, and anything that is not JSON is refused and quarantined.
+//! Each call is one leg, so one logical call: its id stands where OM puts
+//! the visitor (inbound) or outer (outbound) call number, which is what
+//! makes a call inbound or outbound and what joins legs of one call.
 
-use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
-use super::om::{check_leg, ParseError};
-use crate::model::{parse_json_time, Document, Event, Leg, Message};
+use super::json::{checked, event, Fields, JsonError};
+use crate::model::{Leg, Message};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CoocenterError {
-    #[error("not JSON: {0}")]
-    Json(String),
-    #[error("a push must hold JSON objects, found {0}")]
-    NotObject(&'static str),
-    #[error("no \"event\" field")]
-    NoEvent,
-    #[error("{event} {id}: missing field {field}")]
-    Missing {
-        event: String,
-        id: String,
-        field: &'static str,
-    },
-    #[error("{event} {id}: invalid {field} {value:?}")]
-    Invalid {
-        event: String,
-        id: String,
-        field: &'static str,
-        value: String,
-    },
-    /// The checks every leg gets (span, talk time, recording path).
-    #[error(transparent)]
-    Leg(#[from] ParseError),
+/// The messages of one pushed object (it has an `event` field).
+pub fn messages(obj: &Map<String, Value>) -> Result<Vec<Message>, JsonError> {
+    let name = super::json::text(obj, "event").unwrap_or_default();
+    Ok(match name.as_str() {
+        "" => return Err(JsonError::Unrecognised),
+        "cdr" => vec![Message::Cdr(cdr_leg(obj)?)],
+        "cc_cdr" => vec![
+            Message::Cdr(cc_cdr_leg(obj)?),
+            Message::Event(event("CC_CDR", obj, &["event"], "mac")),
+        ],
+        other => vec![Message::Event(event(other, obj, &["event"], "mac"))],
+    })
 }
 
-/// Whether a push body is JSON (and so for this parser): it starts with `{`
-/// or `[`, which no OM XML document does.
-pub fn is_json(text: &str) -> bool {
-    matches!(
-        text.trim_start_matches('\u{feff}')
-            .trim_start()
-            .as_bytes()
-            .first(),
-        Some(b'{' | b'[')
-    )
-}
-
-/// Parses a push body into documents (no Auth: these pushes carry none).
-pub fn parse_body(text: &str) -> Result<Vec<Document>, CoocenterError> {
-    let text = text.trim_start_matches('\u{feff}');
-    let mut docs = Vec::new();
-    for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        match v.map_err(|e| CoocenterError::Json(e.to_string()))? {
-            Value::Array(items) => {
-                for item in items {
-                    documents(item, &mut docs)?;
-                }
-            }
-            other => documents(other, &mut docs)?,
-        }
-    }
-    if docs.is_empty() {
-        return Err(CoocenterError::Json("empty body".into()));
-    }
-    Ok(docs)
-}
-
-/// The documents of one pushed object: a leg for `cdr`; a leg and a
-/// `CC_CDR` event for `cc_cdr` (the event keeps its queue facts, which make
-/// its queue visit, `queues::cc_cdr`); an event for anything else.
-fn documents(v: Value, docs: &mut Vec<Document>) -> Result<(), CoocenterError> {
-    let raw = v.to_string();
-    let Value::Object(obj) = v else {
-        return Err(CoocenterError::NotObject(kind(&v)));
-    };
-    let event = text(&obj, "event")
-        .filter(|e| !e.is_empty())
-        .ok_or(CoocenterError::NoEvent)?;
-    let as_event = || {
-        Message::Event(Event {
-            attribute: event.to_ascii_uppercase(),
-            attrs: obj
-                .iter()
-                .filter(|(k, _)| *k != "event")
-                .map(|(k, v)| (k.clone(), scalar(v)))
-                .collect(),
-            mac: text(&obj, "mac").filter(|m| !m.is_empty()),
-            parties: Vec::new(),
-        })
-    };
-    let messages = match event.as_str() {
-        "cdr" => vec![Message::Cdr(cdr_leg(&obj)?)],
-        "cc_cdr" => vec![Message::Cdr(cc_cdr_leg(&obj)?), as_event()],
-        _ => vec![as_event()],
-    };
-    docs.extend(messages.into_iter().map(|message| Document {
-        message,
-        auth: None,
-        raw: raw.clone(),
-    }));
-    Ok(())
-}
-
-/// `cdr`: one whole call as Asterisk records it. `calltype` says the
-/// direction (empty = internal); `billableseconds` is the talk time.
-fn cdr_leg(obj: &Map<String, Value>) -> Result<Leg, CoocenterError> {
+/// `cdr`: `calltype` says the direction (empty = internal);
+/// `billableseconds` is the talk time.
+fn cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
     let f = Fields::new("cdr", obj, "uniqueid")?;
     let (leg_type, route) = match f.get("calltype").as_str() {
         "outbound" => ("OU", "IP"),
         "inbound" => ("IN", "IP"),
         _ => ("LO", "IC"),
     };
-    f.leg(
+    leg(
+        &f,
         leg_type,
         route,
         (f.get("source"), f.get("destination")),
         ("starttime", "endtime", "billableseconds"),
-        "",
+        String::new(),
         "recordfile",
     )
 }
 
-/// `cc_cdr`: a call through the call-center queues. `talkingTime` is the
-/// talk time, `agentCode` the agent's extension when one took it.
-fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, CoocenterError> {
+/// `cc_cdr`: `talkingTime` is the talk time, `agentCode` the agent's
+/// extension when one took it.
+fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
     let f = Fields::new("cc_cdr", obj, "uuid")?;
     let (leg_type, route) = match f.get("callType").as_str() {
         "outgoing" | "outbound" => ("OU", "IP"),
@@ -149,144 +68,51 @@ fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, CoocenterError> {
     } else {
         agent
     };
-    f.leg(
+    leg(
+        &f,
         leg_type,
         route,
         (f.get("caller"), called),
         ("startTime", "endTime", "talkingTime"),
-        &f.get("trunkNumber"),
+        f.get("trunkNumber"),
         "filePath",
     )
 }
 
-/// One CDR object and its id, for field look-ups and errors.
-struct Fields<'a> {
-    event: &'static str,
-    id: String,
-    obj: &'a Map<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    fn new(
-        event: &'static str,
-        obj: &'a Map<String, Value>,
-        id_field: &'static str,
-    ) -> Result<Self, CoocenterError> {
-        let id = text(obj, id_field)
-            .filter(|s| !s.is_empty())
-            .ok_or(CoocenterError::Missing {
-                event: event.into(),
-                id: "?".into(),
-                field: id_field,
-            })?;
-        Ok(Fields { event, id, obj })
-    }
-
-    /// A field as text; absent or null is empty.
-    fn get(&self, field: &str) -> String {
-        text(self.obj, field).unwrap_or_default()
-    }
-
-    fn missing(&self, field: &'static str) -> CoocenterError {
-        CoocenterError::Missing {
-            event: self.event.into(),
-            id: self.id.clone(),
-            field,
-        }
-    }
-
-    fn invalid(&self, field: &'static str, value: String) -> CoocenterError {
-        CoocenterError::Invalid {
-            event: self.event.into(),
-            id: self.id.clone(),
-            field,
-            value,
-        }
-    }
-
-    fn time(&self, field: &'static str) -> Result<NaiveDateTime, CoocenterError> {
-        let v = self.get(field);
-        if v.is_empty() {
-            return Err(self.missing(field));
-        }
-        parse_json_time(&v).ok_or_else(|| self.invalid(field, v))
-    }
-
-    fn seconds(&self, field: &'static str) -> Result<i64, CoocenterError> {
-        let v = self.get(field);
-        if v.is_empty() {
-            return Ok(0);
-        }
-        v.parse::<i64>()
-            .ok()
-            .filter(|s| *s >= 0)
-            .ok_or_else(|| self.invalid(field, v))
-    }
-
-    /// The leg, checked like every leg ([`check_leg`]).
-    fn leg(
-        &self,
-        leg_type: &str,
-        route: &str,
-        (cpn, cdpn): (String, String),
-        (start, end, talk): (&'static str, &'static str, &'static str),
-        trunk: &str,
-        recording: &str,
-    ) -> Result<Leg, CoocenterError> {
-        // The call's id stands where OM puts its visitor (inbound) or outer
-        // (outbound) call number: what makes a call inbound or outbound, and
-        // what joins legs of one call (here: only those with this id).
-        let id = Some(self.id.clone());
-        let leg = Leg {
-            cdr_id: self.id.clone(),
-            callid: self.id.clone(),
-            visitor_id: id.clone().filter(|_| leg_type == "IN"),
-            outer_id: id.filter(|_| leg_type == "OU"),
-            leg_type: leg_type.into(),
-            route: route.into(),
-            cpn,
-            cdpn,
-            time_start: self.time(start)?,
-            time_end: self.time(end)?,
-            duration: self.seconds(talk)?,
-            trunk_number: trunk.into(),
-            recording: Some(self.get(recording)).filter(|r| !r.trim().is_empty()),
-            rec_codec: None,
-            mac: Some(self.get("mac")).filter(|m| !m.is_empty()),
-        };
-        check_leg(&leg)?;
-        Ok(leg)
-    }
-}
-
-fn text(obj: &Map<String, Value>, field: &str) -> Option<String> {
-    obj.get(field)
-        .filter(|v| !v.is_null())
-        .map(|v| scalar(v).trim().to_string())
-}
-
-/// A value as text: strings as they are, anything else as JSON.
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+fn leg(
+    f: &Fields,
+    leg_type: &str,
+    route: &str,
+    (cpn, cdpn): (String, String),
+    (start, end, talk): (&'static str, &'static str, &'static str),
+    trunk_number: String,
+    recording: &str,
+) -> Result<Leg, JsonError> {
+    let id = Some(f.id.clone());
+    checked(Leg {
+        cdr_id: f.id.clone(),
+        callid: f.id.clone(),
+        visitor_id: id.clone().filter(|_| leg_type == "IN"),
+        outer_id: id.filter(|_| leg_type == "OU"),
+        leg_type: leg_type.into(),
+        route: route.into(),
+        cpn,
+        cdpn,
+        time_start: f.time(start)?,
+        time_end: f.time(end)?,
+        duration: f.seconds(talk)?,
+        trunk_number,
+        recording: Some(f.get(recording)).filter(|r| !r.trim().is_empty()),
+        rec_codec: None,
+        mac: Some(f.get("mac")).filter(|m| !m.is_empty()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::json::{is_json, parse_body};
     use super::*;
+    use chrono::NaiveDateTime;
 
     fn fixture(name: &str) -> String {
         let path = format!(

@@ -1,7 +1,9 @@
-//! The coocenter call-center PBX's JSON pushes (seeds/002, the manual's own
-//! examples in tests/fixtures/coocenter/) over a real socket into the same
-//! archive as OM pushes: raw rows, legs, events, calls, quarantine, and a
-//! rebuild that gives the live calls.
+//! The JSON sources over a real socket into the same archive as OM pushes:
+//! the coocenter call-center PBX (seeds/002, the manual's own examples in
+//! tests/fixtures/coocenter/: raw rows, legs, events, calls, queue visits,
+//! quarantine, recordings, rebuild == live), the cloud platform's
+//! click-to-call CDR (seeds/004: one callback call, billed) and the IVR
+//! PBX's events (seeds/003).
 
 use crate::util::*;
 
@@ -214,4 +216,58 @@ async fn a_coocenter_recording_is_fetched_from_its_recorder_url() {
     assert_eq!(stored, served, "stored as served");
     rig.running.stop().await;
     rec.stop().await;
+}
+
+/// seeds/004's click-to-call CDR: two legs the platform made, one callback
+/// call, billed for both; seeds/003's DTMF event kept with its party.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_to_call_cdr_is_one_billed_callback_and_ivr_events_are_kept() {
+    let ts = start().await;
+    let ctc = std::fs::read_to_string("tests/fixtures/cloud/click_to_call.json").expect("fixture");
+    assert_eq!(post_json(&ts, &ctc), 200);
+    let dtmf = r#"{"action": "DTMF", "callid": "1553672645.217", "call": [{"outbound": {"from": "6500", "to": "500", "trunk": "192.168.9.121", "outboundid": "1553672645.219"}}], "info": "5", "flag": "1", "sn": "368182384620"}"#;
+    assert_eq!(post_json(&ts, dtmf), 200);
+    assert_eq!(post_json(&ts, r#"{"sid": "no known shape"}"#), 400);
+    ts.derived();
+
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM legs WHERE leg_type = 'CB'"),
+        2
+    );
+    let tok = token(&ts, "finance").await;
+    let calls = get_json(ts.api(), "/api/calls?from=2019-08-14", &tok).await;
+    let call = &calls["calls"][0];
+    assert_eq!(calls["calls"].as_array().map(Vec::len), Some(1), "{calls}");
+    assert_eq!(call["direction"], "callback", "{call}");
+    assert_eq!(call["leg_count"], 2);
+    assert_eq!(
+        call["billable_seconds"], 34,
+        "both calls the platform made are billed"
+    );
+
+    let db = ts.db();
+    let party: (String, String) = db
+        .query_row(
+            "SELECT p.tag, p.attrs_json FROM events e JOIN event_parties p ON p.event_id = e.id
+             WHERE e.attribute = 'DTMF'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the DTMF event's party");
+    assert_eq!(party.0, "outbound");
+    assert!(party.1.contains("1553672645.219"), "{}", party.1);
+    let mac: String = db
+        .query_row("SELECT mac FROM events WHERE attribute = 'DTMF'", [], |r| {
+            r.get(0)
+        })
+        .expect("sn");
+    assert_eq!(mac, "368182384620");
+    let facts: String = db
+        .query_row(
+            "SELECT attrs_json FROM events WHERE attribute = 'CLOUD_CDR'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the conversation's facts");
+    assert!(facts.contains("recordingUrl"), "{facts}");
 }
