@@ -30,23 +30,19 @@ pub fn messages(obj: &Map<String, Value>) -> Result<Vec<Message>, JsonError> {
         return Ok(vec![Message::Event(event(name, obj, &[], ""))]);
     };
     let conversation = super::json::text(obj, "conversationSid").unwrap_or_default();
+    let bad = |v: &Value| JsonError::Invalid {
+        what: "cloud CDR".into(),
+        id: conversation.clone(),
+        field: "cdrs",
+        value: v.to_string(),
+    };
     let Value::Array(cdrs) = cdrs else {
-        return Err(JsonError::Invalid {
-            what: "cloud CDR".into(),
-            id: conversation,
-            field: "cdrs",
-            value: cdrs.to_string(),
-        });
+        return Err(bad(cdrs));
     };
     let mut out = Vec::with_capacity(cdrs.len() + 1);
     for c in cdrs {
         let Value::Object(c) = c else {
-            return Err(JsonError::Invalid {
-                what: "cloud CDR".into(),
-                id: conversation,
-                field: "cdrs",
-                value: c.to_string(),
-            });
+            return Err(bad(c));
         };
         let f = Fields::new("cloud CDR", c, "callSid")?;
         out.push(Message::Cdr(checked(Leg {
