@@ -271,3 +271,47 @@ async fn a_click_to_call_cdr_is_one_billed_callback_and_ivr_events_are_kept() {
         .expect("the conversation's facts");
     assert!(facts.contains("recordingUrl"), "{facts}");
 }
+
+/// `callvault import` replays captured bodies of every source through the
+/// ingest path: OM XML and the JSON sources stored and derived before it
+/// exits, a refused file quarantined and the exit code 2.
+#[test]
+fn import_replays_om_and_json_captures_and_reports_refusals() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{event:'cdr'}").expect("write");
+    let files = [
+        "tests/fixtures/om/1.3.2-cdr-internal-in.xml",
+        "tests/fixtures/coocenter/cc_cdr.json",
+        "tests/fixtures/cloud/click_to_call.json",
+        bad.to_str().expect("utf-8"),
+    ];
+    let out = crate::reports_util::callvault(dir.path(), &[&["import"][..], &files].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("cc_cdr.json: stored (1 Cdr, 1 Event documents)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("click_to_call.json: stored (2 Cdr, 1 Event documents)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad.json: refused (400): not JSON"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 4 files refused"));
+    let db = rusqlite::Connection::open(dir.path().join("callvault.sqlite")).expect("archive");
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM legs"),
+        4,
+        "derived before import exits"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM calls"), 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined'"),
+        1
+    );
+}
