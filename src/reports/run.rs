@@ -155,16 +155,6 @@ pub fn text_value(v: ValueRef<'_>) -> String {
     }
 }
 
-/// A column value as a CSV field: [`text_value`], with text made
-/// [`spreadsheet_safe`] (numbers are numbers, never formulas).
-pub fn csv_field(v: ValueRef<'_>) -> String {
-    let text = text_value(v);
-    if let (ValueRef::Text(_), std::borrow::Cow::Owned(safe)) = (v, spreadsheet_safe(&text)) {
-        return safe;
-    }
-    text
-}
-
 /// Text that a spreadsheet would run as a formula, made inert.
 ///
 /// Excel, LibreOffice and Google Sheets evaluate a CSV cell that starts
@@ -426,8 +416,6 @@ mod tests {
         ] {
             assert_eq!(spreadsheet_safe(given), want, "{given:?}");
         }
-        assert_eq!(csv_field(ValueRef::Text(b"=1+1")), "'=1+1");
-        assert_eq!(csv_field(ValueRef::Integer(-5)), "-5");
         assert_eq!(text_value(ValueRef::Text(b"=1+1")), "=1+1");
     }
 
