@@ -1,5 +1,6 @@
-//! Bad input never panics and is never dropped: every example of the manual
-//! (tests/fixtures/om), mutated thousands of ways — bytes flipped, cut,
+//! Bad input never panics and is never dropped: every example of the manuals
+//! (tests/fixtures/om, and the JSON sources' in tests/fixtures/{coocenter,cloud}),
+//! mutated thousands of ways — bytes flipped, cut,
 //! repeated; field values and attributes replaced by extremes (numbers past
 //! i64, impossible dates, entities, paths, invalid UTF-8) — goes through the
 //! real ingest path into a real SQLite file. Each push must be answered
@@ -72,7 +73,8 @@ const NASTY: &[&str] = &[
     "QUEUE",
 ];
 
-/// Tags and attributes of the OM documents, each a place to put a value.
+/// Tags and attributes of the OM documents, and the string values of the
+/// JSON ones, each a place to put a value.
 fn value_spans(doc: &str) -> Vec<(usize, usize)> {
     let b = doc.as_bytes();
     let mut spans = Vec::new();
@@ -87,8 +89,13 @@ fn value_spans(doc: &str) -> Vec<(usize, usize)> {
                     }
                 }
             }
-            // Attribute value: between '="' and the next '"'.
-            b'"' if i > 0 && b[i - 1] == b'=' => {
+            // Attribute value: between '="' and the next '"'; a JSON string
+            // value: between '":"' (or '": "') and the next '"'.
+            b'"' if i > 0
+                && (b[i - 1] == b'='
+                    || b[i - 1] == b':'
+                    || (b[i - 1] == b' ' && i > 1 && b[i - 2] == b':')) =>
+            {
                 if let Some(end) = doc[i + 1..].find('"') {
                     spans.push((i + 1, i + 1 + end));
                     i += end + 1;
@@ -126,9 +133,16 @@ fn mutate(rng: &mut Rng, docs: &[String], fresh_id: &str) -> Vec<u8> {
                 };
                 doc.replace_range(s..e, value);
             }
-            if let Some(at) = doc.find("<Cdr id=\"").map(|i| i + 9) {
-                if let Some(len) = doc[at..].find('"') {
-                    doc.replace_range(at..at + len, fresh_id);
+            for key in [
+                "<Cdr id=\"",
+                "\"uniqueid\":\"",
+                "\"uuid\":\"",
+                "\"callSid\": \"",
+            ] {
+                if let Some(at) = doc.find(key).map(|i| i + key.len()) {
+                    if let Some(len) = doc[at..].find('"') {
+                        doc.replace_range(at..at + len, fresh_id);
+                    }
                 }
             }
             doc.into_bytes()
@@ -183,16 +197,26 @@ fn mutate(rng: &mut Rng, docs: &[String], fresh_id: &str) -> Vec<u8> {
 }
 
 fn manual_examples() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/om");
-    let mut docs: Vec<String> = std::fs::read_dir(&dir)
-        .expect("fixtures")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .map(|p| std::fs::read_to_string(p).expect("fixture"))
-        .collect();
-    docs.sort();
-    assert!(docs.len() >= 60, "the manual's examples are missing");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let read = |dir: &str, ext: &str| -> Vec<String> {
+        let mut docs: Vec<String> = std::fs::read_dir(fixtures.join(dir))
+            .expect("fixtures")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .map(|p| std::fs::read_to_string(p).expect("fixture"))
+            .collect();
+        docs.sort();
+        docs
+    };
+    let mut docs = read("om", "xml");
+    assert!(docs.len() >= 60, "the OM manual's examples are missing");
+    let json = [read("coocenter", "json"), read("cloud", "json")].concat();
+    assert!(json.len() >= 6, "the JSON sources' examples are missing");
+    // Weighted so that about a fifth of the cases start from JSON.
+    for _ in 0..3 {
+        docs.extend(json.iter().cloned());
+    }
     docs
 }
 

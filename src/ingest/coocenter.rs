@@ -57,6 +57,10 @@ fn cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
 /// extension when one took it.
 fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
     let f = Fields::new("cc_cdr", obj, "uuid")?;
+    // The queue visit is timed by these (`queues::cc_cdr`).
+    for field in ["ivrTime", "queueTime"] {
+        f.bounded_seconds(field)?;
+    }
     let (leg_type, route) = match f.get("callType").as_str() {
         "outgoing" | "outbound" => ("OU", "IP"),
         "internal" => ("LO", "IC"),
@@ -259,6 +263,10 @@ mod tests {
             (
                 &format!(r#"{{"event":"cdr",{ok},"billableseconds":9999999999}}"#),
                 "more than 7 days",
+            ),
+            (
+                r#"{"event":"cc_cdr","uuid":"1.3","startTime":"2024-01-08 10:00:00","endTime":"2024-01-08 10:01:00","queueTime":"9223372036854775807"}"#,
+                "invalid queueTime",
             ),
             (
                 r#"{"event":"cdr","uniqueid":"1.2","starttime":"2024-01-08 10:00:00","endtime":"2099-01-08 10:01:00"}"#,

@@ -17,7 +17,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
 use super::om::{check_leg, ParseError};
-use crate::model::{parse_json_time, Document, Event, Leg, OM_TIME_FORMAT};
+use crate::model::{parse_json_time, Document, Event, Leg, MAX_LEG_DAYS, OM_TIME_FORMAT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
@@ -172,6 +172,15 @@ impl<'a> Fields<'a> {
         parse_json_time(&v)
             .or_else(|| NaiveDateTime::parse_from_str(&v, OM_TIME_FORMAT).ok())
             .ok_or_else(|| self.invalid(field, v))
+    }
+
+    /// [`Self::seconds`], at most the longest leg ([`MAX_LEG_DAYS`]).
+    pub fn bounded_seconds(&self, field: &'static str) -> Result<i64, JsonError> {
+        let s = self.seconds(field)?;
+        if s > MAX_LEG_DAYS * 86_400 {
+            return Err(self.invalid(field, s.to_string()));
+        }
+        Ok(s)
     }
 
     /// Whole seconds, absent = 0.

@@ -31,8 +31,12 @@ pub fn visit(device: &str, seq: i64, ev: &Event, tz: chrono_tz::Tz) -> Option<Vi
         return None;
     }
     let start = parse_json_time(get("startTime"))?;
-    let entered = instant(start + TimeDelta::seconds(secs("ivrTime")), tz)?;
+    // Checked: the archive may hold any number here (the parser refuses
+    // more than MAX_LEG_DAYS, but a panic would stop derivation).
+    let after = |t: NaiveDateTime, s: i64| t.checked_add_signed(TimeDelta::try_seconds(s)?);
+    let entered = instant(after(start, secs("ivrTime"))?, tz)?;
     let wait = secs("queueTime");
+    let ended = entered.checked_add_signed(TimeDelta::try_seconds(wait)?)?;
     let agent = get("agentCode");
     let outcome = match get("missCause") {
         "" if !agent.is_empty() => Outcome::Answered,
@@ -59,7 +63,7 @@ pub fn visit(device: &str, seq: i64, ev: &Event, tz: chrono_tz::Tz) -> Option<Vi
         entered_at: entered,
         entry_count: 0,
         agent: (outcome == Outcome::Answered).then(|| agent.to_string()),
-        ended_at: Some(entered + TimeDelta::seconds(wait)),
+        ended_at: Some(ended),
         wait_seconds: Some(wait as f64),
         outcome,
     })
@@ -141,6 +145,29 @@ mod tests {
         }
         let v = visit_with(&[("agentCode", ""), ("missCause", "")]).expect("no agent, no cause");
         assert_eq!(v.outcome, Outcome::Unknown);
+    }
+
+    #[test]
+    fn absurd_times_make_no_visit_rather_than_a_panic() {
+        let max = "9223372036854775807";
+        for (start, ivr, wait) in [
+            ("2024-01-08 10:00:00", "0", max),
+            ("2024-01-08 10:00:00", max, "0"),
+            // Within TimeDelta's range, past DateTime's.
+            ("2024-01-08 10:00:00", "0", "9000000000000000"),
+        ] {
+            let e = ev(&[
+                ("uuid", "1"),
+                ("queueCode", "6"),
+                ("startTime", start),
+                ("ivrTime", ivr),
+                ("queueTime", wait),
+            ]);
+            assert!(
+                visit("pbx", 1, &e, chrono_tz::UTC).is_none(),
+                "{start} {ivr} {wait}"
+            );
+        }
     }
 
     #[test]

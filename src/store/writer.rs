@@ -202,7 +202,7 @@ impl Writer {
     /// at once, so work left by a previous run is picked up.
     pub fn set_background(&self, step: Background) -> Result<()> {
         self.ctl
-            .send(Ctl::SetBackground(step))
+            .send(Ctl::SetBackground(unwind_safe(step)))
             .map_err(|_| StoreError::WriterGone)
     }
 
@@ -305,6 +305,27 @@ impl Shared {
             }
         }
     }
+}
+
+/// `step` with a panic turned into the error of its slice (rolled back,
+/// logged and counted, tried again later like any failure) instead of the
+/// end of the writer's thread, which stopped derivation for good and left
+/// `drain` waiting for ever. A stage whose state a panic left poisoned keeps
+/// failing visibly until a restart rebuilds it from the archive.
+fn unwind_safe(mut step: Background) -> Background {
+    Box::new(move |tx, deadline| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(tx, deadline)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Err(StoreError::Corrupt(format!(
+                    "background step panicked: {what}"
+                )))
+            })
+    })
 }
 
 /// Asks the background thread to finish a WAL checkpoint with the writer
@@ -1060,6 +1081,22 @@ mod tests {
     /// its slices ride with, is retried, and `drain` reports its error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_background_step_does_not_stop_the_jobs() {
+        jobs_run_beside_a_step_that(|tx| Ok(tx.execute("INSERT INTO missing VALUES (1)", [])?))
+            .await;
+    }
+
+    /// A panic in the step (a bug in a derived stage) is that slice's
+    /// error: before, it ended the writer's thread, derivation stopped for
+    /// good and `drain` (so `import`) waited for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_background_step_is_an_error_not_the_end_of_the_writer() {
+        jobs_run_beside_a_step_that(|_| panic!("a bug in a derived stage")).await;
+    }
+
+    /// Jobs keep committing beside a background step that writes, then
+    /// fails with `fail`; its writes are undone, it is retried, and `drain`
+    /// reports the failure.
+    async fn jobs_run_beside_a_step_that(fail: fn(&Transaction) -> Result<usize>) {
         use std::sync::atomic::AtomicUsize;
         let dir = tempfile::tempdir().expect("tempdir");
         let (w, path) = copier_db(dir.path());
@@ -1068,7 +1105,7 @@ mod tests {
         w.set_background(Box::new(move |tx, _| {
             t.fetch_add(1, Ordering::Relaxed);
             tx.execute("INSERT INTO dst VALUES (0)", [])?;
-            Ok(tx.execute("INSERT INTO missing VALUES (1)", [])?)
+            fail(tx)
         }))
         .expect("install");
         let stop = Instant::now() + Duration::from_millis(300);
