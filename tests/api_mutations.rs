@@ -175,6 +175,16 @@ async fn session_cookie_stands_in_for_the_token_and_only_a_token_makes_one() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attr), "{attr} in {set}");
     }
+    assert!(!set.contains("Secure"), "served over plain HTTP: {set}");
+    let behind_tls = client
+        .post(url("/api/session"))
+        .bearer_auth(&tok)
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("post");
+    let set = behind_tls.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(set.ends_with("; Secure"), "behind an HTTPS proxy: {set}");
     let with_cookie = |c: String| {
         let rb = client.get(url(calls)).header("cookie", c);
         async move { rb.send().await.expect("get").status().as_u16() }

@@ -7,7 +7,10 @@
 //! The cookie holds the token itself: `HttpOnly` (page scripts cannot read
 //! it), `SameSite=Strict` (no other site can make the browser send it, so
 //! no cross-site request is ever authenticated by it), no `Max-Age` (gone
-//! with the browser session; the page creates it again at sign-in). Only a
+//! with the browser session; the page creates it again at sign-in), and
+//! `Secure` when a reverse proxy says the page came over HTTPS
+//! (`X-Forwarded-Proto: https`: callvault itself serves plain HTTP, so
+//! without a proxy `Secure` would stop the browser from sending it). Only a
 //! token given in the `Authorization` header can create one.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -28,8 +31,14 @@ pub async fn create(
         AppError::BadRequest("a session is created with Authorization: Bearer TOKEN".into())
     })?;
     // Tokens are URL-safe text; anything else cannot be a cookie value.
+    let https = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
     let value = HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
     ))
     .map_err(|_| AppError::BadRequest("token is not cookie-safe".into()))?;
     tracing::info!(caller = %caller.name, "web session started");
