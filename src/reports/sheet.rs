@@ -5,7 +5,7 @@
 //! text is read in the machine's code page unless a BOM says UTF-8. An XLSX
 //! file has typed cells, so numbers from the device stay text, seconds stay
 //! numbers, dates are dates, and no cell is ever a formula. Both sinks take
-//! the same cells from the same loop ([`super::billing::write_rows`]).
+//! the same cells from the same loop ([`super::run::write_table`]).
 
 use std::io::Write;
 
@@ -198,51 +198,52 @@ impl Sink for XlsxSink {
             });
         }
         let (row, col) = (self.row, self.col);
-        match c {
-            Cell::Empty => {}
-            Cell::Int(i) => {
-                self.note_width(i.to_string().len());
-                // Exact in a spreadsheet up to 15 digits; longer ones as text.
-                if i.unsigned_abs() < 1_000_000_000_000_000 {
-                    self.sheet()?.write_number(row, col, i as f64)
-                } else {
-                    self.sheet()?.write_string(row, col, i.to_string())
-                }
-                .map_err(xlsx_error)?;
+        let date = match c {
+            Cell::Text(s) => date_time(s),
+            _ => None,
+        };
+        self.note_width(match c {
+            Cell::Empty => 0,
+            Cell::Int(i) => i.to_string().len(),
+            Cell::Real(_) => 8,
+            Cell::Decimal(s) => s.len(),
+            Cell::Text(s) => s.chars().count().min(60),
+        });
+        // The sheet borrowed by field, beside the formats: no format is
+        // cloned per cell.
+        let ws = self.book.worksheet_from_index(0).map_err(xlsx_error)?;
+        match (c, date) {
+            (Cell::Empty, _) => {}
+            // Exact in a spreadsheet up to 15 digits; longer ones as text.
+            (Cell::Int(i), _) if i.unsigned_abs() < 1_000_000_000_000_000 => {
+                ws.write_number(row, col, i as f64).map_err(xlsx_error)?;
             }
-            Cell::Real(f) => {
-                self.note_width(8);
-                self.sheet()?
-                    .write_number(row, col, f)
+            (Cell::Int(i), _) => {
+                ws.write_string(row, col, i.to_string())
                     .map_err(xlsx_error)?;
             }
-            Cell::Decimal(s) => {
-                self.note_width(s.len());
-                let fmt = self.decimal.clone();
-                match s.parse::<f64>() {
-                    Ok(f) => self.sheet()?.write_number_with_format(row, col, f, &fmt),
-                    Err(_) => self.sheet()?.write_string(row, col, s),
-                }
-                .map_err(xlsx_error)?;
+            (Cell::Real(f), _) => {
+                ws.write_number(row, col, f).map_err(xlsx_error)?;
             }
-            Cell::Text(s) => {
-                self.note_width(s.chars().count().min(60));
-                if let Some((dt, fmt)) = date_time(s) {
-                    let fmt = if fmt {
-                        self.datetime.clone()
-                    } else {
-                        self.date.clone()
-                    };
-                    self.sheet()?
-                        .write_datetime_with_format(row, col, &dt, &fmt)
-                        .map_err(xlsx_error)?;
+            (Cell::Decimal(s), _) => match s.parse::<f64>() {
+                Ok(f) => ws.write_number_with_format(row, col, f, &self.decimal),
+                Err(_) => ws.write_string(row, col, s),
+            }
+            .map(|_| ())
+            .map_err(xlsx_error)?,
+            (Cell::Text(_), Some((dt, with_time))) => {
+                let fmt = if with_time {
+                    &self.datetime
                 } else {
-                    // A string cell: never evaluated, leading zeros kept.
-                    let s = truncate_chars(s, XLSX_MAX_TEXT);
-                    self.sheet()?
-                        .write_string(row, col, s)
-                        .map_err(xlsx_error)?;
-                }
+                    &self.date
+                };
+                ws.write_datetime_with_format(row, col, &dt, fmt)
+                    .map_err(xlsx_error)?;
+            }
+            (Cell::Text(s), None) => {
+                // A string cell: never evaluated, leading zeros kept.
+                ws.write_string(row, col, truncate_chars(s, XLSX_MAX_TEXT))
+                    .map_err(xlsx_error)?;
             }
         }
         self.col = self.col.saturating_add(1);
