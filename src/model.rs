@@ -64,10 +64,7 @@ pub struct Party {
 
 impl Party {
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        attr_of(&self.attrs, name)
     }
 
     pub fn id(&self) -> Option<&str> {
@@ -90,6 +87,11 @@ pub struct Event {
 }
 
 impl Event {
+    /// A root attribute (for the JSON sources: a field) by name.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        attr_of(&self.attrs, name)
+    }
+
     /// All parties with the given tag, in document order.
     pub fn parties_tagged<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Party> + 'a {
         self.parties.iter().filter(move |p| p.tag == tag)
@@ -143,6 +145,14 @@ pub fn parse_json_time(s: &str) -> Option<NaiveDateTime> {
     ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d%H:%M:%S"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
+}
+
+/// The value of the first attribute called `name` in document order.
+pub fn attr_of<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Format of OM timestamps: `YYYYMMDDhhmmss`.

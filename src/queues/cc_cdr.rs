@@ -18,13 +18,7 @@ pub const ATTRIBUTE: &str = "CC_CDR";
 /// reached a queue (no `queueCode`) or its start time is unreadable. Times
 /// are device-local in `tz`.
 pub fn visit(device: &str, seq: i64, ev: &Event, tz: chrono_tz::Tz) -> Option<Visit> {
-    let get = |k: &str| {
-        ev.attrs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
-    };
+    let get = |k: &str| ev.attr(k).map_or("", str::trim);
     let secs = |k: &str| get(k).parse::<i64>().ok().filter(|s| *s >= 0).unwrap_or(0);
     let group = get("queueCode");
     if group.is_empty() {

@@ -15,7 +15,7 @@ use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
 
 use super::recording_path::{check_recording_path, UnsafePath};
-use crate::model::{Auth, Document, Event, Leg, Message, Party, OM_TIME_FORMAT};
+use crate::model::{attr_of, Auth, Document, Event, Leg, Message, Party, OM_TIME_FORMAT};
 
 /// Why a push body was refused. Each `Display` is one short line, fit to be
 /// an HTTP 400 reason; values quoted from the body are escaped and shortened.
@@ -640,13 +640,6 @@ fn is_blank(text: &quick_xml::events::BytesText<'_>) -> bool {
 
 fn tag_name(start: &BytesStart<'_>) -> String {
     String::from_utf8_lossy(start.name().as_ref()).into_owned()
-}
-
-fn attr_of<'t>(attrs: &'t [(String, String)], name: &str) -> Option<&'t str> {
-    attrs
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
