@@ -336,6 +336,13 @@ async fn main() {
     cfg.recordings.fetch_delay_seconds = 24 * 3600;
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
+    // The senders are a registered device, as in production: its pushes are
+    // derived (an unregistered sender's would only be stored and held).
+    cfg.devices.push(callvault::config::DeviceConfig {
+        name: "om".into(),
+        push_from: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
     let db = cfg.db_path();
     let running = callvault::server::start(cfg).await.expect("server");
     // The largest the WAL gets (it must not grow with the load: the writer

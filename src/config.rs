@@ -66,7 +66,14 @@ pub struct IngestConfig {
     /// A body not complete this many seconds after its headers is refused
     /// with 408 (what came is quarantined) and its connection closed.
     pub body_timeout_seconds: u64,
-    /// Accept pushes from devices not listed in `[[device]]` (named by their IP).
+    /// Documents (legs and events, after expanding arrays and `cdrs[]`) one
+    /// push may hold; more is refused with 413 and quarantined. Bounds the
+    /// memory one push can take whatever its shape.
+    pub max_documents: usize,
+    /// Derive the pushes of senders that match no `[[device]]` or
+    /// registered device, named by their IP (a lab setting). Off: such
+    /// pushes are stored raw and held until the sender is registered
+    /// (`callvault devices add`).
     pub accept_unknown_devices: bool,
 }
 
@@ -76,7 +83,8 @@ impl Default for IngestConfig {
             listen: "0.0.0.0:8989".into(),
             max_body_bytes: 1 << 20,
             body_timeout_seconds: 30,
-            accept_unknown_devices: true,
+            max_documents: 1_000,
+            accept_unknown_devices: false,
         }
     }
 }
@@ -184,7 +192,12 @@ pub struct DeviceConfig {
     /// API_SERVER_PASSWORD: when set, unsigned or wrongly signed pushes are refused.
     pub server_password: Option<String>,
     /// Validity of a signature in seconds (API_TIMEOUT); 0 = forever.
-    pub auth_timeout: u64,
+    /// Absent: [`DEFAULT_AUTH_TIMEOUT`] when a server password is set.
+    pub auth_timeout: Option<u64>,
+    /// Accept each signed (nonce, timestamp) once within the validity
+    /// window; a replay gets 401. Off by default: the manual does not say
+    /// whether the device makes a fresh nonce per message.
+    pub auth_nonce_single_use: bool,
     /// Base URL of the recorder; default `http://{addr}/mcc/Recorder/`.
     pub recorder_url: Option<String>,
     pub recorder_user: Option<String>,
@@ -193,7 +206,16 @@ pub struct DeviceConfig {
     pub timezone: Option<String>,
 }
 
+/// Validity of a signature when `auth_timeout` is absent: five minutes,
+/// so a sniffed Auth block does not sign forged pushes for ever.
+pub const DEFAULT_AUTH_TIMEOUT: u64 = 300;
+
 impl DeviceConfig {
+    /// The signature validity in seconds (0 = never expires).
+    pub fn auth_window(&self) -> u64 {
+        self.auth_timeout.unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+
     /// The IPs this device may push from (explicit list, else `addr`'s host).
     pub fn allowed_sources(&self) -> Vec<String> {
         if !self.push_from.is_empty() {

@@ -126,8 +126,18 @@ pub enum Message {
 pub struct Document {
     pub message: Message,
     pub auth: Option<Auth>,
-    /// The document's own text (declaration to end of Auth), for raw storage.
-    pub raw: String,
+    /// Where the document's own text (declaration to end of Auth) lies in
+    /// the body it was parsed from, as byte offsets. The body is stored once
+    /// (the `pushes` row); a copy per document made memory grow with
+    /// documents × body size.
+    pub span: std::ops::Range<usize>,
+}
+
+impl Document {
+    /// The document's own text within `body`, the text it was parsed from.
+    pub fn raw<'a>(&self, body: &'a str) -> &'a str {
+        body.get(self.span.clone()).unwrap_or_default()
+    }
 }
 
 impl Message {

@@ -10,6 +10,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::ingest::device::Registry;
+use crate::ingest::om::replay::{self, NonceCache};
 use crate::ingest::{Deriver, Hook, Ingestor, StoredItem};
 use crate::queues::live::QueueLive;
 use crate::store::Store;
@@ -103,7 +105,14 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
         queue_hook,
         crate::recordings::schedule::hook(cfg.clone()),
     ];
-    let mut derive = Deriver::new(cfg.clone(), hooks).into_background();
+    let registry = Registry::new(cfg);
+    registry.preload(store.read_blocking(crate::store::devices::active)?);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let nonces = store.read_blocking(|c| {
+        crate::store::devices::live_nonces(c, now_ms, replay::MAX_NONCES as i64)
+    })?;
+    let nonces = Arc::new(NonceCache::with(nonces, now_ms));
+    let mut derive = Deriver::new(cfg.clone(), hooks, registry.clone()).into_background();
     let q = queues.clone();
     store.writer.set_background(Box::new(move |tx, deadline| {
         if !q.ready() {
@@ -113,7 +122,30 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
         }
         derive(tx, deadline)
     }))?;
-    Ok((Ingestor::new(store.clone(), cfg.clone()), queues))
+    let ing = Ingestor::with_registry(store.clone(), cfg.clone(), registry, nonces);
+    Ok((ing, queues))
+}
+
+/// Notices devices registered or removed by another process (`callvault
+/// devices add`): when the archive's device list changed, the writer's
+/// background step is woken, which reloads the registry and derives the
+/// new device's held pushes, even while no device pushes.
+async fn watch_devices(store: Store, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        match store.read(crate::store::devices::version).await {
+            Ok(v) if registry.version() != Some(v) => {
+                if let Err(e) = store.writer.wake_background().await {
+                    tracing::warn!(error = %e, "could not wake the deriver for a device change");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the device list"),
+        }
+    }
 }
 
 /// Opens the archive and starts both listeners (addresses from `cfg`; port 0 is fine).
@@ -137,7 +169,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (ingest_addr, api_addr) = (ingest_l.local_addr()?, api_l.local_addr()?);
     let (tx, rx) = watch::channel(false);
 
+    for d in crate::ingest::device::unprotected(&cfg) {
+        tracing::warn!(device = %d.name,
+            "device has a mac but no push_from or addr: anyone who can reach the ingest port can push as it");
+    }
     let (ing, queues) = ingestor(&store, &cfg)?;
+    let registry = ing.registry().clone();
     let ing_app = http::ingest::ingest_router(ing);
     let api_app = http::api_router(AppState {
         store: store.clone(),
@@ -168,6 +205,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         rx.clone(),
     )));
     tasks.push(fetcher.spawn(rx.clone()));
+    tasks.push(tokio::spawn(watch_devices(
+        store.clone(),
+        registry,
+        rx.clone(),
+    )));
     tracing::info!(%ingest_addr, %api_addr, data = %cfg.data_dir.display(), "callvault serving");
     Ok(Running {
         ingest_addr,

@@ -161,6 +161,7 @@ fn store_in_order(dir: &std::path::Path, legs: &[Leg]) -> Store {
                 outcome: callvault::store::pushes::Outcome::Stored,
                 status: 200,
                 reason: None,
+                sender_mac: None,
             };
             let pid = callvault::store::pushes::insert(tx, &push)?;
             let tz = cfg.device_tz("om");

@@ -83,6 +83,7 @@ async fn a_push_that_cannot_be_derived_is_marked_and_the_next_ones_go_on() {
                         outcome: pushes::Outcome::Stored,
                         status: 200,
                         reason: None,
+                        sender_mac: None,
                     },
                 )
             })

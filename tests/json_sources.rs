@@ -34,14 +34,17 @@ async fn coocenter_json_pushes_become_legs_events_and_calls() {
     }
     // A re-push of the same call is stored raw but adds no leg.
     assert_eq!(post_json(&ts, &fixture("cdr.json")), 200);
-    // The manual's own relaxed notation is not JSON: refused and kept.
+    // The manual's own relaxed notation is read (its dialend example as
+    // printed, with `//` comments); a relaxed object that lacks what a cdr
+    // needs is refused for that, and kept.
+    assert_eq!(post_json(&ts, &fixture("dialend.as-printed.json")), 200);
     let relaxed = "{event:'cdr', uniqueid:'1.1'}";
     assert_eq!(post_json(&ts, relaxed), 400);
     ts.derived();
 
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'stored'"),
-        6
+        7
     );
     let db = ts.db();
     let (body, reason): (Vec<u8>, String) = db
@@ -52,7 +55,7 @@ async fn coocenter_json_pushes_become_legs_events_and_calls() {
         )
         .expect("quarantined");
     assert_eq!(body, relaxed.as_bytes());
-    assert!(reason.starts_with("not JSON"), "{reason}");
+    assert!(reason.contains("missing field starttime"), "{reason}");
 
     let legs: Vec<(String, String, String, String, i64)> = db
         .prepare("SELECT cdr_id, leg_type, cpn, cdpn, duration FROM legs ORDER BY cdr_id")
@@ -89,7 +92,21 @@ async fn coocenter_json_pushes_become_legs_events_and_calls() {
         .expect("events")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(events, ["CC_CDR", "DIALBEGEIN", "EXTENSIONSTATUS", "IVR"]);
+    assert_eq!(
+        events,
+        ["CC_CDR", "DIALBEGEIN", "EXTENSIONSTATUS", "IVR", "DIALEND"]
+    );
+    let dialend: String = db
+        .query_row(
+            "SELECT attrs_json FROM events WHERE attribute = 'DIALEND'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("dialend");
+    assert!(
+        dialend.contains("1534993030.626") && dialend.contains("hangup"),
+        "the printed example's fields: {dialend}"
+    );
     let attrs: String = db
         .query_row(
             "SELECT attrs_json FROM events WHERE attribute = 'IVR'",
@@ -200,7 +217,11 @@ async fn a_coocenter_recording_is_fetched_from_its_recorder_url() {
     let rec = recorder::start(vec![spec.clone()], Faults::default())
         .await
         .expect("recorder");
-    let rig = crate::recordings_fetch::Rig::start(&rec, |_| {}).await;
+    // The push names the PBX's MAC: that is how it is identified.
+    let rig = crate::recordings_fetch::Rig::start(&rec, |c| {
+        c.devices[0].mac = Some("68:69:2e:03:8b:3e".into())
+    })
+    .await;
     let call = fixture("cc_cdr.json")
         .replace("\"talkingTime\":\"0\"", "\"talkingTime\":\"6\"")
         .replace(
@@ -274,10 +295,18 @@ async fn a_click_to_call_cdr_is_one_billed_callback_and_ivr_events_are_kept() {
 
 /// `callvault import` replays captured bodies of every source through the
 /// ingest path: OM XML and the JSON sources stored and derived before it
-/// exits, a refused file quarantined and the exit code 2.
+/// exits, a refused file quarantined and the exit code 2. The senders are
+/// registered first (`devices add`), by address and by the PBX's MAC.
 #[test]
 fn import_replays_om_and_json_captures_and_reports_refusals() {
     let dir = tempfile::tempdir().expect("dir");
+    for add in [
+        ["devices", "add", "--name", "lab", "--ip", "127.0.0.1"],
+        ["devices", "add", "--name", "cc", "--mac", "68-69-2E-03-8B-3E"],
+    ] {
+        let out = crate::reports_util::callvault(dir.path(), &add);
+        assert!(out.status.success(), "{out:?}");
+    }
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{event:'cdr'}").expect("write");
     let files = [
@@ -298,7 +327,7 @@ fn import_replays_om_and_json_captures_and_reports_refusals() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("bad.json: refused (400): not JSON"),
+        stdout.contains("bad.json: refused (400): cdr \"?\": missing field uniqueid"),
         "{stdout}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 4 files refused"));
@@ -310,6 +339,11 @@ fn import_replays_om_and_json_captures_and_reports_refusals() {
         "derived before import exits"
     );
     assert_eq!(count("SELECT COUNT(*) FROM calls"), 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM legs WHERE device = 'cc'"),
+        1,
+        "the coocenter PBX identified by its MAC"
+    );
     assert_eq!(
         count("SELECT COUNT(*) FROM pushes WHERE outcome = 'quarantined'"),
         1

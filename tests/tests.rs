@@ -10,6 +10,7 @@ mod demo_cli;
 mod g729_reference;
 mod ingest_crash;
 mod ingest_derive;
+mod ingest_devices;
 mod ingest_http;
 mod ingest_mutations;
 mod json_sources;

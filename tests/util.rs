@@ -81,6 +81,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
+    // The lab setting: tests whose subject is not device identity derive
+    // any sender's pushes (tests/ingest_devices.rs turns it off).
+    cfg.ingest.accept_unknown_devices = true;
     cfg
 }
 
@@ -91,7 +94,7 @@ pub fn signed_device(password: &str, timeout: u64) -> DeviceConfig {
         mac: Some("00:0E:A9:2D:07:D0".into()),
         push_from: vec!["127.0.0.1".into()],
         server_password: Some(password.into()),
-        auth_timeout: timeout,
+        auth_timeout: Some(timeout),
         ..Default::default()
     }
 }

@@ -47,6 +47,10 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 })
                 .await;
             match reply.reason {
+                None if reply.held => println!(
+                    "{}: stored and held: its sender is no registered device (`callvault devices`)",
+                    f.display()
+                ),
                 None => println!(
                     "{}: stored ({} Cdr, {} Event documents)",
                     f.display(),

@@ -3,6 +3,7 @@
 
 mod calls;
 mod demo;
+mod devices;
 mod export;
 mod import;
 mod merge_g729;
@@ -61,6 +62,11 @@ pub enum Command {
     /// Merge the send and recv halves of a G.729 recording into one WAV.
     #[command(name = "merge-g729")]
     MergeG729(merge_g729::MergeArgs),
+    /// Devices allowed to push: list them and the unregistered senders, register or remove one.
+    Devices {
+        #[command(subcommand)]
+        cmd: Option<devices::DevicesCmd>,
+    },
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
@@ -103,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(cfg, a, data_given),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
+        Command::Devices { cmd } => devices::run(cfg, cmd),
         Command::Calls(a) => calls::run(cfg, a),
         Command::Rebuild(a) => rebuild::run(cfg, a),
         Command::Simulate(a) => simulate::run(cfg, a),

@@ -55,10 +55,23 @@ async fn healthz(State(st): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match st.store.read(crate::store::pushes::derive_backlog).await {
+    let figures = st
+        .store
+        .read(|c| {
+            Ok((
+                crate::store::pushes::derive_backlog(c)?,
+                crate::store::devices::unregistered_count(c)?,
+            ))
+        })
+        .await;
+    match figures {
         // The backlog: pushes answered but not yet turned into legs/events
         // and calls (non-zero only during and just after a burst).
-        Ok(n) => Json(serde_json::json!({"status": "ok", "derive_backlog": n})).into_response(),
+        // Unregistered senders: their pushes are kept but held out of
+        // billing until `callvault devices add`.
+        Ok((backlog, unregistered)) => Json(serde_json::json!({"status": "ok",
+            "derive_backlog": backlog, "unregistered_senders": unregistered}))
+        .into_response(),
         Err(e) => AppError::Internal(e.to_string()).into_response(),
     }
 }

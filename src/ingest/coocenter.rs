@@ -235,7 +235,9 @@ mod tests {
         let ok =
             r#""uniqueid":"1.2","starttime":"2024-01-08 10:00:00","endtime":"2024-01-08 10:01:00""#;
         for (body, reason) in [
-            ("{event:'cdr'}", "not JSON"),
+            // The manual's notation is read, then checked like JSON.
+            ("{event:'cdr'}", "missing field uniqueid"),
+            ("{event: }", "nor relaxed JSON"),
             (r#"{"event":"cdr""#, "not JSON"),
             ("[]", "empty body"),
             ("[1]", "found a number"),

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use rusqlite::Transaction;
 
+use super::device::{norm_mac, Registry};
 use crate::config::Config;
 use crate::model::{Event, Leg, Message};
 use crate::store::{self, legs::Inserted, pushes};
@@ -44,11 +45,16 @@ const PAGE: i64 = 64;
 pub struct Deriver {
     cfg: Arc<Config>,
     hooks: Vec<Hook>,
+    registry: Arc<Registry>,
 }
 
 impl Deriver {
-    pub fn new(cfg: Arc<Config>, hooks: Vec<Hook>) -> Deriver {
-        Deriver { cfg, hooks }
+    pub fn new(cfg: Arc<Config>, hooks: Vec<Hook>, registry: Arc<Registry>) -> Deriver {
+        Deriver {
+            cfg,
+            hooks,
+            registry,
+        }
     }
 
     /// The step for [`store::Writer::set_background`].
@@ -59,9 +65,30 @@ impl Deriver {
     /// Derives committed pushes after the cursor until `deadline` passes or
     /// none is left; returns how many it derived. A push that fails is
     /// rolled back alone, marked with its error, and skipped.
+    ///
+    /// First it notices devices registered or removed since the last step
+    /// (and gives them their held pushes), then derives released held
+    /// pushes the cursor had passed, then goes on after the cursor: each
+    /// device's pushes are derived in push order.
     pub fn step(&self, tx: &Transaction, deadline: Instant) -> store::Result<usize> {
+        self.refresh_devices(tx)?;
+        let mut done = 0usize;
+        loop {
+            let page = pushes::queued(tx, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for p in &page {
+                self.derive_one(tx, p)?;
+                pushes::dequeue(tx, p.id)?;
+                done += 1;
+                if Instant::now() >= deadline {
+                    return Ok(done);
+                }
+            }
+        }
         let start = pushes::derive_cursor(tx)?;
-        let (mut last, mut done) = (start, 0usize);
+        let mut last = start;
         'pages: loop {
             let page = pushes::committed_after(tx, last, PAGE)?;
             if page.is_empty() {
@@ -70,15 +97,7 @@ impl Deriver {
             for p in &page {
                 last = p.id;
                 done += 1;
-                tx.prepare_cached("SAVEPOINT push")?.execute([])?;
-                if let Err(e) = self.derive(tx, p) {
-                    tx.prepare_cached("ROLLBACK TO push")?.execute([])?;
-                    tracing::error!(push = p.id, device = %p.device, error = %e,
-                        "could not derive legs/events of a stored push (raw body kept; `rebuild` after a fix)");
-                    metrics::counter!("callvault_derive_failures_total").increment(1);
-                    pushes::set_derive_error(tx, p.id, &e.to_string())?;
-                }
-                tx.prepare_cached("RELEASE push")?.execute([])?;
+                self.derive_one(tx, p)?;
                 if Instant::now() >= deadline {
                     break 'pages;
                 }
@@ -88,6 +107,49 @@ impl Deriver {
             pushes::set_derive_cursor(tx, last)?;
         }
         Ok(done)
+    }
+
+    /// Derives one push in a savepoint: a failure is rolled back alone,
+    /// marked with its error, and skipped.
+    fn derive_one(&self, tx: &Transaction, p: &pushes::Committed) -> store::Result<()> {
+        tx.prepare_cached("SAVEPOINT push")?.execute([])?;
+        if let Err(e) = self.derive(tx, p) {
+            tx.prepare_cached("ROLLBACK TO push")?.execute([])?;
+            tracing::error!(push = p.id, device = %p.device, error = %e,
+                "could not derive legs/events of a stored push (raw body kept; `rebuild` after a fix)");
+            metrics::counter!("callvault_derive_failures_total").increment(1);
+            pushes::set_derive_error(tx, p.id, &e.to_string())?;
+        }
+        tx.prepare_cached("RELEASE push")?.execute([])?;
+        Ok(())
+    }
+
+    /// Reloads the archive's devices when `devices_version` moved (or on
+    /// the first step) and releases every device's held pushes.
+    fn refresh_devices(&self, tx: &Transaction) -> store::Result<()> {
+        let version = store::devices::version(tx)?;
+        if self.registry.version() == Some(version) {
+            return Ok(());
+        }
+        let devices = self
+            .registry
+            .set_registered(store::devices::active(tx)?, version);
+        for d in devices {
+            let mac = d.mac.as_deref().map(norm_mac);
+            let released = store::devices::release_held(
+                tx,
+                &store::devices::Claim {
+                    name: &d.name,
+                    mac: mac.as_deref(),
+                    sources: &d.allowed_sources(),
+                },
+            )?;
+            if released > 0 {
+                tracing::info!(device = %d.name, pushes = released,
+                    "device registered: deriving the pushes held from it");
+            }
+        }
+        Ok(())
     }
 
     fn derive(&self, tx: &Transaction, p: &pushes::Committed) -> store::Result<()> {
@@ -152,5 +214,6 @@ fn parse(p: &pushes::Committed) -> store::Result<Vec<crate::model::Document>> {
     let corrupt = |e: String| store::StoreError::Corrupt(format!("push {}: {e}", p.id));
     let text =
         super::pipeline::push_text(&p.body, p.query.as_deref()).map_err(|(_, e)| corrupt(e))?;
-    super::parse_push(&text).map_err(corrupt)
+    // No cap here: the push passed the one it was accepted under.
+    super::parse_push(&text, usize::MAX).map_err(|e| corrupt(e.reason))
 }

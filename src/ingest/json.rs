@@ -8,14 +8,19 @@
 //! - `"conversationSid"`: the cloud voice platform's notifications and
 //!   click-to-call CDRs ([`super::cloud`]).
 //!
-//! Numbers may come as JSON numbers or strings. The manuals print some
+//! Numbers may come as JSON numbers or strings. The manuals print their
 //! examples in a relaxed notation (unquoted keys, single quotes, `//`
-//! comments); the systems send JSON, and anything that is not JSON is
-//! refused and quarantined, as is an object of no known shape.
+//! comments, trailing commas): a body that is not strict JSON is read that
+//! way ([`relaxed`]) before it is refused. Anything else, and an object of no
+//! known shape, is refused and quarantined.
+
+use std::ops::Range;
 
 use chrono::NaiveDateTime;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::json_relaxed as relaxed;
 use super::om::{check_leg, ParseError};
 use crate::model::{parse_json_time, Document, Event, Leg, MAX_LEG_DAYS, OM_TIME_FORMAT};
 
@@ -23,17 +28,20 @@ use crate::model::{parse_json_time, Document, Event, Leg, MAX_LEG_DAYS, OM_TIME_
 pub enum JsonError {
     #[error("not JSON: {0}")]
     Json(String),
+    /// More documents than one push may hold (`[ingest] max_documents`).
+    #[error("push holds more than {limit} documents (max_documents)")]
+    TooManyDocuments { limit: usize },
     #[error("a push must hold JSON objects, found {0}")]
     NotObject(&'static str),
     #[error("a JSON object of no known source (no \"event\", \"action\" or \"conversationSid\")")]
     Unrecognised,
-    #[error("{what} {id}: missing field {field}")]
+    #[error("{what} {}: missing field {field}", short(.id))]
     Missing {
         what: String,
         id: String,
         field: &'static str,
     },
-    #[error("{what} {id}: invalid {field} {value:?}")]
+    #[error("{what} {}: invalid {field} {}", short(.id), short(.value))]
     Invalid {
         what: String,
         id: String,
@@ -57,47 +65,152 @@ pub fn is_json(text: &str) -> bool {
     )
 }
 
-/// Parses a push body into documents (no Auth: these pushes carry none).
+/// Parses a push body into documents, however many (no Auth: these pushes
+/// carry none).
 pub fn parse_body(text: &str) -> Result<Vec<Document>, JsonError> {
-    let text = text.trim_start_matches('\u{feff}');
-    let mut docs = Vec::new();
-    for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        match v.map_err(|e| JsonError::Json(e.to_string()))? {
-            Value::Array(items) => {
-                for item in items {
-                    object(item, &mut docs)?;
-                }
-            }
-            other => object(other, &mut docs)?,
-        }
-    }
-    if docs.is_empty() {
-        return Err(JsonError::Json("empty body".into()));
-    }
-    Ok(docs)
+    parse_documents(text, usize::MAX)
 }
 
-/// One pushed object's documents, by the source its shape names.
-fn object(v: Value, docs: &mut Vec<Document>) -> Result<(), JsonError> {
-    let raw = v.to_string();
-    let Value::Object(obj) = v else {
-        return Err(JsonError::NotObject(kind(&v)));
+/// Parses a push body into at most `max_documents` documents; one more is
+/// [`JsonError::TooManyDocuments`]. Strict JSON first; when that fails, the
+/// relaxed notation the manuals print (`relaxed`). Memory stays a small
+/// multiple of the body: top-level values are split without copying,
+/// the elements of a top-level array are taken one at a time, and every
+/// document points into the body (its `span`) instead of copying it.
+pub fn parse_documents(text: &str, max_documents: usize) -> Result<Vec<Document>, JsonError> {
+    let body = text.trim_start_matches('\u{feff}');
+    let offset = text.len() - body.len();
+    let mut docs = Sink {
+        docs: Vec::new(),
+        max: max_documents,
     };
-    let messages = if obj.contains_key("event") {
-        super::coocenter::messages(&obj)?
-    } else if obj.contains_key("action") {
-        super::ivr::messages(&obj)?
-    } else if obj.contains_key("conversationSid") {
-        super::cloud::messages(&obj)?
-    } else {
-        return Err(JsonError::Unrecognised);
-    };
-    docs.extend(messages.into_iter().map(|message| Document {
-        message,
-        auth: None,
-        raw: raw.clone(),
-    }));
+    match strict(body, offset, &mut docs) {
+        Ok(()) => {}
+        Err(JsonError::Json(strict_error)) => {
+            docs.docs.clear();
+            let value = relaxed::parse(body).map_err(|relaxed_error| {
+                JsonError::Json(format!("{strict_error} (nor relaxed JSON: {relaxed_error})"))
+            })?;
+            let span = offset..text.len();
+            match value {
+                Value::Array(items) => {
+                    for item in items {
+                        docs.object(item, span.clone())?;
+                    }
+                }
+                other => docs.object(other, span)?,
+            }
+        }
+        Err(other) => return Err(other),
+    }
+    if docs.docs.is_empty() {
+        return Err(JsonError::Json("empty body".into()));
+    }
+    Ok(docs.docs)
+}
+
+/// Strict JSON: one value, an array, or values back to back. Each top-level
+/// value is found (skipped without building anything) first, then parsed; an array's
+/// elements are handed on as they are read, so a huge array never exists
+/// as a whole tree.
+fn strict(body: &str, offset: usize, docs: &mut Sink) -> Result<(), JsonError> {
+    let mut values = serde_json::Deserializer::from_str(body).into_iter::<IgnoredAny>();
+    let mut start = 0;
+    while let Some(skipped) = values.next() {
+        skipped.map_err(|e| JsonError::Json(e.to_string()))?;
+        let end = values.byte_offset();
+        // The value's own text: the stream reports where it ended, and
+        // only whitespace separates values.
+        let raw = body.get(start..end).unwrap_or_default().trim_start();
+        let span = offset + end - raw.len()..offset + end;
+        start = end;
+        if raw.starts_with('[') {
+            let mut failed = None;
+            let seed = Elements {
+                docs: &mut *docs,
+                span,
+                failed: &mut failed,
+            };
+            let result = seed.deserialize(&mut serde_json::Deserializer::from_str(raw));
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            result.map_err(|e| JsonError::Json(e.to_string()))?;
+        } else {
+            let v: Value =
+                serde_json::from_str(raw).map_err(|e| JsonError::Json(e.to_string()))?;
+            docs.object(v, span)?;
+        }
+    }
     Ok(())
+}
+
+/// The documents parsed so far and the cap on them.
+struct Sink {
+    docs: Vec<Document>,
+    max: usize,
+}
+
+impl Sink {
+    /// One pushed object's documents, by the source its shape names.
+    fn object(&mut self, v: Value, span: Range<usize>) -> Result<(), JsonError> {
+        let Value::Object(obj) = v else {
+            return Err(JsonError::NotObject(kind(&v)));
+        };
+        let messages = if obj.contains_key("event") {
+            super::coocenter::messages(&obj)?
+        } else if obj.contains_key("action") {
+            super::ivr::messages(&obj)?
+        } else if obj.contains_key("conversationSid") {
+            super::cloud::messages(&obj)?
+        } else {
+            return Err(JsonError::Unrecognised);
+        };
+        if self.docs.len() + messages.len() > self.max {
+            return Err(JsonError::TooManyDocuments { limit: self.max });
+        }
+        self.docs.extend(messages.into_iter().map(|message| Document {
+            message,
+            auth: None,
+            span: span.clone(),
+        }));
+        Ok(())
+    }
+}
+
+/// Reads a top-level array element by element into a [`Sink`]. A refusal
+/// of our own is kept in `failed` (serde can only carry text).
+struct Elements<'a> {
+    docs: &'a mut Sink,
+    span: Range<usize>,
+    failed: &'a mut Option<JsonError>,
+}
+
+impl<'de> DeserializeSeed<'de> for Elements<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Value>()? {
+            if let Err(e) = self.docs.object(item, self.span.clone()) {
+                let line = e.to_string();
+                *self.failed = Some(e);
+                return Err(serde::de::Error::custom(line));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An event named `attribute` keeping every field of `obj` but those in
@@ -215,6 +328,16 @@ pub(crate) fn scalar(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A value quoted in a one-line reason: at most 60 characters, escaped.
+fn short(value: &str) -> String {
+    const MAX_CHARS: usize = 60;
+    let mut cut: String = value.chars().take(MAX_CHARS).collect();
+    if cut.len() < value.len() {
+        cut.push('…');
+    }
+    format!("{:?}", cut)
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -14,19 +14,38 @@ pub mod derive;
 pub mod device;
 pub mod ivr;
 pub mod json;
+pub mod json_relaxed;
 pub mod om;
 pub mod pipeline;
 
 pub use derive::{Deriver, Hook, StoredItem};
 pub use pipeline::{BodyEnd, Incoming, Ingestor, Reply};
 
-/// Parses a push body of any source: JSON (starts with `{` or `[`) is one
-/// of the JSON sources, anything else OM XML. The error is the one-line reason a
-/// refused push is quarantined with.
-pub fn parse_push(text: &str) -> Result<Vec<crate::model::Document>, String> {
+/// Why a push body could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unparsed {
+    /// More documents than `max_documents` (413 rather than 400).
+    pub too_many: bool,
+    /// The one-line reason a refused push is quarantined with.
+    pub reason: String,
+}
+
+/// Parses a push body of any source, at most `max_documents` documents:
+/// JSON (starts with `{` or `[`) is one of the JSON sources, anything else
+/// OM XML.
+pub fn parse_push(
+    text: &str,
+    max_documents: usize,
+) -> Result<Vec<crate::model::Document>, Unparsed> {
     if json::is_json(text) {
-        json::parse_body(text).map_err(|e| e.to_string())
+        json::parse_documents(text, max_documents).map_err(|e| Unparsed {
+            too_many: matches!(e, json::JsonError::TooManyDocuments { .. }),
+            reason: e.to_string(),
+        })
     } else {
-        om::parse_body(text).map_err(|e| e.to_string())
+        om::parse_documents(text, max_documents).map_err(|e| Unparsed {
+            too_many: matches!(e, om::ParseError::TooManyDocuments { .. }),
+            reason: e.to_string(),
+        })
     }
 }

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use tracing::{info_span, warn, Instrument};
 
-use super::device::{self, Identified};
-use super::om;
-use crate::config::Config;
+use super::device::{Identified, Registry};
+use super::om::{self, replay::NonceCache, AuthError};
+use crate::config::{Config, DeviceConfig};
 use crate::log_throttle::LogThrottle;
 use crate::model::{Document, Message};
+use crate::store::devices::Nonce;
 use crate::store::{self, pushes, Store};
 
 /// A request as the listener (or `import`) saw it.
@@ -56,12 +57,16 @@ pub struct Reply {
     /// re-pushed Cdr id is not stored twice).
     pub legs: usize,
     pub events: usize,
+    /// Stored but held: the sender matches no registered device.
+    pub held: bool,
 }
 
 #[derive(Clone)]
 pub struct Ingestor {
     store: Store,
     cfg: Arc<Config>,
+    registry: Arc<Registry>,
+    nonces: Arc<NonceCache>,
 }
 
 /// Why a push was refused: status and one-line reason.
@@ -72,13 +77,52 @@ struct Refusal {
     metric_reason: &'static str,
 }
 
+/// A push that passed every check, and what it is to become.
+struct Accepted {
+    legs: usize,
+    events: usize,
+    /// The device it is stored under (None: held).
+    device: Option<String>,
+    outcome: pushes::Outcome,
+    sender_mac: Option<String>,
+    /// Single-use nonces it claimed, stored with it.
+    nonces: Vec<Nonce>,
+}
+
 impl Ingestor {
+    /// An ingestor knowing only the config file's devices (tests, tools).
     pub fn new(store: Store, cfg: Arc<Config>) -> Ingestor {
-        Ingestor { store, cfg }
+        let registry = Registry::new(&cfg);
+        Ingestor::with_registry(store, cfg, registry, Arc::new(NonceCache::default()))
+    }
+
+    /// An ingestor sharing the server's device registry and nonce cache.
+    pub fn with_registry(
+        store: Store,
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        nonces: Arc<NonceCache>,
+    ) -> Ingestor {
+        Ingestor {
+            store,
+            cfg,
+            registry,
+            nonces,
+        }
     }
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Whether `ip` is an address a registered device pushes from: the
+    /// listener's connection and rate limits never apply to it.
+    pub fn is_registered_source(&self, ip: std::net::IpAddr) -> bool {
+        self.registry.is_device_ip(ip)
     }
 
     /// Checks, stores and answers one push. Never panics on input; a store
@@ -86,11 +130,8 @@ impl Ingestor {
     pub async fn accept(&self, req: Incoming) -> Reply {
         metrics::counter!("callvault_pushes_received_total").increment(1);
         let (received_at, received_ms) = store::now_stamp();
-        match self.check(&req) {
-            Ok((device, docs)) => {
-                self.store_docs(req, device, docs, received_at, received_ms)
-                    .await
-            }
+        match self.check(&req, received_ms) {
+            Ok(ok) => self.store_docs(req, ok, received_at, received_ms).await,
             Err(r) => {
                 // A span per push only for refusals: at thousands of pushes
                 // per second an always-on span showed in the ingest profile.
@@ -103,7 +144,7 @@ impl Ingestor {
     }
 
     /// Everything that can refuse a push, before any write.
-    fn check(&self, req: &Incoming) -> Result<(String, Vec<Document>), Refusal> {
+    fn check(&self, req: &Incoming, now_ms: i64) -> Result<Accepted, Refusal> {
         let refuse = |status, metric_reason, reason: String| Refusal {
             status,
             reason,
@@ -143,72 +184,180 @@ impl Ingestor {
         }
         let text = push_text(&req.body, req.query.as_deref())
             .map_err(|(metric_reason, reason)| refuse(400, metric_reason, reason))?;
-        let docs = super::parse_push(&text).map_err(|e| refuse(400, "malformed", e))?;
-        let mac = docs.iter().find_map(|d| d.message.mac());
-        let ident = device::identify(&self.cfg, mac, &req.source).map_err(|e| {
-            let status = 403;
-            refuse(status, "device", e.to_string())
-        })?;
-        if let Identified::Known(dev) = &ident {
-            if let Some(pw) = dev.server_password.as_deref().filter(|p| !p.is_empty()) {
-                let now = chrono::Utc::now().timestamp();
-                for d in &docs {
-                    om::verify(d.auth.as_ref(), pw, dev.auth_timeout, now).map_err(|e| {
-                        Refusal {
-                            status: 401,
-                            reason: format!("authentication failed: {e}"),
-                            device: Some(dev.name.clone()),
-                            metric_reason: "auth",
-                        }
-                    })?;
-                }
+        let docs = super::parse_push(&text, self.cfg.ingest.max_documents).map_err(|e| {
+            if e.too_many {
+                refuse(413, "too_many_documents", e.reason)
+            } else {
+                refuse(400, "malformed", e.reason)
             }
-        }
-        Ok((ident.name().to_string(), docs))
-    }
-
-    /// Commits the raw push; its legs and events are derived right after.
-    async fn store_docs(
-        &self,
-        req: Incoming,
-        device: String,
-        docs: Vec<Document>,
-        received_at: String,
-        received_ms: i64,
-    ) -> Reply {
+        })?;
         let legs = docs
             .iter()
             .filter(|d| matches!(d.message, Message::Cdr(_)))
             .count();
+        let events = docs.len() - legs;
+        let mac = docs.iter().find_map(|d| d.message.mac());
+        let ident = self
+            .registry
+            .identify(mac, &req.source)
+            .map_err(|e| refuse(403, "device", e.to_string()))?;
+        let dev = match ident {
+            Identified::Known(dev) => dev,
+            Identified::Unregistered { mac, source } => {
+                let lab = self.cfg.ingest.accept_unknown_devices;
+                return Ok(Accepted {
+                    legs,
+                    events,
+                    device: lab.then_some(source),
+                    outcome: if lab {
+                        pushes::Outcome::Stored
+                    } else {
+                        pushes::Outcome::Held
+                    },
+                    sender_mac: mac,
+                    nonces: Vec::new(),
+                });
+            }
+        };
+        let nonces = self.authenticate(&dev, &docs, now_ms)?;
+        if let Ok(ip) = req.source.parse() {
+            self.registry.learn_ip(ip, &dev.name);
+        }
+        Ok(Accepted {
+            legs,
+            events,
+            device: Some(dev.name.clone()),
+            outcome: pushes::Outcome::Stored,
+            sender_mac: mac.map(super::device::norm_mac),
+            nonces,
+        })
+    }
+
+    /// Reverse authentication of a device with a server password (manual
+    /// §4.5); with `auth_nonce_single_use`, each Auth is also claimed once.
+    fn authenticate(
+        &self,
+        dev: &DeviceConfig,
+        docs: &[Document],
+        now_ms: i64,
+    ) -> Result<Vec<Nonce>, Refusal> {
+        let Some(pw) = dev.server_password.as_deref().filter(|p| !p.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let failed = |e: AuthError| Refusal {
+            status: 401,
+            reason: format!("authentication failed: {e}"),
+            device: Some(dev.name.clone()),
+            metric_reason: "auth",
+        };
+        let window = dev.auth_window();
+        for d in docs {
+            om::verify(d.auth.as_ref(), pw, window, now_ms.div_euclid(1000)).map_err(failed)?;
+        }
+        if !dev.auth_nonce_single_use {
+            return Ok(Vec::new());
+        }
+        let mut claimed: Vec<Nonce> = Vec::new();
+        for auth in docs.iter().filter_map(|d| d.auth.as_ref()) {
+            let ts: i64 = auth.timestamp.trim().parse().unwrap_or(0);
+            let expires_ms = match window {
+                0 => i64::MAX,
+                w => ts
+                    .saturating_add(i64::try_from(w).unwrap_or(i64::MAX))
+                    .saturating_mul(1000),
+            };
+            let n = Nonce {
+                device: dev.name.clone(),
+                nonce: auth.nonce.trim().to_string(),
+                timestamp: auth.timestamp.trim().to_string(),
+                expires_ms,
+            };
+            // Two documents of one push may share an Auth; a second push may not.
+            if claimed.iter().any(|c| c.nonce == n.nonce && c.timestamp == n.timestamp) {
+                continue;
+            }
+            if !self.nonces.claim(&n, now_ms) {
+                claimed.iter().for_each(|c| self.nonces.release(c));
+                return Err(failed(AuthError::Replayed));
+            }
+            claimed.push(n);
+        }
+        Ok(claimed)
+    }
+
+    /// Commits the raw push; its legs and events are derived right after
+    /// (a held push's once its sender is registered).
+    async fn store_docs(
+        &self,
+        req: Incoming,
+        ok: Accepted,
+        received_at: String,
+        received_ms: i64,
+    ) -> Reply {
+        let held = ok.outcome == pushes::Outcome::Held;
+        if held {
+            static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+            let sender = ok.sender_mac.as_deref().unwrap_or(&req.source);
+            if let Some(left_out) = LOG.admit(sender) {
+                warn!(source = %req.source, mac = ?ok.sender_mac, more_since_last_line = left_out,
+                    "push from an unregistered sender stored and held (`callvault devices` lists it, `devices add` registers it)");
+            }
+        }
         let push = pushes::NewPush {
             received_at,
             received_ms,
             source: req.source,
-            device: Some(device),
+            device: ok.device,
             method: req.method,
             path: req.path,
             query: req.query,
             body: req.body,
-            outcome: pushes::Outcome::Stored,
+            outcome: ok.outcome,
             status: 200,
             reason: None,
+            sender_mac: ok.sender_mac,
         };
-        match self
-            .store
-            .writer
-            .write_statement(move |tx| pushes::insert(tx, &push))
-            .await
-        {
+        let written = if ok.nonces.is_empty() {
+            self.store
+                .writer
+                .write_statement(move |tx| pushes::insert(tx, &push))
+                .await
+        } else {
+            let nonces = ok.nonces.clone();
+            self.store
+                .writer
+                .write(move |tx| {
+                    let id = pushes::insert(tx, &push)?;
+                    for n in &nonces {
+                        store::devices::insert_nonce(tx, n)?;
+                    }
+                    // Stale entries go as new ones come: the table stays
+                    // as small as the cache.
+                    if id % 256 == 0 {
+                        store::devices::prune_nonces(tx, received_ms)?;
+                    }
+                    Ok(id)
+                })
+                .await
+        };
+        match written {
             Ok(_) => {
-                metrics::counter!("callvault_pushes_stored_total").increment(1);
+                let name = if held {
+                    "callvault_pushes_held_total"
+                } else {
+                    "callvault_pushes_stored_total"
+                };
+                metrics::counter!(name).increment(1);
                 Reply {
                     status: 200,
                     reason: None,
-                    legs,
-                    events: docs.len() - legs,
+                    legs: ok.legs,
+                    events: ok.events,
+                    held,
                 }
             }
             Err(e) => {
+                ok.nonces.iter().for_each(|n| self.nonces.release(n));
                 tracing::error!(error = %e, "could not store push");
                 metrics::counter!("callvault_pushes_failed_total").increment(1);
                 unavailable()
@@ -249,6 +398,7 @@ impl Ingestor {
             outcome: pushes::Outcome::Quarantined,
             status: r.status,
             reason: Some(r.reason.clone()),
+            sender_mac: None,
         };
         if let Err(e) = self
             .store
@@ -264,6 +414,7 @@ impl Ingestor {
             reason: Some(r.reason),
             legs: 0,
             events: 0,
+            held: false,
         }
     }
 }
@@ -275,11 +426,12 @@ fn unavailable() -> Reply {
         reason: Some("archive unavailable, retry".into()),
         legs: 0,
         events: 0,
+        held: false,
     }
 }
 
 /// The XML of a push: its body, or when the body is blank, the query string
-/// (DESIGN §2). Err is (metric reason, one-line reason).
+/// (manual §1.2: GET puts it there). Err is (metric reason, one-line reason).
 pub fn push_text<'a>(
     body: &'a [u8],
     query: Option<&str>,

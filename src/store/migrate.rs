@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "010_queue_visits_call",
         include_str!("../../sql/010_queue_visits_call.sql"),
     ),
+    ("012_devices", include_str!("../../sql/012_devices.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

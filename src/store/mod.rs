@@ -13,6 +13,7 @@ mod wal_sync;
 pub mod writer;
 
 pub mod calls;
+pub mod devices;
 pub mod events;
 pub mod legs;
 pub mod pushes;

@@ -20,11 +20,18 @@ pub struct NewPush {
     pub outcome: Outcome,
     pub status: u16,
     pub reason: Option<String>,
+    /// The MAC (or sn) the push's messages named, normalised.
+    pub sender_mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// From a device: derived into legs and events.
     Stored,
+    /// From a sender that matches no device: kept raw, derived once the
+    /// sender is registered (`store::devices::release_held`).
+    Held,
+    /// Refused, with a reason.
     Quarantined,
 }
 
@@ -32,6 +39,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Stored => "stored",
+            Outcome::Held => "held",
             Outcome::Quarantined => "quarantined",
         }
     }
@@ -39,8 +47,8 @@ impl Outcome {
 
 pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
     let mut st = tx.prepare_cached(
-        "INSERT INTO pushes (received_at, received_ms, source, device, method, path, query, body, outcome, status, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO pushes (received_at, received_ms, source, device, method, path, query, body, outcome, status, reason, sender_mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     st.execute(params![
         p.received_at,
@@ -53,7 +61,8 @@ pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
         p.body,
         p.outcome.as_str(),
         p.status,
-        p.reason
+        p.reason,
+        p.sender_mac
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -130,6 +139,32 @@ pub fn committed_after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Up to `limit` released pushes waiting in `derive_queue`, in id order.
+pub fn queued(conn: &Connection, limit: i64) -> Result<Vec<Committed>> {
+    let mut st = conn.prepare_cached(
+        "SELECT p.id, COALESCE(p.device, p.source), p.received_at, p.received_ms, p.query, p.body
+         FROM derive_queue q JOIN pushes p ON p.id = q.push_id ORDER BY q.push_id LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit], |r| {
+        Ok(Committed {
+            id: r.get(0)?,
+            device: r.get(1)?,
+            received_at: r.get(2)?,
+            received_ms: r.get(3)?,
+            query: r.get(4)?,
+            body: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Takes push `id` off the `derive_queue` (it is derived).
+pub fn dequeue(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM derive_queue WHERE push_id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
 /// The last push id whose legs and events are derived.
 pub fn derive_cursor(conn: &Connection) -> Result<i64> {
     Ok(conn
@@ -167,9 +202,11 @@ pub fn derived_until(conn: &Connection, now_ms: i64) -> Result<i64> {
     Ok(first.map_or(now_ms, |t| t.min(now_ms)))
 }
 
+/// Released held pushes waiting in the queue count too.
 pub fn derive_backlog(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM pushes WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored'",
+        "SELECT (SELECT COUNT(*) FROM pushes WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored')
+              + (SELECT COUNT(*) FROM derive_queue)",
         [],
         |r| r.get(0),
     )?)
@@ -192,6 +229,7 @@ mod tests {
             outcome,
             status: 200,
             reason: None,
+            sender_mac: None,
         }
     }
 

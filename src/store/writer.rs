@@ -206,6 +206,13 @@ impl Writer {
             .map_err(|_| StoreError::WriterGone)
     }
 
+    /// Gives the background step a turn even when no push came: an empty
+    /// job, whose commit marks it pending (a device registered by another
+    /// process must be noticed while the device is silent).
+    pub async fn wake_background(&self) -> Result<()> {
+        self.write(|_| Ok(())).await
+    }
+
     /// Waits until the background step has caught up with everything
     /// committed before this call (`import` before it exits; tests before
     /// they look at derived tables). Errors of the step are returned.

@@ -4,8 +4,13 @@
 //! A device with a server password appends
 //! `<Auth><nonce/><timestamp/><signature/></Auth>` after each message, where
 //! `signature = md5(API_SERVER_PASSWORD + nonce + timestamp)` in lowercase hex.
-//! The same Auth may be reused for the whole validity period, so nonces are
-//! not tracked: only the signature and the age of the timestamp are checked.
+//! What the signature proves is only that whoever made it knew the password
+//! when the timestamp was current: it does not cover the message, so an
+//! Auth block seen on the wire can sign any other message until it expires
+//! (`auth_timeout`, default five minutes). The manual does not say whether
+//! the device makes a fresh nonce per message (its forward-direction error
+//! 103 suggests a nonce lives for the whole window), so reuse is accepted
+//! unless the device has `auth_nonce_single_use` (`replay`).
 
 use md5::{Digest, Md5};
 
@@ -29,6 +34,10 @@ pub enum AuthError {
     /// The timestamp is not a number of seconds since 1970.
     #[error("bad timestamp")]
     BadTimestamp,
+    /// The (nonce, timestamp) was already accepted from this device, which
+    /// has `auth_nonce_single_use` (see `replay`).
+    #[error("nonce already used (a replayed Auth)")]
+    Replayed,
 }
 
 /// The signature a device with `password` puts on `nonce` and `timestamp`:

@@ -24,6 +24,13 @@ pub enum ParseError {
     /// The body is empty or only whitespace.
     #[error("empty body")]
     EmptyBody,
+    /// More documents than one push may hold (`[ingest] max_documents`).
+    #[error("push holds more than {limit} documents (max_documents)")]
+    TooManyDocuments { limit: usize },
+    /// A document with more elements than any OM message has
+    /// ([`MAX_ELEMENTS`]): each would become a party or field in memory.
+    #[error("document at byte {pos} holds more than {MAX_ELEMENTS} elements")]
+    TooManyElements { pos: u64 },
     /// The body holds declarations or comments but no message.
     #[error("no message in body")]
     NoMessage,
@@ -111,15 +118,30 @@ impl Tree {
     }
 }
 
-/// Parses every document of a push body.
+/// Elements one document may hold below its root. The largest OM message
+/// (a CDR) has about twenty; without a cap a 1 MiB body of `<a/>` would be a
+/// quarter of a million parties in memory.
+pub const MAX_ELEMENTS: usize = 1_000;
+
+/// Parses every document of a push body, however many.
 pub fn parse_body(body: &str) -> Result<Vec<Document>, ParseError> {
+    parse_documents(body, usize::MAX)
+}
+
+/// Parses every document of a push body, refusing a body of more than
+/// `max_documents` documents as soon as the next one starts (memory stays
+/// bounded by the cap, not by what the sender packed into the body).
+pub fn parse_documents(body: &str, max_documents: usize) -> Result<Vec<Document>, ParseError> {
     // A UTF-8 BOM is not whitespace to the reader; some HTTP stacks prepend one.
-    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let stripped = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let offset = body.len() - stripped.len();
+    let body = stripped;
     if body.trim().is_empty() {
         return Err(ParseError::EmptyBody);
     }
     let mut parser = BodyParser {
-        body,
+        offset,
+        max_documents,
         reader: Reader::from_str(body),
         docs: Vec::new(),
         decl_start: None,
@@ -134,7 +156,9 @@ pub fn parse_body(body: &str) -> Result<Vec<Document>, ParseError> {
 
 /// The state of one pass over a body.
 struct BodyParser<'a> {
-    body: &'a str,
+    /// Bytes stripped before `body` (a BOM), so spans are in the caller's text.
+    offset: usize,
+    max_documents: usize,
     reader: Reader<&'a [u8]>,
     docs: Vec<Document>,
     /// Start of the pending declaration, which begins the next document's text.
@@ -186,6 +210,11 @@ impl<'a> BodyParser<'a> {
         if !is_cdr && !name.eq_ignore_ascii_case("Event") {
             return Err(ParseError::UnknownRoot(name));
         }
+        if self.docs.len() >= self.max_documents {
+            return Err(ParseError::TooManyDocuments {
+                limit: self.max_documents,
+            });
+        }
         let tree = read_tree(&mut self.reader, start, root, empty)?;
         let message = if is_cdr {
             Message::Cdr(build_leg(&tree)?)
@@ -197,7 +226,7 @@ impl<'a> BodyParser<'a> {
         self.docs.push(Document {
             message,
             auth: None,
-            raw: self.slice(doc_start),
+            span: self.span(doc_start),
         });
         Ok(())
     }
@@ -211,18 +240,19 @@ impl<'a> BodyParser<'a> {
         }
         let tree = read_tree(&mut self.reader, start, root, empty)?;
         let auth = build_auth(&tree)?;
-        let raw = self.slice(self.last_doc_start);
+        let span = self.span(self.last_doc_start);
         if let Some(doc) = self.docs.last_mut() {
             doc.auth = Some(auth);
-            doc.raw = raw;
+            doc.span = span;
         }
         Ok(())
     }
 
-    /// The body text from `from` to the reader's current position.
-    fn slice(&self, from: usize) -> String {
+    /// The span from `from` to the reader's current position, in the
+    /// caller's text (before the BOM was stripped).
+    fn span(&self, from: usize) -> std::ops::Range<usize> {
         let to = position(&self.reader);
-        self.body.get(from..to).unwrap_or_default().to_string()
+        from + self.offset..to + self.offset
     }
 }
 
@@ -246,6 +276,11 @@ fn read_tree(
     let mut open: Vec<usize> = Vec::new();
     loop {
         let start = position(reader);
+        if tree.children.len() >= MAX_ELEMENTS {
+            return Err(ParseError::TooManyElements {
+                pos: root_start as u64,
+            });
+        }
         let piece = match next_event(reader)? {
             XmlEvent::Start(e) => {
                 open.push(tree.children.len());
@@ -709,8 +744,8 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert!(matches!(&docs[0].message, Message::Cdr(l) if l.cdr_id == "13620170308103713-0"));
         assert!(matches!(&docs[1].message, Message::Event(e) if e.attribute == "BUSY"));
-        assert_eq!(docs[0].raw, format!("{DECL}\n{CDR}"));
-        assert_eq!(docs[1].raw, format!("{DECL}\n{BUSY}"));
+        assert_eq!(docs[0].raw(&body), format!("{DECL}\n{CDR}"));
+        assert_eq!(docs[1].raw(&body), format!("{DECL}\n{BUSY}"));
     }
 
     #[test]
@@ -718,8 +753,8 @@ mod tests {
         let body = format!("{BUSY}{CDR}");
         let docs = parse_body(&body).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].raw, BUSY);
-        assert_eq!(docs[1].raw, CDR);
+        assert_eq!(docs[0].raw(&body), BUSY);
+        assert_eq!(docs[1].raw(&body), CDR);
     }
 
     #[test]
@@ -735,7 +770,7 @@ mod tests {
                 signature: "24fe6019c3f284789f8cfacc3446e7ed".into(),
             })
         );
-        assert_eq!(docs[1].raw, format!("{BUSY}\n{AUTH}"));
+        assert_eq!(docs[1].raw(&body), format!("{BUSY}\n{AUTH}"));
     }
 
     #[test]
@@ -849,7 +884,7 @@ mod tests {
     #[test]
     fn parse_body_skips_bom() {
         let body = format!("\u{feff}{BUSY}");
-        assert_eq!(parse_body(&body).unwrap()[0].raw, BUSY);
+        assert_eq!(parse_body(&body).unwrap()[0].raw(&body), BUSY);
     }
 
     #[test]
