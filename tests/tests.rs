@@ -7,6 +7,7 @@ mod calls_http;
 mod calls_manual;
 mod calls_sim;
 mod demo_cli;
+mod fuzz_regressions;
 mod g729_reference;
 mod ingest_crash;
 mod ingest_derive;

@@ -1,7 +1,8 @@
 //! The API's query strings, extracted as axum does (`Query::try_from_uri`)
 //! into each query struct of `src/http`: the call search (`Search`, then
 //! `filter_from` and the search itself on an empty archive), the day range
-//! of legs and queues (`Range`, `date_range`), the daily report
+//! of legs and queues (`Range`, `date_range`, and their queries on the same
+//! empty archive), the daily report
 //! (`DailyQuery`: day, format, parameters) and the billing export
 //! (`BillingQuery`). Also the `Range` header of recording downloads.
 //!
@@ -21,7 +22,7 @@ use callvault::http::recordings::{parse_range, RangeReq};
 use callvault::http::reports::{BillingQuery, DailyQuery};
 use callvault::reports::daily::DailyFormat;
 use callvault::reports::run::{resolve_day, Params};
-use callvault::store::{calls, Store};
+use callvault::store::{calls, legs, queues, Store};
 use libfuzzer_sys::fuzz_target;
 
 fn store() -> &'static Store {
@@ -52,6 +53,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(Query(q)) = Query::<Range>::try_from_uri(&uri) {
             if let Ok((from, to)) = date_range(q.from.as_deref(), q.to.as_deref(), tz) {
                 assert!(from <= to);
+                let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+                store()
+                    .read_blocking(|c| {
+                        legs::between(c, from, to, limit, &|_| tz)?;
+                        queues::between(c, from, to)
+                    })
+                    .expect("legs and queue visits of an empty archive");
             }
         }
         if let Ok(Query(q)) = Query::<DailyQuery>::try_from_uri(&uri) {

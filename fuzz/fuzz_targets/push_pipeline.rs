@@ -5,19 +5,22 @@
 //! recording schedule) with `Writer::drain`.
 //!
 //! The first input byte picks how the push arrives: which source (an
-//! unknown device, a configured device that signs its pushes, a configured
+//! unregistered sender, a configured device that signs its pushes, a configured
 //! device in another time zone, an `import`), GET or POST, body or query
 //! string (a blank body with the XML in the query, as GET pushes do), and
 //! how reading the body ended. The rest is the body.
 //!
 //! Invariants: `accept` answers 200 or a 4xx (a 503 would mean the store
 //! refused a write: a bug here); the push is in the `pushes` table with the
-//! answer given (stored for a 200, quarantined otherwise) and its body
+//! answer given (a 200 stored, or held when the sender is no configured
+//! device; quarantined otherwise) and its body
 //! byte for byte; the derivation does not fail, and a stored push derives
 //! without a derive error.
 #![no_main]
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
 
 use callvault::config::{Config, DeviceConfig};
 use callvault::ingest::{BodyEnd, Incoming, Ingestor};
@@ -51,7 +54,7 @@ fn world() -> &'static World {
                 mac: Some("00:0E:A9:2D:07:D0".into()),
                 push_from: vec!["10.0.0.5".into()],
                 server_password: Some("secret".into()),
-                auth_timeout: 300,
+                auth_timeout: Some(300),
                 ..Default::default()
             },
             DeviceConfig {
@@ -81,12 +84,15 @@ fn world() -> &'static World {
     })
 }
 
+/// An unregistered sender, the signing device, the other device, a replay.
+const SOURCES: [&str; 4] = ["127.0.0.1", "10.0.0.5", "10.0.0.6", "import:fuzz.xml"];
+
 fn incoming(data: &[u8]) -> Incoming {
     let (ctl, body) = match data.split_first() {
         Some((c, rest)) => (*c, rest),
         None => (0, data),
     };
-    let source = ["127.0.0.1", "10.0.0.5", "10.0.0.6", "import:fuzz.xml"][usize::from(ctl & 3)];
+    let source = SOURCES[usize::from(ctl & 3)];
     let method = if ctl & 4 == 0 { "POST" } else { "GET" };
     let (body, query) = if ctl & 8 == 0 {
         (body.to_vec(), None)
@@ -109,10 +115,49 @@ fn incoming(data: &[u8]) -> Incoming {
     }
 }
 
+/// Start of the current input (unix ms; 0 = none running), for `watchdog`.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as u64)
+}
+
+/// With `CALLVAULT_FUZZ_HANG_STACKS=<dir>`: when one input runs longer than
+/// 4 s, gdb writes every thread's stack to `<dir>/hang-<pid>.txt` (libFuzzer's
+/// own timeout report shows no other thread: a writer stalled behind its
+/// background thread would not show where it waits).
+fn watchdog() {
+    static ONCE: Once = Once::new();
+    let Some(dir) = std::env::var_os("CALLVAULT_FUZZ_HANG_STACKS") else {
+        return;
+    };
+    ONCE.call_once(move || {
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let started = STARTED.load(Ordering::SeqCst);
+            if started != 0 && now_ms().saturating_sub(started) > 4_000 {
+                let pid = std::process::id().to_string();
+                if let Ok(out) = std::process::Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt 40"])
+                    .output()
+                {
+                    let file = std::path::Path::new(&dir).join(format!("hang-{pid}.txt"));
+                    let _ = std::fs::write(&file, out.stdout);
+                    eprintln!("push_pipeline: stacks of a hang in {}", file.display());
+                }
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        });
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    watchdog();
+    STARTED.store(now_ms(), Ordering::SeqCst);
     let w = world();
     let req = incoming(data);
-    let body = req.body.clone();
+    let (body, source) = (req.body.clone(), SOURCES[usize::from(data.first().copied().unwrap_or(0) & 3)]);
     let reply = w.rt.block_on(w.ingestor.accept(req));
     assert!(
         reply.status == 200 || (400..500).contains(&reply.status),
@@ -127,8 +172,17 @@ fuzz_target!(|data: &[u8]| {
         )
         .expect("the push is in the pushes table");
     assert_eq!(status, reply.status);
-    let expected = if reply.status == 200 { "stored" } else { "quarantined" };
+    // A push from a sender that is no configured device is stored and
+    // held (accept_unknown_devices is off by default), but never refused
+    // for it.
+    let registered = matches!(source, "10.0.0.5" | "10.0.0.6");
+    let expected = match reply.status {
+        200 if reply.held => "held",
+        200 => "stored",
+        _ => "quarantined",
+    };
     assert_eq!(outcome, expected, "{reply:?}");
+    assert!(!reply.held || !registered, "a registered device's push held");
     assert_eq!(stored_body, body, "the body is stored as received");
     w.rt.block_on(w.store.writer.drain())
         .expect("derivation does not fail");
@@ -138,4 +192,5 @@ fuzz_target!(|data: &[u8]| {
         })
         .expect("derive_error");
     assert_eq!(derive_error, None, "a stored push fails to derive");
+    STARTED.store(0, Ordering::SeqCst);
 });

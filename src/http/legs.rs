@@ -38,6 +38,11 @@ pub fn date_range(
     if t < f {
         return Err(AppError::BadRequest("`to` is before `from`".into()));
     }
+    // Every caller reads up to the start of the day after `to`; chrono's
+    // last day (year 262142, which `%Y` parses) has none.
+    if t.succ_opt().is_none() {
+        return Err(AppError::BadRequest(format!("invalid date {t}: too late")));
+    }
     Ok((f, t))
 }
 
@@ -55,4 +60,24 @@ pub async fn list(
         .read(move |c| legs::between(c, from, to, limit, &|d| cfg.device_tz(d)))
         .await?;
     Ok(Json(serde_json::json!({ "legs": rows })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_range_refuses_the_last_day_chrono_knows() {
+        let tz = chrono_tz::UTC;
+        for (from, to) in [
+            (None, Some("+262142-12-31")),
+            (Some("+262142-12-31"), None),
+            (Some("2024-01-01"), Some("+262142-12-31")),
+        ] {
+            let err = date_range(from, to, tz).expect_err("no day after it");
+            assert!(err.to_string().contains("too late"), "{err}");
+        }
+        let (f, t) = date_range(Some("+262142-12-30"), None, tz).expect("a day follows");
+        assert_eq!((f, t.succ_opt().map(|d| d.to_string())), (t, Some("+262142-12-31".into())));
+    }
 }
