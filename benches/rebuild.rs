@@ -228,6 +228,7 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
                 outcome: pushes::Outcome::Stored,
                 status: 200,
                 reason: None,
+                sender_mac: None,
             },
         )?;
         'day: for p in plan.pushes.iter().filter(|p| p.kind == PushKind::Cdr) {

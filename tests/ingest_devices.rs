@@ -17,14 +17,16 @@ use crate::util::*;
 
 /// Sends `body` as an OM push from source address `from`; the status.
 pub fn push_from(to: SocketAddr, from: &str, body: &str) -> u16 {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let src: IpAddr = from.parse().expect("ip");
-    sock.bind(&SocketAddr::new(src, 0).into()).expect("bind source");
+    sock.bind(&SocketAddr::new(src, 0).into())
+        .expect("bind source");
     sock.connect(&to.into()).expect("connect");
     let mut s: std::net::TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&om_request("POST", "/omapi", body)).expect("write");
+    s.write_all(&om_request("POST", "/omapi", body))
+        .expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     status_of(&String::from_utf8_lossy(&out))
@@ -79,7 +81,11 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
     );
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 0, "nothing derived");
     assert_eq!(ts.count("SELECT COUNT(*) FROM calls"), 0, "nothing billed");
-    assert_eq!(ts.count("SELECT COUNT(*) FROM recordings"), 0, "nothing fetched");
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM recordings"),
+        0,
+        "nothing fetched"
+    );
     assert_eq!(healthz_unregistered(&ts).await, 2);
 
     // (The CLI reads the archive; hq is in the test server's config only.)
@@ -98,20 +104,31 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
             )
         })
         .collect();
-    assert!(kinds.contains(&("unregistered".into(), "127.0.0.2".into(), 3)), "{kinds:?}");
-    assert!(kinds.contains(&("unregistered".into(), "127.0.0.1".into(), 1)), "{kinds:?}");
+    assert!(
+        kinds.contains(&("unregistered".into(), "127.0.0.2".into(), 3)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("unregistered".into(), "127.0.0.1".into(), 1)),
+        "{kinds:?}"
+    );
 
     // Registered from another process while the server runs: derived
     // without a restart and without the device pushing again.
-    let add = callvault(&data, &["devices", "add", "--name", "branch", "--ip", "127.0.0.2"]);
+    let add = callvault(
+        &data,
+        &["devices", "add", "--name", "branch", "--ip", "127.0.0.2"],
+    );
     assert!(add.status.success(), "{add:?}");
     assert!(
         String::from_utf8_lossy(&add.stdout).contains("3 held pushes"),
         "{add:?}"
     );
     assert!(
-        eventually(20, || ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'") == 3)
-            .await,
+        eventually(20, || ts
+            .count("SELECT COUNT(*) FROM legs WHERE device = 'branch'")
+            == 3)
+        .await,
         "held pushes derived after devices add"
     );
     ts.derived();
@@ -121,7 +138,11 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
         3,
         "its recordings are fetched now"
     );
-    assert_eq!(healthz_unregistered(&ts).await, 1, "the NAT stranger is still held");
+    assert_eq!(
+        healthz_unregistered(&ts).await,
+        1,
+        "the NAT stranger is still held"
+    );
     // Billed: the billing export has its calls.
     let tok = token(&ts, "finance").await;
     let (code, csv) = get(
@@ -133,20 +154,34 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
     assert_eq!(code, 200);
     let csv = String::from_utf8_lossy(&csv);
     assert_eq!(csv.matches("13800000000").count(), 3, "{csv}");
-    assert!(!csv.contains("13900000000"), "the held call is not billed: {csv}");
+    assert!(
+        !csv.contains("13900000000"),
+        "the held call is not billed: {csv}"
+    );
 
     // Its next push is derived at once; after `devices remove` pushes are
     // held again and what was derived stays.
-    assert_eq!(push_from(ts.ingest(), "127.0.0.2", &cdr("3-0", "103", "13800000000")), 200);
+    assert_eq!(
+        push_from(ts.ingest(), "127.0.0.2", &cdr("3-0", "103", "13800000000")),
+        200
+    );
     ts.derived();
-    assert_eq!(ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'"), 4);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'"),
+        4
+    );
     let rm = callvault(&data, &["devices", "remove", "branch"]);
     assert!(rm.status.success(), "{rm:?}");
     assert!(
         eventually(20, || {
-            push_from(ts.ingest(), "127.0.0.2", &cdr(&format!("r{}", rand_id()), "104", "1"))
-                == 200
-                && ts.count("SELECT COUNT(*) FROM pushes WHERE outcome = 'held' AND source = '127.0.0.2'") > 0
+            push_from(
+                ts.ingest(),
+                "127.0.0.2",
+                &cdr(&format!("r{}", rand_id()), "104", "1"),
+            ) == 200
+                && ts.count(
+                    "SELECT COUNT(*) FROM pushes WHERE outcome = 'held' AND source = '127.0.0.2'",
+                ) > 0
         })
         .await,
         "pushes held again after devices remove"
@@ -155,9 +190,15 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
     ts.derived();
     let kept = ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'");
     assert!(kept >= 4, "what was derived stays");
-    assert_eq!(push_from(ts.ingest(), "127.0.0.2", &cdr("last-0", "105", "1")), 200);
+    assert_eq!(
+        push_from(ts.ingest(), "127.0.0.2", &cdr("last-0", "105", "1")),
+        200
+    );
     ts.derived();
-    assert_eq!(ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'"), kept);
+    assert_eq!(
+        ts.count("SELECT COUNT(*) FROM legs WHERE device = 'branch'"),
+        kept
+    );
     let calls_live = rows_as_text(&ts.db(), "SELECT * FROM calls ORDER BY id");
     ts.running.stop().await;
 
@@ -165,7 +206,10 @@ async fn an_unregistered_sender_is_held_until_devices_add_derives_it() {
     let rebuild = callvault(&data, &["rebuild"]);
     assert!(rebuild.status.success(), "{rebuild:?}");
     let c = open_derived(&data.join("callvault.sqlite"));
-    assert_eq!(rows_as_text(&c, "SELECT * FROM calls ORDER BY id"), calls_live);
+    assert_eq!(
+        rows_as_text(&c, "SELECT * FROM calls ORDER BY id"),
+        calls_live
+    );
 }
 
 fn rand_id() -> u64 {
@@ -204,7 +248,10 @@ async fn devices_registered_while_stopped_are_derived_at_start() {
         );
     }
     ts.running.stop().await;
-    let add = callvault(&data, &["devices", "add", "--name", "annex", "--ip", "127.0.0.4"]);
+    let add = callvault(
+        &data,
+        &["devices", "add", "--name", "annex", "--ip", "127.0.0.4"],
+    );
     assert!(add.status.success(), "{add:?}");
     let mut cfg = test_config(&data);
     cfg.ingest.accept_unknown_devices = false;
@@ -212,7 +259,11 @@ async fn devices_registered_while_stopped_are_derived_at_start() {
     let db = data.join("callvault.sqlite");
     let legs = || -> i64 {
         open_derived(&db)
-            .query_row("SELECT COUNT(*) FROM legs WHERE device = 'annex'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM legs WHERE device = 'annex'",
+                [],
+                |r| r.get(0),
+            )
             .expect("legs")
     };
     assert!(eventually(20, || legs() == 2).await, "derived at start");

@@ -302,7 +302,14 @@ fn import_replays_om_and_json_captures_and_reports_refusals() {
     let dir = tempfile::tempdir().expect("dir");
     for add in [
         ["devices", "add", "--name", "lab", "--ip", "127.0.0.1"],
-        ["devices", "add", "--name", "cc", "--mac", "68-69-2E-03-8B-3E"],
+        [
+            "devices",
+            "add",
+            "--name",
+            "cc",
+            "--mac",
+            "68-69-2E-03-8B-3E",
+        ],
     ] {
         let out = crate::reports_util::callvault(dir.path(), &add);
         assert!(out.status.success(), "{out:?}");

@@ -12,6 +12,7 @@ mod g729_reference;
 mod ingest_crash;
 mod ingest_derive;
 mod ingest_devices;
+mod ingest_hostile;
 mod ingest_http;
 mod ingest_mutations;
 mod json_sources;

@@ -70,7 +70,9 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
                 .writer
                 .write_blocking(move |tx| devices::add(tx, &n, m.as_deref(), i.as_deref()))?;
             if !added {
-                bail!("a device called {name} is registered already (`devices remove {name}` first)");
+                bail!(
+                    "a device called {name} is registered already (`devices remove {name}` first)"
+                );
             }
             if mac.is_some() && ip.is_none() {
                 eprintln!(
@@ -101,7 +103,10 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
                 bail!("{name} is a [[device]] of the config file: remove it there and restart");
             }
             let n = name.clone();
-            if !store.writer.write_blocking(move |tx| devices::remove(tx, &n))? {
+            if !store
+                .writer
+                .write_blocking(move |tx| devices::remove(tx, &n))?
+            {
                 bail!("no registered device called {name}");
             }
             println!("removed {name}: its new pushes are held; what was derived stays");

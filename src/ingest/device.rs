@@ -75,8 +75,7 @@ impl Registry {
     /// A registry of the config file's devices; the archive's are added by
     /// [`Registry::set_registered`].
     pub fn new(cfg: &Config) -> Arc<Registry> {
-        let config: Vec<Arc<DeviceConfig>> =
-            cfg.devices.iter().cloned().map(Arc::new).collect();
+        let config: Vec<Arc<DeviceConfig>> = cfg.devices.iter().cloned().map(Arc::new).collect();
         let reg = Registry {
             state: RwLock::new(State::default()),
             config,
@@ -117,7 +116,11 @@ impl Registry {
 
     /// Replaces the archive's devices (the deriver calls this when
     /// `devices_version` changes). Returns the devices now registered.
-    pub fn set_registered(&self, registered: Vec<Registered>, version: i64) -> Vec<Arc<DeviceConfig>> {
+    pub fn set_registered(
+        &self,
+        registered: Vec<Registered>,
+        version: i64,
+    ) -> Vec<Arc<DeviceConfig>> {
         self.install(registered, Some(version));
         self.devices()
     }
@@ -241,7 +244,10 @@ mod tests {
     #[test]
     fn identify_by_mac_case_insensitive() {
         let r = registry();
-        assert_eq!(name(r.identify(Some("00-0e-a9-2d-07-d0"), "10.0.0.5").unwrap()), "hq");
+        assert_eq!(
+            name(r.identify(Some("00-0e-a9-2d-07-d0"), "10.0.0.5").unwrap()),
+            "hq"
+        );
     }
 
     #[test]
@@ -265,7 +271,10 @@ mod tests {
     fn identify_by_ip_then_unregistered() {
         let r = registry();
         assert_eq!(name(r.identify(None, "10.0.0.5").unwrap()), "hq");
-        assert_eq!(name(r.identify(None, "10.1.1.1").unwrap()), "? None 10.1.1.1");
+        assert_eq!(
+            name(r.identify(None, "10.1.1.1").unwrap()),
+            "? None 10.1.1.1"
+        );
     }
 
     #[test]
@@ -288,7 +297,10 @@ mod tests {
         r.learn_ip("10.3.3.3".parse().unwrap(), "branch");
         assert!(r.is_device_ip("10.3.3.3".parse().unwrap()));
         r.set_registered(Vec::new(), 2);
-        assert_eq!(name(r.identify(None, "10.1.1.1").unwrap()), "? None 10.1.1.1");
+        assert_eq!(
+            name(r.identify(None, "10.1.1.1").unwrap()),
+            "? None 10.1.1.1"
+        );
         assert!(!r.is_device_ip("10.1.1.1".parse().unwrap()));
         assert!(!r.is_device_ip("10.3.3.3".parse().unwrap()));
     }

@@ -31,6 +31,10 @@ pub enum JsonError {
     /// More documents than one push may hold (`[ingest] max_documents`).
     #[error("push holds more than {limit} documents (max_documents)")]
     TooManyDocuments { limit: usize },
+    /// More values than [`VALUES_PER_DOCUMENT`] × `max_documents`: the tree
+    /// would take memory out of proportion to what any source sends.
+    #[error("push holds more than {limit} JSON values ({VALUES_PER_DOCUMENT} per document of max_documents)")]
+    TooManyValues { limit: usize },
     #[error("a push must hold JSON objects, found {0}")]
     NotObject(&'static str),
     #[error("a JSON object of no known source (no \"event\", \"action\" or \"conversationSid\")")]
@@ -71,6 +75,10 @@ pub fn parse_body(text: &str) -> Result<Vec<Document>, JsonError> {
     parse_documents(text, usize::MAX)
 }
 
+/// JSON values allowed per document of `max_documents`: a coocenter event
+/// has about twenty fields, a cloud CDR leg ten.
+pub const VALUES_PER_DOCUMENT: usize = 64;
+
 /// Parses a push body into at most `max_documents` documents; one more is
 /// [`JsonError::TooManyDocuments`]. Strict JSON first; when that fails, the
 /// relaxed notation the manuals print (`relaxed`). Memory stays a small
@@ -80,6 +88,12 @@ pub fn parse_body(text: &str) -> Result<Vec<Document>, JsonError> {
 pub fn parse_documents(text: &str, max_documents: usize) -> Result<Vec<Document>, JsonError> {
     let body = text.trim_start_matches('\u{feff}');
     let offset = text.len() - body.len();
+    // Before any tree is built: a million tiny values in one object would
+    // take a hundred times the body's size.
+    let max_values = max_documents.saturating_mul(VALUES_PER_DOCUMENT);
+    if relaxed::measure(body).values > max_values {
+        return Err(JsonError::TooManyValues { limit: max_values });
+    }
     let mut docs = Sink {
         docs: Vec::new(),
         max: max_documents,
@@ -89,7 +103,9 @@ pub fn parse_documents(text: &str, max_documents: usize) -> Result<Vec<Document>
         Err(JsonError::Json(strict_error)) => {
             docs.docs.clear();
             let value = relaxed::parse(body).map_err(|relaxed_error| {
-                JsonError::Json(format!("{strict_error} (nor relaxed JSON: {relaxed_error})"))
+                JsonError::Json(format!(
+                    "{strict_error} (nor relaxed JSON: {relaxed_error})"
+                ))
             })?;
             let span = offset..text.len();
             match value {
@@ -137,8 +153,7 @@ fn strict(body: &str, offset: usize, docs: &mut Sink) -> Result<(), JsonError> {
             }
             result.map_err(|e| JsonError::Json(e.to_string()))?;
         } else {
-            let v: Value =
-                serde_json::from_str(raw).map_err(|e| JsonError::Json(e.to_string()))?;
+            let v: Value = serde_json::from_str(raw).map_err(|e| JsonError::Json(e.to_string()))?;
             docs.object(v, span)?;
         }
     }
@@ -169,11 +184,12 @@ impl Sink {
         if self.docs.len() + messages.len() > self.max {
             return Err(JsonError::TooManyDocuments { limit: self.max });
         }
-        self.docs.extend(messages.into_iter().map(|message| Document {
-            message,
-            auth: None,
-            span: span.clone(),
-        }));
+        self.docs
+            .extend(messages.into_iter().map(|message| Document {
+                message,
+                auth: None,
+                span: span.clone(),
+            }));
         Ok(())
     }
 }

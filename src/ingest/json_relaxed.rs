@@ -24,7 +24,7 @@ pub enum RelaxedError {
 
 /// Parses one value in the relaxed notation.
 pub fn parse(text: &str) -> Result<Value, RelaxedError> {
-    if depth(text) > MAX_DEPTH {
+    if measure(text).depth > MAX_DEPTH {
         return Err(RelaxedError::TooDeep);
     }
     let options = jsonc_parser::ParseOptions {
@@ -42,18 +42,31 @@ pub fn parse(text: &str) -> Result<Value, RelaxedError> {
         .ok_or(RelaxedError::Empty)
 }
 
-/// The deepest nesting of `[`/`{` outside strings and comments, in one pass.
-/// It errs towards deeper (an unterminated string or comment ends the
-/// scan with what was counted), never shallower than the parser will see.
-fn depth(text: &str) -> usize {
+/// What a JSON text would become in memory, read in one pass without
+/// building anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// The deepest nesting of `[`/`{`.
+    pub depth: usize,
+    /// About how many values it holds (separators and openings + 1): a
+    /// parsed value costs tens of bytes, so this bounds the tree's size.
+    pub values: usize,
+}
+
+/// The shape of `text`, strict or relaxed, counting outside strings and
+/// comments. It errs towards more (an unterminated string or comment ends
+/// the scan with what was counted), never fewer than a parser will see.
+pub fn measure(text: &str) -> Shape {
     let b = text.as_bytes();
-    let (mut i, mut depth, mut deepest) = (0, 0usize, 0usize);
+    let (mut i, mut depth, mut deepest, mut values) = (0, 0usize, 0usize, 1usize);
     while i < b.len() {
         match b[i] {
             b'[' | b'{' => {
                 depth += 1;
+                values += 1;
                 deepest = deepest.max(depth);
             }
+            b',' => values += 1,
             b']' | b'}' => depth = depth.saturating_sub(1),
             q @ (b'"' | b'\'') => {
                 i += 1;
@@ -78,7 +91,10 @@ fn depth(text: &str) -> usize {
         }
         i += 1;
     }
-    deepest
+    Shape {
+        depth: deepest,
+        values,
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -127,7 +143,13 @@ mac:"68:69:2e:05:0f:9a",//设备MAC地址
             "[".repeat(100),
             "[".repeat(100)
         );
-        assert_eq!(depth(&text), 1);
+        assert_eq!(
+            measure(&text),
+            Shape {
+                depth: 1,
+                values: 3
+            }
+        );
         assert!(parse(&text).is_ok());
     }
 

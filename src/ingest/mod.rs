@@ -39,7 +39,10 @@ pub fn parse_push(
 ) -> Result<Vec<crate::model::Document>, Unparsed> {
     if json::is_json(text) {
         json::parse_documents(text, max_documents).map_err(|e| Unparsed {
-            too_many: matches!(e, json::JsonError::TooManyDocuments { .. }),
+            too_many: matches!(
+                e,
+                json::JsonError::TooManyDocuments { .. } | json::JsonError::TooManyValues { .. }
+            ),
             reason: e.to_string(),
         })
     } else {

@@ -273,7 +273,10 @@ impl Ingestor {
                 expires_ms,
             };
             // Two documents of one push may share an Auth; a second push may not.
-            if claimed.iter().any(|c| c.nonce == n.nonce && c.timestamp == n.timestamp) {
+            if claimed
+                .iter()
+                .any(|c| c.nonce == n.nonce && c.timestamp == n.timestamp)
+            {
                 continue;
             }
             if !self.nonces.claim(&n, now_ms) {

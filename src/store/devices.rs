@@ -118,7 +118,8 @@ pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
     let mut give = tx.prepare_cached(
         "UPDATE pushes SET outcome = 'stored', device = ?2 WHERE id = ?1 AND outcome = 'held'",
     )?;
-    let mut queue = tx.prepare_cached("INSERT OR IGNORE INTO derive_queue (push_id) VALUES (?1)")?;
+    let mut queue =
+        tx.prepare_cached("INSERT OR IGNORE INTO derive_queue (push_id) VALUES (?1)")?;
     for &id in &ids {
         give.execute(params![id, claim.name])?;
         if id <= cursor {
