@@ -25,7 +25,12 @@ async fn the_last_day_of_the_calendar_is_a_bad_request_not_a_panic() {
         assert!(body.contains("too late"), "{path}: {body}");
     }
     // The day before still has a next day: an empty answer.
-    let calls = get_json(ts.api(), "/api/calls?to=%2B262142-12-30&from=2024-01-01", &tok).await;
+    let calls = get_json(
+        ts.api(),
+        "/api/calls?to=%2B262142-12-30&from=2024-01-01",
+        &tok,
+    )
+    .await;
     assert_eq!(calls["calls"].as_array().map(Vec::len), Some(0), "{calls}");
     ts.running.stop().await;
 }

@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(!docs.is_empty(), "Ok with no documents");
         for d in docs {
             assert!(
-                text.get(d.span.clone()).is_some_and(|raw| !raw.trim().is_empty()),
+                text.get(d.span.clone())
+                    .is_some_and(|raw| !raw.trim().is_empty()),
                 "span {:?} is no text of the body",
                 d.span
             );

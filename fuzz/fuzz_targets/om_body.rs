@@ -15,7 +15,8 @@ fn check(body: &str, docs: &[Document]) {
     assert!(!docs.is_empty(), "Ok with no documents");
     for d in docs {
         assert!(
-            body.get(d.span.clone()).is_some_and(|raw| !raw.trim().is_empty()),
+            body.get(d.span.clone())
+                .is_some_and(|raw| !raw.trim().is_empty()),
             "span {:?} is no text of the body",
             d.span
         );

@@ -159,7 +159,10 @@ fuzz_target!(|data: &[u8]| {
     STARTED.store(now_ms(), Ordering::SeqCst);
     let w = world();
     let req = incoming(data);
-    let (body, source) = (req.body.clone(), SOURCES[usize::from(data.first().copied().unwrap_or(0) & 3)]);
+    let (body, source) = (
+        req.body.clone(),
+        SOURCES[usize::from(data.first().copied().unwrap_or(0) & 3)],
+    );
     let reply = w.rt.block_on(w.ingestor.accept(req));
     assert!(
         reply.status == 200 || (400..500).contains(&reply.status),

@@ -78,6 +78,9 @@ mod tests {
             assert!(err.to_string().contains("too late"), "{err}");
         }
         let (f, t) = date_range(Some("+262142-12-30"), None, tz).expect("a day follows");
-        assert_eq!((f, t.succ_opt().map(|d| d.to_string())), (t, Some("+262142-12-31".into())));
+        assert_eq!(
+            (f, t.succ_opt().map(|d| d.to_string())),
+            (t, Some("+262142-12-31".into()))
+        );
     }
 }
