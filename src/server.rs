@@ -142,6 +142,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let api_app = http::api_router(AppState {
         store: store.clone(),
         cfg: cfg.clone(),
+        recordings_paused: fetcher.pause_state(),
     });
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,

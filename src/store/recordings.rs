@@ -98,58 +98,180 @@ pub fn schedule(
     Ok(())
 }
 
-/// Claims pending rows due at `now_ms`: at most `per_device` rows `fetching`
-/// per device at any time (counting those already fetching). Each claimed
-/// row becomes `fetching` with one more attempt. `due_before` lets the CLI
-/// ignore the delay (`i64::MAX`).
-/// Rows in `exclude` are skipped (a one-off pass tries each row once).
+/// Limits of one claim.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Rows `fetching` at once per device (counting those already fetching).
+    pub per_device: usize,
+    /// Rows `fetching` at once over all devices.
+    pub max_concurrent: usize,
+}
+
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The claimed rows, now `fetching` with one more attempt.
+    pub jobs: Vec<Recording>,
+    /// Where the next claim starts its turn over the devices (the last
+    /// device served first-hand this time).
+    pub next_after: Option<String>,
+}
+
+/// Claims pending rows due at `due_before` (the CLI passes `i64::MAX` to
+/// ignore the delay), fairly: the devices take turns, one job each per
+/// round, oldest due first within a device, starting after `after` (the
+/// previous claim's [`Claimed::next_after`]), until `max_concurrent` rows
+/// are fetching, no device exceeding `per_device`. Each claimed row becomes
+/// `fetching` with one more attempt. Rows in `exclude` are skipped (a
+/// one-off pass tries each row once).
+///
+/// The work is bounded by the devices visited and the rows taken, not by
+/// the queue: devices are found one index seek at a time, and each device's
+/// due rows are read in index order only as far as needed.
 pub fn claim_due(
     tx: &Transaction,
     due_before: i64,
-    per_device: usize,
-    limit: usize,
+    limits: ClaimLimits,
+    after: Option<&str>,
     exclude: &std::collections::HashSet<i64>,
-) -> Result<Vec<Recording>> {
-    let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    {
-        let mut st = tx.prepare_cached(
-            "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
-        )?;
-        for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (d, n) = row?;
-            busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
+) -> Result<Claimed> {
+    let busy = fetching_per_device(tx)?;
+    let in_flight: usize = busy.values().sum();
+    let free = limits.max_concurrent.max(1).saturating_sub(in_flight);
+    if free == 0 {
+        return Ok(Claimed::default());
+    }
+    // Each device's next due rows (at most what it may take), devices in turn.
+    let mut queues: Vec<(String, std::collections::VecDeque<i64>)> = Vec::new();
+    let mut due_rows = tx.prepare_cached(
+        "SELECT id FROM recordings WHERE status = 'pending' AND device = ?1 AND due_ms <= ?2
+         ORDER BY due_ms, id",
+    )?;
+    let mut turn = DeviceTurn::new(after);
+    while queues.len() < free {
+        let Some(device) = turn.next(tx)? else {
+            break;
+        };
+        let running = busy.get(&device).copied().unwrap_or(0);
+        let slots = limits.per_device.max(1).saturating_sub(running).min(free);
+        let mut ids = std::collections::VecDeque::new();
+        let mut rows = due_rows.query(params![device, due_before])?;
+        while ids.len() < slots {
+            let Some(row) = rows.next()? else { break };
+            let id: i64 = row.get(0)?;
+            if !exclude.contains(&id) {
+                ids.push_back(id);
+            }
+        }
+        if !ids.is_empty() {
+            queues.push((device, ids));
         }
     }
-    let sql = format!(
-        "SELECT {COLS} FROM recordings r WHERE r.status = 'pending' AND r.due_ms <= ?1 ORDER BY r.due_ms, r.id LIMIT 1000"
-    );
-    let candidates: Vec<Recording> = tx
-        .prepare_cached(&sql)?
-        .query_map([due_before], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    // Round robin over the queues: one job per device per round.
+    let mut picked = Vec::new();
+    while picked.len() < free {
+        let before = picked.len();
+        for (_, ids) in queues.iter_mut() {
+            if picked.len() == free {
+                break;
+            }
+            if let Some(id) = ids.pop_front() {
+                picked.push(id);
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
     let (now, _) = now_stamp();
     let mut claim = tx.prepare_cached(
         "UPDATE recordings SET status = 'fetching', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
     )?;
-    let mut out = Vec::new();
-    for mut rec in candidates {
-        if out.len() >= limit {
-            break;
+    let mut jobs = Vec::with_capacity(picked.len());
+    for id in picked {
+        claim.execute(params![id, now])?;
+        if let Some(rec) = get(tx, id)? {
+            jobs.push(rec);
         }
-        if exclude.contains(&rec.id) {
-            continue;
-        }
-        let n = busy.entry(rec.device.clone()).or_insert(0);
-        if *n >= per_device.max(1) {
-            continue;
-        }
-        *n += 1;
-        claim.execute(params![rec.id, now])?;
-        rec.status = FETCHING.into();
-        rec.attempts += 1;
-        out.push(rec);
     }
-    Ok(out)
+    Ok(Claimed {
+        jobs,
+        next_after: queues.last().map(|(d, _)| d.clone()),
+    })
+}
+
+/// Rows `fetching` per device.
+fn fetching_per_device(tx: &Transaction) -> Result<std::collections::HashMap<String, usize>> {
+    let mut busy = std::collections::HashMap::new();
+    let mut st = tx.prepare_cached(
+        "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
+    )?;
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (d, n) = row?;
+        busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Ok(busy)
+}
+
+/// The devices with pending rows, in name order starting after a given
+/// device and wrapping around once; one index seek per device.
+struct DeviceTurn {
+    /// The last device returned (the seek starts after it).
+    cursor: Option<String>,
+    /// Where the turn started; `None` when it started at the beginning.
+    start: Option<String>,
+    wrapped: bool,
+}
+
+impl DeviceTurn {
+    fn new(after: Option<&str>) -> DeviceTurn {
+        DeviceTurn {
+            cursor: after.map(str::to_string),
+            start: after.map(str::to_string),
+            wrapped: after.is_none(),
+        }
+    }
+
+    fn next(&mut self, tx: &Transaction) -> Result<Option<String>> {
+        loop {
+            let found = next_pending_device(tx, self.cursor.as_deref())?;
+            let found = match (found, self.wrapped) {
+                (Some(d), true) if self.start.as_deref().is_some_and(|s| d.as_str() > s) => None,
+                (Some(d), _) => Some(d),
+                (None, false) => {
+                    // Past the last device: go round to the first, once.
+                    self.wrapped = true;
+                    self.cursor = None;
+                    continue;
+                }
+                (None, true) => None,
+            };
+            if let Some(d) = &found {
+                self.cursor = Some(d.clone());
+            }
+            return Ok(found);
+        }
+    }
+}
+
+/// The first device (in name order) after `after` that has a pending row.
+fn next_pending_device(tx: &Transaction, after: Option<&str>) -> Result<Option<String>> {
+    let found = match after {
+        Some(a) => tx
+            .prepare_cached(
+                "SELECT device FROM recordings WHERE status = 'pending' AND device > ?1
+                 ORDER BY device LIMIT 1",
+            )?
+            .query_row([a], |r| r.get(0))
+            .optional()?,
+        None => tx
+            .prepare_cached(
+                "SELECT device FROM recordings WHERE status = 'pending' ORDER BY device LIMIT 1",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?,
+    };
+    Ok(found)
 }
 
 /// What the archive holds for a fetched recording.
