@@ -418,3 +418,125 @@ pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Record
         .query_row([call_id], from_row)
         .optional()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// The schema, foreign keys off: the recordings table alone, no legs.
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("db");
+        super::super::migrate::apply(&mut conn).expect("schema");
+        conn.pragma_update(None, "foreign_keys", false).expect("fk");
+        conn
+    }
+
+    /// Queues one row per `(device, due_ms)`, leg ids from 1.
+    fn queue(conn: &mut Connection, rows: &[(&str, i64)]) {
+        let tx = conn.transaction().unwrap();
+        for (i, (device, due)) in rows.iter().enumerate() {
+            let leg = i as i64 + 1;
+            schedule(&tx, leg, device, &format!("20240108/{leg}.wav"), None, *due).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn claim(
+        conn: &mut Connection,
+        per_device: usize,
+        max_concurrent: usize,
+        after: Option<&str>,
+        exclude: &HashSet<i64>,
+    ) -> (Vec<(String, i64)>, Option<String>) {
+        let tx = conn.transaction().unwrap();
+        let limits = ClaimLimits {
+            per_device,
+            max_concurrent,
+        };
+        let c = claim_due(&tx, 100, limits, after, exclude).unwrap();
+        tx.commit().unwrap();
+        let jobs = c.jobs.into_iter().map(|r| (r.device, r.leg_id)).collect();
+        (jobs, c.next_after)
+    }
+
+    fn done(conn: &mut Connection, leg: i64) {
+        let tx = conn.transaction().unwrap();
+        tx.execute("UPDATE recordings SET status = 'done' WHERE leg_id = ?1", [leg])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn j(d: &str, leg: i64) -> (String, i64) {
+        (d.to_string(), leg)
+    }
+
+    #[test]
+    fn claim_due_takes_devices_in_turn_within_both_caps() {
+        let mut c = db();
+        // a: legs 1-4 due first; b: leg 5, due last; c: leg 6 due, leg 7 not yet.
+        queue(
+            &mut c,
+            &[("a", 1), ("a", 2), ("a", 3), ("a", 4), ("b", 50), ("c", 10), ("c", 500)],
+        );
+        let none = HashSet::new();
+        let (jobs, next) = claim(&mut c, 2, 3, None, &none);
+        assert_eq!(jobs, [j("a", 1), j("b", 5), j("c", 6)], "one each, oldest first");
+        assert_eq!(next.as_deref(), Some("c"));
+        assert!(claim(&mut c, 2, 3, next.as_deref(), &none).0.is_empty(), "global cap");
+        done(&mut c, 5);
+        // The turn goes on after c: a (wrapping), as b and c have nothing due.
+        let (jobs, next) = claim(&mut c, 2, 3, Some("c"), &none);
+        assert_eq!(jobs, [j("a", 2)]);
+        assert_eq!(next.as_deref(), Some("a"));
+        done(&mut c, 1);
+        done(&mut c, 6);
+        // a already fetches one: per_device 2 lets it take one more, not two.
+        let (jobs, _) = claim(&mut c, 2, 8, Some("a"), &none);
+        assert_eq!(jobs, [j("a", 3)]);
+    }
+
+    #[test]
+    fn claim_due_rotates_the_first_pick_and_skips_excluded_rows() {
+        let mut c = db();
+        queue(&mut c, &[("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1)]);
+        // Room for one: each claim serves the next device.
+        let mut after = None;
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let (jobs, next) = claim(&mut c, 1, 1, after.as_deref(), &HashSet::new());
+            let (device, leg) = jobs[0].clone();
+            order.push(device);
+            done(&mut c, leg);
+            after = next;
+        }
+        assert_eq!(order, ["a", "b", "c"]);
+        let (jobs, _) = claim(&mut c, 1, 8, after.as_deref(), &HashSet::from([2]));
+        assert_eq!(jobs, [j("b", 4)], "a's only row left is excluded");
+    }
+
+    /// The claim reads the queue through the index: per device, only the
+    /// rows it takes, however long the queue.
+    #[test]
+    fn claim_due_queries_use_the_device_index() {
+        let c = db();
+        for sql in [
+            "SELECT id FROM recordings WHERE status = 'pending' AND device = ?1 AND due_ms <= ?2
+             ORDER BY due_ms, id",
+            "SELECT device FROM recordings WHERE status = 'pending' AND device > ?1
+             ORDER BY device LIMIT ?2",
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params!["x", 1], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("recordings_device_due"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
+    }
+}
