@@ -176,7 +176,10 @@ impl RecordingsConfig {
     /// Limits of 0 would fail every download or stop all fetching: refused.
     fn validate(&self) -> Result<(), ConfigError> {
         let zero = [
-            ("download_timeout_seconds", self.download_timeout_seconds == 0),
+            (
+                "download_timeout_seconds",
+                self.download_timeout_seconds == 0,
+            ),
             ("max_bytes", self.max_bytes == 0),
             ("max_concurrent", self.max_concurrent == 0),
         ];

@@ -390,7 +390,10 @@ async fn api_legs_needs_a_token_and_returns_fields() {
     let (code, body) = get(ts.api(), "/healthz", None).await;
     assert_eq!(
         (code, String::from_utf8_lossy(&body).into_owned()),
-        (200, r#"{"derive_backlog":0,"status":"ok"}"#.to_string())
+        (
+            200,
+            r#"{"derive_backlog":0,"recordings_paused":null,"status":"ok"}"#.to_string()
+        )
     );
     ts.running.stop().await;
 }

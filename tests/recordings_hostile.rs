@@ -85,7 +85,10 @@ async fn redirect_is_refused_and_never_followed() {
         err.contains("redirect refused") && err.contains("302"),
         "{err}"
     );
-    assert!(err.contains(&target.to_string()), "names the Location: {err}");
+    assert!(
+        err.contains(&target.to_string()),
+        "names the Location: {err}"
+    );
     assert_eq!(
         target_hits.load(Ordering::SeqCst),
         0,
@@ -106,7 +109,11 @@ fn endless() -> Response {
 
 /// 100 KiB, announced in Content-Length.
 fn announced_100k() -> Response {
-    ([(header::CONTENT_TYPE, "audio/wav")], vec![0x55u8; 100 << 10]).into_response()
+    (
+        [(header::CONTENT_TYPE, "audio/wav")],
+        vec![0x55u8; 100 << 10],
+    )
+        .into_response()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +204,11 @@ async fn below_the_disk_floor_fetching_pauses_and_ingest_goes_on() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, attempts, _, _, _) = rig.row("1-0").unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
-    assert_eq!(rec.requests(&rec_path("3004")), 0, "no request reached the recorder");
+    assert_eq!(
+        rec.requests(&rec_path("3004")),
+        0,
+        "no request reached the recorder"
+    );
     assert_eq!(healthz(api).await["status"], "ok", "ingest is not affected");
     // Another push is still answered 200 and stored.
     rig.push(&cdr_with("2-0", "3004", "PCMU"));
@@ -221,9 +232,16 @@ const BRANCH_MAC: &str = "00:0E:A9:00:00:42";
 /// The CDR of leg `i` of the busy device: its own call (callid, visitor)
 /// and recording.
 fn busy_cdr(i: usize) -> String {
-    cdr(&format!("{i}-0"), &format!("{}", 1000 + i), &format!("{}", 100_000 + i))
-        .replace("<callid>32818</callid>", &format!("<callid>{}</callid>", 40_000 + i))
-        .replace("<RecCodec>G729</RecCodec>", "<RecCodec>PCMU</RecCodec>")
+    cdr(
+        &format!("{i}-0"),
+        &format!("{}", 1000 + i),
+        &format!("{}", 100_000 + i),
+    )
+    .replace(
+        "<callid>32818</callid>",
+        &format!("<callid>{}</callid>", 40_000 + i),
+    )
+    .replace("<RecCodec>G729</RecCodec>", "<RecCodec>PCMU</RecCodec>")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,10 @@ pub struct PauseState(Arc<Mutex<Option<String>>>);
 impl PauseState {
     /// The reason fetching is paused, `None` while it runs.
     pub fn reason(&self) -> Option<String> {
-        self.0.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.0
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Sets the state; true when it changed between paused and running.
@@ -113,10 +116,16 @@ impl DiskFloor {
         if self.state.set(reason.clone()) {
             match &reason {
                 Some(r) => tracing::error!(reason = %r, "recording fetching paused"),
-                None => tracing::info!("recording fetching resumed: free space above min_free_bytes"),
+                None => {
+                    tracing::info!("recording fetching resumed: free space above min_free_bytes")
+                }
             }
         }
-        metrics::gauge!("callvault_recordings_paused").set(if reason.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!("callvault_recordings_paused").set(if reason.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         reason
     }
 }
@@ -137,23 +146,50 @@ mod tests {
         );
     }
 
+    /// Free bytes the test probe reports.
+    static FREE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10);
+
+    fn probe(_: &Path) -> std::io::Result<u64> {
+        Ok(FREE.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     #[tokio::test]
     async fn floor_pauses_and_resumes_with_the_free_space() {
-        fn full(_: &Path) -> std::io::Result<u64> {
-            Ok(10)
-        }
+        use std::sync::atomic::Ordering;
+        let off = DiskFloor::new("/x".into(), 0, probe);
+        assert_eq!(off.paused().await, None, "0 = never pause");
+        let floor = DiskFloor::new("/x".into(), 11, probe);
+        let state = floor.state();
+        let reason = floor.paused().await.expect("paused");
+        assert!(
+            reason.contains("min_free_bytes") && reason.contains("10 bytes free"),
+            "{reason}"
+        );
+        assert_eq!(state.reason(), Some(reason));
+        FREE.store(11, Ordering::SeqCst);
+        // Read again after CHECK_EVERY, and running again by itself.
+        let resumed = async {
+            while floor.paused().await.is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), resumed)
+            .await
+            .expect("resumes");
+        assert_eq!(state.reason(), None);
+    }
+
+    #[tokio::test]
+    async fn floor_pauses_when_the_free_space_cannot_be_read() {
         fn broken(_: &Path) -> std::io::Result<u64> {
             Err(std::io::Error::other("no such device"))
         }
-        let off = DiskFloor::new("/x".into(), 0, full);
-        assert_eq!(off.paused().await, None, "0 = never pause");
-        let floor = DiskFloor::new("/x".into(), 11, full);
-        let reason = floor.paused().await.expect("paused");
-        assert!(reason.contains("min_free_bytes") && reason.contains("10 bytes free"), "{reason}");
-        assert_eq!(floor.state().reason(), Some(reason));
+        let err = DiskFloor::new("/x".into(), 1, broken)
+            .paused()
+            .await
+            .unwrap();
+        assert!(err.contains("no such device"), "{err}");
         let real = DiskFloor::new(std::env::temp_dir(), 1, free_bytes);
         assert_eq!(real.paused().await, None);
-        let err = DiskFloor::new("/x".into(), 1, broken).paused().await.unwrap();
-        assert!(err.contains("no such device"), "{err}");
     }
 }

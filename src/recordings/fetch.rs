@@ -357,7 +357,12 @@ impl FetchCtx {
                 location: resp
                     .headers()
                     .get(reqwest::header::LOCATION)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(200).collect())
+                    .map(|v| {
+                        String::from_utf8_lossy(v.as_bytes())
+                            .chars()
+                            .take(200)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             }),
             status => Err(FetchError::Status {

@@ -476,10 +476,7 @@ mod tests {
         assert_eq!(out.get_ref().len(), 1644, "exactly at the limit is fine");
         let mut out = Cursor::new(Vec::new());
         let err = merge_within(&half[..], &half[..], &mut out, Layout::Mono, 1643).unwrap_err();
-        assert!(
-            matches!(err, MergeError::TooLarge { limit: 1643 }),
-            "{err}"
-        );
+        assert!(matches!(err, MergeError::TooLarge { limit: 1643 }), "{err}");
         let err = merge_within(&half[..], &half[..], &mut out, Layout::Stereo, 2000).unwrap_err();
         assert!(matches!(err, MergeError::TooLarge { .. }), "stereo doubles");
     }

@@ -463,8 +463,11 @@ mod tests {
 
     fn done(conn: &mut Connection, leg: i64) {
         let tx = conn.transaction().unwrap();
-        tx.execute("UPDATE recordings SET status = 'done' WHERE leg_id = ?1", [leg])
-            .unwrap();
+        tx.execute(
+            "UPDATE recordings SET status = 'done' WHERE leg_id = ?1",
+            [leg],
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
 
@@ -478,13 +481,28 @@ mod tests {
         // a: legs 1-4 due first; b: leg 5, due last; c: leg 6 due, leg 7 not yet.
         queue(
             &mut c,
-            &[("a", 1), ("a", 2), ("a", 3), ("a", 4), ("b", 50), ("c", 10), ("c", 500)],
+            &[
+                ("a", 1),
+                ("a", 2),
+                ("a", 3),
+                ("a", 4),
+                ("b", 50),
+                ("c", 10),
+                ("c", 500),
+            ],
         );
         let none = HashSet::new();
         let (jobs, next) = claim(&mut c, 2, 3, None, &none);
-        assert_eq!(jobs, [j("a", 1), j("b", 5), j("c", 6)], "one each, oldest first");
+        assert_eq!(
+            jobs,
+            [j("a", 1), j("b", 5), j("c", 6)],
+            "one each, oldest first"
+        );
         assert_eq!(next.as_deref(), Some("c"));
-        assert!(claim(&mut c, 2, 3, next.as_deref(), &none).0.is_empty(), "global cap");
+        assert!(
+            claim(&mut c, 2, 3, next.as_deref(), &none).0.is_empty(),
+            "global cap"
+        );
         done(&mut c, 5);
         // The turn goes on after c: a (wrapping), as b and c have nothing due.
         let (jobs, next) = claim(&mut c, 2, 3, Some("c"), &none);
