@@ -254,7 +254,7 @@ async fn one_devices_backlog_does_not_starve_another() {
     let busy = recorder::start(
         specs,
         Faults {
-            delay: Some(Duration::from_millis(100)),
+            delay: Some(Duration::from_millis(200)),
             ..Default::default()
         },
     )

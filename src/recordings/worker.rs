@@ -205,11 +205,15 @@ impl Fetcher {
         })
     }
 
-    /// Until the next pending row is due, at most [`POLL`].
+    /// Until the next pending row is due, at most [`POLL`]. A row already
+    /// due was left by the claim just made (caps full, or fetching paused):
+    /// a finishing job wakes the loop sooner, so wait [`POLL`] rather than spin.
     async fn idle_wait(&self, now: i64) -> Duration {
         match self.store.read(rec_store::next_due).await {
-            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
-                .clamp(Duration::from_millis(5), POLL),
+            Ok(Some(due)) if due > now => {
+                Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
+                    .clamp(Duration::from_millis(5), POLL)
+            }
             _ => POLL,
         }
     }
