@@ -20,6 +20,7 @@ mod queues_generated;
 mod queues_rebuild;
 mod queues_sim;
 mod recordings_fetch;
+mod recordings_hostile;
 mod recordings_http;
 mod reports_billing;
 mod reports_cli;
