@@ -32,6 +32,8 @@ fn serve(dir: &std::path::Path) -> (Child, SocketAddr) {
             break a.trim().parse().expect("address");
         }
     };
+    // Keep reading what it prints: a closed pipe would fail its next line.
+    std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
 }
 
