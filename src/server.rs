@@ -138,7 +138,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let (tx, rx) = watch::channel(false);
 
     let (ing, queues) = ingestor(&store, &cfg)?;
-    let ing_app = http::ingest::ingest_router(ing);
+    let ing_app = http::ingest::ingest_router(ing.clone());
     let api_app = http::api_router(AppState {
         store: store.clone(),
         cfg: cfg.clone(),
@@ -146,6 +146,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,
         ing_app,
+        ing,
         rx.clone(),
     ))];
     {

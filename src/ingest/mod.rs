@@ -14,6 +14,7 @@ pub mod derive;
 pub mod device;
 pub mod ivr;
 pub mod json;
+pub mod limits;
 pub mod om;
 pub mod pipeline;
 

@@ -6,12 +6,15 @@
 //! before we answer, so bad input is never silently dropped.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info_span, warn, Instrument};
 
 use super::device::{self, Identified};
+use super::limits::{SourceLimits, QUARANTINE_KEPT_WHEN_OVER};
 use super::om;
 use crate::config::Config;
 use crate::log_throttle::LogThrottle;
@@ -62,6 +65,10 @@ pub struct Reply {
 pub struct Ingestor {
     store: Store,
     cfg: Arc<Config>,
+    /// The addresses of the configured devices (`is_registered_source`).
+    registered: Arc<HashSet<IpAddr>>,
+    /// Rates and quarantine budget of the other sources.
+    limits: Arc<SourceLimits>,
 }
 
 /// Why a push was refused: status and one-line reason.
@@ -74,7 +81,39 @@ struct Refusal {
 
 impl Ingestor {
     pub fn new(store: Store, cfg: Arc<Config>) -> Ingestor {
-        Ingestor { store, cfg }
+        // The same match as `device::identify`, which compares the peer's
+        // canonical IP text with each allowed source: an entry that is not
+        // an IP in that very text (a host name, `::ffff:1.2.3.4`) matches no
+        // peer there, so none here.
+        let registered = cfg
+            .devices
+            .iter()
+            .flat_map(|d| d.allowed_sources())
+            .filter_map(|s| {
+                let ip = s.parse::<IpAddr>().ok()?;
+                (ip.to_canonical().to_string() == s).then_some(ip)
+            })
+            .collect();
+        let limits = SourceLimits::new(&cfg.ingest);
+        Ingestor {
+            store,
+            cfg,
+            registered: Arc::new(registered),
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// Whether `ip` is where a registered device pushes from. No limit
+    /// (connection caps, rates, quarantine budget) ever applies to such a
+    /// source: the OM device does not read replies, so a refused push from
+    /// it is a lost CDR. Called per connection and per push: keep it cheap.
+    pub fn is_registered_source(&self, ip: IpAddr) -> bool {
+        self.registered.contains(&ip.to_canonical())
+    }
+
+    /// The push rates and quarantine budget of unregistered sources.
+    pub fn limits(&self) -> &SourceLimits {
+        &self.limits
     }
 
     pub fn config(&self) -> &Config {
@@ -100,6 +139,29 @@ impl Ingestor {
                     .await
             }
         }
+    }
+
+    /// Refuses a push before it is checked (the listener's rate limits):
+    /// quarantined with `reason` like every refusal, answered `status`.
+    pub async fn refuse(
+        &self,
+        req: Incoming,
+        status: u16,
+        metric_reason: &'static str,
+        reason: String,
+    ) -> Reply {
+        metrics::counter!("callvault_pushes_received_total").increment(1);
+        let (received_at, received_ms) = store::now_stamp();
+        let r = Refusal {
+            status,
+            reason,
+            device: None,
+            metric_reason,
+        };
+        let span = info_span!("ingest", source = %req.source, path = %req.path);
+        self.quarantine(req, r, received_at, received_ms)
+            .instrument(span)
+            .await
     }
 
     /// Everything that can refuse a push, before any write.
@@ -218,8 +280,8 @@ impl Ingestor {
 
     async fn quarantine(
         &self,
-        req: Incoming,
-        r: Refusal,
+        mut req: Incoming,
+        mut r: Refusal,
         received_at: String,
         received_ms: i64,
     ) -> Reply {
@@ -237,6 +299,33 @@ impl Ingestor {
         }
         metrics::counter!("callvault_pushes_rejected_total", "reason" => r.metric_reason)
             .increment(1);
+        // Refused junk from an unregistered source stays bounded on disk:
+        // past its budget only the start of each body is kept, and the row
+        // says so. Not a registered device's: its refused pushes are what
+        // the operator recovers from once the configuration is fixed.
+        // (`import:<file>` sources are no address: the operator's own.)
+        if let Ok(ip) = req.source.parse::<IpAddr>() {
+            if req.body.len() > QUARANTINE_KEPT_WHEN_OVER
+                && !self.is_registered_source(ip)
+                && !self.limits.quarantine_whole(ip, req.body.len())
+            {
+                req.body.truncate(QUARANTINE_KEPT_WHEN_OVER);
+                r.reason.push_str(&format!(
+                    "; body truncated to {QUARANTINE_KEPT_WHEN_OVER} bytes \
+                     (quarantine budget of this source exhausted)"
+                ));
+                metrics::counter!("callvault_quarantine_truncated_total").increment(1);
+                static BUDGET_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+                if let Some(left_out) = BUDGET_LOG.admit(&req.source) {
+                    warn!(
+                        source = %req.source,
+                        budget_bytes_per_hour = self.cfg.ingest.quarantine_bytes_per_hour,
+                        more_since_last_line = left_out,
+                        "quarantine budget of this source exhausted: refused bodies truncated"
+                    );
+                }
+            }
+        }
         let push = pushes::NewPush {
             received_at,
             received_ms,
