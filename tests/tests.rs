@@ -11,6 +11,7 @@ mod g729_reference;
 mod ingest_crash;
 mod ingest_derive;
 mod ingest_http;
+mod ingest_limits;
 mod ingest_mutations;
 mod json_sources;
 mod om_examples;

@@ -81,6 +81,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
+    // The tests push from loopback as an unconfigured device, at simulator
+    // speed and fire-and-forget like the OM device: the per-address limits
+    // for unregistered sources would refuse them. `ingest_limits` turns
+    // them on where it checks them.
+    cfg.ingest.max_connections_per_ip = 0;
+    cfg.ingest.unregistered_pushes_per_minute = 0;
+    cfg.ingest.unregistered_bytes_per_minute = 0;
     cfg
 }
 
