@@ -19,6 +19,12 @@
 //! answered) for 5 × SECONDS_PER_SLICE each, and prints how far derivation
 //! falls behind: under a steady load the machine can carry, the backlog
 //! must not grow.
+//!
+//! The senders (127.0.0.1) are an unregistered source, so every limit of
+//! the listener is checked on every connection and push (README "Limits"),
+//! with the per-address cap and rates set above what the load reaches: the
+//! cost of the limits, not their refusals. `INGEST_BENCH_REGISTERED=1`
+//! lists 127.0.0.1 as a device instead (no limit applies to it).
 
 // The allocator of the callvault binary (src/main.rs).
 #[global_allocator]
@@ -325,6 +331,15 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(default)
     };
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: ingest_bench [SECONDS_PER_SLICE [ROUNDS]]   (default 2 s, 4 rounds)\n\
+             environment: INGEST_BENCH_SENDERS=N (one sender count instead of 16 and 64), \
+             INGEST_BENCH_BARE=0 (skip the bare ceiling), INGEST_BENCH_PACED=500,1500 (steady rates), \
+             INGEST_BENCH_REGISTERED=1 (the senders' address is a registered device: no limits apply)"
+        );
+        return;
+    }
     let (secs, rounds) = (arg(1, 2.0), arg(2, 4.0).max(1.0) as usize);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = callvault::config::Config {
@@ -336,6 +351,19 @@ async fn main() {
     cfg.recordings.fetch_delay_seconds = 24 * 3600;
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
+    let registered = std::env::var("INGEST_BENCH_REGISTERED").is_ok_and(|v| v == "1");
+    if registered {
+        cfg.devices.push(callvault::config::DeviceConfig {
+            name: "bench".into(),
+            push_from: vec!["127.0.0.1".into()],
+            ..Default::default()
+        });
+    } else {
+        // On, checked on every connection and push, and never reached.
+        cfg.ingest.max_connections_per_ip = 100_000;
+        cfg.ingest.unregistered_pushes_per_minute = 1 << 40;
+        cfg.ingest.unregistered_bytes_per_minute = 1 << 50;
+    }
     let db = cfg.db_path();
     let running = callvault::server::start(cfg).await.expect("server");
     // The largest the WAL gets (it must not grow with the load: the writer
@@ -354,10 +382,16 @@ async fn main() {
     let counter = Arc::new(AtomicU64::new(0));
     println!(
         "ingest benchmark: {rounds} rounds of {secs} s bare then {secs} s durable per sender count \
-         (alternated so both see the same machine), one TCP connection per push, ~500-byte CDRs, {} cores",
+         (alternated so both see the same machine), one TCP connection per push, ~500-byte CDRs, {} cores, \
+         senders {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        if registered {
+            "a registered device"
+        } else {
+            "unregistered (every limit checked)"
+        }
     );
     println!(
         "{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9} {:>9}",

@@ -153,10 +153,11 @@ impl Connections {
         registered: bool,
     ) -> Result<(Admitted, Made), Refused> {
         let mut t = self.lock();
-        if !registered && self.max_per_ip > 0 {
-            if t.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
-                return Err(Refused::PerIp);
-            }
+        if !registered
+            && self.max_per_ip > 0
+            && t.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip
+        {
+            return Err(Refused::PerIp);
         }
         let mut made = Made::Room;
         if self.max_total > 0 && t.open.len() >= self.max_total {
