@@ -75,6 +75,27 @@ pub struct IngestConfig {
     /// pushes are stored raw and held until the sender is registered
     /// (`callvault devices add`).
     pub accept_unknown_devices: bool,
+    /// A connection that has not sent complete request headers this many
+    /// seconds after it opened, or after its previous reply (an idle
+    /// keep-alive connection), is closed. Applies to every source.
+    pub header_timeout_seconds: u64,
+    /// Open connections at once from one source address that is not a
+    /// registered device; more are closed at once (429). 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Open connections at once on the listener. At the cap the oldest idle
+    /// connections (no request in progress) of unregistered sources are
+    /// closed to make room; a registered device is always admitted. 0 = no cap.
+    pub max_connections: usize,
+    /// Pushes a minute (and burst) from one unregistered source address;
+    /// more are refused with 429 and quarantined. 0 = no limit.
+    pub unregistered_pushes_per_minute: u64,
+    /// Body bytes a minute (and burst) from one unregistered source address;
+    /// more are refused with 429 and quarantined. 0 = no limit.
+    pub unregistered_bytes_per_minute: u64,
+    /// Bytes of refused bodies kept whole in the quarantine per hour, per
+    /// unregistered source address; past it only each body's first 1 KiB
+    /// is kept (the row says so). 0 = no limit.
+    pub quarantine_bytes_per_hour: u64,
 }
 
 impl Default for IngestConfig {
@@ -85,6 +106,12 @@ impl Default for IngestConfig {
             body_timeout_seconds: 30,
             max_documents: 1_000,
             accept_unknown_devices: false,
+            header_timeout_seconds: 10,
+            max_connections_per_ip: 32,
+            max_connections: 1024,
+            unregistered_pushes_per_minute: 600,
+            unregistered_bytes_per_minute: 16 << 20,
+            quarantine_bytes_per_hour: 64 << 20,
         }
     }
 }
@@ -330,6 +357,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         parse_tz(&self.timezone)?;
+        if self.ingest.header_timeout_seconds == 0 {
+            // Without it an idle socket is held for ever.
+            return Err(ConfigError::Invalid {
+                origin: None,
+                message: "[ingest] header_timeout_seconds must be at least 1".into(),
+            });
+        }
         self.recordings.validate()?;
         for d in &self.devices {
             if d.name.trim().is_empty() {

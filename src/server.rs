@@ -175,7 +175,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         tracing::warn!(device = %d.name,
             "device has a mac but no push_from or addr: anyone who can reach the ingest port can push as it");
     }
-    let ing_app = http::ingest::ingest_router(ing);
+    let ing_app = http::ingest::ingest_router(ing.clone());
     let api_app = http::api_router(AppState {
         store: store.clone(),
         cfg: cfg.clone(),
@@ -184,6 +184,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,
         ing_app,
+        ing,
         rx.clone(),
     ))];
     {

@@ -40,6 +40,11 @@ async fn pushes_answered_200_survive_a_kill_9_of_the_server() {
         .env("CALLVAULT_API_LISTEN", "127.0.0.1:0")
         // Durability is the subject, not identity: derive any sender's pushes.
         .env("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES", "true")
+        // 16 senders as fast as they go from loopback, an unconfigured
+        // device: no per-address limits (see util::test_config).
+        .env("CALLVAULT_INGEST_MAX_CONNECTIONS_PER_IP", "0")
+        .env("CALLVAULT_INGEST_UNREGISTERED_PUSHES_PER_MINUTE", "0")
+        .env("CALLVAULT_INGEST_UNREGISTERED_BYTES_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

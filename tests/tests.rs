@@ -13,6 +13,7 @@ mod ingest_derive;
 mod ingest_devices;
 mod ingest_hostile;
 mod ingest_http;
+mod ingest_limits;
 mod ingest_mutations;
 mod json_sources;
 mod om_examples;

@@ -84,6 +84,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // The lab setting: tests whose subject is not device identity derive
     // any sender's pushes (tests/ingest_devices.rs turns it off).
     cfg.ingest.accept_unknown_devices = true;
+    // The tests push from loopback as an unconfigured device, at simulator
+    // speed and fire-and-forget like the OM device: the per-address limits
+    // for unregistered sources would refuse them. `ingest_limits` turns
+    // them on where it checks them.
+    cfg.ingest.max_connections_per_ip = 0;
+    cfg.ingest.unregistered_pushes_per_minute = 0;
+    cfg.ingest.unregistered_bytes_per_minute = 0;
     cfg
 }
 
