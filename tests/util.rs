@@ -255,3 +255,37 @@ pub fn rows_as_text(c: &rusqlite::Connection, sql: &str) -> Vec<String> {
     .map(Result::unwrap)
     .collect()
 }
+
+/// A `callvault serve` child process on `dir` (both listeners on free
+/// loopback ports, `envs` added to its environment) and its ingest address.
+/// What it prints is read on, so it never meets a closed pipe.
+pub fn serve_child(
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--data")
+        .arg(dir)
+        .arg("serve")
+        .env("CALLVAULT_INGEST_LISTEN", "127.0.0.1:0")
+        .env("CALLVAULT_API_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start callvault serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address")
+            .expect("stdout");
+        if let Some(a) = line.strip_prefix("ingest listening on ") {
+            break a.trim().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
