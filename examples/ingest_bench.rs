@@ -19,6 +19,13 @@
 //! answered) for 5 × SECONDS_PER_SLICE each, and prints how far derivation
 //! falls behind: under a steady load the machine can carry, the backlog
 //! must not grow.
+//!
+//! The senders (127.0.0.1) are a registered device, as in production: the
+//! listener's limits are on and checked, and never apply to it (README
+//! "Limits"). `INGEST_BENCH_UNREGISTERED=1` makes them an unregistered
+//! source derived under its IP (the lab setting), so every limit is checked
+//! on every connection and push, with the per-address cap and rates set
+//! above what the load reaches: the cost of the limits, not their refusals.
 
 // The allocator of the callvault binary (src/main.rs).
 #[global_allocator]
@@ -325,6 +332,15 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(default)
     };
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: ingest_bench [SECONDS_PER_SLICE [ROUNDS]]   (default 2 s, 4 rounds)\n\
+             environment: INGEST_BENCH_SENDERS=N (one sender count instead of 16 and 64), \
+             INGEST_BENCH_BARE=0 (skip the bare ceiling), INGEST_BENCH_PACED=500,1500 (steady rates), \
+             INGEST_BENCH_UNREGISTERED=1 (the senders are no registered device: every limit is checked)"
+        );
+        return;
+    }
     let (secs, rounds) = (arg(1, 2.0), arg(2, 4.0).max(1.0) as usize);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = callvault::config::Config {
@@ -336,13 +352,23 @@ async fn main() {
     cfg.recordings.fetch_delay_seconds = 24 * 3600;
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.api.listen = "127.0.0.1:0".into();
-    // The senders are a registered device, as in production: its pushes are
-    // derived (an unregistered sender's would only be stored and held).
-    cfg.devices.push(callvault::config::DeviceConfig {
-        name: "om".into(),
-        push_from: vec!["127.0.0.1".into()],
-        ..Default::default()
-    });
+    // The senders are a registered device, as in production (the limits
+    // are on, and never apply to it). INGEST_BENCH_UNREGISTERED=1 measures
+    // the other path: senders checked by every limit (set above the load)
+    // and derived under their IP (the lab setting).
+    let unregistered = std::env::var("INGEST_BENCH_UNREGISTERED").is_ok_and(|v| v == "1");
+    if unregistered {
+        cfg.ingest.accept_unknown_devices = true;
+        cfg.ingest.max_connections_per_ip = 100_000;
+        cfg.ingest.unregistered_pushes_per_minute = 1 << 40;
+        cfg.ingest.unregistered_bytes_per_minute = 1 << 50;
+    } else {
+        cfg.devices.push(callvault::config::DeviceConfig {
+            name: "bench".into(),
+            push_from: vec!["127.0.0.1".into()],
+            ..Default::default()
+        });
+    }
     let db = cfg.db_path();
     let running = callvault::server::start(cfg).await.expect("server");
     // The largest the WAL gets (it must not grow with the load: the writer
@@ -361,10 +387,16 @@ async fn main() {
     let counter = Arc::new(AtomicU64::new(0));
     println!(
         "ingest benchmark: {rounds} rounds of {secs} s bare then {secs} s durable per sender count \
-         (alternated so both see the same machine), one TCP connection per push, ~500-byte CDRs, {} cores",
+         (alternated so both see the same machine), one TCP connection per push, ~500-byte CDRs, {} cores, \
+         senders {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        if !unregistered {
+            "a registered device"
+        } else {
+            "unregistered (every limit checked)"
+        }
     );
     println!(
         "{:<22} {:>8} {:>12} {:>9} {:>9} {:>7} {:>9} {:>9}",

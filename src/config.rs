@@ -75,6 +75,27 @@ pub struct IngestConfig {
     /// pushes are stored raw and held until the sender is registered
     /// (`callvault devices add`).
     pub accept_unknown_devices: bool,
+    /// A connection that has not sent complete request headers this many
+    /// seconds after it opened, or after its previous reply (an idle
+    /// keep-alive connection), is closed. Applies to every source.
+    pub header_timeout_seconds: u64,
+    /// Open connections at once from one source address that is not a
+    /// registered device; more are closed at once (429). 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Open connections at once on the listener. At the cap the oldest idle
+    /// connections (no request in progress) of unregistered sources are
+    /// closed to make room; a registered device is always admitted. 0 = no cap.
+    pub max_connections: usize,
+    /// Pushes a minute (and burst) from one unregistered source address;
+    /// more are refused with 429 and quarantined. 0 = no limit.
+    pub unregistered_pushes_per_minute: u64,
+    /// Body bytes a minute (and burst) from one unregistered source address;
+    /// more are refused with 429 and quarantined. 0 = no limit.
+    pub unregistered_bytes_per_minute: u64,
+    /// Bytes of refused bodies kept whole in the quarantine per hour, per
+    /// unregistered source address; past it only each body's first 1 KiB
+    /// is kept (the row says so). 0 = no limit.
+    pub quarantine_bytes_per_hour: u64,
 }
 
 impl Default for IngestConfig {
@@ -85,6 +106,12 @@ impl Default for IngestConfig {
             body_timeout_seconds: 30,
             max_documents: 1_000,
             accept_unknown_devices: false,
+            header_timeout_seconds: 10,
+            max_connections_per_ip: 32,
+            max_connections: 1024,
+            unregistered_pushes_per_minute: 600,
+            unregistered_bytes_per_minute: 16 << 20,
+            quarantine_bytes_per_hour: 64 << 20,
         }
     }
 }
@@ -137,6 +164,22 @@ pub struct RecordingsConfig {
     /// Names of the G.729 halves tried in order, as `[send, recv]` pairs; `{stem}` is the
     /// `<Recording>` file name without `.wav`. The day directory listing is the last resort.
     pub g729_templates: Vec<[String; 2]>,
+    /// Overall deadline of one download (every GET: a WAV, each G.729 half, a day
+    /// listing), in seconds; past it the attempt fails and its partial file is removed.
+    /// 600 s lets a 1 h G.711 WAV (~58 MB) come over a 1 Mbit/s link (~470 s); a
+    /// recorder still sending after that is stalled or hostile, and holds a fetch slot.
+    pub download_timeout_seconds: u64,
+    /// Largest file taken from a device, in bytes (checked against Content-Length up
+    /// front and against the bytes streamed), and largest merged G.729 WAV written.
+    /// 200 MB is ~3.5 h of G.711 audio; a longer answer is cut off as failed.
+    pub max_bytes: u64,
+    /// Fetching pauses (jobs stay pending) while the file system holding the recordings
+    /// has less free space than this, in bytes, and resumes by itself; 0 = never pause.
+    /// Ingest is not affected. Keep it above `max_concurrent × max_bytes`.
+    pub min_free_bytes: u64,
+    /// Downloads running at once over all devices (each device also within
+    /// `per_device_concurrency`); jobs are taken from the devices in turn.
+    pub max_concurrent: usize,
 }
 
 impl Default for RecordingsConfig {
@@ -156,6 +199,31 @@ impl Default for RecordingsConfig {
             .iter()
             .map(|[s, r]| [s.to_string(), r.to_string()])
             .collect(),
+            download_timeout_seconds: 600,
+            max_bytes: 200_000_000,
+            min_free_bytes: 1 << 30,
+            max_concurrent: 8,
+        }
+    }
+}
+
+impl RecordingsConfig {
+    /// Limits of 0 would fail every download or stop all fetching: refused.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let zero = [
+            (
+                "download_timeout_seconds",
+                self.download_timeout_seconds == 0,
+            ),
+            ("max_bytes", self.max_bytes == 0),
+            ("max_concurrent", self.max_concurrent == 0),
+        ];
+        match zero.iter().find(|(_, z)| *z) {
+            Some((key, _)) => Err(ConfigError::Invalid {
+                origin: None,
+                message: format!("[recordings] {key} must be at least 1"),
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -289,6 +357,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         parse_tz(&self.timezone)?;
+        if self.ingest.header_timeout_seconds == 0 {
+            // Without it an idle socket is held for ever.
+            return Err(ConfigError::Invalid {
+                origin: None,
+                message: "[ingest] header_timeout_seconds must be at least 1".into(),
+            });
+        }
+        self.recordings.validate()?;
         for d in &self.devices {
             if d.name.trim().is_empty() {
                 return Err(ConfigError::Invalid {

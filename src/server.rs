@@ -154,8 +154,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     http::telemetry::metrics_handle();
     let store = Store::open(&cfg.db_path())
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
-    let fetcher =
-        crate::recordings::Fetcher::new(store.clone(), cfg.clone()).map_err(anyhow::Error::msg)?;
+    let (ing, queues) = ingestor(&store, &cfg)?;
+    let registry = ing.registry().clone();
+    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone(), registry.clone())
+        .map_err(anyhow::Error::msg)?;
     fetcher
         .resume()
         .await
@@ -173,16 +175,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         tracing::warn!(device = %d.name,
             "device has a mac but no push_from or addr: anyone who can reach the ingest port can push as it");
     }
-    let (ing, queues) = ingestor(&store, &cfg)?;
-    let registry = ing.registry().clone();
-    let ing_app = http::ingest::ingest_router(ing);
+    let ing_app = http::ingest::ingest_router(ing.clone());
     let api_app = http::api_router(AppState {
         store: store.clone(),
         cfg: cfg.clone(),
+        recordings_paused: fetcher.pause_state(),
     });
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,
         ing_app,
+        ing,
         rx.clone(),
     ))];
     {

@@ -9,9 +9,8 @@
 //! cut; `store::wal_sync` explains why the WAL fsync covers it).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,29 +31,18 @@ fn push(addr: SocketAddr, body: &str) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_answered_200_survive_a_kill_9_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .arg("--data")
-        .arg(dir.path())
-        .arg("serve")
-        .env("CALLVAULT_INGEST_LISTEN", "127.0.0.1:0")
-        .env("CALLVAULT_API_LISTEN", "127.0.0.1:0")
-        // Durability is the subject, not identity: derive any sender's pushes.
-        .env("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start callvault serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr: SocketAddr = loop {
-        let line = lines
-            .next()
-            .expect("serve printed its address")
-            .expect("stdout");
-        if let Some(a) = line.strip_prefix("ingest listening on ") {
-            break a.trim().parse().expect("address");
-        }
-    };
+    let (mut child, addr) = serve_child(
+        dir.path(),
+        &[
+            // Durability is the subject, not identity: derive any sender's pushes.
+            ("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES", "true"),
+            // 16 senders as fast as they go from loopback, an unconfigured
+            // device: no per-address limits (see util::test_config).
+            ("CALLVAULT_INGEST_MAX_CONNECTIONS_PER_IP", "0"),
+            ("CALLVAULT_INGEST_UNREGISTERED_PUSHES_PER_MINUTE", "0"),
+            ("CALLVAULT_INGEST_UNREGISTERED_BYTES_PER_MINUTE", "0"),
+        ],
+    );
 
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

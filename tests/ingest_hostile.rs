@@ -4,36 +4,11 @@
 //! `max_documents` is refused with 413 and kept. Signed pushes: the default
 //! validity window, and single-use nonces across a restart.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 use callvault::config::DeviceConfig;
 
 use crate::util::*;
-
-/// A `callvault serve` on a fresh data dir, and its ingest address.
-fn serve(dir: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .arg("--data")
-        .arg(dir)
-        .arg("serve")
-        .env("CALLVAULT_INGEST_LISTEN", "127.0.0.1:0")
-        .env("CALLVAULT_API_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start callvault serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("address line").expect("stdout");
-        if let Some(a) = line.strip_prefix("ingest listening on ") {
-            break a.trim().parse().expect("address");
-        }
-    };
-    (child, addr)
-}
 
 /// Peak resident memory of `pid` so far, in bytes (VmHWM).
 fn peak_rss(pid: u32) -> u64 {
@@ -72,7 +47,7 @@ fn post(addr: SocketAddr, body: &str) -> u16 {
 #[test]
 fn hostile_pushes_take_bounded_memory_and_too_many_documents_are_413() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut child, addr) = serve(dir.path());
+    let (mut child, addr) = serve_child(dir.path(), &[]);
     let pid = child.id();
     // What one push may add to the server's peak memory: a small multiple
     // of max_body_bytes (1 MiB). The 3,000-leg cloud CDR once took 1 GiB.

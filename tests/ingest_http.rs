@@ -380,7 +380,8 @@ async fn api_legs_needs_a_token_and_returns_fields() {
         (code, String::from_utf8_lossy(&body).into_owned()),
         (
             200,
-            r#"{"derive_backlog":0,"status":"ok","unregistered_senders":0}"#.to_string()
+            r#"{"derive_backlog":0,"recordings_paused":null,"status":"ok","unregistered_senders":0}"#
+                .to_string()
         )
     );
     ts.running.stop().await;

@@ -36,6 +36,11 @@ pub fn spec(cpn: &str, codec: &str, seconds: u32) -> RecordingSpec {
 
 /// Fast retries, no delay, the recorder as device `hq` pushing from loopback.
 pub fn rec_config(dir: &Path, rec: &RecorderHandle) -> Config {
+    rec_config_at(dir, &rec.base_url())
+}
+
+/// [`rec_config`] for a recorder at `base_url` (`http://…/mcc/Recorder/`).
+pub fn rec_config_at(dir: &Path, base_url: &str) -> Config {
     let mut c = test_config(dir);
     c.recordings.fetch_delay_seconds = 0;
     c.recordings.retry_base_ms = 20;
@@ -44,7 +49,7 @@ pub fn rec_config(dir: &Path, rec: &RecorderHandle) -> Config {
     c.devices.push(DeviceConfig {
         name: "hq".into(),
         push_from: vec!["127.0.0.1".into()],
-        recorder_url: Some(rec.base_url()),
+        recorder_url: Some(base_url.to_string()),
         ..Default::default()
     });
     c
@@ -60,8 +65,13 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start(rec: &RecorderHandle, tweak: impl FnOnce(&mut Config)) -> Rig {
+        Rig::start_at(&rec.base_url(), tweak).await
+    }
+
+    /// [`Rig::start`] for a recorder at `base_url`.
+    pub async fn start_at(base_url: &str, tweak: impl FnOnce(&mut Config)) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = rec_config(dir.path(), rec);
+        let mut cfg = rec_config_at(dir.path(), base_url);
         tweak(&mut cfg);
         let running = server::start(cfg).await.expect("server starts");
         Rig { running, dir }

@@ -84,6 +84,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // The lab setting: tests whose subject is not device identity derive
     // any sender's pushes (tests/ingest_devices.rs turns it off).
     cfg.ingest.accept_unknown_devices = true;
+    // The tests push from loopback as an unconfigured device, at simulator
+    // speed and fire-and-forget like the OM device: the per-address limits
+    // for unregistered sources would refuse them. `ingest_limits` turns
+    // them on where it checks them.
+    cfg.ingest.max_connections_per_ip = 0;
+    cfg.ingest.unregistered_pushes_per_minute = 0;
+    cfg.ingest.unregistered_bytes_per_minute = 0;
     cfg
 }
 
@@ -247,4 +254,38 @@ pub fn rows_as_text(c: &rusqlite::Connection, sql: &str) -> Vec<String> {
     .unwrap()
     .map(Result::unwrap)
     .collect()
+}
+
+/// A `callvault serve` child process on `dir` (both listeners on free
+/// loopback ports, `envs` added to its environment) and its ingest address.
+/// What it prints is read on, so it never meets a closed pipe.
+pub fn serve_child(
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--data")
+        .arg(dir)
+        .arg("serve")
+        .env("CALLVAULT_INGEST_LISTEN", "127.0.0.1:0")
+        .env("CALLVAULT_API_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start callvault serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address")
+            .expect("stdout");
+        if let Some(a) = line.strip_prefix("ingest listening on ") {
+            break a.trim().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
 }

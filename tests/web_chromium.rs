@@ -226,6 +226,7 @@ async fn front(ts: &TestServer, log: Log) -> SocketAddr {
     let state = AppState {
         store: ts.running.store.clone(),
         cfg: config(ts),
+        recordings_paused: Default::default(),
     };
     let app = Router::new()
         .fallback_service(api_router(state))

@@ -71,7 +71,11 @@ fn status(store: &Store, a: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCode> {
-    let fetcher = Fetcher::new(store, cfg).map_err(anyhow::Error::msg)?;
+    // The devices whose recorders may be asked: the config file's and the
+    // archive's registered ones.
+    let registry = crate::ingest::device::Registry::new(&cfg);
+    registry.preload(store.read_blocking(crate::store::devices::active)?);
+    let fetcher = Fetcher::new(store, cfg, registry).map_err(anyhow::Error::msg)?;
     let stats = super::runtime()?.block_on(async move {
         // Rows a stopped process left `fetching` would otherwise block the per-device cap.
         fetcher.resume().await?;
@@ -81,6 +85,9 @@ fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCod
         "attempted {}: {} done, {} to retry, {} missing, {} failed",
         stats.attempted, stats.done, stats.retrying, stats.missing, stats.failed
     );
+    if let Some(why) = &stats.paused {
+        println!("fetching paused: {why}");
+    }
     Ok(if stats.failed + stats.missing > 0 {
         ExitCode::from(2)
     } else {

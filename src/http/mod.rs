@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod calls;
+pub mod connections;
 pub mod error;
 pub mod ingest;
 pub mod legs;

@@ -18,6 +18,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub cfg: Arc<Config>,
+    /// Why the recording fetcher is paused (disk below `min_free_bytes`), if it is.
+    pub recordings_paused: crate::recordings::PauseState,
 }
 
 pub fn api_router(state: AppState) -> Router {
@@ -51,7 +53,8 @@ async fn healthz(State(st): State<AppState>) -> Response {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "storage_failed",
-                "reason": "an fsync of the archive's WAL failed; fix the disk and restart"})),
+                "reason": "an fsync of the archive's WAL failed; fix the disk and restart",
+                "recordings_paused": st.recordings_paused.reason()})),
         )
             .into_response();
     }
@@ -68,9 +71,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
         // The backlog: pushes answered but not yet turned into legs/events
         // and calls (non-zero only during and just after a burst).
         // Unregistered senders: their pushes are kept but held out of
-        // billing until `callvault devices add`.
+        // billing until `callvault devices add`. Ingest goes on while
+        // recording fetching is paused (disk below its floor): still "ok",
+        // with the reason for the operator.
         Ok((backlog, unregistered)) => Json(serde_json::json!({"status": "ok",
-            "derive_backlog": backlog, "unregistered_senders": unregistered}))
+            "derive_backlog": backlog, "unregistered_senders": unregistered,
+            "recordings_paused": st.recordings_paused.reason()}))
         .into_response(),
         Err(e) => AppError::Internal(e.to_string()).into_response(),
     }

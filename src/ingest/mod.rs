@@ -5,8 +5,10 @@
 //! same legs and events ([`parse_push`] picks XML or JSON by content);
 //! `device` identifies which configured device a push came from; `pipeline`
 //! runs one push end to end (checks, raw storage, quarantine, metrics) and is
-//! shared by the HTTP listener and `callvault import`; `derive` turns the
-//! committed pushes into legs and events and feeds the live stages.
+//! shared by the HTTP listener and `callvault import`; `limits` holds the
+//! push rates and quarantine budget of sources that are not registered
+//! devices; `derive` turns the committed pushes into legs and events and
+//! feeds the live stages.
 
 pub mod cloud;
 pub mod coocenter;
@@ -15,6 +17,7 @@ pub mod device;
 pub mod ivr;
 pub mod json;
 pub mod json_relaxed;
+pub mod limits;
 pub mod om;
 pub mod pipeline;
 

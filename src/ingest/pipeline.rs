@@ -6,12 +6,14 @@
 //! before we answer, so bad input is never silently dropped.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info_span, warn, Instrument};
 
 use super::device::{Identified, Registry};
+use super::limits::{SourceLimits, QUARANTINE_KEPT_WHEN_OVER};
 use super::om::{self, replay::NonceCache, AuthError};
 use crate::config::{Config, DeviceConfig};
 use crate::log_throttle::LogThrottle;
@@ -67,6 +69,8 @@ pub struct Ingestor {
     cfg: Arc<Config>,
     registry: Arc<Registry>,
     nonces: Arc<NonceCache>,
+    /// Rates and quarantine budget of the sources that are not devices.
+    limits: Arc<SourceLimits>,
 }
 
 /// Why a push was refused: status and one-line reason.
@@ -103,12 +107,19 @@ impl Ingestor {
         registry: Arc<Registry>,
         nonces: Arc<NonceCache>,
     ) -> Ingestor {
+        let limits = Arc::new(SourceLimits::new(&cfg.ingest));
         Ingestor {
             store,
             cfg,
             registry,
             nonces,
+            limits,
         }
+    }
+
+    /// The push rates and quarantine budget of unregistered sources.
+    pub fn limits(&self) -> &SourceLimits {
+        &self.limits
     }
 
     pub fn config(&self) -> &Config {
@@ -121,7 +132,7 @@ impl Ingestor {
 
     /// Whether `ip` is an address a registered device pushes from: the
     /// listener's connection and rate limits never apply to it.
-    pub fn is_registered_source(&self, ip: std::net::IpAddr) -> bool {
+    pub fn is_registered_source(&self, ip: IpAddr) -> bool {
         self.registry.is_device_ip(ip)
     }
 
@@ -141,6 +152,29 @@ impl Ingestor {
                     .await
             }
         }
+    }
+
+    /// Refuses a push before it is checked (the listener's rate limits):
+    /// quarantined with `reason` like every refusal, answered `status`.
+    pub async fn refuse(
+        &self,
+        req: Incoming,
+        status: u16,
+        metric_reason: &'static str,
+        reason: String,
+    ) -> Reply {
+        metrics::counter!("callvault_pushes_received_total").increment(1);
+        let (received_at, received_ms) = store::now_stamp();
+        let r = Refusal {
+            status,
+            reason,
+            device: None,
+            metric_reason,
+        };
+        let span = info_span!("ingest", source = %req.source, path = %req.path);
+        self.quarantine(req, r, received_at, received_ms)
+            .instrument(span)
+            .await
     }
 
     /// Everything that can refuse a push, before any write.
@@ -370,8 +404,8 @@ impl Ingestor {
 
     async fn quarantine(
         &self,
-        req: Incoming,
-        r: Refusal,
+        mut req: Incoming,
+        mut r: Refusal,
         received_at: String,
         received_ms: i64,
     ) -> Reply {
@@ -389,6 +423,33 @@ impl Ingestor {
         }
         metrics::counter!("callvault_pushes_rejected_total", "reason" => r.metric_reason)
             .increment(1);
+        // Refused junk from an unregistered source stays bounded on disk:
+        // past its budget only the start of each body is kept, and the row
+        // says so. Not a registered device's: its refused pushes are what
+        // the operator recovers from once the configuration is fixed.
+        // (`import:<file>` sources are no address: the operator's own.)
+        if let Ok(ip) = req.source.parse::<IpAddr>() {
+            if req.body.len() > QUARANTINE_KEPT_WHEN_OVER
+                && !self.is_registered_source(ip)
+                && !self.limits.quarantine_whole(ip, req.body.len())
+            {
+                req.body.truncate(QUARANTINE_KEPT_WHEN_OVER);
+                r.reason.push_str(&format!(
+                    "; body truncated to {QUARANTINE_KEPT_WHEN_OVER} bytes \
+                     (quarantine budget of this source exhausted)"
+                ));
+                metrics::counter!("callvault_quarantine_truncated_total").increment(1);
+                static BUDGET_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+                if let Some(left_out) = BUDGET_LOG.admit(&req.source) {
+                    warn!(
+                        source = %req.source,
+                        budget_bytes_per_hour = self.cfg.ingest.quarantine_bytes_per_hour,
+                        more_since_last_line = left_out,
+                        "quarantine budget of this source exhausted: refused bodies truncated"
+                    );
+                }
+            }
+        }
         let push = pushes::NewPush {
             received_at,
             received_ms,

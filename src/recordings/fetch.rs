@@ -7,7 +7,14 @@
 //! basic auth. G.711 WAVs are validated and stored as they are; G.729
 //! halves are located (`locate`), kept, and merged into a WAV. Every file
 //! is written through [`AtomicFile`]: a dropped connection leaves nothing.
+//!
+//! A recorder is not trusted (README "Fetcher limits"): redirects are never
+//! followed (a 3xx would aim our request at any address we can reach), every
+//! GET has an overall deadline (`download_timeout_seconds`) and a size limit
+//! (`max_bytes`, also for the merged WAV), and the day listing is parsed off
+//! the async threads.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +25,12 @@ use super::archive::{self, Archive, ArchiveError, AtomicFile};
 use super::locate;
 use super::wav::{self, WavError};
 use crate::config::Config;
+use crate::ingest::device::Registry;
 use crate::store::recordings::{self as rec_store, Archived, Recording};
 use crate::store::Store;
 
-/// Largest recording accepted (a 1 h G.711 WAV is ~58 MB).
-const MAX_DOWNLOAD_BYTES: u64 = 2 << 30;
-/// Largest directory listing read.
+/// Largest directory listing read (a day of a busy device lists a few
+/// thousand files, ~100 bytes of HTML each).
 const MAX_LISTING_BYTES: u64 = 4 << 20;
 
 /// Why one attempt failed.
@@ -41,9 +48,23 @@ pub enum FetchError {
     /// Connecting, sending or reading the body failed (e.g. the connection dropped).
     #[error("request to {url} failed: {source}")]
     Http { url: String, source: reqwest::Error },
-    /// The device sent more than we accept.
-    #[error("{url}: body larger than {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
+    /// The device sent (or announced) more than we accept; the download was cut off.
+    #[error("{url}: body larger than {limit} bytes ({what}); download cut off")]
+    TooLarge {
+        url: String,
+        limit: u64,
+        what: &'static str,
+    },
+    /// The device answered with a redirect, which is never followed.
+    #[error("{url}: redirect refused (HTTP {status} to {location:?})")]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
+    },
+    /// The download did not complete within `download_timeout_seconds`.
+    #[error("{url}: download not complete after {seconds} s ([recordings] download_timeout_seconds); cut off")]
+    Deadline { url: String, seconds: u64 },
     /// The path is unsafe or a file could not be written.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
@@ -60,6 +81,10 @@ pub enum FetchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The device is not registered (its pushes are held, or it was
+    /// removed): its recorder is never asked.
+    #[error("device {0:?} is not registered: its recorder is not asked")]
+    Unregistered(String),
     /// The device has no recorder address in the configuration.
     #[error(
         "no recorder address for device {0:?} (set recorder_url or addr in its [[device]] entry)"
@@ -90,16 +115,20 @@ impl FetchError {
         matches!(
             self,
             FetchError::NoRecorder(_)
+                | FetchError::Unregistered(_)
                 | FetchError::Codec(_)
                 | FetchError::NoG729
+                | FetchError::TooLarge { .. }
                 | FetchError::Archive(ArchiveError::Unsafe { .. } | ArchiveError::NotRelative(_))
         )
     }
 }
 
-/// Builds the HTTP client used for all devices (rustls, timeouts).
+/// Builds the HTTP client used for all devices (rustls, timeouts, no
+/// redirects: a recorder's `Location` could name any host we can reach).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("callvault/", env!("CARGO_PKG_VERSION")))
@@ -107,10 +136,22 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// The recorder base URL of `device` (ends with `/`).
-pub fn recorder_base(cfg: &Config, device: &str) -> Result<String, FetchError> {
-    if let Some(base) = cfg.device(device).and_then(|d| d.recorder_base()) {
-        return Ok(base);
+/// The recorder base URL of `device` (ends with `/`). Only a registered
+/// device's recorder is ever asked (ARCHITECTURE.md: the fetcher sends
+/// requests to addresses that pushes name); a device known only by its IP
+/// is fetched from that IP in the lab setting `accept_unknown_devices`.
+pub fn recorder_base(
+    cfg: &Config,
+    registry: &Registry,
+    device: &str,
+) -> Result<String, FetchError> {
+    if let Some(d) = registry.device(device) {
+        return d
+            .recorder_base()
+            .ok_or_else(|| FetchError::NoRecorder(device.to_string()));
+    }
+    if !cfg.ingest.accept_unknown_devices {
+        return Err(FetchError::Unregistered(device.to_string()));
     }
     match device.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(ip)) => Ok(format!("http://{ip}/mcc/Recorder/")),
@@ -122,6 +163,7 @@ pub fn recorder_base(cfg: &Config, device: &str) -> Result<String, FetchError> {
 /// Everything one attempt needs.
 pub struct FetchCtx {
     pub cfg: Arc<Config>,
+    pub registry: Arc<Registry>,
     pub client: reqwest::Client,
     pub archive: Archive,
     #[cfg(feature = "g729")]
@@ -129,7 +171,7 @@ pub struct FetchCtx {
 }
 
 impl FetchCtx {
-    pub fn new(cfg: Arc<Config>) -> Result<FetchCtx, String> {
+    pub fn new(cfg: Arc<Config>, registry: Arc<Registry>) -> Result<FetchCtx, String> {
         #[cfg(feature = "g729")]
         let layout = cfg
             .recordings
@@ -140,6 +182,7 @@ impl FetchCtx {
             archive: Archive::new(cfg.recordings_dir()),
             client: client(),
             cfg,
+            registry,
             #[cfg(feature = "g729")]
             layout,
         })
@@ -147,7 +190,7 @@ impl FetchCtx {
 
     /// One attempt at `rec`: download, validate / merge, archive.
     pub async fn fetch(&self, rec: &Recording) -> Result<Archived, FetchError> {
-        let base = recorder_base(&self.cfg, &rec.device)?;
+        let base = recorder_base(&self.cfg, &self.registry, &rec.device)?;
         // Re-check the CDR text before it touches a URL or a path.
         let file_name = rec.path.rsplit('/').next().unwrap_or(&rec.path);
         self.archive.relative(rec.id, &rec.path, file_name)?;
@@ -230,11 +273,11 @@ impl FetchCtx {
         halves: Vec<PathBuf>,
         out: PathBuf,
     ) -> Result<(f64, u64, String), FetchError> {
-        let layout = self.layout;
+        let (layout, max_bytes) = (self.layout, self.cfg.recordings.max_bytes);
         tokio::task::spawn_blocking(move || {
             let [send, recv] = <[PathBuf; 2]>::try_from(halves)
                 .map_err(|_| FetchError::Join("two halves".into()))?;
-            let stats = super::merge::merge_files(&send, &recv, &out, layout)?;
+            let stats = super::merge::merge_files_within(&send, &recv, &out, layout, max_bytes)?;
             let (bytes, sha) = archive::hash_file(&out).map_err(|source| FetchError::Read {
                 path: out.clone(),
                 source,
@@ -264,7 +307,11 @@ impl FetchCtx {
             }
             other => other?,
         };
-        let names = locate::listing_names(&html);
+        // Parsing is linear, but a 4 MiB page is still milliseconds of CPU:
+        // not on the threads that serve pushes.
+        let names = tokio::task::spawn_blocking(move || locate::listing_names(&html))
+            .await
+            .map_err(|e| FetchError::Join(e.to_string()))?;
         let (s, r) = locate::halves_in_listing(&names, stem)
             .ok_or_else(|| FetchError::HalvesNotFound { stem: stem.into() })?;
         tracing::info!(send = %s, recv = %r, "G.729 halves found in the day listing");
@@ -324,6 +371,20 @@ impl FetchCtx {
             404 => Err(FetchError::NotFound {
                 url: url.to_string(),
             }),
+            status @ 300..=399 => Err(FetchError::Redirect {
+                url: url.to_string(),
+                status,
+                location: resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| {
+                        String::from_utf8_lossy(v.as_bytes())
+                            .chars()
+                            .take(200)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
             status => Err(FetchError::Status {
                 url: url.to_string(),
                 status,
@@ -331,51 +392,103 @@ impl FetchCtx {
         }
     }
 
-    /// Streams `url` into a synced, not yet committed temporary file for `dest`.
+    /// `fut` (one GET, headers to last byte), failed past the overall
+    /// deadline. Dropping the future drops its [`AtomicFile`], which removes
+    /// the partial file.
+    async fn within_deadline<T>(
+        &self,
+        url: &str,
+        fut: impl Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, FetchError> {
+        let seconds = self.cfg.recordings.download_timeout_seconds;
+        tokio::time::timeout(Duration::from_secs(seconds), fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(FetchError::Deadline {
+                    url: url.to_string(),
+                    seconds,
+                })
+            })
+    }
+
+    /// Streams `url` into a synced, not yet committed temporary file for
+    /// `dest`, within the deadline and `max_bytes`.
     async fn download(
         &self,
         device: &str,
         url: &str,
         dest: PathBuf,
     ) -> Result<AtomicFile, FetchError> {
-        let resp = self.send(device, url).await?;
-        let mut file = AtomicFile::create(dest).await?;
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| FetchError::Http {
-                url: url.to_string(),
-                source,
-            })?;
-            if file.bytes() + chunk.len() as u64 > MAX_DOWNLOAD_BYTES {
-                return Err(FetchError::TooLarge {
+        let limit = Limit {
+            bytes: self.cfg.recordings.max_bytes,
+            what: "[recordings] max_bytes",
+        };
+        self.within_deadline(url, async {
+            let resp = self.send(device, url).await?;
+            limit.check_announced(url, &resp)?;
+            let mut file = AtomicFile::create(dest).await?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|source| FetchError::Http {
                     url: url.to_string(),
-                    limit: MAX_DOWNLOAD_BYTES,
-                });
+                    source,
+                })?;
+                limit.check(url, file.bytes() + chunk.len() as u64)?;
+                file.write(&chunk).await?;
             }
-            file.write(&chunk).await?;
-        }
-        file.sync().await?;
-        Ok(file)
+            file.sync().await?;
+            Ok(file)
+        })
+        .await
     }
 
     async fn get_text(&self, device: &str, url: &str) -> Result<String, FetchError> {
-        let resp = self.send(device, url).await?;
-        let mut body = resp.bytes_stream();
-        let mut buf = Vec::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| FetchError::Http {
-                url: url.to_string(),
-                source,
-            })?;
-            if (buf.len() + chunk.len()) as u64 > MAX_LISTING_BYTES {
-                return Err(FetchError::TooLarge {
+        let limit = Limit {
+            bytes: MAX_LISTING_BYTES,
+            what: "directory listing limit",
+        };
+        self.within_deadline(url, async {
+            let resp = self.send(device, url).await?;
+            limit.check_announced(url, &resp)?;
+            let mut body = resp.bytes_stream();
+            let mut buf = Vec::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|source| FetchError::Http {
                     url: url.to_string(),
-                    limit: MAX_LISTING_BYTES,
-                });
+                    source,
+                })?;
+                limit.check(url, (buf.len() + chunk.len()) as u64)?;
+                buf.extend_from_slice(&chunk);
             }
-            buf.extend_from_slice(&chunk);
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        })
+        .await
+    }
+}
+
+/// A size limit on one response body.
+#[derive(Clone, Copy)]
+struct Limit {
+    bytes: u64,
+    what: &'static str,
+}
+
+impl Limit {
+    fn check(&self, url: &str, bytes: u64) -> Result<(), FetchError> {
+        if bytes > self.bytes {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit: self.bytes,
+                what: self.what,
+            });
         }
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        Ok(())
+    }
+
+    /// Refuses a body whose Content-Length is already over the limit,
+    /// before a file is created.
+    fn check_announced(&self, url: &str, resp: &reqwest::Response) -> Result<(), FetchError> {
+        self.check(url, resp.content_length().unwrap_or(0))
     }
 }
 
@@ -460,18 +573,33 @@ mod tests {
     }
 
     #[test]
-    fn recorder_base_for_unknown_ip_devices() {
-        let cfg = Config::default();
+    fn recorder_base_only_for_registered_devices_unless_in_a_lab() {
+        let mut cfg = Config::default();
+        cfg.devices.push(crate::config::DeviceConfig {
+            name: "hq".into(),
+            addr: Some("10.0.0.5".into()),
+            ..Default::default()
+        });
+        let reg = Registry::new(&cfg);
         assert_eq!(
-            recorder_base(&cfg, "10.0.0.9").unwrap(),
+            recorder_base(&cfg, &reg, "hq").unwrap(),
+            "http://10.0.0.5/mcc/Recorder/"
+        );
+        assert!(matches!(
+            recorder_base(&cfg, &reg, "10.0.0.9"),
+            Err(FetchError::Unregistered(_))
+        ));
+        cfg.ingest.accept_unknown_devices = true;
+        assert_eq!(
+            recorder_base(&cfg, &reg, "10.0.0.9").unwrap(),
             "http://10.0.0.9/mcc/Recorder/"
         );
         assert_eq!(
-            recorder_base(&cfg, "::1").unwrap(),
+            recorder_base(&cfg, &reg, "::1").unwrap(),
             "http://[::1]/mcc/Recorder/"
         );
         assert!(matches!(
-            recorder_base(&cfg, "hq"),
+            recorder_base(&cfg, &reg, "branch"),
             Err(FetchError::NoRecorder(_))
         ));
     }

@@ -92,6 +92,9 @@ pub enum MergeError {
     /// The call is longer than a WAV file can hold (4 GiB of data).
     #[error("call too long for a WAV file")]
     TooLong,
+    /// The merged WAV would be larger than the configured limit.
+    #[error("merged WAV larger than {limit} bytes ([recordings] max_bytes)")]
+    TooLarge { limit: u64 },
     /// A decoder thread panicked (a bug in the codec, not bad input).
     #[error("G.729 decoder thread panicked")]
     DecoderPanicked,
@@ -110,6 +113,19 @@ pub fn merge<RS: Read + Send, RR: Read + Send, W: Write + Seek>(
     out: W,
     layout: Layout,
 ) -> Result<MergeStats, MergeError> {
+    merge_within(send, recv, out, layout, u64::MAX)
+}
+
+/// [`merge`], failing with [`MergeError::TooLarge`] before the WAV grows
+/// beyond `max_bytes` (halves of a few MB can decode to GBs: G.729 is
+/// 8 kbit/s, the WAV 128 kbit/s per channel).
+pub fn merge_within<RS: Read + Send, RR: Read + Send, W: Write + Seek>(
+    send: RS,
+    recv: RR,
+    out: W,
+    layout: Layout,
+    max_bytes: u64,
+) -> Result<MergeStats, MergeError> {
     std::thread::scope(|s| {
         let (send_tx, send_rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
         let (recv_tx, recv_rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
@@ -125,7 +141,13 @@ pub fn merge<RS: Read + Send, RR: Read + Send, W: Write + Seek>(
         });
         // The receivers are moved in and dropped on return, so a write error
         // unblocks the decoder threads (their next send fails) before joining.
-        let written = write_wav(Half::new(send_rx), Half::new(recv_rx), out, layout);
+        let written = write_wav(
+            Half::new(send_rx),
+            Half::new(recv_rx),
+            out,
+            layout,
+            max_bytes,
+        );
         let send_stats = send_job.join().map_err(|_| MergeError::DecoderPanicked)?;
         let recv_stats = recv_job.join().map_err(|_| MergeError::DecoderPanicked)?;
         let samples_out = written?;
@@ -149,11 +171,23 @@ pub fn merge_files(
     out: &Path,
     layout: Layout,
 ) -> Result<MergeStats, MergeError> {
+    merge_files_within(send, recv, out, layout, u64::MAX)
+}
+
+/// [`merge_files`] with [`merge_within`]'s size limit (nothing is left at
+/// `out` when it is hit).
+pub fn merge_files_within(
+    send: &Path,
+    recv: &Path,
+    out: &Path,
+    layout: Layout,
+    max_bytes: u64,
+) -> Result<MergeStats, MergeError> {
     let _span = tracing::info_span!("merge_g729", out = %out.display(), ?layout).entered();
     let open = |p: &Path| File::open(p).map_err(|source| file_err(p, source));
     let (send_file, recv_file) = (open(send)?, open(recv)?);
     let mut tmp = TempFile::create(out)?;
-    let stats = merge(send_file, recv_file, &mut tmp.file, layout)?;
+    let stats = merge_within(send_file, recv_file, &mut tmp.file, layout, max_bytes)?;
     tmp.commit(out)?;
     tracing::info!(
         duration_secs = stats.duration_secs,
@@ -249,6 +283,7 @@ fn write_wav<W: Write + Seek>(
     mut recv: Half,
     out: W,
     layout: Layout,
+    max_bytes: u64,
 ) -> Result<u64, MergeError> {
     let spec = hound::WavSpec {
         channels: layout.channels(),
@@ -257,6 +292,9 @@ fn write_wav<W: Write + Seek>(
         sample_format: hound::SampleFormat::Int,
     };
     let max_samples = u64::from(u32::MAX - 64) / 2 / u64::from(layout.channels());
+    let frame_bytes = 2 * u64::from(layout.channels());
+    // The 44-byte header counts towards the file size.
+    let max_by_limit = max_bytes.saturating_sub(44) / frame_bytes;
     let mut wav = hound::WavWriter::new(BufWriter::with_capacity(WRITE_BUFFER, out), spec)?;
     let mut written: u64 = 0;
     loop {
@@ -270,6 +308,9 @@ fn write_wav<W: Write + Seek>(
             (a, b) => a.min(b),
         };
         written += n as u64;
+        if written > max_by_limit {
+            return Err(MergeError::TooLarge { limit: max_bytes });
+        }
         if written > max_samples {
             return Err(MergeError::TooLong);
         }
@@ -423,6 +464,21 @@ mod tests {
         let wav = hound::WavReader::new(out).unwrap();
         assert_eq!(wav.spec().channels, 2);
         assert_eq!(wav.len(), 1600);
+    }
+
+    #[test]
+    fn merge_within_stops_at_the_byte_limit() {
+        // 800 samples mono = 44 + 1600 bytes of WAV.
+        let half = crate::recordings::g729::encode_pcm(&[0; 800]);
+        let mut out = Cursor::new(Vec::new());
+        let stats = merge_within(&half[..], &half[..], &mut out, Layout::Mono, 1644).unwrap();
+        assert_eq!(stats.samples_out, 800);
+        assert_eq!(out.get_ref().len(), 1644, "exactly at the limit is fine");
+        let mut out = Cursor::new(Vec::new());
+        let err = merge_within(&half[..], &half[..], &mut out, Layout::Mono, 1643).unwrap_err();
+        assert!(matches!(err, MergeError::TooLarge { limit: 1643 }), "{err}");
+        let err = merge_within(&half[..], &half[..], &mut out, Layout::Stereo, 2000).unwrap_err();
+        assert!(matches!(err, MergeError::TooLarge { .. }), "stereo doubles");
     }
     /// Whatever bytes a device serves as a half (random bits, a real
     /// bitstream cut or flipped, an HTML page, a WAV header), the merge

@@ -6,7 +6,8 @@
 //!   `recordings fetch`; [`fetch`] is one attempt (download, validate,
 //!   merge, archive), [`locate`] finds the G.729 halves on the device,
 //!   [`archive`] builds safe paths and writes files atomically, [`wav`]
-//!   validates G.711 WAVs.
+//!   validates G.711 WAVs, [`disk_floor`] pauses fetching while the disk
+//!   is nearly full.
 //! * [`g729`]: reads one G.729 half (`*_send.dat` / `*_recv.dat`), raw or ITU
 //!   serial framing, and decodes it to 8 kHz PCM, streaming.
 //! * [`merge`]: decodes the send and recv halves in parallel and writes one
@@ -17,6 +18,7 @@
 //! decoding and merging do not (G.729 recordings then end `failed`).
 
 pub mod archive;
+pub mod disk_floor;
 pub mod fetch;
 pub mod g729;
 pub mod locate;
@@ -26,4 +28,5 @@ pub mod schedule;
 pub mod wav;
 pub mod worker;
 
+pub use disk_floor::PauseState;
 pub use worker::{Fetcher, PassStats};

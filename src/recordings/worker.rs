@@ -3,6 +3,10 @@
 //! own task and records the outcome. All state is in SQLite: a stopped
 //! worker leaves its in-flight rows `fetching`, and [`Fetcher::resume`] at
 //! the next start puts them back to `pending`.
+//!
+//! Claims take the devices in turn (one device's backlog never starves the
+//! others), within `per_device_concurrency` and `max_concurrent`, and stop
+//! while the recordings disk is below its floor ([`DiskFloor`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,15 +16,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::disk_floor::{self, DiskFloor, FreeSpaceProbe, PauseState};
 use super::fetch::FetchCtx;
 use crate::config::Config;
+use crate::ingest::device::Registry;
 use crate::store::recordings::{self as rec_store, Recording};
 use crate::store::{self, Store};
 
 /// Longest sleep of an idle worker before it looks for due jobs again.
 const POLL: Duration = Duration::from_millis(250);
-/// Jobs claimed per round.
-const CLAIM_BATCH: usize = 64;
 
 /// What a one-off pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +34,9 @@ pub struct PassStats {
     pub retrying: usize,
     pub missing: usize,
     pub failed: usize,
+    /// Set when the pass stopped claiming because the disk is below
+    /// `min_free_bytes` (the reason); the rest stays pending.
+    pub paused: Option<String>,
 }
 
 /// Fetches recordings for one archive; cheap to clone.
@@ -38,13 +45,40 @@ pub struct Fetcher {
     store: Store,
     cfg: Arc<Config>,
     ctx: Arc<FetchCtx>,
+    floor: Arc<DiskFloor>,
 }
 
 impl Fetcher {
     /// Fails only on an invalid `[recordings]` configuration.
-    pub fn new(store: Store, cfg: Arc<Config>) -> Result<Fetcher, String> {
-        let ctx = Arc::new(FetchCtx::new(cfg.clone())?);
-        Ok(Fetcher { store, cfg, ctx })
+    /// `registry`: the devices whose recorders may be asked.
+    pub fn new(store: Store, cfg: Arc<Config>, registry: Arc<Registry>) -> Result<Fetcher, String> {
+        Fetcher::with_free_space(store, cfg, registry, disk_floor::free_bytes)
+    }
+
+    /// [`Fetcher::new`] reading the free space with `probe`.
+    pub fn with_free_space(
+        store: Store,
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        probe: FreeSpaceProbe,
+    ) -> Result<Fetcher, String> {
+        let ctx = Arc::new(FetchCtx::new(cfg.clone(), registry)?);
+        let floor = Arc::new(DiskFloor::new(
+            cfg.recordings_dir(),
+            cfg.recordings.min_free_bytes,
+            probe,
+        ));
+        Ok(Fetcher {
+            store,
+            cfg,
+            ctx,
+            floor,
+        })
+    }
+
+    /// Whether (and why) fetching is paused, for `/healthz`.
+    pub fn pause_state(&self) -> PauseState {
+        self.floor.state()
     }
 
     /// Puts rows left `fetching` by a stopped process back to `pending`.
@@ -56,12 +90,29 @@ impl Fetcher {
         Ok(n)
     }
 
-    async fn claim(&self, due_before: i64, exclude: HashSet<i64>) -> store::Result<Vec<Recording>> {
-        let cap = self.cfg.recordings.per_device_concurrency;
-        self.store
+    /// Claims due jobs, the devices' turn continuing from `turn`.
+    async fn claim(
+        &self,
+        due_before: i64,
+        exclude: HashSet<i64>,
+        turn: &mut Option<String>,
+    ) -> store::Result<Vec<Recording>> {
+        let limits = rec_store::ClaimLimits {
+            per_device: self.cfg.recordings.per_device_concurrency,
+            max_concurrent: self.cfg.recordings.max_concurrent,
+        };
+        let after = turn.clone();
+        let claimed = self
+            .store
             .writer
-            .write(move |tx| rec_store::claim_due(tx, due_before, cap, CLAIM_BATCH, &exclude))
-            .await
+            .write(move |tx| {
+                rec_store::claim_due(tx, due_before, limits, after.as_deref(), &exclude)
+            })
+            .await?;
+        if claimed.next_after.is_some() {
+            *turn = claimed.next_after;
+        }
+        Ok(claimed.jobs)
     }
 
     /// One attempt at a claimed job, outcome recorded. Returns the new status.
@@ -82,13 +133,22 @@ impl Fetcher {
         let mut seen = HashSet::new();
         let mut stats = PassStats::default();
         let mut running: JoinSet<store::Result<&'static str>> = JoinSet::new();
+        let mut turn = None;
         loop {
             let due_before = if ignore_delay {
                 i64::MAX
             } else {
                 store::now_stamp().1
             };
-            let jobs = self.claim(due_before, seen.clone()).await?;
+            let jobs = if stats.paused.is_some() {
+                Vec::new()
+            } else if let Some(reason) = self.floor.paused().await {
+                tracing::warn!(%reason, "recording fetch pass stops claiming");
+                stats.paused = Some(reason);
+                Vec::new()
+            } else {
+                self.claim(due_before, seen.clone(), &mut turn).await?
+            };
             for job in jobs {
                 seen.insert(job.id);
                 stats.attempted += 1;
@@ -113,9 +173,16 @@ impl Fetcher {
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut running: JoinSet<()> = JoinSet::new();
+            let mut turn = None;
             loop {
                 let now = store::now_stamp().1;
-                match self.claim(now, HashSet::new()).await {
+                // Below the disk floor nothing is claimed: jobs stay pending
+                // and no attempt is counted until there is room again.
+                let claimed = match self.floor.paused().await {
+                    Some(_) => Ok(Vec::new()),
+                    None => self.claim(now, HashSet::new(), &mut turn).await,
+                };
+                match claimed {
                     Ok(jobs) => {
                         for job in jobs {
                             let me = self.clone();
@@ -141,11 +208,15 @@ impl Fetcher {
         })
     }
 
-    /// Until the next pending row is due, at most [`POLL`].
+    /// Until the next pending row is due, at most [`POLL`]. A row already
+    /// due was left by the claim just made (caps full, or fetching paused):
+    /// a finishing job wakes the loop sooner, so wait [`POLL`] rather than spin.
     async fn idle_wait(&self, now: i64) -> Duration {
         match self.store.read(rec_store::next_due).await {
-            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
-                .clamp(Duration::from_millis(5), POLL),
+            Ok(Some(due)) if due > now => {
+                Duration::from_millis(u64::try_from(due - now).unwrap_or(0))
+                    .clamp(Duration::from_millis(5), POLL)
+            }
             _ => POLL,
         }
     }

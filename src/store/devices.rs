@@ -1,7 +1,7 @@
 //! Registered devices (`callvault devices add`), held pushes from senders
 //! that match no device, and the Auth nonces seen from single-use devices.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use super::{now_stamp, pushes, Result};
@@ -221,21 +221,4 @@ pub fn live_nonces(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<Non
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.reverse();
     Ok(rows)
-}
-
-/// The registered device called `name`, if any.
-pub fn find(conn: &Connection, name: &str) -> Result<Option<Registered>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT name, mac, ip, added_at FROM devices WHERE name = ?1 AND removed_at IS NULL",
-        )?
-        .query_row([name], |r| {
-            Ok(Registered {
-                name: r.get(0)?,
-                mac: r.get(1)?,
-                ip: r.get(2)?,
-                added_at: r.get(3)?,
-            })
-        })
-        .optional()?)
 }

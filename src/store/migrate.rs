@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "010_queue_visits_call",
         include_str!("../../sql/010_queue_visits_call.sql"),
     ),
+    (
+        "011_recordings_fair",
+        include_str!("../../sql/011_recordings_fair.sql"),
+    ),
     ("012_devices", include_str!("../../sql/012_devices.sql")),
 ];
 

@@ -126,17 +126,20 @@ pub fn committed_after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<
         "SELECT id, COALESCE(device, source), received_at, received_ms, query, body
          FROM pushes WHERE id > ?1 AND outcome = 'stored' ORDER BY id LIMIT ?2",
     )?;
-    let rows = st.query_map(params![after, limit], |r| {
-        Ok(Committed {
-            id: r.get(0)?,
-            device: r.get(1)?,
-            received_at: r.get(2)?,
-            received_ms: r.get(3)?,
-            query: r.get(4)?,
-            body: r.get(5)?,
-        })
-    })?;
+    let rows = st.query_map(params![after, limit], committed_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A [`Committed`] from (id, device, received_at, received_ms, query, body).
+fn committed_row(r: &rusqlite::Row) -> rusqlite::Result<Committed> {
+    Ok(Committed {
+        id: r.get(0)?,
+        device: r.get(1)?,
+        received_at: r.get(2)?,
+        received_ms: r.get(3)?,
+        query: r.get(4)?,
+        body: r.get(5)?,
+    })
 }
 
 /// Up to `limit` released pushes waiting in `derive_queue`, in id order.
@@ -145,16 +148,7 @@ pub fn queued(conn: &Connection, limit: i64) -> Result<Vec<Committed>> {
         "SELECT p.id, COALESCE(p.device, p.source), p.received_at, p.received_ms, p.query, p.body
          FROM derive_queue q JOIN pushes p ON p.id = q.push_id ORDER BY q.push_id LIMIT ?1",
     )?;
-    let rows = st.query_map([limit], |r| {
-        Ok(Committed {
-            id: r.get(0)?,
-            device: r.get(1)?,
-            received_at: r.get(2)?,
-            received_ms: r.get(3)?,
-            query: r.get(4)?,
-            body: r.get(5)?,
-        })
-    })?;
+    let rows = st.query_map([limit], committed_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

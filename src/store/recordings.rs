@@ -98,58 +98,180 @@ pub fn schedule(
     Ok(())
 }
 
-/// Claims pending rows due at `now_ms`: at most `per_device` rows `fetching`
-/// per device at any time (counting those already fetching). Each claimed
-/// row becomes `fetching` with one more attempt. `due_before` lets the CLI
-/// ignore the delay (`i64::MAX`).
-/// Rows in `exclude` are skipped (a one-off pass tries each row once).
+/// Limits of one claim.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Rows `fetching` at once per device (counting those already fetching).
+    pub per_device: usize,
+    /// Rows `fetching` at once over all devices.
+    pub max_concurrent: usize,
+}
+
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The claimed rows, now `fetching` with one more attempt.
+    pub jobs: Vec<Recording>,
+    /// Where the next claim starts its turn over the devices (the last
+    /// device served first-hand this time).
+    pub next_after: Option<String>,
+}
+
+/// Claims pending rows due at `due_before` (the CLI passes `i64::MAX` to
+/// ignore the delay), fairly: the devices take turns, one job each per
+/// round, oldest due first within a device, starting after `after` (the
+/// previous claim's [`Claimed::next_after`]), until `max_concurrent` rows
+/// are fetching, no device exceeding `per_device`. Each claimed row becomes
+/// `fetching` with one more attempt. Rows in `exclude` are skipped (a
+/// one-off pass tries each row once).
+///
+/// The work is bounded by the devices visited and the rows taken, not by
+/// the queue: devices are found one index seek at a time, and each device's
+/// due rows are read in index order only as far as needed.
 pub fn claim_due(
     tx: &Transaction,
     due_before: i64,
-    per_device: usize,
-    limit: usize,
+    limits: ClaimLimits,
+    after: Option<&str>,
     exclude: &std::collections::HashSet<i64>,
-) -> Result<Vec<Recording>> {
-    let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    {
-        let mut st = tx.prepare_cached(
-            "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
-        )?;
-        for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (d, n) = row?;
-            busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
+) -> Result<Claimed> {
+    let busy = fetching_per_device(tx)?;
+    let in_flight: usize = busy.values().sum();
+    let free = limits.max_concurrent.max(1).saturating_sub(in_flight);
+    if free == 0 {
+        return Ok(Claimed::default());
+    }
+    // Each device's next due rows (at most what it may take), devices in turn.
+    let mut queues: Vec<(String, std::collections::VecDeque<i64>)> = Vec::new();
+    let mut due_rows = tx.prepare_cached(
+        "SELECT id FROM recordings WHERE status = 'pending' AND device = ?1 AND due_ms <= ?2
+         ORDER BY due_ms, id",
+    )?;
+    let mut turn = DeviceTurn::new(after);
+    while queues.len() < free {
+        let Some(device) = turn.next(tx)? else {
+            break;
+        };
+        let running = busy.get(&device).copied().unwrap_or(0);
+        let slots = limits.per_device.max(1).saturating_sub(running).min(free);
+        let mut ids = std::collections::VecDeque::new();
+        let mut rows = due_rows.query(params![device, due_before])?;
+        while ids.len() < slots {
+            let Some(row) = rows.next()? else { break };
+            let id: i64 = row.get(0)?;
+            if !exclude.contains(&id) {
+                ids.push_back(id);
+            }
+        }
+        if !ids.is_empty() {
+            queues.push((device, ids));
         }
     }
-    let sql = format!(
-        "SELECT {COLS} FROM recordings r WHERE r.status = 'pending' AND r.due_ms <= ?1 ORDER BY r.due_ms, r.id LIMIT 1000"
-    );
-    let candidates: Vec<Recording> = tx
-        .prepare_cached(&sql)?
-        .query_map([due_before], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    // Round robin over the queues: one job per device per round.
+    let mut picked = Vec::new();
+    while picked.len() < free {
+        let before = picked.len();
+        for (_, ids) in queues.iter_mut() {
+            if picked.len() == free {
+                break;
+            }
+            if let Some(id) = ids.pop_front() {
+                picked.push(id);
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
     let (now, _) = now_stamp();
     let mut claim = tx.prepare_cached(
         "UPDATE recordings SET status = 'fetching', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
     )?;
-    let mut out = Vec::new();
-    for mut rec in candidates {
-        if out.len() >= limit {
-            break;
+    let mut jobs = Vec::with_capacity(picked.len());
+    for id in picked {
+        claim.execute(params![id, now])?;
+        if let Some(rec) = get(tx, id)? {
+            jobs.push(rec);
         }
-        if exclude.contains(&rec.id) {
-            continue;
-        }
-        let n = busy.entry(rec.device.clone()).or_insert(0);
-        if *n >= per_device.max(1) {
-            continue;
-        }
-        *n += 1;
-        claim.execute(params![rec.id, now])?;
-        rec.status = FETCHING.into();
-        rec.attempts += 1;
-        out.push(rec);
     }
-    Ok(out)
+    Ok(Claimed {
+        jobs,
+        next_after: queues.last().map(|(d, _)| d.clone()),
+    })
+}
+
+/// Rows `fetching` per device.
+fn fetching_per_device(tx: &Transaction) -> Result<std::collections::HashMap<String, usize>> {
+    let mut busy = std::collections::HashMap::new();
+    let mut st = tx.prepare_cached(
+        "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
+    )?;
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (d, n) = row?;
+        busy.insert(d, usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Ok(busy)
+}
+
+/// The devices with pending rows, in name order starting after a given
+/// device and wrapping around once; one index seek per device.
+struct DeviceTurn {
+    /// The last device returned (the seek starts after it).
+    cursor: Option<String>,
+    /// Where the turn started; `None` when it started at the beginning.
+    start: Option<String>,
+    wrapped: bool,
+}
+
+impl DeviceTurn {
+    fn new(after: Option<&str>) -> DeviceTurn {
+        DeviceTurn {
+            cursor: after.map(str::to_string),
+            start: after.map(str::to_string),
+            wrapped: after.is_none(),
+        }
+    }
+
+    fn next(&mut self, tx: &Transaction) -> Result<Option<String>> {
+        loop {
+            let found = next_pending_device(tx, self.cursor.as_deref())?;
+            let found = match (found, self.wrapped) {
+                (Some(d), true) if self.start.as_deref().is_some_and(|s| d.as_str() > s) => None,
+                (Some(d), _) => Some(d),
+                (None, false) => {
+                    // Past the last device: go round to the first, once.
+                    self.wrapped = true;
+                    self.cursor = None;
+                    continue;
+                }
+                (None, true) => None,
+            };
+            if let Some(d) = &found {
+                self.cursor = Some(d.clone());
+            }
+            return Ok(found);
+        }
+    }
+}
+
+/// The first device (in name order) after `after` that has a pending row.
+fn next_pending_device(tx: &Transaction, after: Option<&str>) -> Result<Option<String>> {
+    let found = match after {
+        Some(a) => tx
+            .prepare_cached(
+                "SELECT device FROM recordings WHERE status = 'pending' AND device > ?1
+                 ORDER BY device LIMIT 1",
+            )?
+            .query_row([a], |r| r.get(0))
+            .optional()?,
+        None => tx
+            .prepare_cached(
+                "SELECT device FROM recordings WHERE status = 'pending' ORDER BY device LIMIT 1",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?,
+    };
+    Ok(found)
 }
 
 /// What the archive holds for a fetched recording.
@@ -295,4 +417,144 @@ pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Record
         .prepare_cached(&sql)?
         .query_row([call_id], from_row)
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// The schema, foreign keys off: the recordings table alone, no legs.
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("db");
+        super::super::migrate::apply(&mut conn).expect("schema");
+        conn.pragma_update(None, "foreign_keys", false).expect("fk");
+        conn
+    }
+
+    /// Queues one row per `(device, due_ms)`, leg ids from 1.
+    fn queue(conn: &mut Connection, rows: &[(&str, i64)]) {
+        let tx = conn.transaction().unwrap();
+        for (i, (device, due)) in rows.iter().enumerate() {
+            let leg = i as i64 + 1;
+            schedule(&tx, leg, device, &format!("20240108/{leg}.wav"), None, *due).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn claim(
+        conn: &mut Connection,
+        per_device: usize,
+        max_concurrent: usize,
+        after: Option<&str>,
+        exclude: &HashSet<i64>,
+    ) -> (Vec<(String, i64)>, Option<String>) {
+        let tx = conn.transaction().unwrap();
+        let limits = ClaimLimits {
+            per_device,
+            max_concurrent,
+        };
+        let c = claim_due(&tx, 100, limits, after, exclude).unwrap();
+        tx.commit().unwrap();
+        let jobs = c.jobs.into_iter().map(|r| (r.device, r.leg_id)).collect();
+        (jobs, c.next_after)
+    }
+
+    fn done(conn: &mut Connection, leg: i64) {
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "UPDATE recordings SET status = 'done' WHERE leg_id = ?1",
+            [leg],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn j(d: &str, leg: i64) -> (String, i64) {
+        (d.to_string(), leg)
+    }
+
+    #[test]
+    fn claim_due_takes_devices_in_turn_within_both_caps() {
+        let mut c = db();
+        // a: legs 1-4 due first; b: leg 5, due last; c: leg 6 due, leg 7 not yet.
+        queue(
+            &mut c,
+            &[
+                ("a", 1),
+                ("a", 2),
+                ("a", 3),
+                ("a", 4),
+                ("b", 50),
+                ("c", 10),
+                ("c", 500),
+            ],
+        );
+        let none = HashSet::new();
+        let (jobs, next) = claim(&mut c, 2, 3, None, &none);
+        assert_eq!(
+            jobs,
+            [j("a", 1), j("b", 5), j("c", 6)],
+            "one each, oldest first"
+        );
+        assert_eq!(next.as_deref(), Some("c"));
+        assert!(
+            claim(&mut c, 2, 3, next.as_deref(), &none).0.is_empty(),
+            "global cap"
+        );
+        done(&mut c, 5);
+        // The turn goes on after c: a (wrapping), as b and c have nothing due.
+        let (jobs, next) = claim(&mut c, 2, 3, Some("c"), &none);
+        assert_eq!(jobs, [j("a", 2)]);
+        assert_eq!(next.as_deref(), Some("a"));
+        done(&mut c, 1);
+        done(&mut c, 6);
+        // a already fetches one: per_device 2 lets it take one more, not two.
+        let (jobs, _) = claim(&mut c, 2, 8, Some("a"), &none);
+        assert_eq!(jobs, [j("a", 3)]);
+    }
+
+    #[test]
+    fn claim_due_rotates_the_first_pick_and_skips_excluded_rows() {
+        let mut c = db();
+        queue(&mut c, &[("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1)]);
+        // Room for one: each claim serves the next device.
+        let mut after = None;
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let (jobs, next) = claim(&mut c, 1, 1, after.as_deref(), &HashSet::new());
+            let (device, leg) = jobs[0].clone();
+            order.push(device);
+            done(&mut c, leg);
+            after = next;
+        }
+        assert_eq!(order, ["a", "b", "c"]);
+        let (jobs, _) = claim(&mut c, 1, 8, after.as_deref(), &HashSet::from([2]));
+        assert_eq!(jobs, [j("b", 4)], "a's only row left is excluded");
+    }
+
+    /// The claim reads the queue through the index: per device, only the
+    /// rows it takes, however long the queue.
+    #[test]
+    fn claim_due_queries_use_the_device_index() {
+        let c = db();
+        for sql in [
+            "SELECT id FROM recordings WHERE status = 'pending' AND device = ?1 AND due_ms <= ?2
+             ORDER BY due_ms, id",
+            "SELECT device FROM recordings WHERE status = 'pending' AND device > ?1
+             ORDER BY device LIMIT ?2",
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params!["x", 1], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("recordings_device_due"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
+    }
 }
