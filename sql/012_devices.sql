@@ -1,4 +1,4 @@
--- Who may put records in the archive (ARCHITECTURE.md, "ingest"). Devices
+-- Who may put records in the archive (README "Who may push"). Devices
 -- come from the config file's [[device]] tables and from this table
 -- (`callvault devices add`). A push from a sender that matches neither is
 -- stored raw with outcome 'held' and derives nothing until its sender is

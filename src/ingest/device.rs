@@ -9,7 +9,7 @@
 //! A push is identified by the MAC (or IVR `sn`) its messages name, else by
 //! its source IP. A push that names a MAC no device has is unregistered even
 //! when its source IP is a device's: two devices can share a NAT address.
-//! An unregistered push is stored raw and held (ARCHITECTURE.md, "ingest"):
+//! An unregistered push is stored raw and held (README "Who may push"):
 //! nothing is lost, nothing reaches billing until its sender is registered.
 //! A push naming a registered MAC from outside that device's addresses is a
 //! spoofing attempt and refused.

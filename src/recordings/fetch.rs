@@ -137,9 +137,10 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The recorder base URL of `device` (ends with `/`). Only a registered
-/// device's recorder is ever asked (ARCHITECTURE.md: the fetcher sends
-/// requests to addresses that pushes name); a device known only by its IP
-/// is fetched from that IP in the lab setting `accept_unknown_devices`.
+/// device's recorder is ever asked: the fetcher sends requests to addresses
+/// that pushes name, and an unregistered sender must not be able to point
+/// it anywhere (README "Who may push"). A device known only by its IP is
+/// fetched from that IP in the lab setting `accept_unknown_devices`.
 pub fn recorder_base(
     cfg: &Config,
     registry: &Registry,
