@@ -52,9 +52,12 @@ fn hostile_pushes_take_bounded_memory_and_too_many_documents_are_413() {
     // What one push may add to the server's peak memory: a small multiple
     // of max_body_bytes (1 MiB). The 3,000-leg cloud CDR once took 1 GiB.
     // Each refused body is also written to the archive, whose SQLite page
-    // cache (64 MiB a connection) grows with it; that is bounded apart.
-    const PER_PUSH: u64 = 16 << 20;
-    const ALL: u64 = 96 << 20;
+    // cache (64 MiB a connection) grows with it, and the allocator keeps
+    // what a thread freed for a while: measured 3-17 MiB a push when the
+    // whole suite runs beside it, so the bound leaves room for that and
+    // still fails by far on the old 1 GiB behaviour.
+    const PER_PUSH: u64 = 32 << 20;
+    const ALL: u64 = 128 << 20;
     // Warm up first (the first writes open the archive's connections and
     // start the stages), so that what follows measures the pushes.
     let small = cloud_cdr(3);
