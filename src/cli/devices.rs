@@ -79,19 +79,14 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
                     "warning: {name} has a MAC but no --ip: anyone who can reach the ingest port can push as it"
                 );
             }
-            let held = store.read_blocking(devices::unregistered)?;
-            let waiting: i64 = held
-                .iter()
-                .filter(|s| match (&mac, &ip) {
-                    (Some(m), ip) => {
-                        s.mac.as_deref() == Some(m.as_str())
-                            && ip.as_ref().is_none_or(|ip| ip == &s.source)
-                    }
-                    (None, Some(ip)) => s.mac.is_none() && &s.source == ip,
-                    (None, None) => false,
-                })
-                .map(|s| s.pushes)
-                .sum();
+            // Counted by the rule the server releases them by.
+            let sources: Vec<String> = ip.iter().cloned().collect();
+            let claim = devices::Claim {
+                name: &name,
+                mac: mac.as_deref(),
+                sources: &sources,
+            };
+            let waiting = store.read_blocking(|c| devices::held_for(c, &claim))?.len();
             println!(
                 "registered {name}; {waiting} held pushes from it are derived by the running server \
                  within seconds (or by the next `serve`)"

@@ -150,11 +150,6 @@ impl Registry {
         self.read().devices.iter().find(|d| d.name == name).cloned()
     }
 
-    /// Whether the config file defines `name` (it cannot be removed by the CLI).
-    pub fn in_config(&self, name: &str) -> bool {
-        self.config.iter().any(|d| d.name == name)
-    }
-
     /// Whether `ip` is an address a device pushes from: connection and
     /// rate limits never apply to it.
     pub fn is_device_ip(&self, ip: IpAddr) -> bool {

@@ -143,14 +143,7 @@ impl Ingestor {
         let (received_at, received_ms) = store::now_stamp();
         match self.check(&req, received_ms) {
             Ok(ok) => self.store_docs(req, ok, received_at, received_ms).await,
-            Err(r) => {
-                // A span per push only for refusals: at thousands of pushes
-                // per second an always-on span showed in the ingest profile.
-                let span = info_span!("ingest", source = %req.source, path = %req.path);
-                self.quarantine(req, r, received_at, received_ms)
-                    .instrument(span)
-                    .await
-            }
+            Err(r) => self.quarantine(req, r, received_at, received_ms).await,
         }
     }
 
@@ -171,10 +164,7 @@ impl Ingestor {
             device: None,
             metric_reason,
         };
-        let span = info_span!("ingest", source = %req.source, path = %req.path);
-        self.quarantine(req, r, received_at, received_ms)
-            .instrument(span)
-            .await
+        self.quarantine(req, r, received_at, received_ms).await
     }
 
     /// Everything that can refuse a push, before any write.
@@ -402,7 +392,23 @@ impl Ingestor {
         }
     }
 
+    /// Keeps a refused push with its reason, and answers the refusal.
     async fn quarantine(
+        &self,
+        req: Incoming,
+        r: Refusal,
+        received_at: String,
+        received_ms: i64,
+    ) -> Reply {
+        // A span per push only for refusals: at thousands of pushes per
+        // second an always-on span showed in the ingest profile.
+        let span = info_span!("ingest", source = %req.source, path = %req.path);
+        self.write_refusal(req, r, received_at, received_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn write_refusal(
         &self,
         mut req: Incoming,
         mut r: Refusal,

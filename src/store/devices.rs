@@ -83,15 +83,13 @@ pub struct Claim<'a> {
     pub sources: &'a [String],
 }
 
-/// Gives the held pushes that `claim` identifies to its device, in push
-/// order: those naming its MAC (from one of its addresses, when it has
-/// any), and those naming no MAC from one of its addresses. They become
-/// stored pushes; those the derivation cursor has already passed are
-/// queued for it (`derive_queue`). Returns how many.
-pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
+/// The held pushes `claim` identifies, in push order: those naming its
+/// MAC (from one of its addresses, when it has any), and those naming no
+/// MAC from one of its addresses.
+pub fn held_for(conn: &Connection, claim: &Claim) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = Vec::new();
     if let Some(mac) = claim.mac {
-        let mut st = tx.prepare_cached(
+        let mut st = conn.prepare_cached(
             "SELECT id, source FROM pushes WHERE outcome = 'held' AND sender_mac = ?1",
         )?;
         let rows = st.query_map([mac], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
@@ -105,7 +103,7 @@ pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
         }
     }
     for source in claim.sources {
-        let mut st = tx.prepare_cached(
+        let mut st = conn.prepare_cached(
             "SELECT id FROM pushes WHERE outcome = 'held' AND sender_mac IS NULL AND source = ?1",
         )?;
         for id in st.query_map([source], |r| r.get::<_, i64>(0))? {
@@ -114,6 +112,15 @@ pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
     }
     ids.sort_unstable();
     ids.dedup();
+    Ok(ids)
+}
+
+/// Gives the held pushes that `claim` identifies ([`held_for`]) to its
+/// device, in push order. They become stored pushes; those the derivation
+/// cursor has already passed are queued for it (`derive_queue`). Returns
+/// how many.
+pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
+    let ids = held_for(tx, claim)?;
     let cursor = pushes::derive_cursor(tx)?;
     let mut give = tx.prepare_cached(
         "UPDATE pushes SET outcome = 'stored', device = ?2 WHERE id = ?1 AND outcome = 'held'",
