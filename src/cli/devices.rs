@@ -66,9 +66,21 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
             }
             let ip = ip.map(|ip| ip.to_canonical().to_string());
             let (n, m, i) = (name.clone(), mac.clone(), ip.clone());
-            let added = store
-                .writer
-                .write_blocking(move |tx| devices::add(tx, &n, m.as_deref(), i.as_deref()))?;
+            // Counted in the registering transaction, by the rule the server
+            // releases them by: after the commit a running server may
+            // already have taken them.
+            let (added, waiting) = store.writer.write_blocking(move |tx| {
+                if !devices::add(tx, &n, m.as_deref(), i.as_deref())? {
+                    return Ok((false, 0));
+                }
+                let sources: Vec<String> = i.into_iter().collect();
+                let claim = devices::Claim {
+                    name: &n,
+                    mac: m.as_deref(),
+                    sources: &sources,
+                };
+                Ok((true, devices::held_for(tx, &claim)?.len()))
+            })?;
             if !added {
                 bail!(
                     "a device called {name} is registered already (`devices remove {name}` first)"
@@ -79,14 +91,6 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
                     "warning: {name} has a MAC but no --ip: anyone who can reach the ingest port can push as it"
                 );
             }
-            // Counted by the rule the server releases them by.
-            let sources: Vec<String> = ip.iter().cloned().collect();
-            let claim = devices::Claim {
-                name: &name,
-                mac: mac.as_deref(),
-                sources: &sources,
-            };
-            let waiting = store.read_blocking(|c| devices::held_for(c, &claim))?.len();
             println!(
                 "registered {name}; {waiting} held pushes from it are derived by the running server \
                  within seconds (or by the next `serve`)"
