@@ -3,6 +3,7 @@
 mod util;
 
 mod api_mutations;
+mod architecture;
 mod calls_http;
 mod calls_manual;
 mod calls_sim;
