@@ -4,7 +4,7 @@
 
 use callvault::sim::{Plan, Scenario, TruthCall};
 
-use super::sim_pushes::{calls_with_legs, only, read, Ev};
+use super::sim_pushes::{calls_with_legs, only, read, Cdr, Ev};
 
 /// Events carrying the visitor id `v` within the call's span.
 fn visitor_events(evs: &[Ev], v: &str, t: &TruthCall) -> Vec<Ev> {

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
 
     fn leg(start: &str, end: &str, duration: i64, recording: Option<&str>) -> Leg {
-        let t = |s| NaiveDateTime::parse_from_str(s, crate::model::OM_TIME_FORMAT).unwrap();
+        let t = |s: &str| NaiveDateTime::parse_from_str(s, crate::model::OM_TIME_FORMAT).unwrap();
         Leg {
             cdr_id: "1-0".into(),
             callid: "1".into(),
