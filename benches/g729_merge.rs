@@ -1,4 +1,4 @@
-//! Benchmark of the G.729 merge (DESIGN.md §5): `cargo bench --bench g729_merge`.
+//! Benchmark of the G.729 merge (docs/recordings.md): `cargo bench --bench g729_merge`.
 //!
 //! Builds 10-minute and 1-hour send/recv halves by repeating the fixture
 //! frames, then measures
@@ -25,7 +25,7 @@ const RUNS: usize = 3;
 const FRAMES_PER_SEC: u64 = 100;
 
 fn main() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/g729");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/g729");
     let dir = tempfile::tempdir().expect("temp dir");
     let agent = std::fs::read(fixtures.join("agent.dat")).expect("agent.dat");
     let customer = std::fs::read(fixtures.join("customer.dat")).expect("customer.dat");

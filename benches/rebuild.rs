@@ -1,4 +1,5 @@
-//! Benchmark of `callvault rebuild` (issue 4): `cargo bench --bench rebuild`.
+//! Benchmark of `callvault rebuild`, which recomputes every derived table
+//! from the stored legs (ARCHITECTURE.md "Derivation"): `cargo bench --bench rebuild`.
 //!
 //! For each archive size N (legs) it
 //! * generates (once; cached) an archive of N legs in a real SQLite file

@@ -1,4 +1,5 @@
-//! Benchmark of the reports (issue 7): `cargo bench --bench reports`.
+//! Benchmark of the reports and exports (docs/reports.md, docs/billing.md):
+//! `cargo bench --bench reports`.
 //!
 //! Generates an archive of 1 M settled calls over 100 days (10 k a day; one leg
 //! per call, half of them recorded, 5 % queue visits) by inserting rows

@@ -1,4 +1,5 @@
-//! Ingest load benchmark (issue 2): pushes realistic ~500-byte CDRs over
+//! Ingest load benchmark (ARCHITECTURE.md "Durability": a 200 means the push
+//! is on disk, so every push costs an fsync): pushes realistic ~500-byte CDRs over
 //! loopback like the OM device — one new TCP connection per push, HTTP/1.0,
 //! `Connection: close` — with N concurrent senders, against (a) a bare axum
 //! handler that reads the body and answers 200 (the machine's ceiling) and

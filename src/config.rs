@@ -1,6 +1,8 @@
 //! Configuration: one TOML file (every key optional), every key overridable
 //! by a `CALLVAULT_<SECTION>_<KEY>` environment variable (top-level keys:
-//! `CALLVAULT_<KEY>`), and command-line flags over both. DESIGN §9.
+//! `CALLVAULT_<KEY>`), and command-line flags over both. Every key is
+//! documented on its field below; ARCHITECTURE.md "Code map" says which
+//! stage reads which section.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
 //! G.729 decoding and merging against the bcg729 reference decode of two
-//! real call halves (tests/data/g729: agent.dat / customer.dat are raw
+//! real call halves (tests/fixtures/g729: agent.dat / customer.dat are raw
 //! 10-byte frames, *.bcg729.pcm the bcg729 output, s16le 8 kHz mono).
 #![cfg(feature = "g729")]
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/g729")
+        .join("tests/fixtures/g729")
         .join(name)
 }
 

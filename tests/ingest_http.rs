@@ -1,5 +1,5 @@
 //! The ingest listener over raw TCP sockets, as the OM device talks to it
-//! (manual §1.2, DESIGN §2), checked against the real SQLite file.
+//! (OM manual §1.2; a 200 means stored, ARCHITECTURE.md "Durability"), checked against the real SQLite file.
 
 use crate::util::*;
 

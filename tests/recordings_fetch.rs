@@ -1,5 +1,5 @@
 //! The recording archiver against the simulated recorder over real HTTP
-//! (DESIGN §5): G.711 and G.729 calls end `done` with playable files,
+//! (docs/recordings.md): G.711 and G.729 calls end `done` with playable files,
 //! retries, `missing`, dropped connections, restarts, hostile paths.
 
 use std::path::{Path, PathBuf};

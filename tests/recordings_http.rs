@@ -256,7 +256,7 @@ fn callvault_cmd(args: &[&str]) -> std::process::Output {
 #[cfg(feature = "g729")]
 #[test]
 fn merge_g729_cli_writes_wav_and_fails_clearly() {
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/g729");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/g729");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.wav");
     let (send, recv) = (data.join("agent.dat"), data.join("customer.dat"));

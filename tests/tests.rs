@@ -30,5 +30,8 @@ mod reports_cli;
 mod reports_figures;
 mod reports_queues;
 mod reports_util;
+mod sim_plan;
+mod sim_pushes;
 mod sim_scenarios;
+mod sim_truth;
 mod web_chromium;

@@ -7,8 +7,8 @@
 //! JSON.
 #![no_main]
 
-use callvault::ingest::{self, json, om};
-use callvault::model::Message;
+use callvault::ingest::{self, json};
+use callvault::model::{check_leg, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 d.span
             );
             if let Message::Cdr(leg) = &d.message {
-                om::check_leg(leg).expect("a parsed leg passes check_leg");
+                check_leg(leg).expect("a parsed leg passes check_leg");
             }
         }
     }

@@ -8,7 +8,7 @@
 #![no_main]
 
 use callvault::ingest::{self, om};
-use callvault::model::{Document, Message};
+use callvault::model::{check_leg, Document, Message};
 use libfuzzer_sys::fuzz_target;
 
 fn check(body: &str, docs: &[Document]) {
@@ -21,7 +21,7 @@ fn check(body: &str, docs: &[Document]) {
             d.span
         );
         if let Message::Cdr(leg) = &d.message {
-            om::check_leg(leg).expect("a parsed leg passes check_leg");
+            check_leg(leg).expect("a parsed leg passes check_leg");
         }
     }
 }

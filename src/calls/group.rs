@@ -1,5 +1,14 @@
 //! Group one device's legs into calls: connected components under
-//! [`joins`](super::rules::joins).
+//! [`joins`](super::rules::joins), in one pass over a slice.
+//!
+//! The reference model, not the production path: `serve`, `import` and
+//! `rebuild` keep the `calls` table through [`super::live`], which adds one
+//! leg at a time against the store. This function answers the same question
+//! for a set of legs held in memory, with no store, so the tests
+//! (`tests/calls_manual.rs`, `tests/calls_sim.rs`) can check the live path
+//! and the simulator's truth against an independent grouping. It stays in
+//! the library, beside the rules it applies, so it is built and tested with
+//! them (docs/calls.md "Which legs make one call").
 //!
 //! Only legs that share a [`join_keys`] key can join, so each key's bucket is
 //! swept in start order keeping only legs whose span (plus tolerance) still

@@ -1,9 +1,10 @@
-//! Legs -> logical calls (DESIGN.md §4; manual §2.6, §5.7).
+//! Legs -> logical calls (docs/calls.md; OM manual §2.6, §5.7).
 //!
 //! Pure logic, no I/O:
 //! - [`rules`]: when two legs belong to one call ([`joins`]), the index keys a
 //!   store uses to find candidates ([`join_keys`]), and leg roles.
-//! - [`group`]: connected components of a device's legs ([`group()`]).
+//! - [`group`]: connected components of a device's legs ([`group()`]), the
+//!   in-memory reference the tests compare [`live`] against.
 //! - [`summary`]: what a call is, derived from its legs ([`summarize`]).
 //!
 //! And the one stateful part, [`live`]: keeping the `calls` table current as

@@ -1,4 +1,5 @@
-//! Facts of one logical call, derived from its legs (CALLS_SPEC.md "Per call").
+//! Facts of one logical call, derived from its legs (docs/calls.md "What a
+//! call says").
 //!
 //! Pure: the same set of legs gives the same [`CallFacts`] whatever order
 //! they arrive in, because everything is read off the legs sorted by
@@ -40,7 +41,7 @@ impl std::fmt::Display for Direction {
     }
 }
 
-/// One logical call (DESIGN.md §4).
+/// One logical call (docs/calls.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallFacts {
     /// [`call_id`] of the first leg in order.

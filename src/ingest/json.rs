@@ -1,4 +1,4 @@
-//! The JSON push sources (DESIGN §1: `ingest/{coocenter,ivr,cloud}.rs`),
+//! The JSON push sources (`ingest/{coocenter,ivr,cloud}.rs`),
 //! mapped into the same legs and events as OM's XML.
 //!
 //! A body may hold one object, an array of objects, or several objects back
@@ -21,8 +21,9 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::json_relaxed as relaxed;
-use super::om::{check_leg, ParseError};
-use crate::model::{parse_json_time, Document, Event, Leg, MAX_LEG_DAYS, OM_TIME_FORMAT};
+use crate::model::{
+    check_leg, parse_json_time, Document, Event, Leg, LegError, MAX_LEG_DAYS, OM_TIME_FORMAT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
@@ -54,7 +55,7 @@ pub enum JsonError {
     },
     /// The checks every leg gets (span, talk time, recording path).
     #[error(transparent)]
-    Leg(#[from] ParseError),
+    Leg(#[from] LegError),
 }
 
 /// Whether a push body is JSON: it starts with `{` or `[`, which no OM XML

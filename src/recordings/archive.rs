@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::ingest::om::{check_recording_path, UnsafePath};
+use crate::model::{check_recording_path, UnsafePath};
 
 /// Why an archive path could not be built or a file not written.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! Copying one recording off its device (DESIGN §5): one attempt of one
+//! Copying one recording off its device (docs/recordings.md): one attempt of one
 //! claimed job, and recording its outcome in the store.
 //!
 //! URL = the device's recorder base (`[[device]] recorder_url`, else
@@ -161,6 +161,16 @@ pub fn recorder_base(
     }
 }
 
+/// Why the fetcher could not be set up: an invalid `[recordings]`
+/// configuration (the only failure; found at start, before any attempt).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `[recordings] layout` is neither `mono` nor `stereo`.
+    #[cfg(feature = "g729")]
+    #[error("[recordings] layout: {0}")]
+    Layout(#[source] super::merge::MergeError),
+}
+
 /// Everything one attempt needs.
 pub struct FetchCtx {
     pub cfg: Arc<Config>,
@@ -172,13 +182,13 @@ pub struct FetchCtx {
 }
 
 impl FetchCtx {
-    pub fn new(cfg: Arc<Config>, registry: Arc<Registry>) -> Result<FetchCtx, String> {
+    pub fn new(cfg: Arc<Config>, registry: Arc<Registry>) -> Result<FetchCtx, SetupError> {
         #[cfg(feature = "g729")]
         let layout = cfg
             .recordings
             .layout
             .parse::<super::merge::Layout>()
-            .map_err(|e| format!("[recordings] layout: {e}"))?;
+            .map_err(SetupError::Layout)?;
         Ok(FetchCtx {
             archive: Archive::new(cfg.recordings_dir()),
             client: client(),

@@ -1,4 +1,4 @@
-//! G.729 recording halves: frame reading and decoding (DESIGN.md §5).
+//! G.729 recording halves: frame reading and decoding (docs/recordings.md).
 //!
 //! The OM device stores each direction of a G.729 call as a `.dat` file of
 //! frames. Two framings are accepted, detected from the first bytes:

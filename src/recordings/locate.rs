@@ -1,4 +1,4 @@
-//! Finding the two halves of a G.729 recording on the device (DESIGN §5).
+//! Finding the two halves of a G.729 recording on the device (docs/recordings.md).
 //!
 //! The manual does not name the `.dat` halves, so configurable name
 //! templates are tried in order (`{stem}` = the `<Recording>` file name

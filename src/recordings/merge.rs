@@ -1,5 +1,5 @@
 //! Merge the *send* and *recv* G.729 halves of a call into one 8 kHz 16-bit
-//! WAV (DESIGN.md §5).
+//! WAV (docs/recordings.md).
 //!
 //! Each half is decoded on its own thread (G.729 decoding is the cost; the
 //! halves are independent) and handed to the writer in chunks over bounded

@@ -1,4 +1,4 @@
-//! Recordings stage (DESIGN.md §5): turning the device's recording files into
+//! Recordings stage (docs/recordings.md): turning the device's recording files into
 //! archived audio.
 //!
 //! * [`schedule`]: the ingest hook queuing a `pending` row per recorded leg.
@@ -29,4 +29,5 @@ pub mod wav;
 pub mod worker;
 
 pub use disk_floor::PauseState;
+pub use fetch::SetupError;
 pub use worker::{Fetcher, PassStats};

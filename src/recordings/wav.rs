@@ -1,4 +1,4 @@
-//! Validation of the WAV files the device makes for G.711 calls (DESIGN §5).
+//! Validation of the WAV files the device makes for G.711 calls (docs/recordings.md).
 //!
 //! PCM WAVs are read fully with hound (a truncated data chunk fails). hound
 //! does not know the G.711 format tags (6 = A-law, 7 = µ-law) that a device

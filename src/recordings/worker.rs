@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::disk_floor::{self, DiskFloor, FreeSpaceProbe, PauseState};
-use super::fetch::FetchCtx;
+use super::fetch::{FetchCtx, SetupError};
 use crate::config::Config;
 use crate::ingest::device::Registry;
 use crate::store::recordings::{self as rec_store, Recording};
@@ -51,7 +51,11 @@ pub struct Fetcher {
 impl Fetcher {
     /// Fails only on an invalid `[recordings]` configuration.
     /// `registry`: the devices whose recorders may be asked.
-    pub fn new(store: Store, cfg: Arc<Config>, registry: Arc<Registry>) -> Result<Fetcher, String> {
+    pub fn new(
+        store: Store,
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+    ) -> Result<Fetcher, SetupError> {
         Fetcher::with_free_space(store, cfg, registry, disk_floor::free_bytes)
     }
 
@@ -61,7 +65,7 @@ impl Fetcher {
         cfg: Arc<Config>,
         registry: Arc<Registry>,
         probe: FreeSpaceProbe,
-    ) -> Result<Fetcher, String> {
+    ) -> Result<Fetcher, SetupError> {
         let ctx = Arc::new(FetchCtx::new(cfg.clone(), registry)?);
         let floor = Arc::new(DiskFloor::new(
             cfg.recordings_dir(),

@@ -5,8 +5,8 @@
 //! returns a [`Plan`]: every push the device would send (events at their
 //! moment, each CDR leg when that leg ends, with optional `<MAC>` and
 //! `<Auth>` per §4.5), the recording files its recorder must serve (§4.9), and
-//! the [`Truth`] (logical calls per CALLS_SPEC.md and queue visits per
-//! DESIGN §6) that grouping and queue inference are checked against.
+//! the [`Truth`] (logical calls per docs/calls.md and queue visits per
+//! docs/queues.md) that grouping and queue inference are checked against.
 //!
 //! [`recorder`] is the HTTP side of the recordings: the device's recorder
 //! serving the files of a plan. Sending pushes lives elsewhere.

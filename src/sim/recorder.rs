@@ -4,7 +4,7 @@
 //!
 //! * PCMU/PCMA calls: a 16-bit PCM 8 kHz mono WAV of `seconds` (a tone).
 //! * G729 calls: two halves of raw G.729 frames, send and recv, made from
-//!   the test fixtures (`tests/data/g729/{agent,customer}.dat`) looped to
+//!   the test fixtures (`tests/fixtures/g729/{agent,customer}.dat`) looped to
 //!   the length (recv a few frames shorter, so merging must pad).
 //! * `GET /mcc/Recorder/{YYYYMMDD}/`: an HTML listing of that day's files.
 //!
@@ -27,10 +27,10 @@ use base64::Engine;
 use tokio::sync::oneshot;
 
 use super::RecordingSpec;
-use crate::ingest::om::check_recording_path;
+use crate::model::check_recording_path;
 
-const AGENT: &[u8] = include_bytes!("../../tests/data/g729/agent.dat");
-const CUSTOMER: &[u8] = include_bytes!("../../tests/data/g729/customer.dat");
+const AGENT: &[u8] = include_bytes!("../../tests/fixtures/g729/agent.dat");
+const CUSTOMER: &[u8] = include_bytes!("../../tests/fixtures/g729/customer.dat");
 /// G.729 frame: 10 bytes, 10 ms.
 const FRAME: usize = 10;
 /// The recv half is this many frames shorter than the send half.

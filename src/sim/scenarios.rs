@@ -3,7 +3,7 @@
 //! One function per call scenario of the OM manual: each lays out the events
 //! (§2.5.3, §2.5.7, §4.12) and CDR legs (§2.6, §5.7) of one call starting at
 //! `s`, and states the truth from what it decided (who called whom, who
-//! answered, for how long) — see CALLS_SPEC.md for the definitions.
+//! answered, for how long) — see docs/calls.md for the definitions.
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 //! one [`TruthVisit`] per queue entry, for tests and benchmarks to compare the
 //! grouping (`calls/`) and queue inference (`queues/`) against.
 //!
-//! Values follow /work/scratch/CALLS_SPEC.md applied to the legs the scenario
+//! Values follow the call rules of docs/calls.md applied to the legs the scenario
 //! generated, but each scenario computes them from its own knowledge (who
 //! called whom, who answered, for how long), never by running grouping code:
 //! a disagreement is a bug on one side and must show up.

@@ -4,17 +4,17 @@
 //!   `Event` with an optional trailing `Auth`) into [`crate::model::Document`]s;
 //!   also the XML carried in a GET query string.
 //! - [`auth`]: reverse authentication, `md5(API_SERVER_PASSWORD + nonce + timestamp)`.
-//! - [`recording_path`]: the safety check on a CDR's `Recording` path, shared
-//!   with the recordings stage.
 //! - [`replay`]: the cache of single-use Auth nonces.
 //!
-//! The first three are pure: no I/O, no clock (the caller passes `now`).
+//! The checks every leg gets whatever its source (span, talk time, a
+//! `Recording` path that stays inside the recorder's directory) are
+//! [`crate::model::checks`]'s.
+//!
+//! The first two are pure: no I/O, no clock (the caller passes `now`).
 
 pub mod auth;
 pub mod parser;
-pub mod recording_path;
 pub mod replay;
 
 pub use auth::{sign, verify, AuthError};
-pub use parser::{body_from_query, check_leg, parse_body, parse_documents, ParseError};
-pub use recording_path::{check_recording_path, UnsafePath};
+pub use parser::{body_from_query, parse_body, parse_documents, ParseError};

@@ -5,6 +5,9 @@
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
+pub mod checks;
+pub use checks::{check_leg, check_recording_path, LegError, UnsafePath};
+
 /// The longest call leg accepted, in days: the parser refuses longer spans
 /// and talk times, and the calls stage relies on it when it looks back for
 /// legs a new one overlaps. The device reports calls of seconds to hours; a
