@@ -204,7 +204,7 @@ fn disk_flushes(path: std::path::PathBuf, stop: Arc<std::sync::atomic::AtomicBoo
 /// seconds, commits, pushes in them, seconds writing the WAL, WAL fsync
 /// seconds, WAL fsyncs].
 fn commit_stats() -> [f64; 6] {
-    let text = callvault::http::telemetry::metrics_handle().render();
+    let text = callvault::telemetry::metrics_handle().render();
     let get = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))

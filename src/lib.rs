@@ -2,7 +2,8 @@
 //! systems (New Rock OM IPPBX first) and turns them into calls, billing CSVs,
 //! recordings by call and reports. The source tree mirrors the pipeline:
 //! `ingest → store → calls → recordings / queues → reports`, with `http`
-//! and `cli` at the edge and `sim` a simulated OM device.
+//! and `cli` at the edge and `sim` a simulated OM device. What both edges
+//! share sits beside them: `query` (call filters), `roles` and `telemetry`.
 
 pub mod calls;
 pub mod cli;
@@ -11,9 +12,12 @@ pub mod http;
 pub mod ingest;
 pub mod log_throttle;
 pub mod model;
+pub mod query;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+pub mod roles;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod telemetry;

@@ -151,7 +151,7 @@ async fn watch_devices(store: Store, registry: Arc<Registry>, mut stop: watch::R
 /// Opens the archive and starts both listeners (addresses from `cfg`; port 0 is fine).
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let cfg = Arc::new(cfg);
-    http::telemetry::metrics_handle();
+    crate::telemetry::metrics_handle();
     let store = Store::open(&cfg.db_path())
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
     let (ing, queues) = ingestor(&store, &cfg)?;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use crate::config::Config;
-use crate::http::calls::{filter_from, Search};
+use crate::query::{filter_from, Search};
 use crate::reports::run::spreadsheet_safe;
-use crate::store::{calls as db, Store};
+use crate::store::call_search::{self, CallView};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -50,10 +51,13 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
         limit: None,
         cursor: None,
     };
-    let mut f = filter_from(&q, cfg.default_tz()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut f = filter_from(&q, cfg.default_tz())?;
     f.limit = i64::MAX;
-    let settle_ms = cfg.calls.settle_seconds * 1000;
-    let now = chrono::Utc::now().timestamp_millis();
+    let view = CallView {
+        tz_of: &|d| cfg.device_tz(d),
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        settle_ms: cfg.calls.settle_seconds * 1000,
+    };
     let out = std::io::stdout();
     let mut out = out.lock();
     let mut csv = csv::Writer::from_writer(std::io::stdout());
@@ -87,9 +91,11 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
         write!(out, "[")?;
     }
     store.read_blocking(|c| {
-        db::search(c, &f, &mut |r| {
-            let call = db::call_from_row(r, &|d| cfg.device_tz(d), now, settle_ms)?;
-            let res: anyhow::Result<()> = (|| {
+        Ok(call_search::search::<anyhow::Error>(
+            c,
+            &f,
+            &view,
+            &mut |call| {
                 match a.format {
                     Format::Table => writeln!(
                         out,
@@ -134,10 +140,9 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 Ok(())
-            })();
-            res.map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
-        })
-    })?;
+            },
+        ))
+    })??;
     if let Format::Json = a.format {
         writeln!(out, "\n]")?;
     }

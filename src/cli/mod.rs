@@ -88,7 +88,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 pub fn main() -> ExitCode {
-    crate::http::telemetry::init_logging();
+    crate::telemetry::init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -33,7 +33,7 @@ pub struct SimulateArgs {
     /// Put <MAC> into every message.
     #[arg(long)]
     pub mac: Option<String>,
-    /// Sign every message (API_SERVER_PASSWORD, manual §4.5).
+    /// Sign every message (API_SERVER_PASSWORD, OM manual §4.5).
     #[arg(long)]
     pub server_password: Option<String>,
     /// Use POST (API_METHOD=1) instead of GET.

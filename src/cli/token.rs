@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::http::auth::ROLES;
+use crate::roles::ROLES;
 use crate::store::{tokens, Store};
 
 #[derive(Debug, Subcommand)]

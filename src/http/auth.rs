@@ -7,30 +7,8 @@ use axum::http::request::Parts;
 use super::{AppError, AppState};
 use crate::store::tokens;
 
-pub const ROLES: &[&str] = &["admin", "finance", "qa", "reports"];
-
-/// What a route lets a caller do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perm {
-    /// Read legs, calls, queue visits.
-    ReadCalls,
-    /// Download recordings.
-    Recordings,
-    /// Billing export.
-    Billing,
-    /// Reports and metrics.
-    Reports,
-}
-
-pub fn allows(role: &str, perm: Perm) -> bool {
-    match role {
-        "admin" => true,
-        "finance" => matches!(perm, Perm::ReadCalls | Perm::Billing | Perm::Reports),
-        "qa" => matches!(perm, Perm::ReadCalls | Perm::Recordings),
-        "reports" => matches!(perm, Perm::ReadCalls | Perm::Reports),
-        _ => false,
-    }
-}
+use crate::roles::allows;
+pub use crate::roles::Perm;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -40,8 +18,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller's role allows `perm`.
+    pub fn may(&self, perm: Perm) -> bool {
+        allows(&self.role, perm)
+    }
+
+    /// Refuses the request (403) unless the caller's role allows `perm`.
     pub fn require(&self, perm: Perm) -> Result<(), AppError> {
-        if allows(&self.role, perm) {
+        if self.may(perm) {
             Ok(())
         } else {
             Err(AppError::Forbidden(self.role.clone()))

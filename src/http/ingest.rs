@@ -1,4 +1,4 @@
-//! The ingest listener. The device is the HTTP client (manual §1.2): GET or
+//! The ingest listener. The device is the HTTP client (OM manual §1.2): GET or
 //! POST, body or query string, any path, HTTP/1.0 without Host, short or
 //! pipelined long connections. We answer 200 with an empty body once the
 //! message is committed.

@@ -14,7 +14,6 @@ pub mod router;
 pub mod serve_device;
 pub mod session;
 pub mod stream;
-pub mod telemetry;
 pub mod web;
 
 pub use error::AppError;

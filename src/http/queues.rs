@@ -5,8 +5,9 @@ use axum::Json;
 
 use super::auth::{Caller, Perm};
 use super::error::Query;
-use super::legs::{date_range, Range};
+use super::legs::Range;
 use super::{AppError, AppState};
+use crate::query::date_range;
 use crate::queues::{agent_counts, figures, Visit};
 use crate::store::queues as db;
 

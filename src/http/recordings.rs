@@ -1,7 +1,9 @@
 //! `GET /api/calls/{id}/recording` (the call's primary recording) and
 //! `GET /api/recordings/{id}`: the archived WAV, streamed, with HTTP Range
 //! support. The file's sha256 is checked before it is served (once per
-//! file version: the result is cached by path, size and mtime).
+//! file version: the result is cached by path, size and mtime). A
+//! recording not fetched yet is a 409 with its status; the fetch error's
+//! text only for admins (`Perm::Diagnostics`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::{Caller, Perm};
@@ -83,18 +84,20 @@ pub async fn by_call(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     caller.require(Perm::Recordings)?;
+    // None: no such call; Some(None): a call without a recording.
     let found = st
         .store
         .read(move |c| {
             let Some(call) = calls::resolve_id(c, &id)? else {
-                return Ok(Err("no such call"));
+                return Ok(None);
             };
-            Ok(rec_store::primary_of_call(c, &call)?.ok_or("the call has no recording"))
+            Ok(Some(rec_store::primary_of_call(c, &call)?))
         })
         .await?;
     match found {
-        Ok(rec) => serve(&st, rec, &headers).await,
-        Err(why) => Err(AppError::NotFound(why.into())),
+        Some(Some(rec)) => serve(&st, &caller, rec, &headers).await,
+        Some(None) => Err(AppError::NotFound("the call has no recording".into())),
+        None => Err(AppError::NotFound("no such call".into())),
     }
 }
 
@@ -112,18 +115,22 @@ pub async fn by_id(
         .read(move |c| rec_store::get(c, id))
         .await?
         .ok_or_else(missing)?;
-    serve(&st, rec, &headers).await
+    serve(&st, &caller, rec, &headers).await
 }
 
-async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Response, AppError> {
+async fn serve(
+    st: &AppState,
+    caller: &Caller,
+    rec: Recording,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
     if rec.status != rec_store::DONE {
-        let body = serde_json::json!({
-            "error": format!("recording is {}", rec.status),
-            "status": rec.status,
-            "attempts": rec.attempts,
-            "last_error": rec.last_error,
+        return Err(AppError::RecordingNotReady {
+            status: rec.status,
+            attempts: rec.attempts,
+            last_error: rec.last_error,
+            show_error: caller.may(Perm::Diagnostics),
         });
-        return Ok((StatusCode::CONFLICT, Json(body)).into_response());
     }
     let internal = |m: String| AppError::Internal(format!("recording {}: {m}", rec.id));
     let rel = rec
@@ -139,17 +146,7 @@ async fn serve(st: &AppState, rec: Recording, headers: &HeaderMap) -> Result<Res
     let (status, start, count) = match parse_range(range, len) {
         RangeReq::Full => (StatusCode::OK, 0, len),
         RangeReq::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        RangeReq::Unsatisfiable => {
-            let mut r = (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                Json(serde_json::json!({"error": "range not satisfiable"})),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return Ok(r);
-        }
+        RangeReq::Unsatisfiable => return Err(AppError::RangeNotSatisfiable { len }),
     };
     let mut file = tokio::fs::File::open(&path)
         .await

@@ -107,7 +107,7 @@ async fn billing_request(
 ) -> Result<(Params, BillingOptions, Catalog), AppError> {
     caller.require(Perm::Billing)?;
     let (from, to) =
-        super::legs::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
+        crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
     let p = params(st, from, to)?;
     let tariffs = if flag(&q.tariffs) {
         let path = st.cfg.data_dir.join("tariffs.csv");

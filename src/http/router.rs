@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{calls, legs, queues, recordings, reports, session, telemetry, web, AppError};
+use super::{calls, legs, queues, recordings, reports, session, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -51,7 +51,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
     if !st.store.writer.durable() {
         // Every push is being refused (503) until a restart: say so loudly.
         return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "storage_failed",
                 "reason": "an fsync of the archive's WAL failed; fix the disk and restart",
                 "recordings_paused": st.recordings_paused.reason()})),
@@ -101,24 +101,15 @@ async fn metrics(
         Ok(n) => metrics::gauge!("callvault_derive_backlog_pushes").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "could not read the derive backlog"),
     }
-    let body = telemetry::metrics_handle().render();
+    let body = crate::telemetry::metrics_handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 /// Every route of this API is read-only: say so in JSON like every error.
-async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(axum::http::header::ALLOW, "GET, HEAD")],
-        Json(serde_json::json!({"error": "method not allowed: this API only answers GET"})),
-    )
-        .into_response()
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
 }
 
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"error": "no such route"})),
-    )
-        .into_response()
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
 }

@@ -3,8 +3,8 @@
 //! many embedded HTTP clients) writes its request and shuts its sending side
 //! at once; without half-close hyper treats that EOF as the end of the
 //! connection and drops the in-flight handler, and the push is lost before
-//! it is stored (DESIGN §2: a message is committed even when the device
-//! never reads the reply). With half-close the request is processed and the
+//! it is stored (ARCHITECTURE.md, "Durability": a message is committed even
+//! when the device never reads the reply). With half-close the request is processed and the
 //! reply written to a socket nobody reads, which is harmless.
 //!
 //! The listener takes unauthenticated HTTP from anything that reaches it,

@@ -3,7 +3,7 @@
 //! the token the user enters (kept in the browser's localStorage).
 
 use axum::extract::Path;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("../web/index.html");
@@ -19,11 +19,7 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "app.js" => page(APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => page(STYLE, "text/css; charset=utf-8"),
-        _ => (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"error": "no such asset"})),
-        )
-            .into_response(),
+        _ => super::AppError::NotFound("no such asset".into()).into_response(),
     }
 }
 

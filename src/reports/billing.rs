@@ -1,19 +1,17 @@
-//! The billing CSV for finance (DESIGN §7): one row per settled call (report
+//! The billing CSV for finance (docs/billing.md): one row per settled call (report
 //! `billing`) or per carrier-billed leg (report `billing_legs`, `--per-leg`),
 //! RFC 4180 via the csv crate, UTF-8 with an optional BOM, and with a tariff
-//! table two more columns, `billed_seconds` and `cost`. Rows go from SQLite
+//! table two more columns, `billed_seconds` and `cost`. Rows go from the store
 //! straight to the writer, one at a time: memory does not grow with the range.
 //! Columns are documented in docs/billing.md.
 
 use std::io::Write;
 
-use rusqlite::types::ValueRef;
-use rusqlite::Connection;
-
-use super::run::{text_value, write_table, BOM};
+use super::run::{cell, prepare, text_value, write_table, BOM};
 use super::sheet::{Cell, CsvSink, Sink, XlsxSink};
 use super::tariffs::Tariffs;
 use super::{Catalog, Params, ReportError, Result};
+use crate::store::reports::{ReportReader, Value};
 
 /// What to export.
 #[derive(Debug, Clone, Default)]
@@ -43,15 +41,14 @@ const SECONDS_COL: &str = "billable_seconds";
 
 /// Checks the report exists and has the columns the export needs, before any
 /// byte is written (so HTTP can still answer with an error status).
-pub fn check(
-    conn: &Connection,
+pub fn check<'c>(
+    db: impl Into<ReportReader<'c>>,
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
 ) -> Result<()> {
     let report = catalog.get(opts.report_name())?;
-    let st = super::run::prepare(conn, report, p)?;
-    let cols = super::run::columns(&st);
+    let cols = prepare(db.into(), report, p)?.columns();
     for c in [NUMBER_COL, SECONDS_COL] {
         if opts.tariffs.is_some() && !cols.iter().any(|x| x == c) {
             return Err(ReportError::MissingColumn {
@@ -64,19 +61,20 @@ pub fn check(
 }
 
 /// Writes the billing CSV to `out`; returns the number of data rows.
-pub fn write(
-    conn: &Connection,
+pub fn write<'c>(
+    db: impl Into<ReportReader<'c>>,
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    check(conn, catalog, p, opts)?;
+    let db: ReportReader<'c> = db.into();
+    check(db, catalog, p, opts)?;
     if opts.bom {
         out.write_all(BOM)?;
     }
     let mut sink = CsvSink::new(out);
-    let n = write_rows(conn, catalog, p, opts, &mut sink)?;
+    let n = write_rows(db, catalog, p, opts, &mut sink)?;
     sink.finish()?;
     Ok(n)
 }
@@ -84,14 +82,14 @@ pub fn write(
 /// Writes the billing rows as an Excel workbook to `out`; returns the
 /// number of data rows. The same rows and columns as the CSV, typed
 /// (docs/billing.md); more rows than a worksheet holds is an error.
-pub fn write_xlsx(
-    conn: &Connection,
+pub fn write_xlsx<'c>(
+    db: impl Into<ReportReader<'c>>,
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<u64> {
-    let (n, sheet) = xlsx_rows(conn, catalog, p, opts)?;
+    let (n, sheet) = xlsx_rows(db, catalog, p, opts)?;
     sheet.finish(out)?;
     Ok(n)
 }
@@ -100,25 +98,26 @@ pub fn write_xlsx(
 /// temporary file. Every failure of the export happens here, before a byte
 /// is written, so a server can still answer it with a status code, then
 /// stream the zip that [`XlsxSink::finish`] writes.
-pub fn xlsx_rows(
-    conn: &Connection,
+pub fn xlsx_rows<'c>(
+    db: impl Into<ReportReader<'c>>,
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
 ) -> Result<(u64, XlsxSink)> {
-    check(conn, catalog, p, opts)?;
+    let db: ReportReader<'c> = db.into();
+    check(db, catalog, p, opts)?;
     let mut sink = XlsxSink::new(
         &format!("billing {} {}", p.from, p.to),
         p.scratch_dir.as_deref(),
     )?;
-    let n = write_rows(conn, catalog, p, opts, &mut sink)?;
+    let n = write_rows(db, catalog, p, opts, &mut sink)?;
     Ok((n, sink))
 }
 
 /// The header and the rows of the export into `sink`, one row in memory at
 /// a time; the tariff columns priced from the number as the device sent it.
 fn write_rows(
-    conn: &Connection,
+    db: ReportReader<'_>,
     catalog: &Catalog,
     p: &Params,
     opts: &BillingOptions,
@@ -126,30 +125,22 @@ fn write_rows(
 ) -> Result<u64> {
     let report = catalog.get(opts.report_name())?;
     let Some(t) = &opts.tariffs else {
-        return write_table(conn, report, p, sink, &[], &mut |_, _| Ok(()));
+        return write_table(db, report, p, sink, &[], &mut |_, _| Ok(()));
     };
-    let st = super::run::prepare(conn, report, p)?;
-    let cols = super::run::columns(&st);
-    drop(st);
+    let cols = prepare(db, report, p)?.columns();
     let pos = |name| cols.iter().position(|c| c == name).unwrap_or(0);
     let (number_at, seconds_at) = (pos(NUMBER_COL), pos(SECONDS_COL));
     write_table(
-        conn,
+        db,
         report,
         p,
         sink,
         &["billed_seconds", "cost"],
         &mut |row, sink| {
-            let number = text_value(
-                row.get_ref(number_at)
-                    .map_err(ReportError::query(&report.name))?,
-            );
-            let secs = match row
-                .get_ref(seconds_at)
-                .map_err(ReportError::query(&report.name))?
-            {
-                ValueRef::Integer(s) => s,
-                ValueRef::Real(s) => s.ceil() as i64,
+            let number = text_value(&cell(report, row, number_at)?);
+            let secs = match cell(report, row, seconds_at)? {
+                Value::Integer(s) => s,
+                Value::Real(s) => s.ceil() as i64,
                 _ => 0,
             };
             match Some(number)

@@ -1,4 +1,4 @@
-//! The daily report (DESIGN §7): one device-local day of settled calls —
+//! The daily report (docs/reports.md): one device-local day of settled calls —
 //! totals by direction, hourly profile, peak concurrent calls, per extension,
 //! per trunk, queue figures, recording coverage and the recordings that are
 //! missing. Each section is one named report of the catalog run for that day,
@@ -7,10 +7,10 @@
 use std::io::Write;
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use super::{Catalog, Params, ReportError, Result, Table};
+use crate::store::reports::ReportReader;
 
 /// (report name, section title), in the order shown.
 pub const SECTIONS: &[(&str, &str)] = &[
@@ -142,20 +142,21 @@ fn headline(r: &DailyReport) -> Headline {
 }
 
 /// Runs every section for `p.from` (the report covers `p.from..=p.to`, one day in practice).
-pub fn build(
-    conn: &Connection,
+pub fn build<'c>(
+    db: impl Into<ReportReader<'c>>,
     catalog: &Catalog,
     p: &Params,
     settle_seconds: i64,
     generated_at: String,
 ) -> Result<DailyReport> {
+    let db: ReportReader<'c> = db.into();
     let mut sections = Vec::with_capacity(SECTIONS.len());
     for (name, title) in SECTIONS {
         let report = catalog.get(name)?;
         sections.push(Section {
             name: name.to_string(),
             title: title.to_string(),
-            table: Table::query(conn, report, p)?,
+            table: Table::query(db, report, p)?,
         });
     }
     let mut r = DailyReport {
@@ -246,26 +247,21 @@ mod tests {
     use super::*;
 
     fn report() -> DailyReport {
-        let conn = Connection::open_in_memory().expect("db");
-        for (_, sql) in crate::store::MIGRATIONS {
-            conn.execute_batch(sql).expect("schema");
-        }
-        conn.execute_batch(
-            "INSERT INTO calls VALUES (1,'a','d','inbound',0,'138','888','[\"200\"]','200','888','IP',
+        let rows = "INSERT INTO calls VALUES (1,'a','d','inbound',0,'138','888','[\"200\"]','200','888','IP',
                '2024-01-08 09:00:00','2024-01-08 09:01:40',100,0,1,2,0);
              INSERT INTO calls VALUES (2,'b','d','outbound',0,'200','139','[\"200\"]',NULL,'888','IP',
-               '2024-01-08 09:00:30','2024-01-08 09:02:00',0,50,0,1,0);",
-        )
-        .expect("rows");
+               '2024-01-08 09:00:30','2024-01-08 09:02:00',0,50,0,1,0);";
         let d = NaiveDate::from_ymd_opt(2024, 1, 8).expect("date");
         let p = Params::new(d, d, 1_000_000, 120, 20).expect("params");
-        build(
-            &conn,
-            &Catalog::embedded().expect("catalog"),
-            &p,
-            120,
-            "now".into(),
-        )
+        crate::store::reports::with_scratch_archive(rows, |db| {
+            build(
+                db,
+                &Catalog::embedded().expect("catalog"),
+                &p,
+                120,
+                "now".into(),
+            )
+        })
         .expect("builds")
     }
 

@@ -16,11 +16,11 @@ pub enum ReportError {
     /// A report query lacks a column the caller needs (e.g. billing without billable_seconds).
     #[error("report {report}: missing column {column}")]
     MissingColumn { report: String, column: String },
-    /// SQLite refused or failed the query.
+    /// The archive refused or failed the query.
     #[error("report {report}: {source}")]
     Query {
         report: String,
-        source: rusqlite::Error,
+        source: crate::store::StoreError,
     },
     /// A date that is not `YYYY-MM-DD` (or `yesterday` / `today` where allowed).
     #[error("invalid date {0:?}: expected YYYY-MM-DD")]
@@ -63,8 +63,8 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    /// Wraps a SQLite error with the report it happened in.
-    pub fn query(report: &str) -> impl FnOnce(rusqlite::Error) -> ReportError + '_ {
+    /// Wraps a store error with the report it happened in.
+    pub fn query(report: &str) -> impl FnOnce(crate::store::StoreError) -> ReportError + '_ {
         move |source| ReportError::Query {
             report: report.to_string(),
             source,

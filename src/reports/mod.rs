@@ -1,4 +1,5 @@
-//! Reports and exports (DESIGN §7): what finance, QA and the nightly job use.
+//! Reports and exports (docs/reports.md, docs/billing.md): what finance, QA
+//! and the nightly job use.
 //!
 //! - [`catalog`]: the named report queries of `reports/*.sql` (embedded at
 //!   build time; `<data_dir>/reports/*.sql` adds or overrides), each with a
@@ -8,7 +9,8 @@
 //! - [`daily`], [`html`] and [`svg`]: the daily report in csv, json or one
 //!   self-contained HTML file with inline SVG charts.
 //!
-//! All of it reads the archive through a plain `rusqlite::Connection`, so the
+//! The store runs the queries (`store::reports::ReportReader`) and hands back
+//! rows of typed cells; this stage only binds parameters and formats. The
 //! same code serves the CLI (blocking) and HTTP (on a blocking task).
 
 pub mod billing;

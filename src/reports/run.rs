@@ -5,12 +5,11 @@
 use std::io::Write;
 
 use chrono::{Days, NaiveDate};
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Row, Statement};
 use serde::Serialize;
 
 use super::sheet::{value_cell, CsvSink, Sink, XlsxSink};
 use super::{Report, ReportError, Result};
+use crate::store::reports::{Param, QueryError, ReportQuery, ReportReader, ReportRow, Value};
 
 /// The values every report query may use.
 #[derive(Debug, Clone)]
@@ -53,14 +52,15 @@ impl Params {
         })
     }
 
-    fn value(&self, name: &str) -> Option<rusqlite::types::Value> {
-        let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string().into();
+    /// The value of the named parameter `name` (`:from`, …) of a query.
+    fn value(&self, name: &str) -> Option<Param> {
+        let day = |d: NaiveDate| Param::Text(d.format("%Y-%m-%d").to_string());
         Some(match name {
             ":from" => day(self.from),
             ":to" => day(self.to),
             ":to_next" => day(self.to.checked_add_days(Days::new(1)).unwrap_or(self.to)),
-            ":settled_before_ms" => self.settled_before_ms.into(),
-            ":sla_seconds" => self.sla_seconds.into(),
+            ":settled_before_ms" => Param::Integer(self.settled_before_ms),
+            ":sla_seconds" => Param::Integer(self.sla_seconds),
             _ => return None,
         })
     }
@@ -104,54 +104,53 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// Prepares `report` on `conn` with every named parameter bound.
-pub fn prepare<'c>(conn: &'c Connection, report: &Report, p: &Params) -> Result<Statement<'c>> {
-    let mut st = conn
-        .prepare(&report.sql)
-        .map_err(ReportError::query(&report.name))?;
-    for i in 1..=st.parameter_count() {
-        let name = st.parameter_name(i).unwrap_or("?").to_string();
-        let v = p.value(&name).ok_or_else(|| ReportError::Param {
-            report: report.name.clone(),
-            param: name.clone(),
-        })?;
-        st.raw_bind_parameter(i, v)
-            .map_err(ReportError::query(&report.name))?;
-    }
-    Ok(st)
+/// Prepares `report` with every named parameter bound.
+pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<ReportQuery<'c>> {
+    db.prepare(&report.sql, &|name| p.value(name))
+        .map_err(|e| match e {
+            QueryError::UnknownParam(param) => ReportError::Param {
+                report: report.name.clone(),
+                param,
+            },
+            QueryError::Store(source) => ReportError::Query {
+                report: report.name.clone(),
+                source,
+            },
+        })
 }
 
-/// Column names of a prepared statement.
-pub fn columns(st: &Statement) -> Vec<String> {
-    st.column_names().into_iter().map(str::to_string).collect()
-}
-
-/// Calls `f` for every row, in order.
+/// Calls `f` with the column names and every row, in order; returns the
+/// row count.
 pub fn for_each_row(
-    conn: &Connection,
+    db: ReportReader<'_>,
     report: &Report,
     p: &Params,
-    f: &mut dyn FnMut(&[String], &Row) -> Result<()>,
+    f: &mut dyn FnMut(&[String], &ReportRow) -> Result<()>,
 ) -> Result<u64> {
-    let mut st = prepare(conn, report, p)?;
-    let cols = columns(&st);
-    let mut rows = st.raw_query();
+    let mut q = prepare(db, report, p)?;
+    let cols = q.columns();
+    let mut rows = q.rows();
     let mut n = 0u64;
-    while let Some(row) = rows.next().map_err(ReportError::query(&report.name))? {
-        f(&cols, row)?;
+    while let Some(row) = rows.next_row().map_err(ReportError::query(&report.name))? {
+        f(&cols, &row)?;
         n += 1;
     }
     Ok(n)
 }
 
+/// The cell of column `i` of `row` of `report`.
+pub fn cell<'r>(report: &Report, row: &'r ReportRow, i: usize) -> Result<Value<'r>> {
+    row.get(i).map_err(ReportError::query(&report.name))
+}
+
 /// A column value as plain text: NULL is empty, blobs are hex.
-pub fn text_value(v: ValueRef<'_>) -> String {
+pub fn text_value(v: &Value<'_>) -> String {
     match v {
-        ValueRef::Null => String::new(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(f) => f.to_string(),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-        ValueRef::Blob(b) => hex::encode(b),
+        Value::Null => String::new(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(t) => t.to_string(),
+        Value::Blob(b) => hex::encode(b),
     }
 }
 
@@ -187,15 +186,15 @@ fn is_plain_number(s: &str) -> bool {
 }
 
 /// A column value as JSON.
-pub fn json_value(v: ValueRef<'_>) -> serde_json::Value {
+pub fn json_value(v: &Value<'_>) -> serde_json::Value {
     match v {
-        ValueRef::Null => serde_json::Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => {
-            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
         }
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-        ValueRef::Blob(b) => hex::encode(b).into(),
+        Value::Text(t) => t.to_string().into(),
+        Value::Blob(b) => hex::encode(b).into(),
     }
 }
 
@@ -203,8 +202,8 @@ pub fn json_value(v: ValueRef<'_>) -> serde_json::Value {
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Streams the report as RFC 4180 CSV with a header row; returns the row count.
-pub fn write_csv(
-    conn: &Connection,
+pub fn write_csv<'c>(
+    db: impl Into<ReportReader<'c>>,
     report: &Report,
     p: &Params,
     out: &mut dyn Write,
@@ -214,35 +213,38 @@ pub fn write_csv(
         out.write_all(BOM)?;
     }
     let mut sink = CsvSink::new(out);
-    let n = write_table(conn, report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
+    let n = write_table(db.into(), report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
     sink.finish()?;
     Ok(n)
 }
 
 /// Writes the report as an Excel workbook (one worksheet named after it,
 /// typed cells); returns the row count.
-pub fn write_xlsx(
-    conn: &Connection,
+pub fn write_xlsx<'c>(
+    db: impl Into<ReportReader<'c>>,
     report: &Report,
     p: &Params,
     out: &mut (dyn Write + Send),
 ) -> Result<u64> {
     let mut sink = XlsxSink::new(&report.name, p.scratch_dir.as_deref())?;
-    let n = write_table(conn, report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
+    let n = write_table(db.into(), report, p, &mut sink, &[], &mut |_, _| Ok(()))?;
     sink.finish(out)?;
     Ok(n)
 }
+
+/// Appends the cells of extra columns to a row (see [`write_table`]).
+pub type ExtraCells<'a> = dyn FnMut(&ReportRow, &mut dyn Sink) -> Result<()> + 'a;
 
 /// The header, then each row of `report` into `sink`, one row in memory at a
 /// time; `extra` names columns appended to each row and `more` writes their
 /// cells from the row (the billing export's tariff columns).
 pub fn write_table(
-    conn: &Connection,
+    db: ReportReader<'_>,
     report: &Report,
     p: &Params,
     sink: &mut dyn Sink,
     extra: &[&str],
-    more: &mut dyn FnMut(&Row, &mut dyn Sink) -> Result<()>,
+    more: &mut ExtraCells<'_>,
 ) -> Result<u64> {
     let header = |cols: &[String]| -> Vec<String> {
         cols.iter()
@@ -251,44 +253,37 @@ pub fn write_table(
             .collect()
     };
     let mut started = false;
-    let n = for_each_row(conn, report, p, &mut |cols, row| {
+    let n = for_each_row(db, report, p, &mut |cols, row| {
         if !started {
             sink.header(&header(cols))?;
             started = true;
         }
         for i in 0..cols.len() {
-            value_cell(
-                sink,
-                row.get_ref(i).map_err(ReportError::query(&report.name))?,
-            )?;
+            value_cell(sink, cell(report, row, i)?)?;
         }
         more(row, sink)?;
         sink.end_row()
     })?;
     if !started {
         // No rows: still write the header so the file is self-describing.
-        let st = prepare(conn, report, p)?;
-        sink.header(&header(&columns(&st)))?;
+        sink.header(&header(&prepare(db, report, p)?.columns()))?;
     }
     Ok(n)
 }
 
 /// Streams the report as a JSON array of objects; returns the row count.
-pub fn write_json(
-    conn: &Connection,
+pub fn write_json<'c>(
+    db: impl Into<ReportReader<'c>>,
     report: &Report,
     p: &Params,
     out: &mut dyn Write,
 ) -> Result<u64> {
     out.write_all(b"[")?;
     let mut first = true;
-    let n = for_each_row(conn, report, p, &mut |cols, row| {
+    let n = for_each_row(db.into(), report, p, &mut |cols, row| {
         let mut obj = serde_json::Map::with_capacity(cols.len());
         for (i, c) in cols.iter().enumerate() {
-            obj.insert(
-                c.clone(),
-                json_value(row.get_ref(i).map_err(ReportError::query(&report.name))?),
-            );
+            obj.insert(c.clone(), json_value(&cell(report, row, i)?));
         }
         out.write_all(if first { b"\n" } else { b",\n" })?;
         first = false;
@@ -309,19 +304,20 @@ pub struct Table {
 
 impl Table {
     /// Runs `report` and collects its rows.
-    pub fn query(conn: &Connection, report: &Report, p: &Params) -> Result<Table> {
-        let st = prepare(conn, report, p)?;
+    pub fn query<'c>(
+        db: impl Into<ReportReader<'c>>,
+        report: &Report,
+        p: &Params,
+    ) -> Result<Table> {
+        let db: ReportReader<'c> = db.into();
         let mut t = Table {
-            columns: columns(&st),
+            columns: prepare(db, report, p)?.columns(),
             rows: Vec::new(),
         };
-        drop(st);
-        for_each_row(conn, report, p, &mut |cols, row| {
+        for_each_row(db, report, p, &mut |cols, row| {
             let mut r = Vec::with_capacity(cols.len());
             for i in 0..cols.len() {
-                r.push(json_value(
-                    row.get_ref(i).map_err(ReportError::query(&report.name))?,
-                ));
+                r.push(json_value(&cell(report, row, i)?));
             }
             t.rows.push(r);
             Ok(())
@@ -376,6 +372,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::reports::with_scratch_archive;
 
     fn p() -> Params {
         let d = |s| parse_date(s).expect("date");
@@ -416,7 +413,7 @@ mod tests {
         ] {
             assert_eq!(spreadsheet_safe(given), want, "{given:?}");
         }
-        assert_eq!(text_value(ValueRef::Text(b"=1+1")), "=1+1");
+        assert_eq!(text_value(&Value::Text("=1+1".into())), "=1+1");
     }
 
     #[test]
@@ -446,9 +443,8 @@ mod tests {
 
     #[test]
     fn prepare_binds_named_params() {
-        let conn = Connection::open_in_memory().expect("db");
         let r = report("SELECT :from, :to, :to_next, :settled_before_ms, :sla_seconds;");
-        let t = Table::query(&conn, &r, &p()).expect("runs");
+        let t = with_scratch_archive("", |db| Table::query(db, &r, &p())).expect("runs");
         assert_eq!(
             t.rows[0],
             vec![
@@ -463,48 +459,45 @@ mod tests {
 
     #[test]
     fn prepare_rejects_unknown_param() {
-        let conn = Connection::open_in_memory().expect("db");
         let r = report("SELECT :carrier;");
-        assert!(matches!(
-            prepare(&conn, &r, &p()),
-            Err(ReportError::Param { .. })
-        ));
+        with_scratch_archive("", |db| {
+            assert!(matches!(
+                prepare(db, &r, &p()),
+                Err(ReportError::Param { .. })
+            ));
+        });
     }
 
     #[test]
     fn write_csv_quotes_and_writes_header_without_rows() {
-        let conn = Connection::open_in_memory().expect("db");
         let mut out = Vec::new();
-        write_csv(
-            &conn,
-            &report("SELECT 'a,\"b\"' AS x, NULL AS y;"),
-            &p(),
-            &mut out,
-            false,
-        )
+        with_scratch_archive("", |db| {
+            write_csv(
+                db,
+                &report("SELECT 'a,\"b\"' AS x, NULL AS y;"),
+                &p(),
+                &mut out,
+                false,
+            )
+        })
         .expect("csv");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             "x,y\n\"a,\"\"b\"\"\",\n"
         );
         let mut out = Vec::new();
-        write_csv(
-            &conn,
-            &report("SELECT 1 AS x WHERE 0;"),
-            &p(),
-            &mut out,
-            true,
-        )
+        with_scratch_archive("", |db| {
+            write_csv(db, &report("SELECT 1 AS x WHERE 0;"), &p(), &mut out, true)
+        })
         .expect("csv");
         assert_eq!(out, b"\xEF\xBB\xBFx\n");
     }
 
     #[test]
     fn write_json_gives_array_of_objects() {
-        let conn = Connection::open_in_memory().expect("db");
         let mut out = Vec::new();
         let r = report("SELECT 1 AS n, '张三' AS s UNION ALL SELECT 2, NULL;");
-        write_json(&conn, &r, &p(), &mut out).expect("json");
+        with_scratch_archive("", |db| write_json(db, &r, &p(), &mut out)).expect("json");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(
             v,

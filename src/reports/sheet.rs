@@ -10,11 +10,11 @@
 use std::io::Write;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use rusqlite::types::ValueRef;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
 
 use super::run::{spreadsheet_safe, text_value};
 use super::{ReportError, Result};
+use crate::store::reports::Value;
 
 /// One cell of an export.
 #[derive(Debug, Clone, Copy)]
@@ -35,17 +35,14 @@ pub trait Sink {
     fn end_row(&mut self) -> Result<()>;
 }
 
-/// Passes a SQLite value to `sink` as its cell (blobs as hex text).
-pub fn value_cell(sink: &mut dyn Sink, v: ValueRef<'_>) -> Result<()> {
-    match v {
-        ValueRef::Null => sink.cell(Cell::Empty),
-        ValueRef::Integer(i) => sink.cell(Cell::Int(i)),
-        ValueRef::Real(f) => sink.cell(Cell::Real(f)),
-        ValueRef::Text(t) => match std::str::from_utf8(t) {
-            Ok(s) => sink.cell(Cell::Text(s)),
-            Err(_) => sink.cell(Cell::Text(&String::from_utf8_lossy(t))),
-        },
-        ValueRef::Blob(_) => sink.cell(Cell::Text(&text_value(v))),
+/// Passes a stored value to `sink` as its cell (blobs as hex text).
+pub fn value_cell(sink: &mut dyn Sink, v: Value<'_>) -> Result<()> {
+    match &v {
+        Value::Null => sink.cell(Cell::Empty),
+        Value::Integer(i) => sink.cell(Cell::Int(*i)),
+        Value::Real(f) => sink.cell(Cell::Real(*f)),
+        Value::Text(s) => sink.cell(Cell::Text(s)),
+        Value::Blob(_) => sink.cell(Cell::Text(&text_value(&v))),
     }
 }
 

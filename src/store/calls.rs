@@ -1,8 +1,8 @@
-//! Typed queries of the derived call tables (`calls`, `call_legs`, `leg_keys`).
+//! Typed queries of the derived call tables (`calls`, `call_legs`, `leg_keys`)
+//! for the calls stage; the API's reads are `call_search` and `call_detail`.
 
 use chrono::NaiveDateTime;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use serde::Serialize;
 
 use super::legs::{self, StoredLeg, LOCAL_FMT};
 use super::Result;
@@ -327,76 +327,6 @@ pub fn put_call(
     Ok(seq)
 }
 
-/// A call row as the API shows it (legs and recordings are attached by the caller).
-#[derive(Debug, Clone, Serialize)]
-pub struct CallRow {
-    pub id: String,
-    pub device: String,
-    pub direction: String,
-    pub forwarded_out: bool,
-    pub caller: String,
-    pub callee: String,
-    pub extensions: Vec<String>,
-    pub answered_by: Option<String>,
-    pub trunk: Option<String>,
-    pub route: String,
-    pub start: String,
-    pub end: String,
-    pub talk_seconds: i64,
-    pub billable_seconds: i64,
-    pub answered: bool,
-    pub settled: bool,
-    pub leg_count: i64,
-    #[serde(skip)]
-    pub start_local: String,
-    #[serde(skip)]
-    pub last_change_ms: i64,
-}
-
-pub const CALL_COLS: &str =
-    "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
-    start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
-
-/// Maps a `CALL_COLS` row; `settled` is computed from `now_ms` and the settle time.
-pub fn call_from_row(
-    r: &Row,
-    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
-    now_ms: i64,
-    settle_ms: i64,
-) -> rusqlite::Result<CallRow> {
-    let device: String = r.get(1)?;
-    let tz = tz_of(&device);
-    let iso = |s: String| {
-        NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
-            .map(|t| legs::local_iso(tz, t))
-            .unwrap_or(s)
-    };
-    let ext: String = r.get(6)?;
-    let start_local: String = r.get(10)?;
-    let last_change_ms: i64 = r.get(16)?;
-    Ok(CallRow {
-        id: r.get(0)?,
-        direction: r.get(2)?,
-        forwarded_out: r.get(3)?,
-        caller: r.get(4)?,
-        callee: r.get(5)?,
-        extensions: serde_json::from_str(&ext).unwrap_or_default(),
-        answered_by: r.get(7)?,
-        trunk: r.get(8)?,
-        route: r.get(9)?,
-        start: iso(start_local.clone()),
-        end: iso(r.get(11)?),
-        talk_seconds: r.get(12)?,
-        billable_seconds: r.get(13)?,
-        answered: r.get(14)?,
-        leg_count: r.get(15)?,
-        settled: now_ms - last_change_ms >= settle_ms,
-        device,
-        start_local,
-        last_change_ms,
-    })
-}
-
 /// Resolves an id ever shown to a user to the call's current id.
 pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
     let direct: Option<String> = conn
@@ -412,76 +342,6 @@ pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
         )?
         .query_row([id], |r| r.get(0))
         .optional()?)
-}
-
-/// Filters of the call search (all optional).
-#[derive(Debug, Clone, Default)]
-pub struct CallFilter {
-    /// Device-local `YYYY-MM-DD HH:MM:SS` bounds: `start_local >= from`, `< to`.
-    pub from: String,
-    pub to: String,
-    /// Matches caller, callee or an extension (substring).
-    pub number: Option<String>,
-    /// An extension involved.
-    pub ext: Option<String>,
-    pub direction: Option<String>,
-    pub answered: Option<bool>,
-    /// Only settled calls (`last_change_ms <= settled_before_ms`).
-    pub settled_before_ms: Option<i64>,
-    /// Keyset cursor: (start_local, id) strictly after this.
-    pub after: Option<(String, String)>,
-    pub limit: i64,
-}
-
-/// Calls in start order matching `f`.
-pub fn search(
-    conn: &Connection,
-    f: &CallFilter,
-    map: &mut dyn FnMut(&Row) -> rusqlite::Result<()>,
-) -> Result<()> {
-    let mut sql =
-        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
-    let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
-    // Each condition binds its value as the next numbered parameter.
-    let mut cond = |clause: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        sql.push_str(&clause.replace("?N", &format!("?{}", args.len())));
-    };
-    if let Some(n) = &f.number {
-        cond(
-            " AND (caller LIKE ?N OR callee LIKE ?N OR extensions LIKE ?N)",
-            format!("%{n}%").into(),
-        );
-    }
-    if let Some(e) = &f.ext {
-        cond(" AND extensions LIKE ?N", format!("%\"{e}\"%").into());
-    }
-    if let Some(d) = &f.direction {
-        cond(" AND direction = ?N", d.clone().into());
-    }
-    if let Some(a) = f.answered {
-        cond(" AND answered = ?N", (a as i64).into());
-    }
-    if let Some(ms) = f.settled_before_ms {
-        cond(" AND last_change_ms <= ?N", ms.into());
-    }
-    if let Some((s, id)) = &f.after {
-        args.push(s.clone().into());
-        let a = args.len();
-        args.push(id.clone().into());
-        let b = args.len();
-        sql.push_str(&format!(
-            " AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"
-        ));
-    }
-    args.push(f.limit.into());
-    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(params_from_iter(args.iter()))?;
-    while let Some(r) = rows.next()? {
-        map(r)?;
-    }
-    Ok(())
 }
 
 /// Deletes every derived call row (before a rebuild).
@@ -516,56 +376,6 @@ pub fn drop_lookup_indexes(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
     }
     Ok(())
-}
-
-/// The leg ids and recordings of a call, for its detail view.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallRecording {
-    pub id: i64,
-    pub cdr_id: String,
-    pub path: String,
-    pub codec: Option<String>,
-    pub status: String,
-    pub attempts: i64,
-    pub duration_seconds: Option<f64>,
-    pub last_error: Option<String>,
-}
-
-pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
-    let mut st = conn.prepare_cached(
-        "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
-         FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
-           JOIN recordings r ON r.leg_id = l.id
-         WHERE c.id = ?1 ORDER BY l.time_start, l.cdr_id",
-    )?;
-    let rows = st.query_map([call_id], |r| {
-        Ok(CallRecording {
-            id: r.get(0)?,
-            cdr_id: r.get(1)?,
-            path: r.get(2)?,
-            codec: r.get(3)?,
-            status: r.get(4)?,
-            duration_seconds: r.get(5)?,
-            last_error: r.get(6)?,
-            attempts: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// One call by its current id.
-pub fn get(
-    conn: &Connection,
-    id: &str,
-    tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
-    now_ms: i64,
-    settle_ms: i64,
-) -> Result<Option<CallRow>> {
-    let sql = format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([id], |r| call_from_row(r, tz_of, now_ms, settle_ms))
-        .optional()?)
 }
 
 #[cfg(test)]

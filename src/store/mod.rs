@@ -12,6 +12,8 @@ mod pool;
 mod wal_sync;
 pub mod writer;
 
+pub mod call_detail;
+pub mod call_search;
 pub mod calls;
 pub mod devices;
 pub mod events;
@@ -19,6 +21,7 @@ pub mod legs;
 pub mod pushes;
 pub mod queues;
 pub mod recordings;
+pub mod reports;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};

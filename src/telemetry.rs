@@ -1,4 +1,5 @@
-//! Prometheus metrics (metrics + metrics-exporter-prometheus) and logging set-up.
+//! Prometheus metrics (metrics + metrics-exporter-prometheus) and logging
+//! set-up, for the server and the CLI alike.
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,111 @@
+//! One call with everything its detail view shows: the call row, its legs,
+//! its recordings and its queue visits, found by any id it was ever shown
+//! under (ARCHITECTURE.md, "Ids").
+
+use std::cmp::Ordering;
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::call_search::{call_from_row, CallRow, CallView, CALL_COLS};
+use super::legs::StoredLeg;
+use super::queues::StoredVisit;
+use super::Result;
+use crate::model::Leg;
+
+/// A call as `GET /api/calls/{id}` shows it: the row's fields, then the
+/// parts below.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    pub call: CallRow,
+    pub legs: Vec<StoredLeg>,
+    pub recordings: Vec<CallRecording>,
+    pub queue_visits: Vec<StoredVisit>,
+    /// The id asked for is an earlier id of this call, since merged with
+    /// another (the field is left out otherwise).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub merged_from: bool,
+}
+
+impl CallDetail {
+    /// Drops the text of the recordings' fetch errors (it names device URLs
+    /// and local paths) for a caller who may not see it; the status stays.
+    pub fn hide_error_text(&mut self) {
+        for r in &mut self.recordings {
+            r.last_error = None;
+        }
+    }
+}
+
+/// A recording of one of a call's legs, for its detail view.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecording {
+    pub id: i64,
+    pub cdr_id: String,
+    pub path: String,
+    pub codec: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub duration_seconds: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+/// The call shown under `id` (its current id or an earlier one), with its
+/// legs in `leg_order` (the calls stage's rule, `calls::leg_order`);
+/// `None` when no call was ever shown under `id`.
+pub fn detail(
+    conn: &Connection,
+    id: &str,
+    view: &CallView,
+    leg_order: fn(&Leg, &Leg) -> Ordering,
+) -> Result<Option<CallDetail>> {
+    let Some(current) = super::calls::resolve_id(conn, id)? else {
+        return Ok(None);
+    };
+    let Some(call) = get(conn, &current, view)? else {
+        return Ok(None);
+    };
+    let leg_ids = super::calls::leg_ids_of_call(conn, &current)?;
+    let mut legs = super::calls::legs_by_ids(conn, &leg_ids, view.tz_of)?;
+    legs.sort_by(|a, b| leg_order(&a.leg, &b.leg));
+    Ok(Some(CallDetail {
+        call,
+        legs,
+        recordings: recordings_of_call(conn, &current)?,
+        queue_visits: super::queues::of_call(conn, &current)?,
+        merged_from: id != current,
+    }))
+}
+
+/// The recordings of the call with current id `call_id`, in leg order.
+pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
+         FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
+           JOIN recordings r ON r.leg_id = l.id
+         WHERE c.id = ?1 ORDER BY l.time_start, l.cdr_id",
+    )?;
+    let rows = st.query_map([call_id], |r| {
+        Ok(CallRecording {
+            id: r.get(0)?,
+            cdr_id: r.get(1)?,
+            path: r.get(2)?,
+            codec: r.get(3)?,
+            status: r.get(4)?,
+            duration_seconds: r.get(5)?,
+            last_error: r.get(6)?,
+            attempts: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One call by its current id.
+pub fn get(conn: &Connection, id: &str, view: &CallView) -> Result<Option<CallRow>> {
+    let sql = format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], |r| call_from_row(r, view))
+        .optional()?)
+}

@@ -1,0 +1,168 @@
+//! The call search: [`CallFilter`] in, [`CallRow`]s out in start order,
+//! one at a time (the CLI streams a whole range) or a page (the API pages
+//! with a keyset cursor on `(start_local, id)`).
+
+use chrono::NaiveDateTime;
+use rusqlite::{params_from_iter, Connection, Row};
+use serde::Serialize;
+
+use super::legs::{self, LOCAL_FMT};
+use super::{Result, StoreError};
+
+/// A call row as the API shows it (the detail view adds legs, recordings
+/// and queue visits: `call_detail`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRow {
+    pub id: String,
+    pub device: String,
+    pub direction: String,
+    pub forwarded_out: bool,
+    pub caller: String,
+    pub callee: String,
+    pub extensions: Vec<String>,
+    pub answered_by: Option<String>,
+    pub trunk: Option<String>,
+    pub route: String,
+    pub start: String,
+    pub end: String,
+    pub talk_seconds: i64,
+    pub billable_seconds: i64,
+    pub answered: bool,
+    pub settled: bool,
+    pub leg_count: i64,
+    /// The device-local start as stored: the search cursor's first half.
+    #[serde(skip)]
+    pub start_local: String,
+    #[serde(skip)]
+    pub last_change_ms: i64,
+}
+
+/// How rows are shown: each device's time zone (for the ISO times) and
+/// when a call counts as settled (its last change `settle_ms` before `now_ms`).
+pub struct CallView<'a> {
+    pub tz_of: &'a dyn Fn(&str) -> chrono_tz::Tz,
+    pub now_ms: i64,
+    pub settle_ms: i64,
+}
+
+pub(super) const CALL_COLS: &str =
+    "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
+    start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
+
+/// Maps a `CALL_COLS` row.
+pub(super) fn call_from_row(r: &Row, view: &CallView) -> rusqlite::Result<CallRow> {
+    let device: String = r.get(1)?;
+    let tz = (view.tz_of)(&device);
+    let iso = |s: String| {
+        NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
+            .map(|t| legs::local_iso(tz, t))
+            .unwrap_or(s)
+    };
+    let ext: String = r.get(6)?;
+    let start_local: String = r.get(10)?;
+    let last_change_ms: i64 = r.get(16)?;
+    Ok(CallRow {
+        id: r.get(0)?,
+        direction: r.get(2)?,
+        forwarded_out: r.get(3)?,
+        caller: r.get(4)?,
+        callee: r.get(5)?,
+        extensions: serde_json::from_str(&ext).unwrap_or_default(),
+        answered_by: r.get(7)?,
+        trunk: r.get(8)?,
+        route: r.get(9)?,
+        start: iso(start_local.clone()),
+        end: iso(r.get(11)?),
+        talk_seconds: r.get(12)?,
+        billable_seconds: r.get(13)?,
+        answered: r.get(14)?,
+        leg_count: r.get(15)?,
+        settled: view.now_ms - last_change_ms >= view.settle_ms,
+        device,
+        start_local,
+        last_change_ms,
+    })
+}
+
+/// Filters of the call search (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Device-local `YYYY-MM-DD HH:MM:SS` bounds: `start_local >= from`, `< to`.
+    pub from: String,
+    pub to: String,
+    /// Matches caller, callee or an extension (substring).
+    pub number: Option<String>,
+    /// An extension involved.
+    pub ext: Option<String>,
+    pub direction: Option<String>,
+    pub answered: Option<bool>,
+    /// Only settled calls (`last_change_ms <= settled_before_ms`).
+    pub settled_before_ms: Option<i64>,
+    /// Keyset cursor: (start_local, id) strictly after this.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+/// Calls in start order matching `f`, handed to `each` one at a time (a
+/// whole range is never held in memory); stops at the first error of `each`.
+pub fn search<E: From<StoreError>>(
+    conn: &Connection,
+    f: &CallFilter,
+    view: &CallView,
+    each: &mut dyn FnMut(CallRow) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut sql =
+        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
+    let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
+    // Each condition binds its value as the next numbered parameter.
+    let mut cond = |clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&clause.replace("?N", &format!("?{}", args.len())));
+    };
+    if let Some(n) = &f.number {
+        cond(
+            " AND (caller LIKE ?N OR callee LIKE ?N OR extensions LIKE ?N)",
+            format!("%{n}%").into(),
+        );
+    }
+    if let Some(e) = &f.ext {
+        cond(" AND extensions LIKE ?N", format!("%\"{e}\"%").into());
+    }
+    if let Some(d) = &f.direction {
+        cond(" AND direction = ?N", d.clone().into());
+    }
+    if let Some(a) = f.answered {
+        cond(" AND answered = ?N", (a as i64).into());
+    }
+    if let Some(ms) = f.settled_before_ms {
+        cond(" AND last_change_ms <= ?N", ms.into());
+    }
+    if let Some((s, id)) = &f.after {
+        args.push(s.clone().into());
+        let a = args.len();
+        args.push(id.clone().into());
+        let b = args.len();
+        sql.push_str(&format!(
+            " AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"
+        ));
+    }
+    args.push(f.limit.into());
+    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
+    let db = |e: rusqlite::Error| E::from(StoreError::from(e));
+    let mut st = conn.prepare(&sql).map_err(db)?;
+    let mut rows = st.query(params_from_iter(args.iter())).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        each(call_from_row(r, view).map_err(db)?)?;
+    }
+    Ok(())
+}
+
+/// The calls of [`search`] collected (a page of at most `f.limit`).
+pub fn search_page(conn: &Connection, f: &CallFilter, view: &CallView) -> Result<Vec<CallRow>> {
+    let mut out = Vec::new();
+    search::<StoreError>(conn, f, view, &mut |c| {
+        out.push(c);
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,202 @@
+//! Running the named report queries: the SQL text and its name come from
+//! `reports::catalog` (the `reports/*.sql` files), the store prepares it,
+//! binds its named parameters and hands back column names and rows of typed
+//! [`Value`]s, one row at a time, so that the CSV, XLSX, HTML and JSON
+//! writers of `reports` format rows without knowing the database.
+//!
+//! Reports run on a read connection (`Store::read` / `read_blocking`) and
+//! only read: a billing export of millions of rows streams from the cursor
+//! to its writer without being collected (ARCHITECTURE.md, "Limits").
+
+use std::borrow::Cow;
+
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// One cell of a report row, as the database holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    /// Text; bytes that are not UTF-8 are replaced (U+FFFD).
+    Text(Cow<'a, str>),
+    Blob(&'a [u8]),
+}
+
+/// A value bound to a named parameter of a report query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Integer(i64),
+    Text(String),
+}
+
+/// Preparing a report query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query uses a named parameter (`:name`) the caller does not supply.
+    #[error("unknown parameter {0}")]
+    UnknownParam(String),
+    /// The database refused the query (syntax, a missing table or column, …).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Read access for running report queries; made from a read connection.
+#[derive(Clone, Copy)]
+pub struct ReportReader<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> From<&'c Connection> for ReportReader<'c> {
+    fn from(conn: &'c Connection) -> Self {
+        ReportReader { conn }
+    }
+}
+
+impl<'c> ReportReader<'c> {
+    /// Prepares `sql` with each of its named parameters bound to what
+    /// `bind` gives for the name (`:from`, …).
+    pub fn prepare(
+        &self,
+        sql: &str,
+        bind: &dyn Fn(&str) -> Option<Param>,
+    ) -> std::result::Result<ReportQuery<'c>, QueryError> {
+        let mut st = self.conn.prepare(sql).map_err(StoreError::from)?;
+        for i in 1..=st.parameter_count() {
+            let name = st.parameter_name(i).unwrap_or("?").to_string();
+            let v = match bind(&name).ok_or(QueryError::UnknownParam(name))? {
+                Param::Integer(n) => rusqlite::types::Value::Integer(n),
+                Param::Text(s) => rusqlite::types::Value::Text(s),
+            };
+            st.raw_bind_parameter(i, v).map_err(StoreError::from)?;
+        }
+        Ok(ReportQuery { st })
+    }
+}
+
+/// A prepared report query with its parameters bound.
+pub struct ReportQuery<'c> {
+    st: rusqlite::Statement<'c>,
+}
+
+impl ReportQuery<'_> {
+    /// The names of the result columns, in order.
+    pub fn columns(&self) -> Vec<String> {
+        self.st
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs the query; the rows are read one at a time from the cursor.
+    pub fn rows(&mut self) -> ReportRows<'_> {
+        ReportRows {
+            rows: self.st.raw_query(),
+        }
+    }
+}
+
+/// The rows of a running report query.
+pub struct ReportRows<'s> {
+    rows: rusqlite::Rows<'s>,
+}
+
+impl ReportRows<'_> {
+    /// The next row, or `None` after the last.
+    pub fn next_row(&mut self) -> Result<Option<ReportRow<'_>>> {
+        Ok(self.rows.next()?.map(|row| ReportRow { row }))
+    }
+}
+
+/// One row of a report; valid until the next call of [`ReportRows::next_row`].
+pub struct ReportRow<'r> {
+    row: &'r rusqlite::Row<'r>,
+}
+
+impl ReportRow<'_> {
+    /// The cell of column `i` (0-based).
+    pub fn get(&self, i: usize) -> Result<Value<'_>> {
+        Ok(match self.row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Integer(n),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t)),
+            ValueRef::Blob(b) => Value::Blob(b),
+        })
+    }
+}
+
+/// Runs `f` on an in-memory archive with the schema and `setup` applied
+/// (the report writers' unit tests).
+#[cfg(test)]
+pub fn with_scratch_archive<T>(setup: &str, f: impl FnOnce(ReportReader<'_>) -> T) -> T {
+    let mut conn = Connection::open_in_memory().expect("in-memory db");
+    super::migrate::apply(&mut conn).expect("schema");
+    conn.execute_batch(setup).expect("setup");
+    f(ReportReader::from(&conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(name: &str) -> Option<Param> {
+        match name {
+            ":n" => Some(Param::Integer(7)),
+            ":s" => Some(Param::Text("x".into())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn prepare_binds_named_params_and_rows_are_typed() {
+        let conn = Connection::open_in_memory().expect("db");
+        let db = ReportReader::from(&conn);
+        let mut q = db
+            .prepare(
+                "SELECT :n AS n, :s AS s, 1.5 AS r, NULL AS z, x'00ff' AS b;",
+                &bind,
+            )
+            .expect("prepared");
+        assert_eq!(q.columns(), ["n", "s", "r", "z", "b"]);
+        let mut rows = q.rows();
+        let row = rows.next_row().expect("runs").expect("a row");
+        let got: Vec<Value> = (0..5).map(|i| row.get(i).expect("cell")).collect();
+        assert_eq!(
+            got,
+            [
+                Value::Integer(7),
+                Value::Text("x".into()),
+                Value::Real(1.5),
+                Value::Null,
+                Value::Blob(&[0, 255]),
+            ]
+        );
+        assert!(rows.next_row().expect("runs").is_none());
+    }
+
+    #[test]
+    fn prepare_refuses_a_param_not_supplied() {
+        let conn = Connection::open_in_memory().expect("db");
+        let e = ReportReader::from(&conn)
+            .prepare("SELECT :carrier;", &bind)
+            .err()
+            .expect("refused");
+        assert!(matches!(e, QueryError::UnknownParam(p) if p == ":carrier"));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_replaced() {
+        let conn = Connection::open_in_memory().expect("db");
+        let mut q = ReportReader::from(&conn)
+            .prepare("SELECT CAST(x'61ff' AS TEXT);", &bind)
+            .expect("prepared");
+        let mut rows = q.rows();
+        let row = rows.next_row().expect("runs").expect("a row");
+        assert_eq!(row.get(0).expect("cell"), Value::Text("a\u{FFFD}".into()));
+    }
+}
