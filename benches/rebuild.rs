@@ -1,4 +1,4 @@
-//! Benchmark of `callvault rebuild` (issue 4): `cargo bench --bench rebuild`.
+//! Benchmark of `callvault rebuild`: `cargo bench --bench rebuild`.
 //!
 //! For each archive size N (legs) it
 //! * generates (once; cached) an archive of N legs in a real SQLite file
@@ -273,9 +273,10 @@ fn child(args: &[String]) {
     let secs = t.elapsed().as_secs_f64();
     // Before the count below, whose reader connection has its own page cache.
     let hwm = vm_hwm_kib();
-    let calls: i64 = store
-        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let calls = store
+        .read_blocking(callvault::store::rebuild::derived_counts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .calls;
     println!("{secs} {n} {calls} {hwm}");
 }
 

@@ -1,4 +1,4 @@
-//! Legs -> logical calls (DESIGN.md §4; manual §2.6, §5.7).
+//! Legs -> logical calls (docs/calls.md; manual §2.6, §5.7).
 //!
 //! Pure logic, no I/O:
 //! - [`rules`]: when two legs belong to one call ([`joins`]), the index keys a
@@ -17,6 +17,7 @@ pub mod live;
 pub mod rules;
 pub mod summary;
 
+pub use crate::model::{CallFacts, Direction};
 pub use group::group;
 pub use rules::{is_billable, join_keys, joins, role, Role, TOLERANCE_SECS};
-pub use summary::{call_id, leg_order, summarize, CallFacts, Direction};
+pub use summary::{call_id, leg_order, summarize, summarize_call};

@@ -1,4 +1,4 @@
-//! Pairwise join rules and leg roles (CALLS_SPEC.md; DESIGN.md §4; manual §2.6, §5.7).
+//! Pairwise join rules and leg roles (docs/calls.md; manual §2.6, §5.7).
 //!
 //! A logical call is a connected component of legs of one device under
 //! [`joins`]. [`join_keys`] gives index keys so a store (or [`super::group`])

@@ -80,7 +80,7 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     let cat = catalog(&cfg)?;
     let store = Store::open(&cfg.db_path())?;
     let mut out = Output::open(a.output.as_deref())?;
-    let rows = store.read_blocking(|c| {
+    let rows = store.read_sqlite_blocking(|c| {
         Ok(match format {
             BillingFormat::Csv => billing::write(c, &cat, &p, &opts, &mut out),
             BillingFormat::Xlsx => billing::write_xlsx(c, &cat, &p, &opts, &mut out),

@@ -122,7 +122,7 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             }
             let store = open_store(&cfg)?;
             let mut out = Output::open(output.as_deref())?;
-            let rows = store.read_blocking(|c| {
+            let rows = store.read_sqlite_blocking(|c| {
                 Ok(match format {
                     Format::Csv => run::write_csv(c, &report, &p, &mut out, bom),
                     Format::Json => run::write_json(c, &report, &p, &mut out),
@@ -148,8 +148,8 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             let store = open_store(&cfg)?;
             let (generated, _) = crate::store::now_stamp();
             let settle = cfg.calls.settle_seconds;
-            let report =
-                store.read_blocking(|c| Ok(daily::build(c, &cat, &p, settle, generated)))??;
+            let report = store
+                .read_sqlite_blocking(|c| Ok(daily::build(c, &cat, &p, settle, generated)))??;
             let mut out = Output::open(output.as_deref())?;
             daily::write(&report, format, &mut out)?;
             let dest = out.describe();

@@ -78,7 +78,7 @@ pub async fn daily(
     let (generated, _) = crate::store::now_stamp();
     let body = st
         .store
-        .read(move |c| {
+        .read_sqlite(move |c| {
             Ok(daily::build(c, &cat, &p, settle, generated).and_then(|r| {
                 let mut out = Vec::new();
                 daily::write(&r, format, &mut out).map(|_| out)
@@ -128,7 +128,7 @@ async fn billing_request(
     let cat = catalog(st)?;
     let (c2, p2, o2) = (cat.clone(), p.clone(), opts.clone());
     st.store
-        .read(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
+        .read_sqlite(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
         .await??;
     Ok((p, opts, cat))
 }
@@ -158,7 +158,7 @@ pub async fn billing_xlsx(
     let (from, to) = (p.from, p.to);
     let (rows, sheet) = st
         .store
-        .read(move |c| Ok(billing::xlsx_rows(c, &cat, &p, &opts)))
+        .read_sqlite(move |c| Ok(billing::xlsx_rows(c, &cat, &p, &opts)))
         .await??;
     let (mut w, body) = stream::channel();
     let who = caller.name.clone();
@@ -187,7 +187,7 @@ pub async fn billing_csv(
     let store = st.store.clone();
     let who = caller.name.clone();
     tokio::task::spawn_blocking(move || {
-        let res = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
+        let res = store.read_sqlite_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
         match res {
             Ok(Ok(rows)) => {
                 tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export")
