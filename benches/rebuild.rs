@@ -32,7 +32,7 @@ use callvault::config::Config;
 use callvault::ingest::om::parse_body;
 use callvault::model::Message;
 use callvault::sim::{generate, PushKind, SimConfig};
-use callvault::store::{legs, pushes, Store};
+use callvault::store::{legs, pushes, Store, Tx};
 use chrono::{Duration, NaiveDate};
 
 mod common;
@@ -212,7 +212,8 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
             calls_per_hour: 1_000.0,
             ..SimConfig::default()
         });
-        let tx = conn.transaction()?;
+        let sql_tx = conn.transaction()?;
+        let tx = Tx::on_sqlite(&sql_tx);
         // One push row per day: rebuild never reads pushes, only legs.
         let push_id = pushes::insert(
             &tx,
@@ -247,7 +248,7 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
                 }
             }
         }
-        tx.commit()?;
+        sql_tx.commit()?;
         day += 1;
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use super::{call_id, join_keys, joins, summarize_call};
+use crate::ingest::derive::HookError;
 use crate::ingest::{Hook, StoredItem};
 use crate::model::Leg;
 use crate::store::{self, calls as db, Tx};
@@ -26,7 +27,7 @@ pub const MAX_LEG_SECS: i64 = crate::model::MAX_LEG_DAYS * 86_400;
 /// The derivation hook of the calls stage: puts every newly stored leg in
 /// its call.
 pub fn hook() -> Hook {
-    Arc::new(|tx, item| {
+    Arc::new(|tx: &Tx, item: &StoredItem| -> Result<(), HookError> {
         if let StoredItem::Leg {
             device,
             row_id,

@@ -79,7 +79,11 @@ impl Deriver {
 
     /// The step for [`store::Writer::set_background`].
     pub fn into_background(self) -> store::Background {
-        Box::new(move |tx, deadline| Ok(self.step(tx, deadline)?))
+        Box::new(
+            move |tx: &Tx, deadline: Instant| -> Result<usize, store::StepError> {
+                Ok(self.step(tx, deadline)?)
+            },
+        )
     }
 
     /// Derives committed pushes after the cursor until `deadline` passes or

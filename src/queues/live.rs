@@ -22,6 +22,7 @@ use std::time::Instant;
 use chrono::{TimeZone, Utc};
 
 use super::{QueueTracker, VisitChange};
+use crate::ingest::derive::HookError;
 use crate::ingest::{Hook, StoredItem};
 use crate::model::Leg;
 use crate::store::{self, events, pushes, queues as db, Store, Tx};
@@ -49,7 +50,7 @@ impl<T> From<PoisonError<T>> for QueueError {
 /// tracker `queues` and writes the visits it changed; links the visits of a
 /// new leg's visitor id to the leg's call.
 pub fn hook(queues: QueueLive) -> Hook {
-    Arc::new(move |tx, item| {
+    Arc::new(move |tx: &Tx, item: &StoredItem| -> Result<(), HookError> {
         match *item {
             StoredItem::Event {
                 device,
@@ -167,14 +168,16 @@ impl QueueLive {
     /// ones).
     pub fn replay_before(&self, mut next: store::Background) -> store::Background {
         let q = self.clone();
-        Box::new(move |tx, deadline| {
-            if !q.ready() {
-                // Nonzero while replaying, and once more when it is done: the
-                // writer calls again, and deriving starts.
-                return Ok(q.replay_step(tx, deadline)?.max(1));
-            }
-            next(tx, deadline)
-        })
+        Box::new(
+            move |tx: &Tx, deadline: Instant| -> Result<usize, store::StepError> {
+                if !q.ready() {
+                    // Nonzero while replaying, and once more when it is done: the
+                    // writer calls again, and deriving starts.
+                    return Ok(q.replay_step(tx, deadline)?.max(1));
+                }
+                next(tx, deadline)
+            },
+        )
     }
 
     /// Feeds one stored event and writes what it changed.
@@ -217,7 +220,7 @@ impl QueueLive {
         archive
             .writer
             .write(move |tx| {
-                store::savepoint(tx, |tx| {
+                store::savepoint(tx, |tx| -> Result<usize, QueueError> {
                     let until = pushes::derived_until(tx, now)?;
                     q.expire(tx, until)
                 })

@@ -44,7 +44,7 @@ pub fn rebuild_calls(
     store: &Store,
     batch_legs: usize,
     progress: &mut dyn FnMut(u64, u64),
-    replay: &mut ReplayLegs,
+    replay: &mut ReplayLegs<'_>,
 ) -> Result<u64> {
     let mut conn = super::open_connection(store.path())?;
     super::wait_for_locks(&conn, super::LONG_BUSY_TIMEOUT)?;

@@ -11,7 +11,7 @@
 //! Inside `store` the handle forwards the few connection methods the typed
 //! queries use, so a query reads as it would on a connection.
 
-use rusqlite::{CachedStatement, Connection, Params, Row, Statement, ToSql};
+use rusqlite::{CachedStatement, Connection, Params, Row, Statement};
 
 /// A handle on the archive for one unit of work (a transaction of the
 /// writer, or a read). Cheap to copy; lives as long as the work it is
@@ -77,14 +77,6 @@ impl<'a> Tx<'a> {
 
     pub(in crate::store) fn last_insert_rowid(&self) -> i64 {
         self.conn.last_insert_rowid()
-    }
-
-    pub(in crate::store) fn pragma_update<V: ToSql>(
-        &self,
-        name: &str,
-        value: V,
-    ) -> rusqlite::Result<()> {
-        self.conn.pragma_update(None, name, value)
     }
 }
 

@@ -3,7 +3,6 @@
 //! load, paced by `bg_pace`), answers `drain`, and runs jobs that callers
 //! left queued while another process held the write lock.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 

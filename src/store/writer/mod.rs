@@ -112,7 +112,7 @@ struct Shared {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> Writer {
+    pub(in crate::store) fn start(conn: Connection) -> Writer {
         let sync = pipelined_sync(&conn);
         let sync_failed = sync.as_ref().map(WalSync::failed_flag);
         let wake_background = Arc::new(AtomicBool::new(false));

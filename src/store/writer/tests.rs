@@ -1,5 +1,7 @@
 //! Tests of the group commit and the background step.
 
+use std::time::Duration;
+
 use rusqlite::Connection;
 
 use super::background::StepResult;
