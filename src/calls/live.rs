@@ -126,8 +126,8 @@ fn update(
             .filter_map(|&(id, call)| find(id).map(|l| (l, Some(call)))),
     );
 
-    let others: Vec<&Leg> = legs.iter().skip(1).map(|(l, _)| &l.leg).collect();
-    let facts = summarize_call(device, &stored.leg, &others);
+    let rest: Vec<&Leg> = legs.iter().skip(1).map(|(l, _)| &l.leg).collect();
+    let facts = summarize_call(device, &stored.leg, &rest);
     let last_change = legs.iter().map(|(l, _)| l.received_ms).max().unwrap_or(0);
     // The merged call keeps the oldest row (any fixed choice would do: the
     // same legs in the same order give the same rows, live or rebuilt), so
