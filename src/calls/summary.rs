@@ -235,6 +235,7 @@ mod tests {
     use super::*;
     use crate::calls::rules::tests::leg;
     use serde::de::{value::StrDeserializer, IntoDeserializer};
+    use serde::Deserialize;
 
     fn with(mut l: Leg, f: impl FnOnce(&mut Leg)) -> Leg {
         f(&mut l);
