@@ -33,7 +33,7 @@ use callvault::config::Config;
 use callvault::ingest::om::parse_body;
 use callvault::model::Message;
 use callvault::sim::{generate, PushKind, SimConfig};
-use callvault::store::{legs, pushes, Store};
+use callvault::store::{legs, pushes, Store, Tx};
 use chrono::{Duration, NaiveDate};
 
 mod common;
@@ -213,7 +213,8 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
             calls_per_hour: 1_000.0,
             ..SimConfig::default()
         });
-        let tx = conn.transaction()?;
+        let sql_tx = conn.transaction()?;
+        let tx = Tx::on_sqlite(&sql_tx);
         // One push row per day: rebuild never reads pushes, only legs.
         let push_id = pushes::insert(
             &tx,
@@ -248,7 +249,7 @@ fn generate_archive(db: &Path, n: usize) -> Result<(), Box<dyn std::error::Error
                 }
             }
         }
-        tx.commit()?;
+        sql_tx.commit()?;
         day += 1;
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
@@ -274,9 +275,10 @@ fn child(args: &[String]) {
     let secs = t.elapsed().as_secs_f64();
     // Before the count below, whose reader connection has its own page cache.
     let hwm = vm_hwm_kib();
-    let calls: i64 = store
-        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let calls = store
+        .read_blocking(callvault::store::rebuild::derived_counts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .calls;
     println!("{secs} {n} {calls} {hwm}");
 }
 

@@ -316,13 +316,9 @@ async fn paced(
 /// then visibly wrong rather than the benchmark stopping).
 async fn count(
     store: &callvault::store::Store,
-    f: fn(&rusqlite::Connection) -> callvault::store::Result<i64>,
+    f: fn(&callvault::store::Tx) -> callvault::store::Result<i64>,
 ) -> i64 {
     store.read(f).await.unwrap_or(0)
-}
-
-fn pushes_count(c: &rusqlite::Connection) -> callvault::store::Result<i64> {
-    Ok(c.query_row("SELECT COUNT(*) FROM pushes", [], |r| r.get(0))?)
 }
 
 #[tokio::main]
@@ -430,7 +426,7 @@ async fn main() {
     for senders in senders_list {
         let (mut b, mut d, mut f) = (Tally::default(), Tally::default(), Tally::default());
         let mut flushes = 0;
-        let before = count(store, pushes_count).await;
+        let before = count(store, callvault::store::pushes::count).await;
         let legs_before = count(store, callvault::store::legs::count).await;
         let (mut m, mut writer_s, mut drain_s, mut backlog) = ([0.0; 6], 0.0, 0.0, 0);
         let mut per_round = Vec::new();
@@ -464,7 +460,7 @@ async fn main() {
             store.writer.drain().await.expect("derive");
             drain_s += t.elapsed().as_secs_f64();
         }
-        let committed = count(store, pushes_count).await - before;
+        let committed = count(store, callvault::store::pushes::count).await - before;
         println!(
             "{:<22} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>9.0} {:>9}",
             "bare axum (ceiling)",

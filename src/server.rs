@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::device::Registry;
 use crate::ingest::om::replay::{self, NonceCache};
-use crate::ingest::{Deriver, Hook, Ingestor, StoredItem};
+use crate::ingest::{Deriver, Ingestor};
 use crate::queues::live::QueueLive;
 use crate::store::Store;
 
@@ -50,59 +50,17 @@ pub fn tz_of(cfg: &Arc<Config>) -> TzOf {
 }
 
 /// Builds the ingest pipeline and installs, on the store's writer, the
-/// derivation of committed pushes with the live stages hooked in: calls (and
-/// the queue visits' link to them) for legs, queue visits for events,
+/// derivation of committed pushes with each live stage's hook: calls for
+/// legs, queue visits for events (and their link to the calls of legs),
 /// recording fetches for legs naming one. The background step first brings
 /// the queue tracker up to date by replaying the events derived so far, in
 /// slices (`QueueLive::replay_step`: pushes are taken meanwhile); then
 /// pushes committed but not yet derived (a burst, a crash) are derived.
 pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, QueueLive)> {
-    let tz = tz_of(cfg);
-    let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, tz.clone());
-
-    let calls_hook: Hook = {
-        Arc::new(move |tx, item| {
-            if let StoredItem::Leg {
-                device,
-                row_id,
-                leg,
-                ..
-            } = *item
-            {
-                crate::calls::live::on_leg(tx, device, row_id, leg)?;
-                if let Some(v) = leg.visitor_id.as_deref().filter(|v| !v.is_empty()) {
-                    crate::store::queues::link_leg(
-                        tx,
-                        device,
-                        v,
-                        &leg.time_start
-                            .format(crate::store::legs::LOCAL_FMT)
-                            .to_string(),
-                        &leg.time_end
-                            .format(crate::store::legs::LOCAL_FMT)
-                            .to_string(),
-                        &crate::calls::call_id(device, &leg.cdr_id),
-                    )?;
-                }
-            }
-            Ok(())
-        })
-    };
-    let queue_hook: Hook = {
-        let q = queues.clone();
-        Arc::new(move |tx, item| match *item {
-            StoredItem::Event {
-                device,
-                seq,
-                received_ms,
-                event,
-            } => q.on_event(tx, device, seq, received_ms, event),
-            _ => Ok(()),
-        })
-    };
+    let queues = QueueLive::new(cfg.queues.visit_timeout_seconds, tz_of(cfg));
     let hooks = vec![
-        calls_hook,
-        queue_hook,
+        crate::calls::live::hook(),
+        crate::queues::live::hook(queues.clone()),
         crate::recordings::schedule::hook(cfg.clone()),
     ];
     let registry = Registry::new(cfg);
@@ -112,16 +70,8 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
         crate::store::devices::live_nonces(c, now_ms, replay::MAX_NONCES as i64)
     })?;
     let nonces = Arc::new(NonceCache::with(nonces, now_ms));
-    let mut derive = Deriver::new(cfg.clone(), hooks, registry.clone()).into_background();
-    let q = queues.clone();
-    store.writer.set_background(Box::new(move |tx, deadline| {
-        if !q.ready() {
-            // Nonzero while replaying, and once more when it is done: the
-            // writer calls again, and deriving starts.
-            return Ok(q.replay_step(tx, deadline)?.max(1));
-        }
-        derive(tx, deadline)
-    }))?;
+    let derive = Deriver::new(cfg.clone(), hooks, registry.clone()).into_background();
+    store.writer.set_background(queues.replay_before(derive))?;
     let ing = Ingestor::with_registry(store.clone(), cfg.clone(), registry, nonces);
     Ok((ing, queues))
 }
@@ -222,22 +172,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Closes queue visits left open past the timeout, once a minute, by the
-/// clock of the derived pushes (`pushes::derived_until`): while a backlog
-/// is derived, a visit's exit may still be in it.
+/// Closes queue visits left open past the timeout, once a minute
+/// (`QueueLive::expire_due`).
 async fn expire_queue_visits(store: Store, queues: QueueLive, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        let q = queues.clone();
-        let now = chrono::Utc::now().timestamp_millis();
-        let expire = move |tx: &rusqlite::Transaction| {
-            let until = crate::store::pushes::derived_until(tx, now)?;
-            q.expire(tx, until)
-        };
-        if let Err(e) = store.writer.write(expire).await {
+        if let Err(e) = queues.expire_due(&store).await {
             tracing::warn!(error = %e, "could not expire queue visits");
         }
     }

@@ -41,8 +41,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "sim",
         ],
     ),
-    ("calls", &["queues", "recordings", "reports", "http", "cli", "server"]),
-    ("queues", &["recordings", "reports", "http", "cli", "server"]),
+    (
+        "calls",
+        &["queues", "recordings", "reports", "http", "cli", "server"],
+    ),
+    (
+        "queues",
+        &["recordings", "reports", "http", "cli", "server"],
+    ),
     ("recordings", &["reports", "http", "cli", "server"]),
     ("reports", &["http", "cli", "server"]),
     ("cli", &["http"]),
@@ -63,7 +69,12 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// → `store`, `model.rs` → `model`).
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -99,7 +110,9 @@ fn named_modules(text: &str) -> Vec<(String, usize)> {
         let start = from + at;
         from = start + "crate::".len();
         // `$crate::` and `some_crate::` are not this crate.
-        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || b"_$".contains(&bytes[start - 1])) {
+        if start > 0
+            && (bytes[start - 1].is_ascii_alphanumeric() || b"_$".contains(&bytes[start - 1]))
+        {
             continue;
         }
         let rest = &joined[from..];
@@ -203,7 +216,11 @@ fn no_source_file_over_800_lines() {
             (n > 800).then(|| format!("{} ({n} lines)", f.strip_prefix(ROOT).unwrap().display()))
         })
         .collect();
-    assert!(long.is_empty(), "files over 800 lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "files over 800 lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
@@ -224,5 +241,8 @@ fn architecture_md_names_every_folder_in_src() {
         .map(|p| format!("`src/{}/`", p.file_name().unwrap().to_string_lossy()))
         .filter(|name| !doc.contains(name.as_str()))
         .collect();
-    assert!(missing.is_empty(), "ARCHITECTURE.md does not name {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name {missing:?}"
+    );
 }

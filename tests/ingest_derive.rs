@@ -36,7 +36,10 @@ async fn pushes_committed_but_not_derived_are_derived_at_the_next_start() {
             assert_eq!(reply.status, 200, "{:?}", reply.reason);
         }
         let c = rusqlite::Connection::open(cfg.db_path()).unwrap();
-        assert_eq!(pushes::derive_backlog(&c).unwrap(), 3);
+        assert_eq!(
+            pushes::derive_backlog(&callvault::store::Tx::on_sqlite(&c)).unwrap(),
+            3
+        );
         let legs: i64 = c
             .query_row("SELECT COUNT(*) FROM legs", [], |r| r.get(0))
             .unwrap();

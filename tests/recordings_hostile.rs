@@ -286,7 +286,8 @@ async fn one_devices_backlog_does_not_starve_another() {
     eprintln!("{BACKLOG} pushes answered in {:?}", pushed.elapsed());
     let db = rusqlite::Connection::open(rig.dir.path().join("callvault.sqlite")).unwrap();
     let derived = eventually(120, || {
-        callvault::store::pushes::derive_backlog(&db).unwrap() == 0
+        callvault::store::pushes::derive_backlog(&callvault::store::Tx::on_sqlite(&db)).unwrap()
+            == 0
     })
     .await;
     assert!(derived, "the pushes were not derived in 120 s");

@@ -40,11 +40,12 @@ async fn queues_report_equals_rust_figures_and_truth() {
         Params::new(today, today, chrono::Utc::now().timestamp_millis(), 0, 20).expect("params");
     let t =
         Table::query(&conn, cat.get("queues").expect("queues report"), &params).expect("report");
-    let visits: Vec<_> = callvault::store::queues::between(&conn, today, today)
-        .expect("visits")
-        .into_iter()
-        .map(|v| v.visit)
-        .collect();
+    let visits: Vec<_> =
+        callvault::store::queues::between(&callvault::store::Tx::on_sqlite(&conn), today, today)
+            .expect("visits")
+            .into_iter()
+            .map(|v| v.visit)
+            .collect();
     let rust: BTreeMap<String, _> = figures(&visits, tz, 20)
         .into_iter()
         .map(|f| (f.group.clone(), f))

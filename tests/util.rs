@@ -51,7 +51,8 @@ impl TestServer {
 pub fn open_derived(path: &std::path::Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).expect("open archive");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while callvault::store::pushes::derive_backlog(&c).expect("backlog") > 0 {
+    let backlog = || callvault::store::pushes::derive_backlog(&callvault::store::Tx::on_sqlite(&c));
+    while backlog().expect("backlog") > 0 {
         assert!(
             Instant::now() < deadline,
             "derivation did not catch up in 20 s"

@@ -8,36 +8,58 @@
 //! set, so any arrival order gives the same calls — and `rebuild`, which
 //! simply feeds every stored leg through this same function, reproduces the
 //! live result exactly.
+//!
+//! [`hook`] is what ingest's derivation runs for each new leg.
 
-use rusqlite::Connection;
+use std::sync::Arc;
 
-use super::{call_id, join_keys, joins, summarize};
+use super::{call_id, join_keys, joins, summarize_call};
+use crate::ingest::derive::HookError;
+use crate::ingest::{Hook, StoredItem};
 use crate::model::Leg;
-use crate::store::{self, calls as db};
+use crate::store::{self, calls as db, Tx};
 
 /// No leg lasts longer (the parser refuses longer spans), so a leg that
 /// started more than this (plus the tolerance) before a new one cannot
 /// overlap it and is not searched.
 pub const MAX_LEG_SECS: i64 = crate::model::MAX_LEG_DAYS * 86_400;
 
-/// Updates the calls after leg `leg_id` (already stored) arrived.
-///
-/// `_tz_of` is unused since grouping and summaries work in device-local
-/// time; it stays so that the ingest hook and tests keep their call shape.
-pub fn on_leg(conn: &Connection, device: &str, leg_id: i64, leg: &Leg) -> store::Result<String> {
-    // The stored row (for its receive time): the call is summarized from
-    // stored legs only, whichever path runs.
-    let stored = db::call_legs_by_ids(conn, &[leg_id])?.pop();
-    update(conn, device, leg_id, leg, stored.as_ref())
+/// The derivation hook of the calls stage: puts every newly stored leg in
+/// its call.
+pub fn hook() -> Hook {
+    Arc::new(|tx: &Tx, item: &StoredItem| -> Result<(), HookError> {
+        if let StoredItem::Leg {
+            device,
+            row_id,
+            leg,
+            ..
+        } = *item
+        {
+            on_leg(tx, device, row_id, leg)?;
+        }
+        Ok(())
+    })
 }
 
-/// `on_leg` with the stored row of the leg already at hand (`None`: not stored).
+/// Updates the calls after leg `leg_id` (already stored) arrived; returns
+/// the id of the call it is in now. `NotFound` when no leg `leg_id` is
+/// stored.
+pub fn on_leg(conn: &Tx, device: &str, leg_id: i64, leg: &Leg) -> store::Result<String> {
+    // The stored row (for its receive time): the call is summarized from
+    // stored legs only, whichever path runs.
+    let stored = db::call_legs_by_ids(conn, &[leg_id])?
+        .pop()
+        .ok_or(store::StoreError::NotFound)?;
+    update(conn, device, leg_id, leg, &stored)
+}
+
+/// `on_leg` with the stored row of the leg already at hand.
 fn update(
-    conn: &Connection,
+    conn: &Tx,
     device: &str,
     leg_id: i64,
     leg: &Leg,
-    stored: Option<&db::CallLeg>,
+    stored: &db::CallLeg,
 ) -> store::Result<String> {
     let keys = join_keys(leg);
     let (s, e) = (db::local_secs(leg.time_start), db::local_secs(leg.time_end));
@@ -97,15 +119,15 @@ fn update(
         }
     };
     let mut legs: Vec<(&db::CallLeg, Option<i64>)> = Vec::with_capacity(others.len() + 1);
-    legs.extend(stored.map(|l| (l, None)));
+    legs.push((stored, None));
     legs.extend(
         others
             .iter()
             .filter_map(|&(id, call)| find(id).map(|l| (l, Some(call)))),
     );
 
-    let refs: Vec<&Leg> = legs.iter().map(|(l, _)| &l.leg).collect();
-    let facts = summarize(device, &refs).ok_or(store::StoreError::NotFound)?;
+    let rest: Vec<&Leg> = legs.iter().skip(1).map(|(l, _)| &l.leg).collect();
+    let facts = summarize_call(device, &stored.leg, &rest);
     let last_change = legs.iter().map(|(l, _)| l.received_ms).max().unwrap_or(0);
     // The merged call keeps the oldest row (any fixed choice would do: the
     // same legs in the same order give the same rows, live or rebuilt), so
@@ -147,7 +169,7 @@ pub const REBUILD_BATCH_LEGS: usize = 50_000;
 /// second `on_leg` of one leg would make a second call of it (the leg never
 /// joins itself), with the same call id.
 pub fn rebuild_batch(
-    conn: &Connection,
+    conn: &Tx,
     after: i64,
     max_legs: usize,
     cleared_up_to: i64,
@@ -161,7 +183,7 @@ pub fn rebuild_batch(
         last_id = last.id;
         for (device, l) in &page {
             if l.id <= cleared_up_to || db::call_seq_of_leg(conn, l.id)?.is_none() {
-                update(conn, device, l.id, &l.leg, Some(l))?;
+                update(conn, device, l.id, &l.leg, l)?;
             }
             done += 1;
         }
@@ -171,73 +193,13 @@ pub fn rebuild_batch(
 
 /// `callvault rebuild` of the calls: what the CLI runs (and the benchmark
 /// measures). Commits every `batch_legs` legs; `progress` gets (done, total)
-/// after each commit.
-///
-/// Its cost is linear in the legs: the replay writes calls by `seq`, links
-/// by leg id and join keys by the day their leg ends, all in arrival order,
-/// so each batch writes the last pages of those b-trees whatever the archive
-/// size (sql/009_calls_time_order.sql). The indexes on the hashed ids,
-/// which would take a random page per leg, are dropped while it replays (the
-/// replay never reads them) and created at the end in one sorted pass each
-/// (`store::calls::create_lookup_indexes`).
-///
-/// Not one transaction: over millions of legs that would grow the WAL by
-/// the whole calls tables and lock out other writers (a running server's
-/// ingest) for minutes. An interrupted rebuild leaves the calls half
-/// rebuilt, and the lookup indexes dropped until the next open of the store
-/// creates them; that is safe to simply rerun, since `calls`, `call_legs` and
-/// `leg_keys` are derived data that the rebuild clears first. Legs stored
-/// meanwhile by a running server are fine too: the result does not depend on
-/// arrival order; the walk by id reaches them too, and replays those the
-/// server has not derived yet (`rebuild_batch`); meanwhile the server finds
-/// calls by id with a scan.
-///
-/// It runs on a connection of its own rather than through the store's
-/// writer, which wraps each job in a savepoint: SQLite keeps the original of
-/// every page modified under a savepoint (in memory, with temp_store =
-/// MEMORY), which for one batch over a big archive grows to hundreds of MB
-/// with the archive size.
+/// after each commit. The store clears the calls and commits the batches
+/// (`store::rebuild::rebuild_calls`, which says why it is not one
+/// transaction); each batch is [`rebuild_batch`].
 pub fn rebuild_store(
     store: &store::Store,
     batch_legs: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> store::Result<u64> {
-    use rusqlite::TransactionBehavior::Immediate;
-    let mut conn = store::open_connection(store.path())?;
-    store::wait_for_locks(&conn, store::LONG_BUSY_TIMEOUT)?;
-    // Clearing with foreign keys off: `call_legs` references `legs`, and with
-    // them on SQLite deletes such a table row by row through all its
-    // indexes; off, it drops the b-trees whole. Deleting the referencing
-    // side cannot break a foreign key.
-    conn.pragma_update(None, "foreign_keys", false)?;
-    let tx = conn.transaction_with_behavior(Immediate)?;
-    db::drop_lookup_indexes(&tx)?;
-    db::clear(&tx)?;
-    let total = store::legs::count(&tx)? as u64;
-    // Legs stored after this commit may be derived by a running server.
-    let cleared_up_to: i64 =
-        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM legs", [], |r| r.get(0))?;
-    tx.commit()?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    let (mut done, mut last_id) = (0u64, 0i64);
-    loop {
-        let tx = conn.transaction_with_behavior(Immediate)?;
-        let (n, last) = rebuild_batch(&tx, last_id, batch_legs.max(1), cleared_up_to)?;
-        tx.commit()?;
-        if n == 0 {
-            break;
-        }
-        // Let a running server's writer, waiting for the lock (it tries
-        // every 2 ms), in between two batches.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        (done, last_id) = (done + n, last);
-        progress(done, total.max(done));
-    }
-    // One sorted pass per index. The sort spills to temporary files: on
-    // disk (temp_store = MEMORY would hold them in RAM, growing with the
-    // archive), in runs no bigger than the page cache, cut to 16 MiB here,
-    // which bounds the peak and sorts no slower than 64 MiB runs.
-    conn.execute_batch("PRAGMA temp_store = FILE; PRAGMA cache_size = -16384;")?;
-    db::create_lookup_indexes(&conn)?;
-    Ok(done)
+    store::rebuild::rebuild_calls(store, batch_legs, progress, &mut rebuild_batch)
 }

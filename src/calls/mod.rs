@@ -18,6 +18,7 @@ pub mod live;
 pub mod rules;
 pub mod summary;
 
+pub use crate::model::{CallFacts, Direction};
 pub use group::group;
 pub use rules::{is_billable, join_keys, joins, role, Role, TOLERANCE_SECS};
-pub use summary::{call_id, leg_order, summarize, CallFacts, Direction};
+pub use summary::{call_id, leg_order, summarize, summarize_call};

@@ -7,68 +7,10 @@
 
 use std::cmp::Ordering;
 
-use chrono::NaiveDateTime;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::rules::{is_billable, non_empty, role, Role};
-use crate::model::Leg;
-
-/// Which way a call went, as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-    Internal,
-    Callback,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-            Direction::Internal => "internal",
-            Direction::Callback => "callback",
-        }
-    }
-}
-
-impl std::fmt::Display for Direction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One logical call (docs/calls.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallFacts {
-    /// [`call_id`] of the first leg in order.
-    pub id: String,
-    pub device: String,
-    pub direction: Direction,
-    /// An FW leg exists: the call was forwarded to an outside number.
-    pub forwarded_out: bool,
-    pub caller: String,
-    pub callee: String,
-    /// Extensions involved, in order of appearance, without repeats.
-    pub extensions: Vec<String>,
-    /// Extension that picked up (inbound/internal only).
-    pub answered_by: Option<String>,
-    pub trunk: Option<String>,
-    /// Route of the first trunk leg (else of the first leg): reports need it
-    /// for the analog-trunk caveat of manual §5.6 Q2.
-    pub route: String,
-    pub start: NaiveDateTime,
-    pub end: NaiveDateTime,
-    pub talk_seconds: i64,
-    pub billable_seconds: i64,
-    /// A person answered (an IVR picking up a trunk leg does not count).
-    pub answered: bool,
-    /// Cdr ids of the legs, in order.
-    pub leg_cdr_ids: Vec<String>,
-}
+use crate::model::{CallFacts, Direction, Leg};
 
 /// Stable call id: first 16 lowercase hex chars of sha256(device "\n" cdr_id).
 /// Every leg's own id keeps resolving to its call (the store keeps redirects).
@@ -209,9 +151,18 @@ fn rings_extension(l: &Leg) -> bool {
 /// Summarize the legs of one call of `device`. `None` for no legs.
 /// The legs are taken as given (grouping is [`super::group`]'s job).
 pub fn summarize(device: &str, legs: &[&Leg]) -> Option<CallFacts> {
-    let mut legs: Vec<&Leg> = legs.to_vec();
+    let (first, rest) = legs.split_first()?;
+    Some(summarize_call(device, first, rest))
+}
+
+/// [`summarize`] for a call known to have a leg: `first` and `rest`
+/// together are its legs, in any order.
+pub fn summarize_call(device: &str, first: &Leg, rest: &[&Leg]) -> CallFacts {
+    let mut legs: Vec<&Leg> = Vec::with_capacity(rest.len() + 1);
+    legs.push(first);
+    legs.extend_from_slice(rest);
     legs.sort_by(|a, b| leg_order(a, b));
-    let head = *legs.first()?;
+    let head = legs.iter().copied().next().unwrap_or(first);
 
     let dir = direction(&legs);
     let (caller, callee) = parties(dir, &legs);
@@ -245,7 +196,7 @@ pub fn summarize(device: &str, legs: &[&Leg]) -> Option<CallFacts> {
         .route
         .clone();
 
-    Some(CallFacts {
+    CallFacts {
         id: call_id(device, &head.cdr_id),
         device: device.to_string(),
         direction: dir,
@@ -277,7 +228,7 @@ pub fn summarize(device: &str, legs: &[&Leg]) -> Option<CallFacts> {
             .sum(),
         answered,
         leg_cdr_ids: legs.iter().map(|l| l.cdr_id.clone()).collect(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +236,7 @@ mod tests {
     use super::*;
     use crate::calls::rules::tests::leg;
     use serde::de::{value::StrDeserializer, IntoDeserializer};
+    use serde::Deserialize;
 
     fn with(mut l: Leg, f: impl FnOnce(&mut Leg)) -> Leg {
         f(&mut l);

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::queues::live::QueueLive;
+use crate::store::rebuild::{self, DerivedCounts};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -45,11 +46,10 @@ pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
     let events = store
         .writer
         .write_blocking(move |tx| queues.replay(tx, true, now))?;
-    let calls: i64 = store
-        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?))?;
-    let visits: i64 = store.read_blocking(|c| {
-        Ok(c.query_row("SELECT COUNT(*) FROM queue_visits", [], |r| r.get(0))?)
-    })?;
+    let DerivedCounts {
+        calls,
+        queue_visits: visits,
+    } = store.read_blocking(rebuild::derived_counts)?;
     println!(
         "rebuilt {calls} calls from {legs} legs and {visits} queue visits from {events} events in {:.1} s",
         started.elapsed().as_secs_f64()

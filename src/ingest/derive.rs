@@ -1,23 +1,25 @@
 //! Deriving legs and events from committed pushes, and handing each new
 //! one to the live stages (calls, queue visits, recording schedule).
 //!
-//! Ingest commits only the raw push before it answers the device (DESIGN
-//! §1: every pushed byte is stored raw before it is interpreted); this step
-//! runs right after on the store's writer thread, in push order, and
-//! records how far it got in `derive_cursor` in the same transaction as
-//! what it derived — so a crash loses nothing and derives nothing twice.
-//! Under a burst it falls behind and catches up when the burst ends, while
-//! the devices keep getting their 200s within a commit (issue 2).
+//! Ingest commits only the raw push before it answers the device (every
+//! pushed byte is stored raw before it is interpreted: ARCHITECTURE.md,
+//! "Durability"); this step runs right after on the store's writer thread,
+//! in push order, and records how far it got in `derive_cursor` in the same
+//! transaction as what it derived — so a crash loses nothing and derives
+//! nothing twice. Under a burst it falls behind and catches up when the
+//! burst ends, while the devices keep getting their 200s within a commit
+//! (ARCHITECTURE.md, "Derivation").
+//!
+//! The live stages plug in as [`Hook`]s (`calls::live::hook`,
+//! `queues::live::hook`, `recordings::schedule::hook`); `server` wires them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::Transaction;
-
 use super::device::{norm_mac, Registry};
 use crate::config::Config;
 use crate::model::{Event, Leg, Message};
-use crate::store::{self, legs::Inserted, pushes};
+use crate::store::{self, legs::Inserted, pushes, Tx};
 
 /// What one derived document became; handed to the live stages inside the
 /// same transaction.
@@ -37,7 +39,25 @@ pub enum StoredItem<'a> {
 }
 
 /// Called for every newly stored leg or event, in the derivation's transaction.
-pub type Hook = Arc<dyn Fn(&Transaction, &StoredItem) -> store::Result<()> + Send + Sync>;
+pub type Hook = Arc<dyn Fn(&Tx, &StoredItem) -> Result<(), HookError> + Send + Sync>;
+
+/// Why a live stage's hook failed: each stage has its own error type.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why one push could not be derived (it is marked with this and skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    /// The archive refused a read or write.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The stored push no longer parses: it passed the checks when it was
+    /// committed, so the parser changed (or has a bug).
+    #[error("push {push} does not parse again: {reason}")]
+    Reparse { push: i64, reason: String },
+    /// A live stage (calls, queue visits, recordings) failed on an item.
+    #[error(transparent)]
+    Stage(HookError),
+}
 
 /// Pushes read per query.
 const PAGE: i64 = 64;
@@ -58,8 +78,12 @@ impl Deriver {
     }
 
     /// The step for [`store::Writer::set_background`].
-    pub fn into_background(self) -> store::writer::Background {
-        Box::new(move |tx, deadline| self.step(tx, deadline))
+    pub fn into_background(self) -> store::Background {
+        Box::new(
+            move |tx: &Tx, deadline: Instant| -> Result<usize, store::StepError> {
+                Ok(self.step(tx, deadline)?)
+            },
+        )
     }
 
     /// Derives committed pushes after the cursor until `deadline` passes or
@@ -70,7 +94,7 @@ impl Deriver {
     /// (and gives them their held pushes), then derives released held
     /// pushes the cursor had passed, then goes on after the cursor: each
     /// device's pushes are derived in push order.
-    pub fn step(&self, tx: &Transaction, deadline: Instant) -> store::Result<usize> {
+    pub fn step(&self, tx: &Tx, deadline: Instant) -> store::Result<usize> {
         self.refresh_devices(tx)?;
         let mut done = 0usize;
         loop {
@@ -111,22 +135,19 @@ impl Deriver {
 
     /// Derives one push in a savepoint: a failure is rolled back alone,
     /// marked with its error, and skipped.
-    fn derive_one(&self, tx: &Transaction, p: &pushes::Committed) -> store::Result<()> {
-        tx.prepare_cached("SAVEPOINT push")?.execute([])?;
-        if let Err(e) = self.derive(tx, p) {
-            tx.prepare_cached("ROLLBACK TO push")?.execute([])?;
+    fn derive_one(&self, tx: &Tx, p: &pushes::Committed) -> store::Result<()> {
+        if let Err(e) = store::savepoint(tx, |tx| self.derive(tx, p))? {
             tracing::error!(push = p.id, device = %p.device, error = %e,
                 "could not derive legs/events of a stored push (raw body kept; `rebuild` after a fix)");
             metrics::counter!("callvault_derive_failures_total").increment(1);
             pushes::set_derive_error(tx, p.id, &e.to_string())?;
         }
-        tx.prepare_cached("RELEASE push")?.execute([])?;
         Ok(())
     }
 
     /// Reloads the archive's devices when `devices_version` moved (or on
     /// the first step) and releases every device's held pushes.
-    fn refresh_devices(&self, tx: &Transaction) -> store::Result<()> {
+    fn refresh_devices(&self, tx: &Tx) -> store::Result<()> {
         let version = store::devices::version(tx)?;
         if self.registry.version() == Some(version) {
             return Ok(());
@@ -152,7 +173,7 @@ impl Deriver {
         Ok(())
     }
 
-    fn derive(&self, tx: &Transaction, p: &pushes::Committed) -> store::Result<()> {
+    fn derive(&self, tx: &Tx, p: &pushes::Committed) -> Result<(), DeriveError> {
         let docs = parse(p)?;
         let tz = self.cfg.device_tz(&p.device);
         let device = p.device.as_str();
@@ -203,17 +224,20 @@ impl Deriver {
         Ok(())
     }
 
-    fn run_hooks(&self, tx: &Transaction, item: &StoredItem) -> store::Result<()> {
-        self.hooks.iter().try_for_each(|h| h(tx, item))
+    fn run_hooks(&self, tx: &Tx, item: &StoredItem) -> Result<(), DeriveError> {
+        self.hooks
+            .iter()
+            .try_for_each(|h| h(tx, item))
+            .map_err(DeriveError::Stage)
     }
 }
 
 /// The documents of a stored push: the checks already passed before it was
 /// committed, so a failure here means the parser changed (or a bug).
-fn parse(p: &pushes::Committed) -> store::Result<Vec<crate::model::Document>> {
-    let corrupt = |e: String| store::StoreError::Corrupt(format!("push {}: {e}", p.id));
+fn parse(p: &pushes::Committed) -> Result<Vec<crate::model::Document>, DeriveError> {
+    let reparse = |reason: String| DeriveError::Reparse { push: p.id, reason };
     let text =
-        super::pipeline::push_text(&p.body, p.query.as_deref()).map_err(|(_, e)| corrupt(e))?;
+        super::pipeline::push_text(&p.body, p.query.as_deref()).map_err(|(_, e)| reparse(e))?;
     // No cap here: the push passed the one it was accepted under.
-    super::parse_push(&text, usize::MAX).map_err(|e| corrupt(e.reason))
+    super::parse_push(&text, usize::MAX).map_err(|e| reparse(e.reason))
 }

@@ -1,6 +1,14 @@
 //! Domain types shared by every stage: a CDR leg and a call event as the
 //! OM device reports them (manual §2.5, §2.6), independent of how they were
-//! carried (XML push, import) or stored.
+//! carried (XML push, import) or stored; and what the stages derive from
+//! them and the store keeps: a call's facts (`call`) and a queue visit
+//! (`visit`).
+
+mod call;
+mod visit;
+
+pub use call::{CallFacts, Direction};
+pub use visit::{Outcome, UnknownOutcome, Visit};
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
 
-use super::infer::{Outcome, Visit};
 use crate::model::{parse_json_time, Event};
+use crate::model::{Outcome, Visit};
 
 /// The attribute of the events this module reads.
 pub const ATTRIBUTE: &str = "CC_CDR";

@@ -1,5 +1,5 @@
 //! Daily queue figures per (device, waiting group, local day) and per agent,
-//! computed from inferred [`Visit`]s (DESIGN §6). Definitions: FIGURES.md.
+//! computed from inferred [`Visit`]s. Definitions: docs/queues.md.
 //!
 //! A visit belongs to the local day (device time zone) of its `entered_at`.
 //! Ratios whose denominator is zero are `None`, never 0 or NaN.
@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::infer::{Outcome, Visit};
+use crate::model::{Outcome, Visit};
 
 /// Abandons within this many seconds count as short (caller misdialled or
 /// gave up at once; often excluded by call-centre managers).

@@ -5,7 +5,7 @@
 
 use crate::model::{Event, Party};
 
-use super::infer::Outcome;
+use crate::model::Outcome;
 
 /// Why a `QUEUE` event cannot be turned into a visit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

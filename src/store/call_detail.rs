@@ -4,13 +4,13 @@
 
 use std::cmp::Ordering;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::call_search::{call_from_row, CallRow, CallView, CALL_COLS};
 use super::legs::StoredLeg;
 use super::queues::StoredVisit;
-use super::Result;
+use super::{Result, Tx};
 use crate::model::Leg;
 
 /// A call as `GET /api/calls/{id}` shows it: the row's fields, then the
@@ -55,7 +55,7 @@ pub struct CallRecording {
 /// legs in `leg_order` (the calls stage's rule, `calls::leg_order`);
 /// `None` when no call was ever shown under `id`.
 pub fn detail(
-    conn: &Connection,
+    conn: &Tx,
     id: &str,
     view: &CallView,
     leg_order: fn(&Leg, &Leg) -> Ordering,
@@ -79,7 +79,7 @@ pub fn detail(
 }
 
 /// The recordings of the call with current id `call_id`, in leg order.
-pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRecording>> {
+pub fn recordings_of_call(conn: &Tx, call_id: &str) -> Result<Vec<CallRecording>> {
     let mut st = conn.prepare_cached(
         "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
          FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
@@ -102,7 +102,7 @@ pub fn recordings_of_call(conn: &Connection, call_id: &str) -> Result<Vec<CallRe
 }
 
 /// One call by its current id.
-pub fn get(conn: &Connection, id: &str, view: &CallView) -> Result<Option<CallRow>> {
+pub fn get(conn: &Tx, id: &str, view: &CallView) -> Result<Option<CallRow>> {
     let sql = format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1");
     Ok(conn
         .prepare_cached(&sql)?

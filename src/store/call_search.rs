@@ -3,11 +3,11 @@
 //! with a keyset cursor on `(start_local, id)`).
 
 use chrono::NaiveDateTime;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params_from_iter, Row};
 use serde::Serialize;
 
 use super::legs::{self, LOCAL_FMT};
-use super::{Result, StoreError};
+use super::{Result, StoreError, Tx};
 
 /// A call row as the API shows it (the detail view adds legs, recordings
 /// and queue visits: `call_detail`).
@@ -106,7 +106,7 @@ pub struct CallFilter {
 /// Calls in start order matching `f`, handed to `each` one at a time (a
 /// whole range is never held in memory); stops at the first error of `each`.
 pub fn search<E: From<StoreError>>(
-    conn: &Connection,
+    conn: &Tx,
     f: &CallFilter,
     view: &CallView,
     each: &mut dyn FnMut(CallRow) -> std::result::Result<(), E>,
@@ -158,7 +158,7 @@ pub fn search<E: From<StoreError>>(
 }
 
 /// The calls of [`search`] collected (a page of at most `f.limit`).
-pub fn search_page(conn: &Connection, f: &CallFilter, view: &CallView) -> Result<Vec<CallRow>> {
+pub fn search_page(conn: &Tx, f: &CallFilter, view: &CallView) -> Result<Vec<CallRow>> {
     let mut out = Vec::new();
     search::<StoreError>(conn, f, view, &mut |c| {
         out.push(c);

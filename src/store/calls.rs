@@ -2,11 +2,11 @@
 //! for the calls stage; the API's reads are `call_search` and `call_detail`.
 
 use chrono::NaiveDateTime;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use super::legs::{self, StoredLeg, LOCAL_FMT};
-use super::Result;
-use crate::calls::CallFacts;
+use super::{Result, Tx};
+use crate::model::CallFacts;
 use crate::model::Leg;
 
 /// Seconds since the epoch of a device-local time, as if it were UTC
@@ -22,7 +22,7 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
 pub const KEY_DAY_SECS: i64 = 86_400;
 
 pub fn insert_keys(
-    conn: &Connection,
+    conn: &Tx,
     device: &str,
     leg_id: i64,
     keys: &[String],
@@ -49,7 +49,7 @@ pub fn insert_keys(
 /// or after `end_lo`, sorted and deduplicated.
 ///
 /// `end_lo` lets the caller pass the exact "spans overlap" condition of
-/// [`crate::calls::rules::overlaps`] (`end + tolerance >= start`): without it
+/// `calls::rules::overlaps` (`end + tolerance >= start`): without it
 /// every leg of a recycled visitor/outer id in the last day is a candidate
 /// (hundreds on a busy device), each loaded and parsed only to be rejected.
 ///
@@ -62,7 +62,7 @@ pub fn insert_keys(
 /// * legs longer than `LONG_LEG_SECS` (`leg_keys_long`, normally empty): the
 ///   only ones that can start by `hi` and yet end after `hi + LONG_LEG_SECS`.
 pub fn candidates(
-    conn: &Connection,
+    conn: &Tx,
     device: &str,
     keys: &[String],
     lo: i64,
@@ -133,7 +133,7 @@ const MAX_DAY_LOOKUPS: i64 = 8;
 pub const LONG_LEG_SECS: i64 = 86_400;
 
 pub fn legs_by_ids(
-    conn: &Connection,
+    conn: &Tx,
     ids: &[i64],
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Vec<StoredLeg>> {
@@ -206,7 +206,7 @@ fn call_leg_from_row(r: &Row) -> rusqlite::Result<CallLeg> {
 /// The legs with these ids (missing ones skipped), in the order of `ids`.
 /// One cached primary-key lookup per id: an `IN (?, ?, …)` list would be a
 /// new statement for every list length and thrash the statement cache.
-pub fn call_legs_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<CallLeg>> {
+pub fn call_legs_by_ids(conn: &Tx, ids: &[i64]) -> Result<Vec<CallLeg>> {
     let mut st = conn.prepare_cached(&format!("SELECT {CALL_LEG_COLS} FROM legs WHERE id = ?1"))?;
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -219,11 +219,7 @@ pub fn call_legs_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<CallLeg>> 
 
 /// Up to `limit` legs with id > `after`, in id order, with their device:
 /// the pages `rebuild` walks so memory stays flat whatever the archive size.
-pub fn call_legs_page(
-    conn: &Connection,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<(String, CallLeg)>> {
+pub fn call_legs_page(conn: &Tx, after: i64, limit: usize) -> Result<Vec<(String, CallLeg)>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {CALL_LEG_COLS} FROM legs WHERE id > ?1 ORDER BY id LIMIT ?2"
     ))?;
@@ -234,7 +230,7 @@ pub fn call_legs_page(
 }
 
 /// The `seq` of the call leg `leg_id` is in.
-pub fn call_seq_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<i64>> {
+pub fn call_seq_of_leg(conn: &Tx, leg_id: i64) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT call_seq FROM call_legs WHERE leg_id = ?1")?
         .query_row([leg_id], |r| r.get(0))
@@ -242,7 +238,7 @@ pub fn call_seq_of_leg(conn: &Connection, leg_id: i64) -> Result<Option<i64>> {
 }
 
 /// The legs of the call with `seq`, in id order (the calls stage).
-pub fn leg_ids_of_seq(conn: &Connection, seq: i64) -> Result<Vec<i64>> {
+pub fn leg_ids_of_seq(conn: &Tx, seq: i64) -> Result<Vec<i64>> {
     let mut st =
         conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_seq = ?1 ORDER BY leg_id")?;
     let rows = st.query_map([seq], |r| r.get(0))?;
@@ -250,7 +246,7 @@ pub fn leg_ids_of_seq(conn: &Connection, seq: i64) -> Result<Vec<i64>> {
 }
 
 /// The legs of the call with current id `call_id`, in id order (the API).
-pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
+pub fn leg_ids_of_call(conn: &Tx, call_id: &str) -> Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
         "SELECT cl.leg_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq
          WHERE c.id = ?1 ORDER BY cl.leg_id",
@@ -259,7 +255,7 @@ pub fn leg_ids_of_call(conn: &Connection, call_id: &str) -> Result<Vec<i64>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn delete_call(conn: &Connection, seq: i64) -> Result<()> {
+pub fn delete_call(conn: &Tx, seq: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM calls WHERE seq = ?1")?
         .execute([seq])?;
     Ok(())
@@ -274,7 +270,7 @@ pub fn delete_call(conn: &Connection, seq: i64) -> Result<()> {
 /// a new row is appended, and an existing one is recent, so the pages
 /// written are the last ones of `calls` and `call_legs(call_seq)`.
 pub fn put_call(
-    conn: &Connection,
+    conn: &Tx,
     seq: Option<i64>,
     f: &CallFacts,
     links: &[(i64, String)],
@@ -328,7 +324,7 @@ pub fn put_call(
 }
 
 /// Resolves an id ever shown to a user to the call's current id.
-pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
+pub fn resolve_id(conn: &Tx, id: &str) -> Result<Option<String>> {
     let direct: Option<String> = conn
         .prepare_cached("SELECT id FROM calls WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -345,7 +341,7 @@ pub fn resolve_id(conn: &Connection, id: &str) -> Result<Option<String>> {
 }
 
 /// Deletes every derived call row (before a rebuild).
-pub fn clear(conn: &Connection) -> Result<()> {
+pub fn clear(conn: &Tx) -> Result<()> {
     conn.execute_batch("DELETE FROM call_legs; DELETE FROM calls; DELETE FROM leg_keys;")?;
     Ok(())
 }
@@ -363,7 +359,7 @@ const LOOKUP_INDEXES: &[(&str, &str)] = &[
 /// Creates the lookup indexes that are missing: at the end of a rebuild,
 /// and after the migrations at every open, so that a rebuild interrupted
 /// while they were dropped leaves none missing.
-pub fn create_lookup_indexes(conn: &Connection) -> Result<()> {
+pub fn create_lookup_indexes(conn: &Tx) -> Result<()> {
     for (name, on) in LOOKUP_INDEXES {
         conn.execute_batch(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {on}"))?;
     }
@@ -371,7 +367,7 @@ pub fn create_lookup_indexes(conn: &Connection) -> Result<()> {
 }
 
 /// Drops the lookup indexes (before a rebuild replays the legs).
-pub fn drop_lookup_indexes(conn: &Connection) -> Result<()> {
+pub fn drop_lookup_indexes(conn: &Tx) -> Result<()> {
     for (name, _) in LOOKUP_INDEXES {
         conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
     }
@@ -388,8 +384,9 @@ mod tests {
     /// legs longer than a day, and windows of hours to years.
     #[test]
     fn candidates_are_exactly_the_overlapping_legs_of_the_keys() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrate::apply(&mut conn).expect("schema");
+        let mut sql = rusqlite::Connection::open_in_memory().expect("open");
+        crate::store::migrate::apply(&mut sql).expect("schema");
+        let conn = Tx::new(&sql);
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut next = move |n: i64| rng.random_range(0..n);

@@ -1,10 +1,10 @@
 //! Registered devices (`callvault devices add`), held pushes from senders
 //! that match no device, and the Auth nonces seen from single-use devices.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::params;
 use serde::Serialize;
 
-use super::{now_stamp, pushes, Result};
+use super::{now_stamp, pushes, Result, Tx};
 
 /// A device registered in the archive (beside the config file's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,20 +16,20 @@ pub struct Registered {
 }
 
 /// The single-row change counter of the `devices` table.
-pub fn version(conn: &Connection) -> Result<i64> {
+pub fn version(conn: &Tx) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT version FROM devices_version WHERE one = 1")?
         .query_row([], |r| r.get(0))?)
 }
 
-fn bump(tx: &Transaction) -> Result<()> {
+fn bump(tx: &Tx) -> Result<()> {
     tx.prepare_cached("UPDATE devices_version SET version = version + 1 WHERE one = 1")?
         .execute([])?;
     Ok(())
 }
 
 /// Devices registered and not removed, by name.
-pub fn active(conn: &Connection) -> Result<Vec<Registered>> {
+pub fn active(conn: &Tx) -> Result<Vec<Registered>> {
     let mut st = conn.prepare_cached(
         "SELECT name, mac, ip, added_at FROM devices WHERE removed_at IS NULL ORDER BY name",
     )?;
@@ -46,7 +46,7 @@ pub fn active(conn: &Connection) -> Result<Vec<Registered>> {
 
 /// Registers `name` (again, if it was removed). False when a registered
 /// device already has that name.
-pub fn add(tx: &Transaction, name: &str, mac: Option<&str>, ip: Option<&str>) -> Result<bool> {
+pub fn add(tx: &Tx, name: &str, mac: Option<&str>, ip: Option<&str>) -> Result<bool> {
     let (now, _) = now_stamp();
     let changed = tx
         .prepare_cached(
@@ -62,7 +62,7 @@ pub fn add(tx: &Transaction, name: &str, mac: Option<&str>, ip: Option<&str>) ->
 }
 
 /// Unregisters `name`; false when no registered device has that name.
-pub fn remove(tx: &Transaction, name: &str) -> Result<bool> {
+pub fn remove(tx: &Tx, name: &str) -> Result<bool> {
     let (now, _) = now_stamp();
     let changed = tx
         .prepare_cached(
@@ -86,7 +86,7 @@ pub struct Claim<'a> {
 /// The held pushes `claim` identifies, in push order: those naming its
 /// MAC (from one of its addresses, when it has any), and those naming no
 /// MAC from one of its addresses.
-pub fn held_for(conn: &Connection, claim: &Claim) -> Result<Vec<i64>> {
+pub fn held_for(conn: &Tx, claim: &Claim) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = Vec::new();
     if let Some(mac) = claim.mac {
         let mut st = conn.prepare_cached(
@@ -119,7 +119,7 @@ pub fn held_for(conn: &Connection, claim: &Claim) -> Result<Vec<i64>> {
 /// device, in push order. They become stored pushes; those the derivation
 /// cursor has already passed are queued for it (`derive_queue`). Returns
 /// how many.
-pub fn release_held(tx: &Transaction, claim: &Claim) -> Result<usize> {
+pub fn release_held(tx: &Tx, claim: &Claim) -> Result<usize> {
     let ids = held_for(tx, claim)?;
     let cursor = pushes::derive_cursor(tx)?;
     let mut give = tx.prepare_cached(
@@ -149,7 +149,7 @@ pub struct Sender {
 }
 
 /// Senders with held pushes, the most recent first.
-pub fn unregistered(conn: &Connection) -> Result<Vec<Sender>> {
+pub fn unregistered(conn: &Tx) -> Result<Vec<Sender>> {
     let mut st = conn.prepare_cached(
         "SELECT sender_mac, MAX(source), COUNT(*), MIN(received_at), MAX(received_at)
          FROM pushes WHERE outcome = 'held'
@@ -168,7 +168,7 @@ pub fn unregistered(conn: &Connection) -> Result<Vec<Sender>> {
 }
 
 /// How many distinct senders have held pushes (for `/healthz`).
-pub fn unregistered_count(conn: &Connection) -> Result<i64> {
+pub fn unregistered_count(conn: &Tx) -> Result<i64> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(DISTINCT COALESCE(sender_mac, source)) FROM pushes WHERE outcome = 'held'",
@@ -177,7 +177,7 @@ pub fn unregistered_count(conn: &Connection) -> Result<i64> {
 }
 
 /// Stored pushes and the last one, per device (`callvault devices`).
-pub fn push_counts(conn: &Connection) -> Result<Vec<(String, i64, String)>> {
+pub fn push_counts(conn: &Tx) -> Result<Vec<(String, i64, String)>> {
     let mut st = conn.prepare(
         "SELECT device, COUNT(*), MAX(received_at) FROM pushes
          WHERE outcome = 'stored' AND device IS NOT NULL GROUP BY device",
@@ -195,7 +195,7 @@ pub struct Nonce {
     pub expires_ms: i64,
 }
 
-pub fn insert_nonce(tx: &Transaction, n: &Nonce) -> Result<()> {
+pub fn insert_nonce(tx: &Tx, n: &Nonce) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO auth_nonces (device, nonce, timestamp, expires_ms) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -204,14 +204,14 @@ pub fn insert_nonce(tx: &Transaction, n: &Nonce) -> Result<()> {
 }
 
 /// Forgets nonces whose signatures are stale anyway.
-pub fn prune_nonces(tx: &Transaction, now_ms: i64) -> Result<usize> {
+pub fn prune_nonces(tx: &Tx, now_ms: i64) -> Result<usize> {
     Ok(tx
         .prepare_cached("DELETE FROM auth_nonces WHERE expires_ms < ?1")?
         .execute([now_ms])?)
 }
 
 /// Nonces still valid at `now_ms`, newest last (to fill the cache at start).
-pub fn live_nonces(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<Nonce>> {
+pub fn live_nonces(conn: &Tx, now_ms: i64, limit: i64) -> Result<Vec<Nonce>> {
     let mut st = conn.prepare(
         "SELECT device, nonce, timestamp, expires_ms FROM auth_nonces
          WHERE expires_ms >= ?1 ORDER BY expires_ms DESC LIMIT ?2",

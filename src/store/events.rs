@@ -1,13 +1,13 @@
 //! Call events with all their parties, stamped with the receive time.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::params;
 use serde::Serialize;
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, Tx};
 use crate::model::{Event, Party};
 
 pub fn insert(
-    tx: &Transaction,
+    tx: &Tx,
     device: &str,
     push_id: i64,
     received_at: &str,
@@ -44,7 +44,7 @@ pub struct StoredEvent {
 }
 
 /// Events with `seq > after`, in arrival order, at most `limit`.
-pub fn after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+pub fn after(conn: &Tx, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
     let mut st = conn.prepare_cached(
         "SELECT id, device, received_at, received_ms, attribute, attrs_json, mac, parties_json
          FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -84,6 +84,6 @@ pub fn after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<StoredEven
     Ok(out)
 }
 
-pub fn count(conn: &Connection) -> Result<i64> {
+pub fn count(conn: &Tx) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
 }

@@ -2,11 +2,11 @@
 //! and the typed reads the API and the calls stage use.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::Result;
+use super::{Result, Tx};
 use crate::log_throttle::LogThrottle;
 use crate::model::Leg;
 use std::time::Duration;
@@ -75,7 +75,7 @@ pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
 static SKEW_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
 pub fn insert(
-    tx: &Transaction,
+    tx: &Tx,
     device: &str,
     push_id: i64,
     received_ms: i64,
@@ -246,7 +246,7 @@ pub fn local_iso(tz: chrono_tz::Tz, t: NaiveDateTime) -> String {
 
 /// Legs that started on device-local days `from..=to`, in start order.
 pub fn between(
-    conn: &Connection,
+    conn: &Tx,
     from: NaiveDate,
     to: NaiveDate,
     limit: i64,
@@ -265,7 +265,7 @@ pub fn between(
 }
 
 pub fn by_cdr_id(
-    conn: &Connection,
+    conn: &Tx,
     device: &str,
     cdr_id: &str,
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
@@ -277,6 +277,6 @@ pub fn by_cdr_id(
         .optional()?)
 }
 
-pub fn count(conn: &Connection) -> Result<i64> {
+pub fn count(conn: &Tx) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM legs", [], |r| r.get(0))?)
 }

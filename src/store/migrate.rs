@@ -59,7 +59,7 @@ pub fn apply(conn: &mut Connection) -> super::Result<()> {
     }
     // Not a migration: indexes that a rebuild drops while it replays, put
     // back if one was interrupted (nothing to do when they exist).
-    super::calls::create_lookup_indexes(conn)?;
+    super::calls::create_lookup_indexes(&super::Tx::new(conn))?;
     conn.pragma_update(None, "temp_store", temp_store)?;
     Ok(())
 }
@@ -122,7 +122,7 @@ mod tests {
             .expect("version");
         assert_eq!(version as usize, MIGRATIONS.len());
         assert_eq!(
-            crate::store::calls::resolve_id(&conn, "x").expect("resolve"),
+            crate::store::calls::resolve_id(&crate::store::Tx::new(&conn), "x").expect("resolve"),
             Some("a".into()),
             "an alias id still resolves"
         );
@@ -136,8 +136,15 @@ mod tests {
         );
         let keys = ["v:1".to_string()];
         assert_eq!(
-            crate::store::calls::candidates(&conn, "d", &keys, 80_000, 86_450, 86_350)
-                .expect("candidates"),
+            crate::store::calls::candidates(
+                &crate::store::Tx::new(&conn),
+                "d",
+                &keys,
+                80_000,
+                86_450,
+                86_350
+            )
+            .expect("candidates"),
             [1, 3],
             "a key's legs are found across day buckets"
         );

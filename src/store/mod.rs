@@ -3,12 +3,19 @@
 //! rusqlite is blocking, so all writes go through one writer thread that
 //! batches concurrent jobs into one transaction (group commit, `writer`),
 //! and reads use a small pool of connections on `spawn_blocking`
-//! (`pool`). The typed queries of each table live in their own file.
+//! (`pool`). The typed queries of each table live in their own file, and
+//! `rebuild` the store's side of `callvault rebuild`.
+//!
+//! Both hand their work a [`Tx`], the handle every store function takes:
+//! the stages above pass it on and never see SQLite (`tx`). The store
+//! knows the domain types of `model` and nothing of the stages.
 
 mod bg_pace;
 mod checkpoint;
 mod migrate;
 mod pool;
+pub mod rebuild;
+mod tx;
 mod wal_sync;
 pub mod writer;
 
@@ -29,7 +36,8 @@ use std::sync::Arc;
 
 pub use migrate::MIGRATIONS;
 pub use pool::ReadPool;
-pub use writer::{Background, WriteJob, Writer};
+pub use tx::{savepoint, Tx};
+pub use writer::{Background, StepError, WriteJob, Writer};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +66,10 @@ pub enum StoreError {
     /// The writer's background step (derivation) failed.
     #[error("background step failed: {0}")]
     Background(String),
+    /// Work on a store thread (a write job, the background step, a read)
+    /// panicked: a bug. Its writes were rolled back.
+    #[error("panicked: {0}")]
+    Panicked(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -108,19 +120,20 @@ impl Store {
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T> + Send + 'static,
     {
         let pool = self.reads.clone();
         tokio::task::spawn_blocking(move || pool.with(f))
             .await
-            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|e| match e.try_into_panic() {
+                Ok(panic) => StoreError::Panicked(format!("a read: {}", panic_text(&*panic))),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => StoreError::WriterGone,
+            })?
     }
 
     /// Runs `f` on a pooled read connection from blocking code (CLI).
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
-    ) -> Result<T> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         self.reads.with(f)
     }
 }
@@ -129,18 +142,19 @@ impl Store {
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How long a connection waits for another process's write lock.
-pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(in crate::store) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long `rebuild` waits for the write lock between its batches: a busy
 /// server may hold it through many short transactions in a row.
-pub(crate) const LONG_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+pub(in crate::store) const LONG_BUSY_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(300);
 
 /// How a connection waits for another connection's write lock, up to
 /// `limit` (zero: not at all): it tries again every 2 ms. SQLite's own
 /// handler sleeps up to 100 ms between tries and missed the short gaps a
 /// busy writer leaves between its transactions: a `rebuild` beside a
 /// running server starved the server's ingest for the whole rebuild.
-pub(crate) fn wait_for_locks(
+pub(in crate::store) fn wait_for_locks(
     conn: &rusqlite::Connection,
     limit: std::time::Duration,
 ) -> rusqlite::Result<()> {
@@ -179,6 +193,15 @@ pub fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
          PRAGMA temp_store = MEMORY;",
     )?;
     Ok(conn)
+}
+
+/// What a caught panic said, for [`StoreError::Panicked`].
+pub(in crate::store) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// UTC now as RFC 3339 with milliseconds and the unix milliseconds.

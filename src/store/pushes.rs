@@ -1,9 +1,9 @@
 //! Raw push bodies and the quarantine (the pushes we refused, with why).
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::Result;
+use super::{Result, Tx};
 
 /// One received request body and what became of it.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Outcome {
     }
 }
 
-pub fn insert(tx: &Transaction, p: &NewPush) -> Result<i64> {
+pub fn insert(tx: &Tx, p: &NewPush) -> Result<i64> {
     let mut st = tx.prepare_cached(
         "INSERT INTO pushes (received_at, received_ms, source, device, method, path, query, body, outcome, status, reason, sender_mac)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -80,7 +80,7 @@ pub struct Quarantined {
 }
 
 /// The most recent quarantined pushes, newest first.
-pub fn quarantined(conn: &Connection, limit: i64) -> Result<Vec<Quarantined>> {
+pub fn quarantined(conn: &Tx, limit: i64) -> Result<Vec<Quarantined>> {
     let mut st = conn.prepare_cached(
         "SELECT id, received_at, source, device, status, COALESCE(reason, ''), body
          FROM pushes WHERE outcome = 'quarantined' ORDER BY id DESC LIMIT ?1",
@@ -101,12 +101,17 @@ pub fn quarantined(conn: &Connection, limit: i64) -> Result<Vec<Quarantined>> {
 }
 
 /// Counts of pushes by outcome and reason.
-pub fn counts(conn: &Connection) -> Result<Vec<(String, Option<String>, i64)>> {
+pub fn counts(conn: &Tx) -> Result<Vec<(String, Option<String>, i64)>> {
     let mut st = conn.prepare(
         "SELECT outcome, reason, COUNT(*) FROM pushes GROUP BY outcome, reason ORDER BY outcome, reason",
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every push row, stored or quarantined.
+pub fn count(conn: &Tx) -> Result<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM pushes", [], |r| r.get(0))?)
 }
 
 /// A stored (not quarantined) push, as the derivation reads it back.
@@ -121,7 +126,7 @@ pub struct Committed {
 }
 
 /// Up to `limit` stored pushes with id > `after`, in id order.
-pub fn committed_after(conn: &Connection, after: i64, limit: i64) -> Result<Vec<Committed>> {
+pub fn committed_after(conn: &Tx, after: i64, limit: i64) -> Result<Vec<Committed>> {
     let mut st = conn.prepare_cached(
         "SELECT id, COALESCE(device, source), received_at, received_ms, query, body
          FROM pushes WHERE id > ?1 AND outcome = 'stored' ORDER BY id LIMIT ?2",
@@ -143,7 +148,7 @@ fn committed_row(r: &rusqlite::Row) -> rusqlite::Result<Committed> {
 }
 
 /// Up to `limit` released pushes waiting in `derive_queue`, in id order.
-pub fn queued(conn: &Connection, limit: i64) -> Result<Vec<Committed>> {
+pub fn queued(conn: &Tx, limit: i64) -> Result<Vec<Committed>> {
     let mut st = conn.prepare_cached(
         "SELECT p.id, COALESCE(p.device, p.source), p.received_at, p.received_ms, p.query, p.body
          FROM derive_queue q JOIN pushes p ON p.id = q.push_id ORDER BY q.push_id LIMIT ?1",
@@ -153,27 +158,27 @@ pub fn queued(conn: &Connection, limit: i64) -> Result<Vec<Committed>> {
 }
 
 /// Takes push `id` off the `derive_queue` (it is derived).
-pub fn dequeue(conn: &Connection, id: i64) -> Result<()> {
+pub fn dequeue(conn: &Tx, id: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM derive_queue WHERE push_id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// The last push id whose legs and events are derived.
-pub fn derive_cursor(conn: &Connection) -> Result<i64> {
+pub fn derive_cursor(conn: &Tx) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT push_id FROM derive_cursor WHERE one = 1")?
         .query_row([], |r| r.get(0))?)
 }
 
-pub fn set_derive_cursor(conn: &Connection, push_id: i64) -> Result<()> {
+pub fn set_derive_cursor(conn: &Tx, push_id: i64) -> Result<()> {
     conn.prepare_cached("UPDATE derive_cursor SET push_id = ?1 WHERE one = 1")?
         .execute([push_id])?;
     Ok(())
 }
 
 /// Records why deriving push `id` failed (its raw row stays).
-pub fn set_derive_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
+pub fn set_derive_error(conn: &Tx, id: i64, error: &str) -> Result<()> {
     conn.prepare_cached("UPDATE pushes SET derive_error = ?2 WHERE id = ?1")?
         .execute(params![id, error])?;
     Ok(())
@@ -184,7 +189,7 @@ pub fn set_derive_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
 /// receive time of the first stored push not derived yet, or `now` when
 /// none waits. Queue visits time out against this rather than the wall
 /// clock: with a backlog, the exit of a visit may be waiting in it.
-pub fn derived_until(conn: &Connection, now_ms: i64) -> Result<i64> {
+pub fn derived_until(conn: &Tx, now_ms: i64) -> Result<i64> {
     let first: Option<i64> = conn
         .prepare_cached(
             "SELECT received_ms FROM pushes
@@ -197,7 +202,7 @@ pub fn derived_until(conn: &Connection, now_ms: i64) -> Result<i64> {
 }
 
 /// Released held pushes waiting in the queue count too.
-pub fn derive_backlog(conn: &Connection) -> Result<i64> {
+pub fn derive_backlog(conn: &Tx) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT COUNT(*) FROM pushes WHERE id > (SELECT push_id FROM derive_cursor) AND outcome = 'stored')
               + (SELECT COUNT(*) FROM derive_queue)",
@@ -234,7 +239,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = crate::store::open_connection(&dir.path().join("a.sqlite")).expect("open");
         crate::store::migrate::apply(&mut conn).expect("migrate");
-        let tx = conn.transaction().expect("tx");
+        let sql_tx = conn.transaction().expect("tx");
+        let tx = Tx::new(&sql_tx);
         let now = 10_000_000;
         assert_eq!(derived_until(&tx, now).expect("empty"), now);
         let a = insert(&tx, &push(1_000, Outcome::Stored)).expect("a");

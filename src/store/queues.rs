@@ -1,29 +1,23 @@
 //! Typed queries of `queue_visits`.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rusqlite::params;
 
 use super::legs::LOCAL_FMT;
-use super::Result;
-use crate::queues::{Outcome, Visit};
+use super::{Result, Tx};
+use crate::model::{Outcome, Visit};
 
 /// How far a leg's span may be from the visit's entry and still be its call.
 const LINK_TOLERANCE_SECS: i64 = 5;
 
+/// A stored outcome; one this build does not know reads as `Unknown`.
 fn outcome_from(s: &str) -> Outcome {
-    match s {
-        "answered" => Outcome::Answered,
-        "abandoned" => Outcome::Abandoned,
-        "rejected_offline" => Outcome::RejectedOffline,
-        "rejected_full" => Outcome::RejectedFull,
-        "waiting" => Outcome::Waiting,
-        _ => Outcome::Unknown,
-    }
+    s.parse().unwrap_or(Outcome::Unknown)
 }
 
 /// Inserts or updates a visit by key; links it to a call when a leg of the
 /// same visitor id spans its entry time.
-pub fn upsert(conn: &Connection, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
+pub fn upsert(conn: &Tx, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
     let entered_local = v
         .entered_at
         .with_timezone(&tz)
@@ -75,15 +69,20 @@ pub fn upsert(conn: &Connection, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
     Ok(())
 }
 
-/// Called when a leg arrives: links the visits of its visitor id it spans.
+/// Called when a leg arrives: links the visits of its visitor id it spans
+/// (`start`..`end`, device-local) to the call `alias` resolves to.
 pub fn link_leg(
-    conn: &Connection,
+    conn: &Tx,
     device: &str,
     visitor_id: &str,
-    start_local: &str,
-    end_local: &str,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
     alias: &str,
 ) -> Result<()> {
+    let (start_local, end_local) = (
+        start.format(LOCAL_FMT).to_string(),
+        end.format(LOCAL_FMT).to_string(),
+    );
     conn.prepare_cached(
         "UPDATE queue_visits SET call_id = ?5
          WHERE device = ?1 AND party_kind = 'visitor' AND party_id = ?2 AND call_id IS NULL
@@ -111,7 +110,7 @@ pub struct StoredVisit {
 }
 
 /// Visits entered on device-local days `from..=to`, in entry order.
-pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
+pub fn between(conn: &Tx, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
     let lo = from.format("%Y-%m-%d").to_string();
     let hi = (to + chrono::Duration::days(1))
         .format("%Y-%m-%d")
@@ -124,18 +123,14 @@ pub fn between(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Vec<
 }
 
 /// Visits linked to the logical call `call_id` (through any of its legs' ids).
-pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<StoredVisit>> {
+pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<StoredVisit>> {
     select(conn, OF_CALL, params![call_id])
 }
 
 /// Visits whose call is `?1`, through any of its legs' ids.
 const OF_CALL: &str = "call_id IN (SELECT cl.leg_call_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq WHERE c.id = ?1)";
 
-fn select(
-    conn: &Connection,
-    filter: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<StoredVisit>> {
+fn select(conn: &Tx, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StoredVisit>> {
     let mut st = conn.prepare_cached(&select_sql(filter))?;
     let parse_t = |s: String| {
         DateTime::parse_from_rfc3339(&s)
@@ -170,7 +165,7 @@ fn select(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn clear(conn: &Connection) -> Result<()> {
+pub fn clear(conn: &Tx) -> Result<()> {
     conn.execute_batch("DELETE FROM queue_visits;")?;
     Ok(())
 }

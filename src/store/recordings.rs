@@ -1,12 +1,12 @@
-//! The `recordings` table (DESIGN §5): one row per leg that names a
+//! The `recordings` table (docs/recordings.md): one row per leg that names a
 //! Recording, and the job queue of the fetcher. Every state the fetcher
 //! goes through is a row update here, so nothing lives only in memory and a
 //! restart resumes where it stopped.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now_stamp, Result, StoreError};
+use super::{now_stamp, Result, StoreError, Tx};
 
 /// Status of a recording row.
 pub const PENDING: &str = "pending";
@@ -82,7 +82,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Recording> {
 
 /// Queues the recording of a newly stored leg (no-op if the leg already has a row).
 pub fn schedule(
-    tx: &Transaction,
+    tx: &Tx,
     leg_id: i64,
     device: &str,
     path: &str,
@@ -129,7 +129,7 @@ pub struct Claimed {
 /// the queue: devices are found one index seek at a time, and each device's
 /// due rows are read in index order only as far as needed.
 pub fn claim_due(
-    tx: &Transaction,
+    tx: &Tx,
     due_before: i64,
     limits: ClaimLimits,
     after: Option<&str>,
@@ -201,7 +201,7 @@ pub fn claim_due(
 }
 
 /// Rows `fetching` per device.
-fn fetching_per_device(tx: &Transaction) -> Result<std::collections::HashMap<String, usize>> {
+fn fetching_per_device(tx: &Tx) -> Result<std::collections::HashMap<String, usize>> {
     let mut busy = std::collections::HashMap::new();
     let mut st = tx.prepare_cached(
         "SELECT device, COUNT(*) FROM recordings WHERE status = 'fetching' GROUP BY device",
@@ -232,7 +232,7 @@ impl DeviceTurn {
         }
     }
 
-    fn next(&mut self, tx: &Transaction) -> Result<Option<String>> {
+    fn next(&mut self, tx: &Tx) -> Result<Option<String>> {
         loop {
             let found = next_pending_device(tx, self.cursor.as_deref())?;
             let found = match (found, self.wrapped) {
@@ -255,7 +255,7 @@ impl DeviceTurn {
 }
 
 /// The first device (in name order) after `after` that has a pending row.
-fn next_pending_device(tx: &Transaction, after: Option<&str>) -> Result<Option<String>> {
+fn next_pending_device(tx: &Tx, after: Option<&str>) -> Result<Option<String>> {
     let found = match after {
         Some(a) => tx
             .prepare_cached(
@@ -285,7 +285,7 @@ pub struct Archived {
 }
 
 /// Marks a recording `done`.
-pub fn finish_done(tx: &Transaction, id: i64, a: &Archived) -> Result<()> {
+pub fn finish_done(tx: &Tx, id: i64, a: &Archived) -> Result<()> {
     let (now, _) = now_stamp();
     let originals =
         serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -301,7 +301,7 @@ pub fn finish_done(tx: &Transaction, id: i64, a: &Archived) -> Result<()> {
 /// `None`) given up: `missing` when every attempt was a 404, else `failed`.
 /// Returns the new status.
 pub fn finish_attempt_failed(
-    tx: &Transaction,
+    tx: &Tx,
     id: i64,
     error: &str,
     was_404: bool,
@@ -339,7 +339,7 @@ pub fn finish_attempt_failed(
 
 /// Puts rows left `fetching` by a stopped process back to `pending` (the
 /// interrupted attempt does not count). Returns how many.
-pub fn reset_fetching(tx: &Transaction) -> Result<usize> {
+pub fn reset_fetching(tx: &Tx) -> Result<usize> {
     Ok(tx.execute(
         "UPDATE recordings SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE status = 'fetching'",
         [],
@@ -347,14 +347,14 @@ pub fn reset_fetching(tx: &Transaction) -> Result<usize> {
 }
 
 /// Earliest `due_ms` of a pending row, if any.
-pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
+pub fn next_due(conn: &Tx) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT MIN(due_ms) FROM recordings WHERE status = 'pending'")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// Row counts per status (every status listed, zeros included).
-pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
+pub fn counts(conn: &Tx) -> Result<Vec<(String, i64)>> {
     let mut out: Vec<(String, i64)> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
     let mut st = conn.prepare_cached("SELECT status, COUNT(*) FROM recordings GROUP BY status")?;
     for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
@@ -368,7 +368,7 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
 }
 
 /// Rows with one of `statuses`, newest first.
-pub fn with_status(conn: &Connection, statuses: &[&str], limit: i64) -> Result<Vec<Recording>> {
+pub fn with_status(conn: &Tx, statuses: &[&str], limit: i64) -> Result<Vec<Recording>> {
     let marks = vec!["?"; statuses.len()].join(",");
     let sql = format!(
         "SELECT {COLS} FROM recordings r WHERE r.status IN ({marks}) ORDER BY r.id DESC LIMIT ?"
@@ -381,7 +381,7 @@ pub fn with_status(conn: &Connection, statuses: &[&str], limit: i64) -> Result<V
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Recording>> {
+pub fn get(conn: &Tx, id: i64) -> Result<Option<Recording>> {
     let sql = format!("SELECT {COLS} FROM recordings r WHERE r.id = ?1");
     Ok(conn
         .prepare_cached(&sql)?
@@ -390,7 +390,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Recording>> {
 }
 
 /// The recordings of a call's legs, in leg order.
-pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<Recording>> {
+pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<Recording>> {
     let sql = format!(
         "SELECT {COLS} FROM recordings r JOIN call_legs cl ON cl.leg_id = r.leg_id
            JOIN calls c ON c.seq = cl.call_seq
@@ -403,7 +403,7 @@ pub fn of_call(conn: &Connection, call_id: &str) -> Result<Vec<Recording>> {
 
 /// The call's primary recording: the leg of the answering extension
 /// (`calls.answered_by` = the leg's CDPN), else the longest leg with a recording.
-pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Recording>> {
+pub fn primary_of_call(conn: &Tx, call_id: &str) -> Result<Option<Recording>> {
     let sql = format!(
         "SELECT {COLS} FROM recordings r
            JOIN call_legs cl ON cl.leg_id = r.leg_id
@@ -423,6 +423,8 @@ pub fn primary_of_call(conn: &Connection, call_id: &str) -> Result<Option<Record
 mod tests {
     use std::collections::HashSet;
 
+    use rusqlite::Connection;
+
     use super::*;
 
     /// The schema, foreign keys off: the recordings table alone, no legs.
@@ -438,7 +440,15 @@ mod tests {
         let tx = conn.transaction().unwrap();
         for (i, (device, due)) in rows.iter().enumerate() {
             let leg = i as i64 + 1;
-            schedule(&tx, leg, device, &format!("20240108/{leg}.wav"), None, *due).unwrap();
+            schedule(
+                &Tx::new(&tx),
+                leg,
+                device,
+                &format!("20240108/{leg}.wav"),
+                None,
+                *due,
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -455,7 +465,7 @@ mod tests {
             per_device,
             max_concurrent,
         };
-        let c = claim_due(&tx, 100, limits, after, exclude).unwrap();
+        let c = claim_due(&Tx::new(&tx), 100, limits, after, exclude).unwrap();
         tx.commit().unwrap();
         let jobs = c.jobs.into_iter().map(|r| (r.device, r.leg_id)).collect();
         (jobs, c.next_after)

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, Tx};
 
 /// One cell of a report row, as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,13 @@ pub struct ReportReader<'c> {
     conn: &'c Connection,
 }
 
+impl<'c> From<&Tx<'c>> for ReportReader<'c> {
+    fn from(tx: &Tx<'c>) -> Self {
+        ReportReader { conn: tx.sql() }
+    }
+}
+
+/// For tests and benchmarks that open an archive file themselves.
 impl<'c> From<&'c Connection> for ReportReader<'c> {
     fn from(conn: &'c Connection) -> Self {
         ReportReader { conn }

@@ -2,17 +2,17 @@
 //! shown once, when it is created.
 
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::Result;
+use super::{Result, Tx};
 
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Creates a token for `role`; returns the token text (`cv_` + 32 random bytes, hex).
-pub fn create(tx: &Transaction, name: &str, role: &str) -> Result<String> {
+pub fn create(tx: &Tx, name: &str, role: &str) -> Result<String> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("cv_{}", hex::encode(bytes));
@@ -27,7 +27,7 @@ pub fn create(tx: &Transaction, name: &str, role: &str) -> Result<String> {
 }
 
 /// The (name, role) of a token, if it exists.
-pub fn lookup(conn: &Connection, token: &str) -> Result<Option<(String, String)>> {
+pub fn lookup(conn: &Tx, token: &str) -> Result<Option<(String, String)>> {
     Ok(conn
         .prepare_cached("SELECT name, role FROM tokens WHERE hash = ?1")?
         .query_row([hash(token)], |r| Ok((r.get(0)?, r.get(1)?)))
