@@ -49,7 +49,7 @@ impl L {
             callid: callid.into(),
             visitor_id: None,
             outer_id: None,
-            leg_type: String::new(),
+            leg_type: "".into(),
             route: String::new(),
             cpn: String::new(),
             cdpn: String::new(),

@@ -7,7 +7,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::model::Leg;
+use crate::model::{Leg, LegType};
 
 /// Seconds of slack when comparing spans: the device stamps each leg with
 /// whole seconds and ends them one after another, not at one instant.
@@ -41,7 +41,7 @@ pub fn overlaps(a: &Leg, b: &Leg) -> bool {
 /// Rule 3's candidates: an internal LO/IN leg that has no visitor/outer id
 /// and runs on the internal route.
 fn is_internal_candidate(l: &Leg) -> bool {
-    (l.leg_type == "LO" || l.leg_type == "IN")
+    (l.leg_type == LegType::Lo || l.leg_type == LegType::In)
         && non_empty(&l.visitor_id).is_none()
         && non_empty(&l.outer_id).is_none()
         && l.route == "IC"
@@ -69,12 +69,16 @@ pub fn joins(a: &Leg, b: &Leg) -> bool {
         }
     }
     // Rule 2: the two halves of a callback carry different outer ids but one callid.
-    if a.leg_type == "CB" && b.leg_type == "CB" && !a.callid.is_empty() && a.callid == b.callid {
+    if a.leg_type == LegType::Cb
+        && b.leg_type == LegType::Cb
+        && !a.callid.is_empty()
+        && a.callid == b.callid
+    {
         return true;
     }
     // Rule 3: extension-to-extension call = caller's LO + callee's IN.
-    let lo_in =
-        (a.leg_type == "LO" && b.leg_type == "IN") || (a.leg_type == "IN" && b.leg_type == "LO");
+    let lo_in = (a.leg_type == LegType::Lo && b.leg_type == LegType::In)
+        || (a.leg_type == LegType::In && b.leg_type == LegType::Lo);
     lo_in
         && is_internal_candidate(a)
         && is_internal_candidate(b)
@@ -96,7 +100,7 @@ pub fn join_keys(leg: &Leg) -> Vec<String> {
     if let Some(o) = non_empty(&leg.outer_id) {
         keys.push(format!("o:{o}"));
     }
-    if leg.leg_type == "CB" && !leg.callid.is_empty() {
+    if leg.leg_type == LegType::Cb && !leg.callid.is_empty() {
         keys.push(format!("cb:{}", leg.callid));
     }
     if is_internal_candidate(leg) {
@@ -108,14 +112,14 @@ pub fn join_keys(leg: &Leg) -> Vec<String> {
 /// Trunk or extension leg (manual §5.7 "模拟中继和 IP 中继的 CDR" vs "分机的 CDR").
 pub fn role(leg: &Leg) -> Role {
     let has_trunk = !leg.trunk_number.is_empty();
-    let trunk = match leg.leg_type.as_str() {
+    let trunk = match leg.leg_type {
         // The trunk's own IN leg is addressed to the trunk number itself.
-        "IN" => has_trunk && leg.cdpn == leg.trunk_number,
+        LegType::In => has_trunk && leg.cdpn == leg.trunk_number,
         // An LO with a visitor id is the analog trunk's half of an inbound call.
-        "LO" => non_empty(&leg.visitor_id).is_some(),
+        LegType::Lo => non_empty(&leg.visitor_id).is_some(),
         // The trunk's own OU leg calls out from the trunk number itself.
-        "OU" => has_trunk && leg.cpn == leg.trunk_number,
-        "FW" | "CB" => true,
+        LegType::Ou => has_trunk && leg.cpn == leg.trunk_number,
+        LegType::Fw | LegType::Cb => true,
         _ => false,
     };
     if trunk {
@@ -127,7 +131,7 @@ pub fn role(leg: &Leg) -> Role {
 
 /// Legs a carrier bills: OU, FW and CB.
 pub fn is_billable(leg: &Leg) -> bool {
-    matches!(leg.leg_type.as_str(), "OU" | "FW" | "CB")
+    matches!(leg.leg_type, LegType::Ou | LegType::Fw | LegType::Cb)
 }
 
 #[cfg(test)]

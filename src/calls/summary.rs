@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use sha2::{Digest, Sha256};
 
 use super::rules::{is_billable, non_empty, role, Role};
-use crate::model::{CallFacts, Direction, Leg};
+use crate::model::{CallFacts, Direction, Leg, LegType};
 
 /// Stable call id: first 16 lowercase hex chars of sha256(device "\n" cdr_id).
 /// Every leg's own id keeps resolving to its call (the store keeps redirects).
@@ -34,7 +34,7 @@ pub fn leg_order(a: &Leg, b: &Leg) -> Ordering {
             (
                 &a.time_end,
                 a.duration,
-                &a.leg_type,
+                a.leg_type.as_str(),
                 &a.route,
                 &a.cpn,
                 &a.cdpn,
@@ -42,7 +42,7 @@ pub fn leg_order(a: &Leg, b: &Leg) -> Ordering {
                 .cmp(&(
                     &b.time_end,
                     b.duration,
-                    &b.leg_type,
+                    b.leg_type.as_str(),
                     &b.route,
                     &b.cpn,
                     &b.cdpn,
@@ -61,26 +61,25 @@ pub fn leg_order(a: &Leg, b: &Leg) -> Ordering {
         })
 }
 
-fn is(l: &Leg, ty: &str) -> bool {
-    l.leg_type == ty
+fn is(l: &Leg, ty: &LegType) -> bool {
+    l.leg_type == *ty
 }
 
 fn direction(legs: &[&Leg]) -> Direction {
-    if legs.iter().any(|l| is(l, "CB")) {
+    if legs.iter().any(|l| is(l, &LegType::Cb)) {
         Direction::Callback
-    } else if legs.iter().any(|l| is(l, "OU")) {
+    } else if legs.iter().any(|l| is(l, &LegType::Ou)) {
         Direction::Outbound
-    } else if legs
-        .iter()
-        .any(|l| non_empty(&l.visitor_id).is_some() || (is(l, "IN") && !l.trunk_number.is_empty()))
-    {
+    } else if legs.iter().any(|l| {
+        non_empty(&l.visitor_id).is_some() || (is(l, &LegType::In) && !l.trunk_number.is_empty())
+    }) {
         Direction::Inbound
     } else {
         Direction::Internal
     }
 }
 
-fn first<'a>(legs: &[&'a Leg], ty: &str) -> Option<&'a Leg> {
+fn first<'a>(legs: &[&'a Leg], ty: &LegType) -> Option<&'a Leg> {
     legs.iter().copied().find(|l| is(l, ty))
 }
 
@@ -90,7 +89,10 @@ fn parties(dir: Direction, legs: &[&Leg]) -> (String, String) {
     match dir {
         Direction::Inbound => {
             // The FW leg's CPN is the forwarding extension, not the caller.
-            let caller = legs.iter().find(|l| !is(l, "FW")).map(|l| l.cpn.clone());
+            let caller = legs
+                .iter()
+                .find(|l| !is(l, &LegType::Fw))
+                .map(|l| l.cpn.clone());
             let callee = legs
                 .iter()
                 .find(|l| !l.trunk_number.is_empty())
@@ -98,15 +100,15 @@ fn parties(dir: Direction, legs: &[&Leg]) -> (String, String) {
             (caller.unwrap_or_default(), callee.clone())
         }
         Direction::Outbound => {
-            let ou = first(legs, "OU").unwrap_or(head);
+            let ou = first(legs, &LegType::Ou).unwrap_or(head);
             (ou.cpn.clone(), ou.cdpn.clone())
         }
         Direction::Internal => {
-            let lo = first(legs, "LO").unwrap_or(head);
+            let lo = first(legs, &LegType::Lo).unwrap_or(head);
             (lo.cpn.clone(), lo.cdpn.clone())
         }
         Direction::Callback => {
-            let cbs = || legs.iter().filter(|l| is(l, "CB"));
+            let cbs = || legs.iter().filter(|l| is(l, &LegType::Cb));
             let caller = cbs().find(|l| !l.cpn.is_empty()).map(|l| l.cpn.clone());
             let callee = cbs().next().map(|l| l.cdpn.clone());
             (caller.unwrap_or_default(), callee.unwrap_or_default())
@@ -123,20 +125,20 @@ fn extensions(legs: &[&Leg]) -> Vec<String> {
         }
     };
     for l in legs {
-        if is(l, "FW") {
+        if is(l, &LegType::Fw) {
             push(&l.cpn);
             continue;
         }
         if role(l) != Role::Extension {
             continue;
         }
-        match l.leg_type.as_str() {
-            "IN" | "FI" => push(&l.cdpn),
-            "LO" => {
+        match l.leg_type {
+            LegType::In | LegType::Fi => push(&l.cdpn),
+            LegType::Lo => {
                 push(&l.cpn);
                 push(&l.cdpn);
             }
-            "OU" if !l.cpn.is_empty() => push(&l.cpn),
+            LegType::Ou if !l.cpn.is_empty() => push(&l.cpn),
             _ => {}
         }
     }
@@ -145,7 +147,7 @@ fn extensions(legs: &[&Leg]) -> Vec<String> {
 
 /// Extension legs of the kinds that ring a person: IN, FI, internal LO.
 fn rings_extension(l: &Leg) -> bool {
-    role(l) == Role::Extension && matches!(l.leg_type.as_str(), "IN" | "FI" | "LO")
+    role(l) == Role::Extension && matches!(l.leg_type, LegType::In | LegType::Fi | LegType::Lo)
 }
 
 /// Summarize the legs of one call of `device`. `None` for no legs.
@@ -167,7 +169,7 @@ pub fn summarize_call(device: &str, first: &Leg, rest: &[&Leg]) -> CallFacts {
     let dir = direction(&legs);
     let (caller, callee) = parties(dir, &legs);
     let ext_legs = || legs.iter().filter(|l| role(l) == Role::Extension);
-    let cb_legs = || legs.iter().filter(|l| is(l, "CB"));
+    let cb_legs = || legs.iter().filter(|l| is(l, &LegType::Cb));
 
     let answered_by = match dir {
         Direction::Outbound | Direction::Callback => None,
@@ -186,7 +188,7 @@ pub fn summarize_call(device: &str, first: &Leg, rest: &[&Leg]) -> CallFacts {
     };
     let answered = match dir {
         Direction::Inbound | Direction::Internal => ext_legs().any(|l| l.duration > 0),
-        Direction::Outbound => legs.iter().any(|l| is(l, "OU") && l.duration > 0),
+        Direction::Outbound => legs.iter().any(|l| is(l, &LegType::Ou) && l.duration > 0),
         Direction::Callback => cb_legs().count() >= 2 && cb_legs().all(|l| l.duration > 0),
     };
     let route = legs
@@ -200,7 +202,7 @@ pub fn summarize_call(device: &str, first: &Leg, rest: &[&Leg]) -> CallFacts {
         id: call_id(device, &head.cdr_id),
         device: device.to_string(),
         direction: dir,
-        forwarded_out: legs.iter().any(|l| is(l, "FW")),
+        forwarded_out: legs.iter().any(|l| is(l, &LegType::Fw)),
         caller,
         callee,
         extensions: extensions(&legs),

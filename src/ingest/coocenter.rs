@@ -17,7 +17,7 @@
 use serde_json::{Map, Value};
 
 use super::json::{checked, event, Fields, JsonError};
-use crate::model::{Leg, Message};
+use crate::model::{Leg, LegType, Message};
 
 /// The messages of one pushed object (it has an `event` field).
 pub fn messages(obj: &Map<String, Value>) -> Result<Vec<Message>, JsonError> {
@@ -38,9 +38,9 @@ pub fn messages(obj: &Map<String, Value>) -> Result<Vec<Message>, JsonError> {
 fn cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
     let f = Fields::new("cdr", obj, "uniqueid")?;
     let (leg_type, route) = match f.get("calltype").as_str() {
-        "outbound" => ("OU", "IP"),
-        "inbound" => ("IN", "IP"),
-        _ => ("LO", "IC"),
+        "outbound" => (LegType::Ou, "IP"),
+        "inbound" => (LegType::In, "IP"),
+        _ => (LegType::Lo, "IC"),
     };
     leg(
         &f,
@@ -62,9 +62,9 @@ fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
         f.bounded_seconds(field)?;
     }
     let (leg_type, route) = match f.get("callType").as_str() {
-        "outgoing" | "outbound" => ("OU", "IP"),
-        "internal" => ("LO", "IC"),
-        _ => ("IN", "IP"),
+        "outgoing" | "outbound" => (LegType::Ou, "IP"),
+        "internal" => (LegType::Lo, "IC"),
+        _ => (LegType::In, "IP"),
     };
     let agent = f.get("agentCode");
     let called = if agent.is_empty() {
@@ -85,7 +85,7 @@ fn cc_cdr_leg(obj: &Map<String, Value>) -> Result<Leg, JsonError> {
 
 fn leg(
     f: &Fields,
-    leg_type: &str,
+    leg_type: LegType,
     route: &str,
     (cpn, cdpn): (String, String),
     (start, end, talk): (&'static str, &'static str, &'static str),
@@ -96,9 +96,9 @@ fn leg(
     checked(Leg {
         cdr_id: f.id.clone(),
         callid: f.id.clone(),
-        visitor_id: id.clone().filter(|_| leg_type == "IN"),
-        outer_id: id.filter(|_| leg_type == "OU"),
-        leg_type: leg_type.into(),
+        visitor_id: id.clone().filter(|_| leg_type == LegType::In),
+        outer_id: id.filter(|_| leg_type == LegType::Ou),
+        leg_type,
         route: route.into(),
         cpn,
         cdpn,

@@ -5,9 +5,11 @@
 //! (`visit`).
 
 mod call;
+mod leg_type;
 mod visit;
 
 pub use call::{CallFacts, Direction};
+pub use leg_type::LegType;
 pub use visit::{Outcome, UnknownOutcome, Visit};
 
 use chrono::NaiveDateTime;
@@ -37,8 +39,8 @@ pub struct Leg {
     pub visitor_id: Option<String>,
     /// `<outer id>`: outbound call number, recycled after the call ends.
     pub outer_id: Option<String>,
-    /// `<Type>`: IN, OU, LO, FI, FW or CB (upper-case, trimmed).
-    pub leg_type: String,
+    /// `<Type>`: IN, OU, LO, FI, FW or CB (kept as sent when another).
+    pub leg_type: LegType,
     /// `<Route>`: IP, XO, IC or OP.
     pub route: String,
     /// `<CPN>` calling number (may be empty, e.g. a menu or the callee CB leg).

@@ -327,7 +327,7 @@ impl Ctx {
             callid: s.callid.to_string(),
             visitor_id: s.visitor.map(str::to_string),
             outer_id: s.outer.map(str::to_string),
-            leg_type: s.leg_type.to_string(),
+            leg_type: s.leg_type.into(),
             route: s.route.to_string(),
             cpn: s.cpn.to_string(),
             cdpn: s.cdpn.to_string(),

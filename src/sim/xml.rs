@@ -81,7 +81,7 @@ pub fn cdr_xml(leg: &Leg) -> String {
         "TimeStart",
         &leg.time_start.format(OM_TIME_FORMAT).to_string(),
     );
-    element(&mut out, "Type", &leg.leg_type);
+    element(&mut out, "Type", leg.leg_type.as_str());
     element(&mut out, "Route", &leg.route);
     element(&mut out, "CPN", &leg.cpn);
     element(&mut out, "CDPN", &leg.cdpn);

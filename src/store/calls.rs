@@ -188,7 +188,7 @@ fn call_leg_from_row(r: &Row) -> rusqlite::Result<CallLeg> {
             callid: r.get(2)?,
             visitor_id: r.get(3)?,
             outer_id: r.get(4)?,
-            leg_type: r.get(5)?,
+            leg_type: r.get::<_, String>(5)?.into(),
             route: r.get(6)?,
             cpn: r.get(7)?,
             cdpn: r.get(8)?,

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Result, Tx};
 use crate::log_throttle::LogThrottle;
-use crate::model::Leg;
+use crate::model::{Leg, LegType};
 use std::time::Duration;
 
 /// A leg whose TimeEnd is this far from the receive time is flagged (device clocks can be wrong).
@@ -101,7 +101,7 @@ pub fn insert(
         leg.callid,
         leg.visitor_id,
         leg.outer_id,
-        leg.leg_type,
+        leg.leg_type.as_str(),
         leg.route,
         leg.cpn,
         leg.cdpn,
@@ -158,7 +158,7 @@ pub struct StoredLeg {
     pub visitor_id: Option<String>,
     pub outer_id: Option<String>,
     #[serde(rename = "type")]
-    pub leg_type: String,
+    pub leg_type: LegType,
     pub route: String,
     pub cpn: String,
     pub cdpn: String,
@@ -198,7 +198,7 @@ pub fn from_row(r: &Row, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> rusqlite::Res
         callid: r.get(3)?,
         visitor_id: r.get(4)?,
         outer_id: r.get(5)?,
-        leg_type: r.get(6)?,
+        leg_type: r.get::<_, String>(6)?.into(),
         route: r.get(7)?,
         cpn: r.get(8)?,
         cdpn: r.get(9)?,

@@ -88,7 +88,7 @@ impl CdrFields {
             callid: self.callid.unwrap_or_default(),
             visitor_id: non_empty(self.visitor_id),
             outer_id: non_empty(self.outer_id),
-            leg_type: self.leg_type.unwrap_or_default().to_ascii_uppercase(),
+            leg_type: self.leg_type.unwrap_or_default().into(),
             route: self.route.unwrap_or_default().to_ascii_uppercase(),
             cpn: self.cpn.unwrap_or_default(),
             cdpn: self.cdpn.unwrap_or_default(),
