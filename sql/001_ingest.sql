@@ -1,5 +1,5 @@
 -- Raw pushes, parsed legs and events, quarantine, API tokens.
--- Every pushed byte is kept (DESIGN §1): pushes.body is the request body as received.
+-- Every pushed byte is kept (ARCHITECTURE.md "Durability"): pushes.body is the request body as received.
 
 CREATE TABLE pushes (
     id           INTEGER PRIMARY KEY,

@@ -1,4 +1,4 @@
--- Logical calls derived from legs (DESIGN §4). Everything here can be
+-- Logical calls derived from legs (docs/calls.md). Everything here can be
 -- recomputed from `legs` by `callvault rebuild`.
 
 CREATE TABLE calls (

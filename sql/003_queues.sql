@@ -1,4 +1,4 @@
--- Queue visits inferred from QUEUE/RING/BYE events (DESIGN §6). Derived:
+-- Queue visits inferred from QUEUE/RING/BYE events (docs/queues.md). Derived:
 -- `callvault rebuild` recomputes them from `events`.
 CREATE TABLE queue_visits (
     key           TEXT    PRIMARY KEY,      -- '<device>:<entry event seq>'

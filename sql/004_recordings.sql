@@ -1,4 +1,4 @@
--- Recordings copied off the devices (DESIGN §5): one row per leg that names a Recording.
+-- Recordings copied off the devices (docs/recordings.md): one row per leg that names a Recording.
 CREATE TABLE recordings (
     id               INTEGER PRIMARY KEY,
     leg_id           INTEGER NOT NULL UNIQUE REFERENCES legs(id),

@@ -1,4 +1,4 @@
--- Indexes for reports and exports (issue 7). Named 006 so that it can sit
+-- Indexes for reports and exports (docs/reports.md "Performance"). Named 006 so that it can sit
 -- after another branch's 005; the merger renumbers if needed.
 --
 -- Calls in (start_local, id) order: the billing export and the call search

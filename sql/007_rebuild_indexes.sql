@@ -1,4 +1,4 @@
--- Indexes for the calls hot path (issue 4: rebuild of 10 M legs; the live
+-- Indexes for the calls hot path (rebuild of 10 M legs; the live
 -- path runs the same queries for every leg).
 --
 -- Join candidates of a leg are the legs sharing a key whose spans overlap

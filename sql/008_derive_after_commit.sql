@@ -2,11 +2,11 @@
 -- (calls, queue visits, recording schedule) are derived from committed
 -- pushes right after, in push order, by the writer (src/ingest/derive.rs).
 -- Keeping the commit path to one append-only row is what lets it keep up
--- with bursts (issue 2): the derived tables' random-order keys are written
+-- with bursts: the derived tables' random-order keys are written
 -- after the device already has its 200.
 
 -- The query string of the request: the device may put the XML there
--- (DESIGN §2) and every pushed byte is kept raw.
+-- (ARCHITECTURE.md "Durability") and every pushed byte is kept raw.
 ALTER TABLE pushes ADD COLUMN query TEXT;
 -- Set when deriving this push failed (a bug or a constraint): the raw row
 -- stays, the failure is counted and logged, and later pushes go on.

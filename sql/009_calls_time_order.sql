@@ -1,4 +1,4 @@
--- The call tables in time order (issue 4: rebuild cost linear in the number
+-- The call tables in time order (rebuild cost linear in the number
 -- of legs). Named 009: 008 belongs to another branch.
 --
 -- Until now the calls stage addressed a call by its id, a hash of the anchor

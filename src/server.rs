@@ -106,8 +106,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
     let (ing, queues) = ingestor(&store, &cfg)?;
     let registry = ing.registry().clone();
-    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone(), registry.clone())
-        .map_err(anyhow::Error::msg)?;
+    let fetcher = crate::recordings::Fetcher::new(store.clone(), cfg.clone(), registry.clone())?;
     fetcher
         .resume()
         .await

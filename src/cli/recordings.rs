@@ -75,7 +75,7 @@ fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCod
     // archive's registered ones.
     let registry = crate::ingest::device::Registry::new(&cfg);
     registry.preload(store.read_blocking(crate::store::devices::active)?);
-    let fetcher = Fetcher::new(store, cfg, registry).map_err(anyhow::Error::msg)?;
+    let fetcher = Fetcher::new(store, cfg, registry)?;
     let stats = super::runtime()?.block_on(async move {
         // Rows a stopped process left `fetching` would otherwise block the per-device cap.
         fetcher.resume().await?;

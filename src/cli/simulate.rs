@@ -70,7 +70,7 @@ pub fn sim_config(a: &SimulateArgs, tz: chrono_tz::Tz) -> anyhow::Result<SimConf
 }
 
 pub fn run(cfg: Config, a: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let mut target = Target::parse(&a.target).map_err(anyhow::Error::msg)?;
+    let mut target = Target::parse(&a.target)?;
     target.post = a.post;
     let plan = generate(&sim_config(&a, cfg.default_tz())?);
     if let Some(p) = &a.truth {

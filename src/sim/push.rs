@@ -10,6 +10,15 @@ use tokio::net::TcpStream;
 
 use super::Push;
 
+/// A push target the simulator cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("the OM device pushes plain HTTP; use an http:// target")]
+    Https,
+    #[error("no host in target {0:?}")]
+    NoHost(String),
+}
+
 /// Where and how to push.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -23,17 +32,17 @@ pub struct Target {
 
 impl Target {
     /// Parses `http://host:port/path` (or `host:port`).
-    pub fn parse(url: &str) -> Result<Target, String> {
+    pub fn parse(url: &str) -> Result<Target, TargetError> {
         let rest = url.strip_prefix("http://").unwrap_or(url);
         if url.starts_with("https://") {
-            return Err("the OM device pushes plain HTTP; use an http:// target".into());
+            return Err(TargetError::Https);
         }
         let (addr, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         if addr.is_empty() {
-            return Err(format!("no host in target {url:?}"));
+            return Err(TargetError::NoHost(url.to_string()));
         }
         Ok(Target {
             addr: addr.to_string(),
