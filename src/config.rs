@@ -39,6 +39,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub recordings: RecordingsConfig,
     pub queues: QueuesConfig,
+    pub store: StoreConfig,
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
 }
@@ -53,6 +54,7 @@ impl Default for Config {
             calls: CallsConfig::default(),
             recordings: RecordingsConfig::default(),
             queues: QueuesConfig::default(),
+            store: StoreConfig::default(),
             devices: Vec::new(),
         }
     }
@@ -322,6 +324,63 @@ fn host_of(addr: &str) -> &str {
     }
 }
 
+/// `[store]`: where the archive lives (ARCHITECTURE.md "src/store/").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:` (the archive file in `data_dir`, the default) or
+    /// `postgres://user:pass@host:port/db` (env `CALLVAULT_STORE_URL`).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:".into(),
+        }
+    }
+}
+
+/// Which backend `[store] url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite,
+    Postgres(String),
+}
+
+impl StoreConfig {
+    pub fn backend(&self) -> Result<StoreUrl, ConfigError> {
+        let url = self.url.trim();
+        if url.is_empty() || url == "sqlite:" || url == "sqlite" {
+            Ok(StoreUrl::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreUrl::Postgres(url.to_string()))
+        } else {
+            Err(ConfigError::Invalid {
+                origin: None,
+                message: format!(
+                    "[store] url must be sqlite: or postgres://user:pass@host:port/db, not {:?}",
+                    redact_url(url)
+                ),
+            })
+        }
+    }
+}
+
+/// A URL with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            match cred.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl Config {
     /// Reads `path` (if any), then applies `CALLVAULT_*` variables from `env`.
     pub fn load(
@@ -359,6 +418,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         parse_tz(&self.timezone)?;
+        self.store.backend()?;
         if self.ingest.header_timeout_seconds == 0 {
             // Without it an idle socket is held for ever.
             return Err(ConfigError::Invalid {
@@ -434,7 +494,7 @@ fn apply_env(table: &mut toml::Table, key: &str, value: &str) {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "timezone"];
-const SECTIONS: &[&str] = &["ingest", "api", "calls", "recordings", "queues"];
+const SECTIONS: &[&str] = &["ingest", "api", "calls", "recordings", "queues", "store"];
 
 fn parse_scalar(v: &str) -> toml::Value {
     if let Ok(i) = v.parse::<i64>() {
@@ -449,6 +509,33 @@ fn parse_scalar(v: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_url_from_the_environment_and_refused_when_unknown() {
+        let env = |v: &str| vec![("CALLVAULT_STORE_URL".to_string(), v.to_string())];
+        let cfg = Config::load(None, env("postgres://cv:s3cret@db:5432/archive")).expect("loads");
+        assert_eq!(
+            cfg.store.backend().expect("known"),
+            StoreUrl::Postgres("postgres://cv:s3cret@db:5432/archive".into())
+        );
+        assert_eq!(
+            Config::default().store.backend().expect("default"),
+            StoreUrl::Sqlite
+        );
+        let e = Config::load(None, env("mysql://cv:s3cret@db/archive")).expect_err("refused");
+        assert!(e.to_string().contains("[store] url"), "{e}");
+        assert!(
+            !e.to_string().contains("s3cret"),
+            "password kept out of messages: {e}"
+        );
+        let e = crate::store::Store::open_config(&cfg)
+            .err()
+            .expect("not yet");
+        assert!(
+            e.to_string().contains("SQLite only") && !e.to_string().contains("s3cret"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn load_defaults_without_file() {

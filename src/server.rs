@@ -102,7 +102,7 @@ async fn watch_devices(store: Store, registry: Arc<Registry>, mut stop: watch::R
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let cfg = Arc::new(cfg);
     crate::telemetry::metrics_handle();
-    let store = Store::open(&cfg.db_path())
+    let store = Store::open_config(&cfg)
         .with_context(|| format!("opening archive {}", cfg.db_path().display()))?;
     let (ing, queues) = ingestor(&store, &cfg)?;
     let registry = ing.registry().clone();

@@ -34,4 +34,5 @@ mod sim_plan;
 mod sim_pushes;
 mod sim_scenarios;
 mod sim_truth;
+mod store_postgres;
 mod web_chromium;

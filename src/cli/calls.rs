@@ -40,7 +40,7 @@ pub struct CallsArgs {
 }
 
 pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.db_path())?;
+    let store = Store::open_config(&cfg)?;
     let q = Search {
         from: Some(a.from.clone()),
         to: a.to.clone(),

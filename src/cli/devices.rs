@@ -43,7 +43,7 @@ pub enum DevicesCmd {
 }
 
 pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.db_path())?;
+    let store = Store::open_config(&cfg)?;
     match cmd.unwrap_or(DevicesCmd::List { json: false }) {
         DevicesCmd::List { json } => list(&cfg, &store, json),
         DevicesCmd::Add { name, mac, ip } => {

@@ -78,7 +78,7 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
         output::check_xlsx(a.bom, a.output.as_deref())?;
     }
     let cat = catalog(&cfg)?;
-    let store = Store::open(&cfg.db_path())?;
+    let store = Store::open_config(&cfg)?;
     let mut out = Output::open(a.output.as_deref())?;
     let rows = store.read_blocking(|c| {
         Ok(match format {

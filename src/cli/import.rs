@@ -24,8 +24,8 @@ pub struct ImportArgs {
 
 pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
-    let store = Store::open(&cfg.db_path())
-        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store =
+        Store::open_config(&cfg).with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let (ing, _queues) = crate::server::ingestor(&store, &cfg)?;
     let mut failed = 0usize;
     super::runtime()?.block_on(async {

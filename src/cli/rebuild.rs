@@ -18,7 +18,7 @@ pub struct RebuildArgs {}
 
 pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
-    let store = Store::open(&cfg.db_path())?;
+    let store = Store::open_config(&cfg)?;
     let started = std::time::Instant::now();
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);

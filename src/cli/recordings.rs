@@ -38,8 +38,8 @@ pub struct FetchArgs {
 
 pub fn run(cfg: Config, cmd: RecordingsCmd) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
-    let store = Store::open(&cfg.db_path())
-        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store =
+        Store::open_config(&cfg).with_context(|| format!("opening {}", cfg.db_path().display()))?;
     match cmd {
         RecordingsCmd::Status(a) => status(&store, a),
         RecordingsCmd::Fetch(a) => fetch(store, cfg, a),

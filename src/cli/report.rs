@@ -79,8 +79,7 @@ pub fn params(cfg: &Config, from: &str, to: Option<&str>) -> anyhow::Result<Para
 }
 
 fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.db_path())
-        .with_context(|| format!("opening archive {}", cfg.db_path().display()))
+    Store::open_config(cfg).with_context(|| format!("opening archive {}", cfg.db_path().display()))
 }
 
 pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {

@@ -24,7 +24,7 @@ pub enum TokenCmd {
 pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         TokenCmd::Create { role, name } => {
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let name = if name.is_empty() { role.clone() } else { name };
             let r2 = role.clone();
             let token = store

@@ -16,7 +16,7 @@ pub fn local_secs(t: NaiveDateTime) -> i64 {
 }
 
 /// The width of the time buckets of `leg_keys` (`end_day` = `end_s / KEY_DAY_SECS`,
-/// the same division as in sql/009_calls_time_order.sql): entries are
+/// the same division as in sql/sqlite/009_calls_time_order.sql): entries are
 /// grouped by the day their leg ends, so new entries all go into the current
 /// day's part of the b-tree, whatever the keys.
 pub const KEY_DAY_SECS: i64 = 86_400;
@@ -54,7 +54,7 @@ pub fn insert_keys(
 /// (hundreds on a busy device), each loaded and parsed only to be rejected.
 ///
 /// Two kinds of lookups per key, together exactly the legs the conditions
-/// select (sql/009_calls_time_order.sql):
+/// select (sql/sqlite/009_calls_time_order.sql):
 /// * legs ending by `hi + LONG_LEG_SECS`, walked by end time in each day
 ///   bucket the window `[end_lo, hi + LONG_LEG_SECS]` covers (two or
 ///   three), only those that ended in the window, which for legs arriving
@@ -129,7 +129,7 @@ pub fn candidates(
 const MAX_DAY_LOOKUPS: i64 = 8;
 
 /// The span beyond which a leg counts as long for [`candidates`]; the same
-/// number as in `leg_keys_long`'s definition (sql/009_calls_time_order.sql).
+/// number as in `leg_keys_long`'s definition (sql/sqlite/009_calls_time_order.sql).
 pub const LONG_LEG_SECS: i64 = 86_400;
 
 pub fn legs_by_ids(
@@ -266,7 +266,7 @@ pub fn delete_call(conn: &Tx, seq: i64) -> Result<()> {
 /// linked to it yet, at it. Returns its `seq`. Its `leg_count` is the number
 /// of legs in `f`.
 ///
-/// Rows are addressed by `seq`, never by the hashed id (sql/009_calls_time_order.sql):
+/// Rows are addressed by `seq`, never by the hashed id (sql/sqlite/009_calls_time_order.sql):
 /// a new row is appended, and an existing one is recent, so the pages
 /// written are the last ones of `calls` and `call_legs(call_seq)`.
 pub fn put_call(
@@ -348,7 +348,7 @@ pub fn clear(conn: &Tx) -> Result<()> {
 
 /// (name, definition) of the indexes on the hashed ids: they serve lookups
 /// by the ids users see (the API, redirects), never the calls stage, which
-/// addresses calls by `seq` (sql/009_calls_time_order.sql). Each write to them lands
+/// addresses calls by `seq` (sql/sqlite/009_calls_time_order.sql). Each write to them lands
 /// on a random page, so a rebuild drops them while it replays and creates
 /// them at the end, one sorted pass each instead of a random write per leg.
 const LOOKUP_INDEXES: &[(&str, &str)] = &[

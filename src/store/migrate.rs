@@ -5,42 +5,51 @@ use rusqlite::Connection;
 
 /// (name, SQL) in order. Adding a migration = adding a file and a line here.
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("001_ingest", include_str!("../../sql/001_ingest.sql")),
-    ("002_calls", include_str!("../../sql/002_calls.sql")),
-    ("003_queues", include_str!("../../sql/003_queues.sql")),
+    (
+        "001_ingest",
+        include_str!("../../sql/sqlite/001_ingest.sql"),
+    ),
+    ("002_calls", include_str!("../../sql/sqlite/002_calls.sql")),
+    (
+        "003_queues",
+        include_str!("../../sql/sqlite/003_queues.sql"),
+    ),
     (
         "004_recordings",
-        include_str!("../../sql/004_recordings.sql"),
+        include_str!("../../sql/sqlite/004_recordings.sql"),
     ),
     (
         "005_recordings_more",
-        include_str!("../../sql/005_recordings_more.sql"),
+        include_str!("../../sql/sqlite/005_recordings_more.sql"),
     ),
     (
         "006_report_indexes",
-        include_str!("../../sql/006_report_indexes.sql"),
+        include_str!("../../sql/sqlite/006_report_indexes.sql"),
     ),
     (
         "007_rebuild_indexes",
-        include_str!("../../sql/007_rebuild_indexes.sql"),
+        include_str!("../../sql/sqlite/007_rebuild_indexes.sql"),
     ),
     (
         "008_derive_after_commit",
-        include_str!("../../sql/008_derive_after_commit.sql"),
+        include_str!("../../sql/sqlite/008_derive_after_commit.sql"),
     ),
     (
         "009_calls_time_order",
-        include_str!("../../sql/009_calls_time_order.sql"),
+        include_str!("../../sql/sqlite/009_calls_time_order.sql"),
     ),
     (
         "010_queue_visits_call",
-        include_str!("../../sql/010_queue_visits_call.sql"),
+        include_str!("../../sql/sqlite/010_queue_visits_call.sql"),
     ),
     (
         "011_recordings_fair",
-        include_str!("../../sql/011_recordings_fair.sql"),
+        include_str!("../../sql/sqlite/011_recordings_fair.sql"),
     ),
-    ("012_devices", include_str!("../../sql/012_devices.sql")),
+    (
+        "012_devices",
+        include_str!("../../sql/sqlite/012_devices.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {
@@ -50,6 +59,15 @@ pub fn apply(conn: &mut Connection) -> super::Result<()> {
     let temp_store: i64 = conn.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
     conn.pragma_update(None, "temp_store", "FILE")?;
     let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if done > MIGRATIONS.len() {
+        // A newer callvault migrated this archive: its tables may mean
+        // something this binary would misread or overwrite.
+        return Err(super::StoreError::Backend(format!(
+            "the archive's schema is at version {done}, newer than this callvault knows ({}): \
+             upgrade callvault",
+            MIGRATIONS.len()
+        )));
+    }
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -89,6 +107,16 @@ mod tests {
     /// ids that resolve to it.
     const CALLS_AS_SEEN: &str = "SELECT c.id || ' ' || c.caller || ' ' || group_concat(cl.leg_id || '=' || cl.leg_call_id, ',')
          FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq GROUP BY c.seq ORDER BY c.seq";
+
+    #[test]
+    fn an_archive_migrated_by_a_newer_callvault_is_refused() {
+        let mut conn = at_version(MIGRATIONS.len());
+        apply(&mut conn).expect("current archive opens");
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .expect("version");
+        let e = apply(&mut conn).expect_err("newer schema refused");
+        assert!(e.to_string().contains("newer than this callvault"), "{e}");
+    }
 
     #[test]
     fn apply_009_keeps_calls_links_keys_and_creation_order() {

@@ -25,6 +25,7 @@ pub mod calls;
 pub mod devices;
 pub mod events;
 pub mod legs;
+pub mod postgres;
 pub mod pushes;
 pub mod queues;
 pub mod recordings;
@@ -63,6 +64,9 @@ pub enum StoreError {
     /// The commit was written but could not be made durable (fsync failed).
     #[error("write not durable: {0}")]
     NotDurable(String),
+    /// `[store] url` names a backend this version cannot run on.
+    #[error("{0}")]
+    Backend(String),
     /// The writer's background step (derivation) failed.
     #[error("background step failed: {0}")]
     Background(String),
@@ -110,6 +114,21 @@ impl Store {
                 writer.checkpoint_handle(),
             ),
         })
+    }
+
+    /// Opens the archive `[store] url` names: today the SQLite file in the
+    /// data directory. A `postgres://` store is refused with a reason: only
+    /// its schema and partitions exist so far ([`postgres`]).
+    pub fn open_config(cfg: &crate::config::Config) -> Result<Store> {
+        match cfg.store.backend() {
+            Ok(crate::config::StoreUrl::Sqlite) => Store::open(&cfg.db_path()),
+            Ok(crate::config::StoreUrl::Postgres(url)) => Err(StoreError::Backend(format!(
+                "[store] url names PostgreSQL ({}): this version keeps the archive in SQLite only \
+                 (the PostgreSQL schema exists, its queries do not yet); set url = \"sqlite:\"",
+                crate::config::redact_url(&url)
+            ))),
+            Err(e) => Err(StoreError::Backend(e.to_string())),
+        }
     }
 
     pub fn path(&self) -> &Path {

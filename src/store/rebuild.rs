@@ -19,7 +19,7 @@ pub type ReplayLegs<'r> = dyn FnMut(&Tx, i64, usize, i64) -> Result<(u64, i64)> 
 /// Its cost is linear in the legs: the replay writes calls by `seq`, links
 /// by leg id and join keys by the day their leg ends, all in arrival order,
 /// so each batch writes the last pages of those b-trees whatever the archive
-/// size (sql/009_calls_time_order.sql). The indexes on the hashed ids,
+/// size (sql/sqlite/009_calls_time_order.sql). The indexes on the hashed ids,
 /// which would take a random page per leg, are dropped while it replays (the
 /// replay never reads them) and created at the end in one sorted pass each
 /// ([`calls::create_lookup_indexes`]).

@@ -1,0 +1,88 @@
+//! The PostgreSQL archive, for many collectors on one database
+//! (ARCHITECTURE.md "src/store/"). So far it connects ([`pool`]), applies
+//! and checks the schema ([`migrate`]) and keeps the monthly partitions of
+//! the big tables ahead ([`partitions`]); the store's queries still run on
+//! SQLite only, so `callvault serve` refuses a `postgres://` store and says
+//! so instead of starting half a backend.
+
+pub mod migrate;
+pub mod partitions;
+
+use tokio_postgres::config::SslMode;
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::Pool;
+
+/// Errors of the PostgreSQL archive.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// `[store] url` is not a PostgreSQL URL we can use.
+    #[error("[store] url: {0}")]
+    Url(String),
+    /// The server refused or the connection broke.
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(String),
+    /// Another collector (a newer callvault) migrated the archive further
+    /// than this binary knows: running on it could misread its tables.
+    #[error(
+        "the archive's schema is at version {found}, newer than this callvault knows ({known}): \
+         upgrade callvault on this collector"
+    )]
+    SchemaNewer { found: i64, known: i64 },
+    /// The archive has not been migrated to what this binary needs.
+    #[error(
+        "the archive's schema is at version {found}, this callvault needs {known}: \
+         start one collector with migrations (the default) first"
+    )]
+    SchemaOlder { found: i64, known: i64 },
+    /// A month's partition cannot be made because the DEFAULT partition
+    /// already holds rows of that month.
+    #[error("partition {name}: {source} (rows of that month sit in the DEFAULT partition: move them first)")]
+    Partition {
+        name: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        PgError::Pool(e.to_string())
+    }
+}
+
+/// Connections kept per collector.
+const POOL_SIZE: usize = 8;
+
+/// A pool of connections to `url` (`postgres://user:pass@host:port/db`).
+///
+/// TLS is not built in yet: `sslmode=disable` and libpq's default
+/// `prefer` (which falls back to plain when the server offers no TLS)
+/// connect without it; `require` and stricter are refused rather than
+/// silently sent in clear.
+pub fn pool(url: &str) -> Result<Pool, PgError> {
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
+    match cfg.get_ssl_mode() {
+        SslMode::Disable | SslMode::Prefer => {}
+        _ => {
+            return Err(PgError::Url(
+                "sslmode=require needs TLS, which this callvault does not have yet".into(),
+            ))
+        }
+    }
+    let mgr = deadpool_postgres::Manager::from_config(
+        cfg,
+        NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| PgError::Pool(e.to_string()))
+}
