@@ -24,6 +24,18 @@ use crate::store::{self, calls as db, Tx};
 /// overlap it and is not searched.
 pub const MAX_LEG_SECS: i64 = crate::model::MAX_LEG_DAYS * 86_400;
 
+/// Why the calls stage could not place a leg.
+#[derive(Debug, thiserror::Error)]
+pub enum CallsError {
+    /// The leg handed in is not in the archive: calls are summarized from
+    /// stored legs only, so the caller must store it first.
+    #[error("leg {0} is not stored: a call is made of stored legs only")]
+    LegNotStored(i64),
+    /// The archive refused a read or write.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
 /// The derivation hook of the calls stage: puts every newly stored leg in
 /// its call.
 pub fn hook() -> Hook {
@@ -42,15 +54,14 @@ pub fn hook() -> Hook {
 }
 
 /// Updates the calls after leg `leg_id` (already stored) arrived; returns
-/// the id of the call it is in now. `NotFound` when no leg `leg_id` is
-/// stored.
-pub fn on_leg(conn: &Tx, device: &str, leg_id: i64, leg: &Leg) -> store::Result<String> {
+/// the id of the call it is in now.
+pub fn on_leg(conn: &Tx, device: &str, leg_id: i64, leg: &Leg) -> Result<String, CallsError> {
     // The stored row (for its receive time): the call is summarized from
     // stored legs only, whichever path runs.
     let stored = db::call_legs_by_ids(conn, &[leg_id])?
         .pop()
-        .ok_or(store::StoreError::NotFound)?;
-    update(conn, device, leg_id, leg, &stored)
+        .ok_or(CallsError::LegNotStored(leg_id))?;
+    Ok(update(conn, device, leg_id, leg, &stored)?)
 }
 
 /// `on_leg` with the stored row of the leg already at hand.
