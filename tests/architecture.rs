@@ -9,38 +9,24 @@ use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Top-level modules a module may not name (ARCHITECTURE.md "Code map").
+/// Everything that sits above the store in the pipeline (ARCHITECTURE.md
+/// "Code map"): neither `model` nor `store` may name any of it.
+const ABOVE_THE_STORE: &[&str] = &[
+    "ingest",
+    "calls",
+    "queues",
+    "recordings",
+    "reports",
+    "http",
+    "cli",
+    "server",
+    "sim",
+];
+
+/// Top-level modules a module may not name, beyond [`ABOVE_THE_STORE`]
+/// for `model` and `store`.
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    (
-        "model",
-        &[
-            "ingest",
-            "store",
-            "calls",
-            "queues",
-            "recordings",
-            "reports",
-            "http",
-            "cli",
-            "server",
-            "sim",
-            "config",
-        ],
-    ),
-    (
-        "store",
-        &[
-            "ingest",
-            "calls",
-            "queues",
-            "recordings",
-            "reports",
-            "http",
-            "cli",
-            "server",
-            "sim",
-        ],
-    ),
+    ("model", &["store", "config"]),
     (
         "calls",
         &["queues", "recordings", "reports", "http", "cli", "server"],
@@ -53,6 +39,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("reports", &["http", "cli", "server"]),
     ("cli", &["http"]),
 ];
+
+/// What `module` may not name.
+fn banned_for(module: &str) -> Vec<&'static str> {
+    let mut banned: Vec<&'static str> = FORBIDDEN
+        .iter()
+        .filter(|(m, _)| *m == module)
+        .flat_map(|(_, b)| b.iter().copied())
+        .collect();
+    if module == "model" || module == "store" {
+        banned.extend(ABOVE_THE_STORE);
+    }
+    banned
+}
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -158,9 +157,10 @@ fn no_arrow_from_a_module_to_a_later_stage() {
     let mut wrong = BTreeSet::new();
     for f in &files {
         let module = module_of(&src, f);
-        let Some((_, banned)) = FORBIDDEN.iter().find(|(m, _)| *m == module) else {
+        let banned = banned_for(&module);
+        if banned.is_empty() {
             continue;
-        };
+        }
         let text = std::fs::read_to_string(f).unwrap();
         for (named, line) in named_modules(&text) {
             if banned.contains(&named.as_str()) {
