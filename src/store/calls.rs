@@ -6,6 +6,12 @@ use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use super::legs::{self, StoredLeg, LOCAL_FMT};
 use super::{Result, Tx};
+
+/// A call's detail and the search, read by the API and the CLI, live in
+/// `call_detail` and `call_search`; named here too, beside the call tables
+/// they read.
+pub use super::call_detail::{detail, CallDetail};
+pub use super::call_search::{search, CallFilter, CallRow};
 use crate::model::CallFacts;
 use crate::model::Leg;
 
