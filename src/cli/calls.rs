@@ -53,11 +53,7 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut f = filter_from(&q, cfg.default_tz())?;
     f.limit = i64::MAX;
-    let view = CallView {
-        tz_of: &|d| cfg.device_tz(d),
-        now_ms: chrono::Utc::now().timestamp_millis(),
-        settle_ms: cfg.calls.settle_seconds * 1000,
-    };
+    let view = CallView::now(&cfg);
     let out = std::io::stdout();
     let mut out = out.lock();
     let mut csv = csv::Writer::from_writer(std::io::stdout());

@@ -25,11 +25,7 @@ pub async fn search(
     let mut rows = st
         .store
         .read(move |c| {
-            let view = CallView {
-                tz_of: &|d| cfg.device_tz(d),
-                now_ms: chrono::Utc::now().timestamp_millis(),
-                settle_ms: cfg.calls.settle_seconds * 1000,
-            };
+            let view = CallView::now(&cfg);
             call_search::search_page(c, &f, &view)
         })
         .await?;
@@ -54,11 +50,7 @@ pub async fn detail(
     let mut found = st
         .store
         .read(move |c| {
-            let view = CallView {
-                tz_of: &|d| cfg.device_tz(d),
-                now_ms: chrono::Utc::now().timestamp_millis(),
-                settle_ms: cfg.calls.settle_seconds * 1000,
-            };
+            let view = CallView::now(&cfg);
             call_detail::detail(c, &id, &view, crate::calls::leg_order)
         })
         .await?

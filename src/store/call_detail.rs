@@ -67,7 +67,7 @@ pub fn detail(
         return Ok(None);
     };
     let leg_ids = super::calls::leg_ids_of_call(conn, &current)?;
-    let mut legs = super::calls::legs_by_ids(conn, &leg_ids, view.tz_of)?;
+    let mut legs = super::calls::legs_by_ids(conn, &leg_ids, &|d| view.tz_of(d))?;
     legs.sort_by(|a, b| leg_order(&a.leg, &b.leg));
     Ok(Some(CallDetail {
         call,

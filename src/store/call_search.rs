@@ -38,11 +38,29 @@ pub struct CallRow {
 }
 
 /// How rows are shown: each device's time zone (for the ISO times) and
-/// when a call counts as settled (its last change `settle_ms` before `now_ms`).
+/// when a call counts as settled (its last change `[calls] settle_seconds`
+/// before `now_ms`).
 pub struct CallView<'a> {
-    pub tz_of: &'a dyn Fn(&str) -> chrono_tz::Tz,
+    pub cfg: &'a crate::config::Config,
     pub now_ms: i64,
-    pub settle_ms: i64,
+}
+
+impl<'a> CallView<'a> {
+    /// The view of the calls as of now, by the configured devices' zones.
+    pub fn now(cfg: &'a crate::config::Config) -> CallView<'a> {
+        CallView {
+            cfg,
+            now_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    pub(super) fn tz_of(&self, device: &str) -> chrono_tz::Tz {
+        self.cfg.device_tz(device)
+    }
+
+    fn settle_ms(&self) -> i64 {
+        self.cfg.calls.settle_seconds * 1000
+    }
 }
 
 pub(super) const CALL_COLS: &str =
@@ -52,7 +70,7 @@ pub(super) const CALL_COLS: &str =
 /// Maps a `CALL_COLS` row.
 pub(super) fn call_from_row(r: &Row, view: &CallView) -> rusqlite::Result<CallRow> {
     let device: String = r.get(1)?;
-    let tz = (view.tz_of)(&device);
+    let tz = view.tz_of(&device);
     let iso = |s: String| {
         NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
             .map(|t| legs::local_iso(tz, t))
@@ -77,7 +95,7 @@ pub(super) fn call_from_row(r: &Row, view: &CallView) -> rusqlite::Result<CallRo
         billable_seconds: r.get(13)?,
         answered: r.get(14)?,
         leg_count: r.get(15)?,
-        settled: view.now_ms - last_change_ms >= view.settle_ms,
+        settled: view.now_ms - last_change_ms >= view.settle_ms(),
         device,
         start_local,
         last_change_ms,
