@@ -30,6 +30,7 @@ impl<'a> Tx<'a> {
     /// A handle on a SQLite connection the caller opened itself: for tests
     /// and benchmarks that look at an archive file directly. The
     /// application gets its handles from [`Store`](super::Store).
+    #[doc(hidden)]
     pub fn on_sqlite(conn: &'a Connection) -> Tx<'a> {
         Tx { conn }
     }
