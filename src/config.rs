@@ -184,6 +184,61 @@ pub struct RecordingsConfig {
     /// Downloads running at once over all devices (each device also within
     /// `per_device_concurrency`); jobs are taken from the devices in turn.
     pub max_concurrent: usize,
+    /// Where archived recordings are kept: `file:` (files under
+    /// `<data_dir>/recordings`, the default) or `s3://bucket/prefix` (an
+    /// S3-compatible object store set up in `[recordings.s3]`; the fetch
+    /// still downloads and merges under `<data_dir>/recordings` first).
+    pub store: String,
+    /// The object store of an `s3://` `store`.
+    pub s3: S3Config,
+}
+
+/// `[recordings.s3]`: how to reach an S3-compatible object store.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Base URL of the service (`https://s3.example.net`, `http://127.0.0.1:9000`);
+    /// absent: AWS S3 of `region`.
+    pub endpoint: Option<String>,
+    /// Signing region (`us-east-1` for most self-hosted servers).
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), what self-hosted servers
+    /// expect; `false` for virtual-hosted style (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Allow a plain `http://` endpoint (a server on the same host or LAN).
+    pub allow_http: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: true,
+            allow_http: false,
+        }
+    }
+}
+
+/// The secret stays out of logs and error messages.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("path_style", &self.path_style)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 impl Default for RecordingsConfig {
@@ -207,6 +262,8 @@ impl Default for RecordingsConfig {
             max_bytes: 200_000_000,
             min_free_bytes: 1 << 30,
             max_concurrent: 8,
+            store: "file:".into(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -222,13 +279,26 @@ impl RecordingsConfig {
             ("max_bytes", self.max_bytes == 0),
             ("max_concurrent", self.max_concurrent == 0),
         ];
-        match zero.iter().find(|(_, z)| *z) {
-            Some((key, _)) => Err(ConfigError::Invalid {
+        if let Some((key, _)) = zero.iter().find(|(_, z)| *z) {
+            return Err(ConfigError::Invalid {
                 origin: None,
                 message: format!("[recordings] {key} must be at least 1"),
-            }),
-            None => Ok(()),
+            });
         }
+        let s3_ok = self
+            .store
+            .strip_prefix("s3://")
+            .is_some_and(|rest| !rest.split('/').next().unwrap_or("").is_empty());
+        if self.store != "file:" && !s3_ok {
+            return Err(ConfigError::Invalid {
+                origin: None,
+                message: format!(
+                    "[recordings] store {:?}: expected \"file:\" or \"s3://bucket/prefix\"",
+                    self.store
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -473,28 +543,53 @@ pub fn parse_tz(name: &str) -> Result<chrono_tz::Tz, ConfigError> {
 }
 
 /// `ingest_max_body_bytes=5` sets `[ingest] max_body_bytes = 5`; a top-level
-/// key (`data_dir`) wins over a section split. Values are read as TOML
-/// scalars when they parse as one (numbers, booleans), else as strings.
+/// key (`data_dir`) wins over a section split, and a nested section's name
+/// (`recordings_s3_endpoint` → `[recordings.s3] endpoint`) over a key of its
+/// parent. Values are read as TOML scalars when they parse as one (numbers,
+/// booleans), else as strings.
 fn apply_env(table: &mut toml::Table, key: &str, value: &str) {
     let parsed = parse_scalar(value);
     if TOP_LEVEL_KEYS.contains(&key) {
         table.insert(key.to_string(), parsed);
         return;
     }
-    if let Some((section, k)) = key.split_once('_') {
-        if SECTIONS.contains(&section) {
-            let entry = table
-                .entry(section.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = entry {
-                t.insert(k.to_string(), parsed);
+    let Some((section, k)) = key.split_once('_') else {
+        return;
+    };
+    if !SECTIONS.contains(&section) {
+        return;
+    }
+    let mut t = sub_table(table, section);
+    let mut k = k;
+    for (parent, child) in NESTED_SECTIONS {
+        if *parent == section {
+            if let Some(rest) = k.strip_prefix(child).and_then(|r| r.strip_prefix('_')) {
+                t = sub_table(t, child);
+                k = rest;
             }
         }
+    }
+    t.insert(k.to_string(), parsed);
+}
+
+/// `table[name]` as a table (created, or replacing a non-table value).
+fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+    let entry = table
+        .entry(name.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    match entry {
+        toml::Value::Table(t) => t,
+        _ => unreachable!("made a table above"),
     }
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "timezone"];
 const SECTIONS: &[&str] = &["ingest", "api", "calls", "recordings", "queues", "store"];
+/// Sections inside sections: (parent, child), e.g. `[recordings.s3]`.
+const NESTED_SECTIONS: &[(&str, &str)] = &[("recordings", "s3")];
 
 fn parse_scalar(v: &str) -> toml::Value {
     if let Ok(i) = v.parse::<i64>() {
@@ -572,6 +667,63 @@ mod tests {
             c.devices[0].recorder_base().unwrap(),
             "http://10.0.0.5:80/mcc/Recorder/"
         );
+    }
+
+    #[test]
+    fn env_override_reaches_the_nested_s3_section() {
+        let env = vec![
+            (
+                "CALLVAULT_RECORDINGS_S3_ENDPOINT".into(),
+                "http://127.0.0.1:9000".into(),
+            ),
+            ("CALLVAULT_RECORDINGS_S3_ALLOW_HTTP".into(), "true".into()),
+            ("CALLVAULT_RECORDINGS_S3_ACCESS_KEY_ID".into(), "ak".into()),
+            ("CALLVAULT_RECORDINGS_STORE".into(), "s3://calls/rec".into()),
+            ("CALLVAULT_RECORDINGS_MAX_CONCURRENT".into(), "3".into()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        let s3 = &c.recordings.s3;
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.allow_http);
+        assert_eq!(s3.access_key_id.as_deref(), Some("ak"));
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(c.recordings.store, "s3://calls/rec");
+        assert_eq!(c.recordings.max_concurrent, 3);
+    }
+
+    #[test]
+    fn env_override_keeps_a_nested_section_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[recordings]\nstore = \"s3://b\"\n[recordings.s3]\nregion = \"eu-1\"\nendpoint = \"https://x\"\n",
+        )
+        .unwrap();
+        let env = vec![(
+            "CALLVAULT_RECORDINGS_S3_ENDPOINT".into(),
+            "https://y".into(),
+        )];
+        let c = Config::load(Some(&p), env).unwrap();
+        assert_eq!(c.recordings.s3.endpoint.as_deref(), Some("https://y"));
+        assert_eq!(c.recordings.s3.region, "eu-1");
+    }
+
+    #[test]
+    fn load_rejects_a_bad_recordings_store() {
+        for bad in ["s3://", "s3:///x", "ftp://b", "file:/x", ""] {
+            let env = vec![("CALLVAULT_RECORDINGS_STORE".into(), bad.to_string())];
+            assert!(Config::load(None, env).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn s3_debug_hides_the_secret() {
+        let s3 = S3Config {
+            secret_access_key: Some("hunter2".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{s3:?}").contains("hunter2"));
     }
 
     #[test]

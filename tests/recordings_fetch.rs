@@ -135,14 +135,14 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn served(spec: &RecordingSpec, faults: &Faults) -> Vec<Vec<u8>> {
+pub fn served(spec: &RecordingSpec, faults: &Faults) -> Vec<Vec<u8>> {
     recorder::files_for(spec, faults)
         .into_iter()
         .map(|(_, b)| b)
         .collect()
 }
 
-fn sha256_hex(b: &[u8]) -> String {
+pub fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
@@ -178,7 +178,7 @@ async fn g711_call_ends_done_with_the_served_wav() {
 }
 
 #[cfg(feature = "g729")]
-fn merged(halves: &[Vec<u8>]) -> Vec<u8> {
+pub fn merged(halves: &[Vec<u8>]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     callvault::recordings::merge::merge(
         &halves[0][..],

@@ -6,7 +6,7 @@ use callvault::sim::recorder::{self, Faults};
 use crate::recordings_fetch::{cdr_with, spec, Rig};
 use crate::util::*;
 
-async fn get_with(
+pub async fn get_with(
     addr: std::net::SocketAddr,
     path: &str,
     token: &str,

@@ -25,6 +25,7 @@ mod queues_sim;
 mod recordings_fetch;
 mod recordings_hostile;
 mod recordings_http;
+mod recordings_s3;
 mod reports_billing;
 mod reports_cli;
 mod reports_figures;

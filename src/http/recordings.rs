@@ -1,25 +1,21 @@
 //! `GET /api/calls/{id}/recording` (the call's primary recording) and
-//! `GET /api/recordings/{id}`: the archived WAV, streamed, with HTTP Range
-//! support. The file's sha256 is checked before it is served (once per
-//! file version: the result is cached by path, size and mtime). A
+//! `GET /api/recordings/{id}`: the archived WAV, streamed from the
+//! recordings store (`file:` or `s3://`, see [`RecordingStore`]), with HTTP
+//! Range support (a ranged read of the file or object, never the whole of
+//! it). The sha256 is checked before it is served (once per version of the
+//! file or object: cached by size and mtime or ETag). A
 //! recording not fetched yet is a 409 with its status; the fetch error's
 //! text only for admins (`Perm::Diagnostics`).
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::{Caller, Perm};
 use super::error::Path as UrlPath;
 use super::{AppError, AppState};
-use crate::recordings::archive::{self, Archive};
+use crate::recordings::RecordingStore;
 use crate::store::calls;
 use crate::store::recordings::{self as rec_store, Recording};
 
@@ -137,24 +133,23 @@ async fn serve(
         .file
         .as_deref()
         .ok_or_else(|| internal("done but no file".into()))?;
-    let path = Archive::new(st.cfg.recordings_dir())
-        .resolve(rel)
-        .map_err(|e| internal(e.to_string()))?;
+    let store = RecordingStore::shared(&st.cfg).map_err(|e| internal(e.to_string()))?;
     let expected = rec.sha256.clone().unwrap_or_default();
-    let len = check_sha256(&path, &expected).await.map_err(internal)?;
+    let len = store
+        .verified_len(rel, &expected)
+        .await
+        .map_err(|e| internal(e.to_string()))?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, count) = match parse_range(range, len) {
         RangeReq::Full => (StatusCode::OK, 0, len),
         RangeReq::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         RangeReq::Unsatisfiable => return Err(AppError::RangeNotSatisfiable { len }),
     };
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| internal(format!("{}: {e}", path.display())))?;
-    file.seek(std::io::SeekFrom::Start(start))
+    let bytes = store
+        .open_range(rel, start, count)
         .await
         .map_err(|e| internal(e.to_string()))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    let body = Body::from_stream(bytes);
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
@@ -174,49 +169,6 @@ async fn serve(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
-}
-
-/// Files whose sha256 was checked: path → (size, mtime, sha256).
-type Verified = Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>;
-
-fn verified() -> &'static Verified {
-    static CACHE: OnceLock<Verified> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// Checks the file against the stored sha256 (unless this version of the
-/// file was checked before); returns its length.
-async fn check_sha256(path: &Path, expected: &str) -> Result<u64, String> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| format!("archived file {}: {e}", path.display()))?;
-    let (len, mtime) = (
-        meta.len(),
-        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-    );
-    let known = verified().lock().ok().and_then(|c| c.get(path).cloned());
-    if known.is_some_and(|(l, m, sha)| l == len && m == mtime && sha == expected) {
-        return Ok(len);
-    }
-    let p = path.to_path_buf();
-    let (n, actual) = tokio::task::spawn_blocking(move || archive::hash_file(&p))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if actual != expected {
-        metrics::counter!("callvault_recordings_corrupt_total").increment(1);
-        return Err(format!(
-            "sha256 mismatch for {}: stored {expected}, file {actual}",
-            path.display()
-        ));
-    }
-    if let Ok(mut c) = verified().lock() {
-        if c.len() > 10_000 {
-            c.clear();
-        }
-        c.insert(path.to_path_buf(), (n, mtime, actual));
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

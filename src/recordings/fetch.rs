@@ -7,6 +7,8 @@
 //! basic auth. G.711 WAVs are validated and stored as they are; G.729
 //! halves are located (`locate`), kept, and merged into a WAV. Every file
 //! is written through [`AtomicFile`]: a dropped connection leaves nothing.
+//! The finished files then go to the recordings store
+//! ([`RecordingStore::publish`]: nothing to do for `file:`, an upload for `s3://`).
 //!
 //! A recorder is not trusted (README "Fetcher limits"): redirects are never
 //! followed (a 3xx would aim our request at any address we can reach), every
@@ -23,6 +25,7 @@ use futures_util::StreamExt;
 
 use super::archive::{self, Archive, ArchiveError, AtomicFile};
 use super::locate;
+use super::storage::{RecordingStore, StorageError};
 use super::wav::{self, WavError};
 use crate::config::Config;
 use crate::ingest::device::Registry;
@@ -75,6 +78,9 @@ pub enum FetchError {
     #[cfg(feature = "g729")]
     #[error("merging G.729 halves: {0}")]
     Merge(#[from] super::merge::MergeError),
+    /// The finished files could not be put into the recordings store.
+    #[error("storing the recording: {0}")]
+    Store(#[from] StorageError),
     /// Hashing the merged file failed.
     #[error("reading {path}: {source}")]
     Read {
@@ -169,6 +175,9 @@ pub enum SetupError {
     #[cfg(feature = "g729")]
     #[error("[recordings] layout: {0}")]
     Layout(#[source] super::merge::MergeError),
+    /// `[recordings] store` / `[recordings.s3]` do not make a usable store.
+    #[error(transparent)]
+    Store(StorageError),
 }
 
 /// Everything one attempt needs.
@@ -176,7 +185,10 @@ pub struct FetchCtx {
     pub cfg: Arc<Config>,
     pub registry: Arc<Registry>,
     pub client: reqwest::Client,
+    /// Where files are downloaded and merged (the store's local archive).
     pub archive: Archive,
+    /// Where finished recordings go.
+    pub store: RecordingStore,
     #[cfg(feature = "g729")]
     pub layout: super::merge::Layout,
 }
@@ -189,8 +201,10 @@ impl FetchCtx {
             .layout
             .parse::<super::merge::Layout>()
             .map_err(SetupError::Layout)?;
+        let store = RecordingStore::from_config(&cfg).map_err(SetupError::Store)?;
         Ok(FetchCtx {
-            archive: Archive::new(cfg.recordings_dir()),
+            archive: store.local().clone(),
+            store,
             client: client(),
             cfg,
             registry,
@@ -228,6 +242,7 @@ impl FetchCtx {
             .await
             .map_err(|e| FetchError::Join(e.to_string()))??;
         let (bytes, sha256) = file.commit().await?;
+        self.store.publish(std::slice::from_ref(&rel)).await?;
         Ok(Archived {
             file: rel,
             originals: Vec::new(),
@@ -259,6 +274,9 @@ impl FetchCtx {
             .relative(rec.id, &rec.path, &format!("{stem}.wav"))?;
         let out = self.archive.resolve(&rel)?;
         let (duration_seconds, bytes, sha256) = self.merge_halves(paths, out).await?;
+        let mut keys = originals.clone();
+        keys.push(rel.clone());
+        self.store.publish(&keys).await?;
         Ok(Archived {
             file: rel,
             originals,

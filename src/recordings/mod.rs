@@ -8,6 +8,8 @@
 //!   [`archive`] builds safe paths and writes files atomically, [`wav`]
 //!   validates G.711 WAVs, [`disk_floor`] pauses fetching while the disk
 //!   is nearly full.
+//! * [`storage`]: where finished recordings live, `file:` or `s3://`
+//!   ([`RecordingStore`]); the fetch stores into it, the API serves from it.
 //! * [`g729`]: reads one G.729 half (`*_send.dat` / `*_recv.dat`), raw or ITU
 //!   serial framing, and decodes it to 8 kHz PCM, streaming.
 //! * [`merge`]: decodes the send and recv halves in parallel and writes one
@@ -25,9 +27,11 @@ pub mod locate;
 #[cfg(feature = "g729")]
 pub mod merge;
 pub mod schedule;
+pub mod storage;
 pub mod wav;
 pub mod worker;
 
 pub use disk_floor::PauseState;
 pub use fetch::SetupError;
+pub use storage::{RecordingStore, StorageError};
 pub use worker::{Fetcher, PassStats};
