@@ -43,13 +43,7 @@ async fn recording_by_id_serves_ranges_and_checks_sha256() {
     let file = rig.archive_file(&rig.row("1-0").unwrap().3.unwrap());
     let bytes = std::fs::read(&file).unwrap();
     let api = rig.running.api_addr;
-    let tok = rig
-        .running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "t", "qa"))
-        .await
-        .unwrap();
+    let tok = crate::util::token_on(&rig.running, "qa").await;
 
     let r = get_with(api, &format!("/api/recordings/{id}"), &tok, None).await;
     assert_eq!(r.status(), 200);
@@ -106,13 +100,7 @@ async fn recording_by_id_serves_ranges_and_checks_sha256() {
     assert!(String::from_utf8_lossy(&body).contains("\"error\""));
     let (code, _) = get(api, &format!("/api/recordings/{id}"), None).await;
     assert_eq!(code, 401);
-    let fin = rig
-        .running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "f", "finance"))
-        .await
-        .unwrap();
+    let fin = crate::util::token_on(&rig.running, "finance").await;
     let (code, _) = get(api, &format!("/api/recordings/{id}"), Some(&fin)).await;
     assert_eq!(code, 403);
 
@@ -138,13 +126,7 @@ async fn pending_recording_answers_409_with_its_status() {
     let rig = Rig::start(&rec, |c| c.recordings.fetch_delay_seconds = 3600).await;
     rig.push(&cdr_with("2-0", "2002", "PCMU"));
     assert_eq!(rig.status("2-0"), "pending");
-    let tok = rig
-        .running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "t", "qa"))
-        .await
-        .unwrap();
+    let tok = crate::util::token_on(&rig.running, "qa").await;
     let (code, body) = get(
         rig.running.api_addr,
         &format!("/api/recordings/{}", rec_id(&rig, "2-0")),
@@ -195,13 +177,7 @@ async fn call_recording_is_the_answering_extensions_leg() {
         })
         .unwrap();
     assert_eq!(n, 1, "one logical call");
-    let tok = rig
-        .running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "t", "qa"))
-        .await
-        .unwrap();
+    let tok = crate::util::token_on(&rig.running, "qa").await;
     let want = std::fs::read(rig.archive_file(&rig.row("4-0").unwrap().3.unwrap())).unwrap();
     let r = get_with(
         rig.running.api_addr,

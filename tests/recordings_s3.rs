@@ -130,13 +130,7 @@ async fn g729_recording_is_archived_in_s3_and_served_by_range() {
         files_in(&rig.dir.path().join("recordings"))
     );
 
-    let tok = rig
-        .running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "t", "qa"))
-        .await
-        .unwrap();
+    let tok = crate::util::token_on(&rig.running, "qa").await;
     let api = rig.running.api_addr;
     let id: i64 = rig
         .db()

@@ -231,8 +231,13 @@ pub async fn get_json(addr: SocketAddr, path: &str, token: &str) -> serde_json::
 }
 
 pub async fn token(ts: &TestServer, role: &str) -> String {
+    token_on(&ts.running, role).await
+}
+
+/// A new API token of `role` on a running server.
+pub async fn token_on(running: &callvault::server::Running, role: &str) -> String {
     let role = role.to_string();
-    ts.running
+    running
         .store
         .writer
         .write(move |tx| callvault::store::tokens::create(tx, "test", &role))
