@@ -241,6 +241,16 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+impl RecordingsConfig {
+    /// `store = "s3://bucket/some/prefix/"` → (`bucket`, `some/prefix`);
+    /// None for `file:` or a URL without a bucket.
+    pub fn s3_location(&self) -> Option<(String, String)> {
+        let rest = self.store.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
+    }
+}
+
 impl Default for RecordingsConfig {
     fn default() -> Self {
         RecordingsConfig {
@@ -285,11 +295,7 @@ impl RecordingsConfig {
                 message: format!("[recordings] {key} must be at least 1"),
             });
         }
-        let s3_ok = self
-            .store
-            .strip_prefix("s3://")
-            .is_some_and(|rest| !rest.split('/').next().unwrap_or("").is_empty());
-        if self.store != "file:" && !s3_ok {
+        if self.store != "file:" && self.s3_location().is_none() {
             return Err(ConfigError::Invalid {
                 origin: None,
                 message: format!(
@@ -604,6 +610,24 @@ fn parse_scalar(v: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_location_splits_bucket_and_prefix() {
+        let loc = |store: &str| {
+            RecordingsConfig {
+                store: store.into(),
+                ..RecordingsConfig::default()
+            }
+            .s3_location()
+        };
+        assert_eq!(
+            loc("s3://calls/rec/hq/"),
+            Some(("calls".into(), "rec/hq".into()))
+        );
+        assert_eq!(loc("s3://calls"), Some(("calls".into(), "".into())));
+        assert_eq!(loc("s3:///x"), None);
+        assert_eq!(loc("file:"), None);
+    }
 
     #[test]
     fn store_url_from_the_environment_and_refused_when_unknown() {

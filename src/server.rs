@@ -129,6 +129,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         store: store.clone(),
         cfg: cfg.clone(),
         recordings_paused: fetcher.pause_state(),
+        recordings: fetcher.recording_store(),
     });
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,

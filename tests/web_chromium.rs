@@ -227,6 +227,8 @@ async fn front(ts: &TestServer, log: Log) -> SocketAddr {
         store: ts.running.store.clone(),
         cfg: config(ts),
         recordings_paused: Default::default(),
+        recordings: callvault::recordings::storage::RecordingStore::from_config(&config(ts))
+            .expect("recordings store"),
     };
     let app = Router::new()
         .fallback_service(api_router(state))

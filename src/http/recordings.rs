@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{Caller, Perm};
 use super::error::Path as UrlPath;
 use super::{AppError, AppState};
-use crate::recordings::RecordingStore;
 use crate::store::calls;
 use crate::store::recordings::{self as rec_store, Recording};
 
@@ -133,7 +132,7 @@ async fn serve(
         .file
         .as_deref()
         .ok_or_else(|| internal("done but no file".into()))?;
-    let store = RecordingStore::shared(&st.cfg).map_err(|e| internal(e.to_string()))?;
+    let store = &st.recordings;
     let expected = rec.sha256.clone().unwrap_or_default();
     let len = store
         .verified_len(rel, &expected)

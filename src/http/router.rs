@@ -20,6 +20,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// Why the recording fetcher is paused (disk below `min_free_bytes`), if it is.
     pub recordings_paused: crate::recordings::PauseState,
+    /// Where archived recordings are read from (`[recordings] store`).
+    pub recordings: crate::recordings::storage::RecordingStore,
 }
 
 pub fn api_router(state: AppState) -> Router {

@@ -80,6 +80,12 @@ impl Fetcher {
         })
     }
 
+    /// Where this fetcher archives recordings: the API serves them from the
+    /// same store (one S3 client per process, not one per request).
+    pub fn recording_store(&self) -> super::storage::RecordingStore {
+        self.ctx.store.clone()
+    }
+
     /// Whether (and why) fetching is paused, for `/healthz`.
     pub fn pause_state(&self) -> PauseState {
         self.floor.state()

@@ -91,33 +91,6 @@ impl RecordingStore {
         }
     }
 
-    /// [`RecordingStore::from_config`], built once per configuration and
-    /// reused (an S3 client holds a connection pool and TLS setup).
-    pub fn shared(cfg: &Config) -> Result<RecordingStore, StorageError> {
-        type Cache = Mutex<HashMap<String, RecordingStore>>;
-        static CACHE: OnceLock<Cache> = OnceLock::new();
-        let id = format!(
-            "{}|{}|{:?}|{:?}",
-            cfg.recordings_dir().display(),
-            cfg.recordings.store,
-            cfg.recordings.s3,
-            cfg.recordings
-                .s3
-                .secret_access_key
-                .as_deref()
-                .map(sha256_hex)
-        );
-        let cache = CACHE.get_or_init(Default::default);
-        if let Some(s) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
-            return Ok(s);
-        }
-        let store = RecordingStore::from_config(cfg)?;
-        if let Ok(mut c) = cache.lock() {
-            c.insert(id, store.clone());
-        }
-        Ok(store)
-    }
-
     /// The local archive the fetch writes into (the store itself for `file:`).
     pub fn local(&self) -> &Archive {
         match self {
@@ -257,11 +230,6 @@ impl RecordingStore {
             }
         }
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 /// Files and objects whose sha256 was checked: where → (size, version, sha256).

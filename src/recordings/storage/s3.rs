@@ -40,17 +40,10 @@ impl std::fmt::Debug for S3Archive {
     }
 }
 
-/// `s3://bucket/some/prefix/` → (`bucket`, `some/prefix`); None for other stores.
-pub fn parse_url(store: &str) -> Option<(String, String)> {
-    let rest = store.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    (!bucket.is_empty()).then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
-}
-
 impl S3Archive {
     /// The object store of `[recordings] store = "s3://…"`; None for `file:`.
     pub fn from_config(cfg: &RecordingsConfig) -> Result<Option<S3Archive>, StorageError> {
-        let Some((bucket, prefix)) = parse_url(&cfg.store) else {
+        let Some((bucket, prefix)) = cfg.s3_location() else {
             return Ok(None);
         };
         let s3 = &cfg.s3;
@@ -195,21 +188,5 @@ impl S3Archive {
             Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
             Err(e) => Err(self.err(key)(e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_url_splits_bucket_and_prefix() {
-        assert_eq!(
-            parse_url("s3://calls/rec/hq/"),
-            Some(("calls".into(), "rec/hq".into()))
-        );
-        assert_eq!(parse_url("s3://calls"), Some(("calls".into(), "".into())));
-        assert_eq!(parse_url("s3:///x"), None);
-        assert_eq!(parse_url("file:"), None);
     }
 }
