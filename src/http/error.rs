@@ -49,10 +49,7 @@ pub enum AppError {
 
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::NotFound => AppError::NotFound("not found".into()),
-            other => AppError::Internal(other.to_string()),
-        }
+        AppError::Internal(e.to_string())
     }
 }
 

@@ -55,9 +55,6 @@ pub enum StoreError {
     /// The writer thread has stopped (shutdown or a previous fatal error).
     #[error("the store writer has stopped")]
     WriterGone,
-    /// A row that should exist does not.
-    #[error("not found")]
-    NotFound,
     /// A stored JSON column could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),

@@ -29,7 +29,7 @@ async fn failing_job_is_rolled_back_alone_within_a_batch() {
             w.write(move |tx| {
                 tx.execute("INSERT INTO t (v) VALUES (?1)", [i])?;
                 if i % 10 == 3 {
-                    return Err(StoreError::NotFound);
+                    return Err(StoreError::Corrupt("this job fails on purpose".into()));
                 }
                 Ok(i)
             })
@@ -43,7 +43,7 @@ async fn failing_job_is_rolled_back_alone_within_a_batch() {
                 assert_eq!(v, i as i64);
                 ok += 1;
             }
-            Err(e) => assert!(matches!(e, StoreError::NotFound), "{e}"),
+            Err(e) => assert!(matches!(e, StoreError::Corrupt(_)), "{e}"),
         }
     }
     assert_eq!(ok, 45);
