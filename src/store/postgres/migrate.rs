@@ -9,6 +9,8 @@
 //! collector checks the version at start: a database migrated further than
 //! this binary knows is refused, not misread.
 
+use deadpool_postgres::GenericClient;
+
 use super::{PgError, Pool};
 
 /// The migrations, in order; a migration's version is its position + 1.
@@ -41,13 +43,7 @@ pub async fn apply(pool: &Pool) -> Result<usize, PgError> {
          )",
     )
     .await?;
-    let found: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-            &[],
-        )
-        .await?
-        .get(0);
+    let found = recorded_version(&tx).await?;
     if found > known_version() {
         return Err(PgError::SchemaNewer {
             found,
@@ -78,14 +74,8 @@ pub async fn check(pool: &Pool) -> Result<i64, PgError> {
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?
         .get(0);
-    let found: i64 = if exists {
-        client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-                &[],
-            )
-            .await?
-            .get(0)
+    let found = if exists {
+        recorded_version(&client).await?
     } else {
         0
     };
@@ -95,4 +85,14 @@ pub async fn check(pool: &Pool) -> Result<i64, PgError> {
         std::cmp::Ordering::Less => Err(PgError::SchemaOlder { found, known }),
         std::cmp::Ordering::Equal => Ok(found),
     }
+}
+
+/// The highest migration `schema_migrations` records (0 when none).
+async fn recorded_version(c: &impl GenericClient) -> Result<i64, PgError> {
+    Ok(c.query_one(
+        "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+        &[],
+    )
+    .await?
+    .get(0))
 }
