@@ -30,6 +30,8 @@ pub mod pushes;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +63,9 @@ pub enum StoreError {
     /// The commit was written but could not be made durable (fsync failed).
     #[error("write not durable: {0}")]
     NotDurable(String),
+    /// PostgreSQL refused an operation, or could not be reached.
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
     /// `[store] url` names a backend this version cannot run on.
     #[error("{0}")]
     Backend(String),
@@ -75,13 +80,21 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(postgres::PgError::Db(e))
+    }
+}
+
 /// Handle to the archive: cheap to clone, shared by every stage.
 #[derive(Clone)]
 pub struct Store {
     pub writer: Writer,
     pub reads: Arc<ReadPool>,
+    /// The SQLite file; on PostgreSQL, the URL without its password.
     path: PathBuf,
-    _checkpoints: checkpoint::Checkpointer,
+    _checkpoints: Option<checkpoint::Checkpointer>,
+    pg: Option<Arc<postgres::backend::PgBackend>>,
 }
 
 impl Store {
@@ -101,31 +114,50 @@ impl Store {
         // A WAL that grew large (a long report held old pages) is cut back
         // to this when it starts again, not kept at its largest.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        let writer = Writer::start(conn);
+        let sqlite = writer::SqliteWriter::start(conn);
+        let checkpoints =
+            checkpoint::Checkpointer::start(path.to_path_buf(), sqlite.checkpoint_handle());
         Ok(Store {
-            writer: writer.clone(),
+            writer: Writer::sqlite(sqlite),
             reads: Arc::new(ReadPool::new(path.to_path_buf())),
             path: path.to_path_buf(),
-            _checkpoints: checkpoint::Checkpointer::start(
-                path.to_path_buf(),
-                writer.checkpoint_handle(),
-            ),
+            _checkpoints: Some(checkpoints),
+            pg: None,
         })
     }
 
-    /// Opens the archive `[store] url` names: today the SQLite file in the
-    /// data directory. A `postgres://` store is refused with a reason: only
-    /// its schema and partitions exist so far ([`postgres`]).
+    /// Opens (migrating if needed) the PostgreSQL archive at `url`.
+    pub fn open_postgres(url: &str) -> Result<Store> {
+        let db = postgres::backend::PgBackend::open(url)?;
+        let writer = Arc::new(postgres::writer::PgWriter::new(db.clone()));
+        Ok(Store {
+            writer: Writer::postgres(writer),
+            reads: Arc::new(ReadPool::postgres(db.clone())),
+            path: PathBuf::from(db.shown_url()),
+            _checkpoints: None,
+            pg: Some(db),
+        })
+    }
+
+    /// Opens the archive `[store] url` names: the SQLite file in the data
+    /// directory (the default) or a PostgreSQL database.
     pub fn open_config(cfg: &crate::config::Config) -> Result<Store> {
         match cfg.store.backend() {
             Ok(crate::config::StoreUrl::Sqlite) => Store::open(&cfg.db_path()),
-            Ok(crate::config::StoreUrl::Postgres(url)) => Err(StoreError::Backend(format!(
-                "[store] url names PostgreSQL ({}): this version keeps the archive in SQLite only \
-                 (the PostgreSQL schema exists, its queries do not yet); set url = \"sqlite:\"",
-                crate::config::redact_url(&url)
-            ))),
+            Ok(crate::config::StoreUrl::Postgres(url)) => Store::open_postgres(&url),
             Err(e) => Err(StoreError::Backend(e.to_string())),
         }
+    }
+
+    /// True when the archive is on PostgreSQL (commands that only make
+    /// sense on a SQLite file, such as `backup`, refuse).
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// The PostgreSQL archive, when it is one.
+    pub fn postgres(&self) -> Option<&Arc<postgres::backend::PgBackend>> {
+        self.pg.as_ref()
     }
 
     pub fn path(&self) -> &Path {

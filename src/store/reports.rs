@@ -47,19 +47,19 @@ pub enum QueryError {
 /// Read access for running report queries; made from a read connection.
 #[derive(Clone, Copy)]
 pub struct ReportReader<'c> {
-    conn: &'c Connection,
+    tx: Tx<'c>,
 }
 
 impl<'c> From<&Tx<'c>> for ReportReader<'c> {
     fn from(tx: &Tx<'c>) -> Self {
-        ReportReader { conn: tx.sql() }
+        ReportReader { tx: *tx }
     }
 }
 
 /// For tests and benchmarks that open an archive file themselves.
 impl<'c> From<&'c Connection> for ReportReader<'c> {
     fn from(conn: &'c Connection) -> Self {
-        ReportReader { conn }
+        ReportReader { tx: Tx::new(conn) }
     }
 }
 
@@ -71,7 +71,7 @@ impl<'c> ReportReader<'c> {
         sql: &str,
         bind: &dyn Fn(&str) -> Option<Param>,
     ) -> std::result::Result<ReportQuery<'c>, QueryError> {
-        let mut st = self.conn.prepare(sql).map_err(StoreError::from)?;
+        let mut st = self.tx.prepare(sql).map_err(StoreError::from)?;
         for i in 1..=st.parameter_count() {
             let name = st.parameter_name(i).unwrap_or("?").to_string();
             let v = match bind(&name).ok_or(QueryError::UnknownParam(name))? {

@@ -13,18 +13,35 @@
 
 use rusqlite::{CachedStatement, Connection, Params, Row, Statement};
 
+use super::postgres::PgTx;
+
 /// A handle on the archive for one unit of work (a transaction of the
-/// writer, or a read). Cheap to copy; lives as long as the work it is
-/// handed to.
+/// writer, or a read), on either backend. Cheap to copy; lives as long as
+/// the work it is handed to.
 #[derive(Clone, Copy)]
 pub struct Tx<'a> {
-    conn: &'a Connection,
+    conn: Backend<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    Sqlite(&'a Connection),
+    Postgres(&'a PgTx<'a>),
 }
 
 impl<'a> Tx<'a> {
     /// The handle on `conn`, for code inside the store.
     pub(in crate::store) fn new(conn: &'a Connection) -> Tx<'a> {
-        Tx { conn }
+        Tx {
+            conn: Backend::Sqlite(conn),
+        }
+    }
+
+    /// The handle on a PostgreSQL transaction, for code inside the store.
+    pub(in crate::store) fn postgres(tx: &'a PgTx<'a>) -> Tx<'a> {
+        Tx {
+            conn: Backend::Postgres(tx),
+        }
     }
 
     /// A handle on a SQLite connection the caller opened itself: for tests
@@ -32,23 +49,49 @@ impl<'a> Tx<'a> {
     /// application gets its handles from [`Store`](super::Store).
     #[doc(hidden)]
     pub fn on_sqlite(conn: &'a Connection) -> Tx<'a> {
-        Tx { conn }
+        Tx::new(conn)
     }
 
-    /// The connection inside, for what the forwarders below do not cover.
-    pub(in crate::store) fn sql(&self) -> &'a Connection {
-        self.conn
+    /// The PostgreSQL transaction, when the archive is on PostgreSQL: each
+    /// store function starts with `if let Some(pg) = tx.pg()` and runs its
+    /// PostgreSQL version (`store::postgres`), else goes on on SQLite.
+    pub(in crate::store) fn pg(&self) -> Option<&'a PgTx<'a>> {
+        match self.conn {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// True on PostgreSQL: for the few callers above the store whose work
+    /// differs by backend (which SQL dialect a report file is in).
+    pub fn is_postgres(&self) -> bool {
+        self.pg().is_some()
+    }
+
+    /// The SQLite connection inside. On PostgreSQL every store function
+    /// has taken its `pg()` branch before it gets here; one that has not
+    /// gets an error naming the gap instead of a panic.
+    fn sqlite(&self) -> rusqlite::Result<&'a Connection> {
+        match self.conn {
+            Backend::Sqlite(c) => Ok(c),
+            Backend::Postgres(_) => {
+                tracing::error!(
+                    "a store function without a PostgreSQL version was called on PostgreSQL"
+                );
+                Err(rusqlite::Error::InvalidQuery)
+            }
+        }
     }
 
     pub(in crate::store) fn prepare_cached(
         &self,
         sql: &str,
     ) -> rusqlite::Result<CachedStatement<'a>> {
-        self.conn.prepare_cached(sql)
+        self.sqlite()?.prepare_cached(sql)
     }
 
     pub(in crate::store) fn prepare(&self, sql: &str) -> rusqlite::Result<Statement<'a>> {
-        self.conn.prepare(sql)
+        self.sqlite()?.prepare(sql)
     }
 
     pub(in crate::store) fn execute<P: Params>(
@@ -56,11 +99,11 @@ impl<'a> Tx<'a> {
         sql: &str,
         params: P,
     ) -> rusqlite::Result<usize> {
-        self.conn.execute(sql, params)
+        self.sqlite()?.execute(sql, params)
     }
 
     pub(in crate::store) fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.execute_batch(sql)
+        self.sqlite()?.execute_batch(sql)
     }
 
     pub(in crate::store) fn query_row<T, P, F>(
@@ -73,11 +116,11 @@ impl<'a> Tx<'a> {
         P: Params,
         F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     {
-        self.conn.query_row(sql, params, f)
+        self.sqlite()?.query_row(sql, params, f)
     }
 
     pub(in crate::store) fn last_insert_rowid(&self) -> i64 {
-        self.conn.last_insert_rowid()
+        self.sqlite().map_or(0, |c| c.last_insert_rowid())
     }
 }
 
@@ -90,6 +133,15 @@ pub fn savepoint<T, E>(
     tx: &Tx,
     f: impl FnOnce(&Tx) -> std::result::Result<T, E>,
 ) -> super::Result<std::result::Result<T, E>> {
+    if let Some(pg) = tx.pg() {
+        pg.batch_execute("SAVEPOINT job")?;
+        let res = f(tx);
+        if res.is_err() {
+            pg.batch_execute("ROLLBACK TO SAVEPOINT job")?;
+        }
+        pg.batch_execute("RELEASE SAVEPOINT job")?;
+        return Ok(res);
+    }
     // Cached statements: parsing these three per job showed in profiles.
     // One name serves every level: SQLite rolls back to and releases the
     // innermost savepoint of a name.

@@ -14,10 +14,16 @@ use deadpool_postgres::GenericClient;
 use super::{PgError, Pool};
 
 /// The migrations, in order; a migration's version is its position + 1.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "001_ingest",
-    include_str!("../../../sql/postgres/001_ingest.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "001_ingest",
+        include_str!("../../../sql/postgres/001_ingest.sql"),
+    ),
+    (
+        "002_tokens",
+        include_str!("../../../sql/postgres/002_tokens.sql"),
+    ),
+];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one
 /// collector at a time migrates or makes partitions.

@@ -1,12 +1,20 @@
 //! The PostgreSQL archive, for many collectors on one database
-//! (ARCHITECTURE.md "src/store/"). So far it connects ([`pool`]), applies
-//! and checks the schema ([`migrate`]) and keeps the monthly partitions of
-//! the big tables ahead ([`partitions`]); the store's queries still run on
-//! SQLite only, so `callvault serve` refuses a `postgres://` store and says
-//! so instead of starting half a backend.
+//! (ARCHITECTURE.md "src/store/"): it connects ([`pool`]), applies and
+//! checks the schema ([`migrate`]), keeps the monthly partitions of the big
+//! tables ahead ([`partitions`]), runs units of work in transactions
+//! ([`backend`], [`PgTx`]), writes and elects the one collector that
+//! derives ([`writer`]). The PostgreSQL version of each store function
+//! lives in the file of its table here, called from the store function
+//! itself when its `Tx` is on PostgreSQL.
 
+pub mod backend;
 pub mod migrate;
 pub mod partitions;
+pub mod tokens;
+mod tx;
+pub mod writer;
+
+pub use tx::{Params, PgTx};
 
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;

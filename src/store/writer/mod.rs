@@ -46,6 +46,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::postgres::writer::PgWriter;
 use super::wal_sync::WalSync;
 use super::{Result, StoreError, Tx};
 use background::{background_thread, unwind_safe};
@@ -93,8 +94,140 @@ enum Ctl {
     Kick,
 }
 
+/// The archive's writer, on either backend: on SQLite the group-committing
+/// writer below; on PostgreSQL a transaction per job and one deriving
+/// collector at a time (`store::postgres::writer`).
 #[derive(Clone)]
-pub struct Writer {
+pub struct Writer(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Sqlite(SqliteWriter),
+    Postgres(Arc<PgWriter>),
+}
+
+impl Writer {
+    /// A SQLite writer on `conn` (tests; the store opens its own).
+    #[cfg(test)]
+    pub(in crate::store) fn start(conn: Connection) -> Writer {
+        Writer::sqlite(SqliteWriter::start(conn))
+    }
+
+    pub(in crate::store) fn sqlite(w: SqliteWriter) -> Writer {
+        Writer(Kind::Sqlite(w))
+    }
+
+    pub(in crate::store) fn postgres(w: Arc<PgWriter>) -> Writer {
+        Writer(Kind::Postgres(w))
+    }
+
+    /// False once a commit could not be made durable (SQLite: an fsync of
+    /// the WAL failed): from then on every write is refused until restart.
+    pub fn durable(&self) -> bool {
+        match &self.0 {
+            Kind::Sqlite(w) => w.durable(),
+            Kind::Postgres(_) => true,
+        }
+    }
+
+    /// Runs `f` in a transaction and waits until it is committed (durable).
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx) -> Result<T> + Send + 'static,
+    {
+        match &self.0 {
+            Kind::Sqlite(w) => w.write(f).await,
+            Kind::Postgres(w) => w.write(f).await,
+        }
+    }
+
+    /// Same as `write`, for a job that runs exactly one SQL statement (on
+    /// SQLite it needs no savepoint of its own).
+    pub async fn write_statement<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx) -> Result<T> + Send + 'static,
+    {
+        match &self.0 {
+            Kind::Sqlite(w) => w.write_statement(f).await,
+            Kind::Postgres(w) => w.write(f).await,
+        }
+    }
+
+    /// Same as `write`, for blocking callers (CLI, tests).
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx) -> Result<T> + Send + 'static,
+    {
+        match &self.0 {
+            Kind::Sqlite(w) => w.write_blocking(f),
+            Kind::Postgres(w) => w.write_blocking(f),
+        }
+    }
+
+    /// Installs the background step (replacing any previous one); it starts
+    /// at once, so work left by a previous run is picked up.
+    pub fn set_background(&self, step: Background) -> Result<()> {
+        match &self.0 {
+            Kind::Sqlite(w) => w.set_background(step),
+            Kind::Postgres(w) => w.set_background(step),
+        }
+    }
+
+    /// Adds a callback run whenever this process takes over the background
+    /// step from another collector (PostgreSQL), before its first slice:
+    /// state a stage keeps in memory is rebuilt from the archive then. On
+    /// SQLite one process always runs it, so this is never called.
+    pub fn on_takeover(&self, f: Box<dyn FnMut() + Send>) {
+        if let Kind::Postgres(w) = &self.0 {
+            w.on_takeover(f);
+        }
+    }
+
+    /// Gives the background step a turn even when no push came.
+    pub async fn wake_background(&self) -> Result<()> {
+        match &self.0 {
+            Kind::Sqlite(w) => w.wake_background().await,
+            Kind::Postgres(w) => {
+                w.wake_background();
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the background step has caught up with everything
+    /// committed before this call. Errors of the step are returned.
+    pub async fn drain(&self) -> Result<()> {
+        match &self.0 {
+            Kind::Sqlite(w) => w.drain().await,
+            Kind::Postgres(w) => w.drain().await,
+        }
+    }
+
+    /// True when this process runs the background step now: always on
+    /// SQLite; on PostgreSQL while it is the derivation leader.
+    pub fn is_leader(&self) -> bool {
+        match &self.0 {
+            Kind::Sqlite(_) => true,
+            Kind::Postgres(w) => w.is_leader(),
+        }
+    }
+
+    /// What the checkpoint thread uses (SQLite only).
+    #[cfg(test)]
+    pub(crate) fn checkpoint_handle(&self) -> CheckpointRequest {
+        match &self.0 {
+            Kind::Sqlite(w) => w.checkpoint_handle(),
+            Kind::Postgres(_) => unreachable!("PostgreSQL has no WAL checkpoints of ours"),
+        }
+    }
+}
+
+/// The SQLite writer: group commit and the background thread.
+#[derive(Clone)]
+pub struct SqliteWriter {
     shared: Arc<Shared>,
     ctl: mpsc::Sender<Ctl>,
     /// Raised by the WAL sync thread when an fsync failed.
@@ -111,8 +244,8 @@ struct Shared {
     checkpoint_wanted: AtomicBool,
 }
 
-impl Writer {
-    pub(in crate::store) fn start(conn: Connection) -> Writer {
+impl SqliteWriter {
+    pub(in crate::store) fn start(conn: Connection) -> SqliteWriter {
         let sync = pipelined_sync(&conn);
         let sync_failed = sync.as_ref().map(WalSync::failed_flag);
         let wake_background = Arc::new(AtomicBool::new(false));
@@ -128,7 +261,7 @@ impl Writer {
             .name("store-writer".into())
             .spawn(move || background_thread(&bg, &rx))
             .expect("spawn store writer thread");
-        Writer {
+        SqliteWriter {
             shared,
             ctl,
             sync_failed,
@@ -271,7 +404,7 @@ fn unpack<T: 'static>(
     Ok(*out.downcast::<T>().map_err(|_| StoreError::WriterGone)?)
 }
 
-struct CombineOnDrop<'a>(&'a Writer);
+struct CombineOnDrop<'a>(&'a SqliteWriter);
 
 impl Drop for CombineOnDrop<'_> {
     fn drop(&mut self) {

@@ -1,0 +1,101 @@
+//! The PostgreSQL archive as the store opens it: the pool, the runtime its
+//! connections live on, and running one unit of work in a transaction.
+//!
+//! The store's functions are blocking; the connections are async. The
+//! backend owns a small runtime of its own ("store-pg" threads) that
+//! drives the connections, so blocking callers (the writer's jobs on
+//! `spawn_blocking`, the deriver's thread, the CLI) run queries with
+//! `Handle::block_on` whatever runtime, if any, they were called from.
+
+use std::sync::Arc;
+
+use tokio::runtime::{Handle, Runtime};
+
+use super::{migrate, partitions, PgError, PgTx, Pool};
+use crate::store::{Result, Tx};
+
+/// Months of partitions made ahead of the current one at start (and daily
+/// by the maintenance leader).
+pub const PARTITIONS_AHEAD: u32 = 3;
+
+pub struct PgBackend {
+    pool: Pool,
+    rt: Handle,
+    /// The runtime, shut down in the background when the last handle on
+    /// the store goes (dropping a runtime inside another one's async
+    /// context would panic).
+    _runtime: RuntimeOwner,
+    /// The URL with its password replaced, for messages.
+    shown: String,
+}
+
+struct RuntimeOwner(Option<Runtime>);
+
+impl Drop for RuntimeOwner {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgBackend {
+    /// Connects to `url`, applies the missing migrations (one collector at
+    /// a time), checks the schema version, and makes the partitions of
+    /// this month and the next ones.
+    pub fn open(url: &str) -> Result<Arc<PgBackend>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("store-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Pool(format!("cannot start the store's runtime: {e}")))?;
+        let rt = runtime.handle().clone();
+        let pool = {
+            let _enter = rt.enter();
+            super::pool(url)?
+        };
+        rt.block_on(async {
+            migrate::apply(&pool).await?;
+            migrate::check(&pool).await?;
+            partitions::ensure(&pool, chrono::Utc::now(), PARTITIONS_AHEAD).await?;
+            Ok::<_, PgError>(())
+        })?;
+        Ok(Arc::new(PgBackend {
+            pool,
+            rt,
+            _runtime: RuntimeOwner(Some(runtime)),
+            shown: crate::config::redact_url(url),
+        }))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
+    /// The URL without its password.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `f` in one transaction on a pooled connection and commits when
+    /// it returns `Ok` (a read-only one is rolled back: it wrote nothing).
+    /// Blocking: call it from a blocking thread.
+    pub fn with_tx<T>(&self, read_only: bool, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let mut client = self.rt.block_on(self.pool.get()).map_err(PgError::from)?;
+        let tx = self
+            .rt
+            .block_on(client.build_transaction().read_only(read_only).start())
+            .map_err(PgError::from)?;
+        let pg = PgTx::new(tx, self.rt.clone());
+        let out = f(&Tx::postgres(&pg))?;
+        if !read_only {
+            pg.commit()?;
+        }
+        Ok(out)
+    }
+}

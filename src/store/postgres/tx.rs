@@ -1,0 +1,83 @@
+//! [`PgTx`]: a PostgreSQL transaction driven from blocking code.
+//!
+//! The store's functions are blocking (the writer's thread, `spawn_blocking`
+//! reads, the CLI), as SQLite is. On PostgreSQL each call runs the async
+//! tokio-postgres query to completion on the store's runtime
+//! (`Handle::block_on`), so the stages above see the same blocking
+//! functions on either backend (ARCHITECTURE.md "src/store/").
+//! Statements are prepared once per connection and cached (deadpool's
+//! statement cache), as SQLite's `prepare_cached` does.
+
+use tokio::runtime::Handle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::PgError;
+
+/// Query parameters, as tokio-postgres takes them.
+pub type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+/// One PostgreSQL transaction (a write job, a derivation slice or a read),
+/// with the runtime its connection lives on.
+pub struct PgTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    rt: Handle,
+}
+
+impl<'a> PgTx<'a> {
+    pub(in crate::store) fn new(tx: deadpool_postgres::Transaction<'a>, rt: Handle) -> Self {
+        PgTx { tx, rt }
+    }
+
+    /// Commits; dropping a `PgTx` instead rolls it back.
+    pub(in crate::store) fn commit(self) -> Result<(), PgError> {
+        Ok(self.rt.block_on(self.tx.commit())?)
+    }
+
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, PgError> {
+        Ok(self.tx.prepare_cached(sql).await?)
+    }
+
+    /// Runs one statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: Params) -> Result<u64, PgError> {
+        self.rt.block_on(async {
+            let st = self.prepared(sql).await?;
+            Ok(self.tx.execute(&st, params).await?)
+        })
+    }
+
+    /// Every row of a query.
+    pub fn query(&self, sql: &str, params: Params) -> Result<Vec<Row>, PgError> {
+        self.rt.block_on(async {
+            let st = self.prepared(sql).await?;
+            Ok(self.tx.query(&st, params).await?)
+        })
+    }
+
+    /// The one row of a query (an error when there is none or several).
+    pub fn query_one(&self, sql: &str, params: Params) -> Result<Row, PgError> {
+        self.rt.block_on(async {
+            let st = self.prepared(sql).await?;
+            Ok(self.tx.query_one(&st, params).await?)
+        })
+    }
+
+    /// The row of a query, if there is one.
+    pub fn query_opt(&self, sql: &str, params: Params) -> Result<Option<Row>, PgError> {
+        self.rt.block_on(async {
+            let st = self.prepared(sql).await?;
+            Ok(self.tx.query_opt(&st, params).await?)
+        })
+    }
+
+    /// Runs statements without parameters (DDL, `SAVEPOINT`).
+    pub fn batch_execute(&self, sql: &str) -> Result<(), PgError> {
+        Ok(self.rt.block_on(self.tx.batch_execute(sql))?)
+    }
+
+    /// Runs a query whose text is built at run time (a search with optional
+    /// filters): not cached, as each shape is its own statement.
+    pub fn query_dynamic(&self, sql: &str, params: Params) -> Result<Vec<Row>, PgError> {
+        Ok(self.rt.block_on(self.tx.query(sql, params))?)
+    }
+}
