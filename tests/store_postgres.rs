@@ -173,11 +173,12 @@ async fn pushes_land_in_their_months_partition_or_the_default_one() {
     );
     let mut made = [a.expect("ensure"), b.expect("ensure")].concat();
     made.sort();
-    assert_eq!(
-        made,
-        ["pushes_202612", "pushes_202701", "pushes_202702"],
-        "each partition made once, across the year"
-    );
+    let mut want: Vec<String> = partitions::PARTITIONED
+        .iter()
+        .flat_map(|t| ["202612", "202701", "202702"].map(|m| format!("{t}_{m}")))
+        .collect();
+    want.sort();
+    assert_eq!(made, want, "each partition made once, across the year");
 
     let client = pool.get().await.expect("client");
     let insert = "INSERT INTO pushes (received_at, received_ms, source, method, path, body, outcome, status)
@@ -199,7 +200,11 @@ async fn pushes_land_in_their_months_partition_or_the_default_one() {
     );
     assert_eq!(
         partitions::default_rows(&pool).await.expect("count"),
-        [("pushes".to_string(), 1)]
+        [
+            ("pushes".to_string(), 1),
+            ("legs".into(), 0),
+            ("events".into(), 0)
+        ]
     );
     // That month's partition cannot be made while its row sits in DEFAULT:
     // said, not hidden.

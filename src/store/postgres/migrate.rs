@@ -23,6 +23,18 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "002_tokens",
         include_str!("../../../sql/postgres/002_tokens.sql"),
     ),
+    (
+        "003_legs_events",
+        include_str!("../../../sql/postgres/003_legs_events.sql"),
+    ),
+    (
+        "004_calls_queues",
+        include_str!("../../../sql/postgres/004_calls_queues.sql"),
+    ),
+    (
+        "005_recordings",
+        include_str!("../../../sql/postgres/005_recordings.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one

@@ -14,7 +14,7 @@ use super::migrate::SCHEMA_LOCK;
 use super::{PgError, Pool};
 
 /// The partitioned tables (`<name>_default` is each one's DEFAULT).
-pub const PARTITIONED: &[&str] = &["pushes"];
+pub const PARTITIONED: &[&str] = &["pushes", "legs", "events"];
 
 /// Makes the partitions of the month of `now` and the `ahead` months after
 /// it, for every partitioned table; returns the names it created (already
