@@ -71,6 +71,17 @@ pub fn ingestor(store: &Store, cfg: &Arc<Config>) -> anyhow::Result<(Ingestor, Q
     })?;
     let nonces = Arc::new(NonceCache::with(nonces, now_ms));
     let derive = Deriver::new(cfg.clone(), hooks, registry.clone()).into_background();
+    {
+        // On PostgreSQL another collector may have derived while this one
+        // did not: what the stages keep in memory is rebuilt on takeover.
+        let (q, reg) = (queues.clone(), registry.clone());
+        store.writer.on_takeover(Box::new(move || {
+            if let Err(e) = q.replay_again() {
+                tracing::error!(error = %e, "queue tracker cannot replay on takeover");
+            }
+            reg.forget_version();
+        }));
+    }
     store.writer.set_background(queues.replay_before(derive))?;
     let ing = Ingestor::with_registry(store.clone(), cfg.clone(), registry, nonces);
     Ok((ing, queues))
@@ -87,6 +98,16 @@ async fn watch_devices(store: Store, registry: Arc<Registry>, mut stop: watch::R
             _ = stop.wait_for(|v| *v) => return,
         }
         match store.read(crate::store::devices::version).await {
+            Ok(v) if registry.version() != Some(v) && !store.writer.is_leader() => {
+                // Another collector derives (PostgreSQL): it releases the
+                // held pushes; this one only needs to know the devices.
+                match store.read(crate::store::devices::active).await {
+                    Ok(active) => {
+                        registry.set_registered(active, v);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not read the device list"),
+                }
+            }
             Ok(v) if registry.version() != Some(v) => {
                 if let Err(e) = store.writer.wake_background().await {
                     tracing::warn!(error = %e, "could not wake the deriver for a device change");
@@ -157,6 +178,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         rx.clone(),
     )));
     tasks.push(fetcher.spawn(rx.clone()));
+    if store.is_postgres() {
+        tasks.push(tokio::spawn(keep_partitions_ahead(
+            store.clone(),
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(watch_devices(
         store.clone(),
         registry,
@@ -180,8 +207,30 @@ async fn expire_queue_visits(store: Store, queues: QueueLive, mut stop: watch::R
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = stop.wait_for(|v| *v) => return,
         }
+        // Only the collector that derives knows the open visits.
+        if !store.writer.is_leader() {
+            continue;
+        }
         if let Err(e) = queues.expire_due(&store).await {
             tracing::warn!(error = %e, "could not expire queue visits");
+        }
+    }
+}
+
+/// Makes the coming months' partitions on PostgreSQL, every six hours, on
+/// the collector that derives (the maintenance leader; the schema lock
+/// keeps two from doing it at once anyway). `open` made them at start.
+async fn keep_partitions_ahead(store: Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(6 * 3600)) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        if !store.writer.is_leader() {
+            continue;
+        }
+        if let Err(e) = store.make_partitions_ahead().await {
+            tracing::error!(error = %e, "could not make the coming months' partitions");
         }
     }
 }

@@ -35,5 +35,6 @@ mod sim_plan;
 mod sim_pushes;
 mod sim_scenarios;
 mod sim_truth;
+mod store_migrate;
 mod store_postgres;
 mod web_chromium;

@@ -7,6 +7,7 @@ mod devices;
 mod export;
 mod import;
 mod merge_g729;
+mod migrate_store;
 mod output;
 mod rebuild;
 mod recordings;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Exports for other systems (billing as CSV or an Excel workbook).
     #[command(subcommand)]
     Export(export::ExportCmd),
+    /// Copy the SQLite archive (and its recordings) into PostgreSQL (and an S3 store).
+    #[command(name = "migrate-store")]
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 /// Loads the configuration: file, then environment, then `--data`.
@@ -117,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MergeG729(a) => merge_g729::run(a),
         Command::Report(r) => report::run(cfg, r),
         Command::Export(e) => export::run(cfg, e),
+        Command::MigrateStore(a) => migrate_store::run(cfg, a),
     }
 }
 

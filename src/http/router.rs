@@ -69,6 +69,13 @@ async fn healthz(State(st): State<AppState>) -> Response {
             ))
         })
         .await;
+    // PostgreSQL: rows in a DEFAULT partition mean the monthly partitions
+    // fell behind (nothing is lost; the operator should look).
+    let default_rows: i64 = match st.store.default_partition_rows().await {
+        Ok(rows) => rows.iter().map(|(_, n)| n).sum(),
+        Err(e) => return AppError::Internal(e.to_string()).into_response(),
+    };
+    metrics::gauge!("callvault_default_partition_rows").set(default_rows as f64);
     match figures {
         // The backlog: pushes answered but not yet turned into legs/events
         // and calls (non-zero only during and just after a burst).
@@ -76,10 +83,17 @@ async fn healthz(State(st): State<AppState>) -> Response {
         // billing until `callvault devices add`. Ingest goes on while
         // recording fetching is paused (disk below its floor): still "ok",
         // with the reason for the operator.
-        Ok((backlog, unregistered)) => Json(serde_json::json!({"status": "ok",
-            "derive_backlog": backlog, "unregistered_senders": unregistered,
-            "recordings_paused": st.recordings_paused.reason()}))
-        .into_response(),
+        Ok((backlog, unregistered)) => {
+            let mut body = serde_json::json!({"status": "ok",
+                "derive_backlog": backlog, "unregistered_senders": unregistered,
+                "recordings_paused": st.recordings_paused.reason()});
+            if st.store.is_postgres() {
+                body["backend"] = "postgres".into();
+                body["default_partition_rows"] = default_rows.into();
+                body["derives_here"] = st.store.writer.is_leader().into();
+            }
+            Json(body).into_response()
+        }
         Err(e) => AppError::Internal(e.to_string()).into_response(),
     }
 }

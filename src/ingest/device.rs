@@ -131,6 +131,16 @@ impl Registry {
         self.install(registered, None);
     }
 
+    /// Marks the registry as not loaded from the archive, keeping its
+    /// devices: the next derivation step loads them again and releases
+    /// what was held (a collector taking over the derivation).
+    pub fn forget_version(&self) {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .version = None;
+    }
+
     /// The archive version the registry was last loaded from.
     pub fn version(&self) -> Option<i64> {
         self.read().version

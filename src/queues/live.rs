@@ -111,6 +111,17 @@ impl QueueLive {
         }
     }
 
+    /// Forgets the tracker's state and replays the stored events again
+    /// before the next event is derived: this collector takes over the
+    /// derivation from another one (PostgreSQL), whose events it has not
+    /// seen (ARCHITECTURE.md "Derivation").
+    pub fn replay_again(&self) -> Result<(), QueueError> {
+        self.ready.store(false, Ordering::Release);
+        *self.tracker.lock()? = QueueTracker::new(self.timeout_secs);
+        *self.replayed.lock()? = 0;
+        Ok(())
+    }
+
     /// The stored events have all been replayed (`replay_step`, `replay`).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

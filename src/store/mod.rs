@@ -22,6 +22,7 @@ pub mod writer;
 pub mod call_detail;
 pub mod call_search;
 pub mod calls;
+pub mod copy;
 pub mod devices;
 pub mod events;
 pub mod legs;
@@ -153,6 +154,25 @@ impl Store {
     /// sense on a SQLite file, such as `backup`, refuse).
     pub fn is_postgres(&self) -> bool {
         self.pg.is_some()
+    }
+
+    /// Makes the partitions of this month and the next ones (PostgreSQL;
+    /// nothing on SQLite); returns the ones made.
+    pub async fn make_partitions_ahead(&self) -> Result<Vec<String>> {
+        match &self.pg {
+            Some(db) => Ok(db.make_partitions_ahead().await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Rows in the DEFAULT partitions, per partitioned table (PostgreSQL;
+    /// empty on SQLite): above 0, a month had no partition when its rows
+    /// came, and the operator should look.
+    pub async fn default_partition_rows(&self) -> Result<Vec<(String, i64)>> {
+        match &self.pg {
+            Some(db) => Ok(db.default_partition_rows().await?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The PostgreSQL archive, when it is one.

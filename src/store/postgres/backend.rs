@@ -4,8 +4,8 @@
 //! The store's functions are blocking; the connections are async. The
 //! backend owns a small runtime of its own ("store-pg" threads) that
 //! drives the connections, so blocking callers (the writer's jobs on
-//! `spawn_blocking`, the deriver's thread, the CLI) run queries with
-//! `Handle::block_on` whatever runtime, if any, they were called from.
+//! `spawn_blocking`, the deriver's thread, the CLI) wait for their queries
+//! whatever runtime, if any, they were called from (`PgTx`).
 
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ impl PgBackend {
     /// this month and the next ones.
     pub fn open(url: &str) -> Result<Arc<PgBackend>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("store-pg")
             .enable_all()
             .build()
@@ -55,18 +55,49 @@ impl PgBackend {
             let _enter = rt.enter();
             super::pool(url)?
         };
-        rt.block_on(async {
-            migrate::apply(&pool).await?;
-            migrate::check(&pool).await?;
-            partitions::ensure(&pool, chrono::Utc::now(), PARTITIONS_AHEAD).await?;
+        // Waited for with a plain executor: `open` may be called from async
+        // code (`serve` starts inside its runtime), where tokio's block_on
+        // would panic.
+        let p = pool.clone();
+        futures_executor::block_on(rt.spawn(async move {
+            migrate::apply(&p).await?;
+            migrate::check(&p).await?;
+            partitions::ensure(&p, chrono::Utc::now(), PARTITIONS_AHEAD).await?;
             Ok::<_, PgError>(())
-        })?;
+        }))
+        .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))??;
         Ok(Arc::new(PgBackend {
             pool,
             rt,
             _runtime: RuntimeOwner(Some(runtime)),
             shown: crate::config::redact_url(url),
         }))
+    }
+
+    /// Runs `f` (async work on the pool) on the backend's runtime and waits
+    /// for it without blocking the caller's runtime.
+    async fn on_runtime<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, PgError>> + Send + 'static,
+    ) -> std::result::Result<T, PgError> {
+        self.rt
+            .spawn(f)
+            .await
+            .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))?
+    }
+
+    pub async fn make_partitions_ahead(&self) -> std::result::Result<Vec<String>, PgError> {
+        let pool = self.pool.clone();
+        self.on_runtime(async move {
+            partitions::ensure(&pool, chrono::Utc::now(), PARTITIONS_AHEAD).await
+        })
+        .await
+    }
+
+    pub async fn default_partition_rows(&self) -> std::result::Result<Vec<(String, i64)>, PgError> {
+        let pool = self.pool.clone();
+        self.on_runtime(async move { partitions::default_rows(&pool).await })
+            .await
     }
 
     pub fn pool(&self) -> &Pool {
@@ -82,16 +113,24 @@ impl PgBackend {
         &self.shown
     }
 
+    /// A pooled connection. A new one is made on the backend's runtime (its
+    /// connection task is spawned there), waited for from any thread.
+    pub fn client(&self) -> std::result::Result<deadpool_postgres::Object, PgError> {
+        let pool = self.pool.clone();
+        let got = futures_executor::block_on(self.rt.spawn(async move { pool.get().await }))
+            .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))?;
+        Ok(got?)
+    }
+
     /// Runs `f` in one transaction on a pooled connection and commits when
     /// it returns `Ok` (a read-only one is rolled back: it wrote nothing).
-    /// Blocking: call it from a blocking thread.
+    /// Blocking, like the SQLite store's reads and writes.
     pub fn with_tx<T>(&self, read_only: bool, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let mut client = self.rt.block_on(self.pool.get()).map_err(PgError::from)?;
-        let tx = self
-            .rt
-            .block_on(client.build_transaction().read_only(read_only).start())
-            .map_err(PgError::from)?;
-        let pg = PgTx::new(tx, self.rt.clone());
+        let mut client = self.client()?;
+        let tx =
+            futures_executor::block_on(client.build_transaction().read_only(read_only).start())
+                .map_err(PgError::from)?;
+        let pg = PgTx::new(tx);
         let out = f(&Tx::postgres(&pg))?;
         if !read_only {
             pg.commit()?;

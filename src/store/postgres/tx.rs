@@ -1,14 +1,19 @@
 //! [`PgTx`]: a PostgreSQL transaction driven from blocking code.
 //!
 //! The store's functions are blocking (the writer's thread, `spawn_blocking`
-//! reads, the CLI), as SQLite is. On PostgreSQL each call runs the async
-//! tokio-postgres query to completion on the store's runtime
-//! (`Handle::block_on`), so the stages above see the same blocking
-//! functions on either backend (ARCHITECTURE.md "src/store/").
+//! reads, the CLI), as SQLite is. On PostgreSQL each call waits for its
+//! tokio-postgres query on the calling thread (`block_on`), so the stages
+//! above see the same blocking functions on either backend
+//! (ARCHITECTURE.md "src/store/"). A query future only talks to its
+//! connection's task over a channel, and that task runs on the backend's
+//! own runtime (`backend`): so a plain executor can wait for it on any
+//! thread, also one inside an async runtime, where tokio's `block_on`
+//! would panic (start-up reads the archive from `async` code, as it
+//! does on SQLite).
 //! Statements are prepared once per connection and cached (deadpool's
 //! statement cache), as SQLite's `prepare_cached` does.
 
-use tokio::runtime::Handle;
+use futures_executor::block_on;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -17,21 +22,19 @@ use super::PgError;
 /// Query parameters, as tokio-postgres takes them.
 pub type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
-/// One PostgreSQL transaction (a write job, a derivation slice or a read),
-/// with the runtime its connection lives on.
+/// One PostgreSQL transaction (a write job, a derivation slice or a read).
 pub struct PgTx<'a> {
     tx: deadpool_postgres::Transaction<'a>,
-    rt: Handle,
 }
 
 impl<'a> PgTx<'a> {
-    pub(in crate::store) fn new(tx: deadpool_postgres::Transaction<'a>, rt: Handle) -> Self {
-        PgTx { tx, rt }
+    pub(in crate::store) fn new(tx: deadpool_postgres::Transaction<'a>) -> Self {
+        PgTx { tx }
     }
 
     /// Commits; dropping a `PgTx` instead rolls it back.
     pub(in crate::store) fn commit(self) -> Result<(), PgError> {
-        Ok(self.rt.block_on(self.tx.commit())?)
+        Ok(block_on(self.tx.commit())?)
     }
 
     async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, PgError> {
@@ -40,7 +43,7 @@ impl<'a> PgTx<'a> {
 
     /// Runs one statement; returns the rows it changed.
     pub fn execute(&self, sql: &str, params: Params) -> Result<u64, PgError> {
-        self.rt.block_on(async {
+        block_on(async {
             let st = self.prepared(sql).await?;
             Ok(self.tx.execute(&st, params).await?)
         })
@@ -48,7 +51,7 @@ impl<'a> PgTx<'a> {
 
     /// Every row of a query.
     pub fn query(&self, sql: &str, params: Params) -> Result<Vec<Row>, PgError> {
-        self.rt.block_on(async {
+        block_on(async {
             let st = self.prepared(sql).await?;
             Ok(self.tx.query(&st, params).await?)
         })
@@ -56,7 +59,7 @@ impl<'a> PgTx<'a> {
 
     /// The one row of a query (an error when there is none or several).
     pub fn query_one(&self, sql: &str, params: Params) -> Result<Row, PgError> {
-        self.rt.block_on(async {
+        block_on(async {
             let st = self.prepared(sql).await?;
             Ok(self.tx.query_one(&st, params).await?)
         })
@@ -64,7 +67,7 @@ impl<'a> PgTx<'a> {
 
     /// The row of a query, if there is one.
     pub fn query_opt(&self, sql: &str, params: Params) -> Result<Option<Row>, PgError> {
-        self.rt.block_on(async {
+        block_on(async {
             let st = self.prepared(sql).await?;
             Ok(self.tx.query_opt(&st, params).await?)
         })
@@ -72,12 +75,26 @@ impl<'a> PgTx<'a> {
 
     /// Runs statements without parameters (DDL, `SAVEPOINT`).
     pub fn batch_execute(&self, sql: &str) -> Result<(), PgError> {
-        Ok(self.rt.block_on(self.tx.batch_execute(sql))?)
+        Ok(block_on(self.tx.batch_execute(sql))?)
     }
 
     /// Runs a query whose text is built at run time (a search with optional
     /// filters): not cached, as each shape is its own statement.
     pub fn query_dynamic(&self, sql: &str, params: Params) -> Result<Vec<Row>, PgError> {
-        Ok(self.rt.block_on(self.tx.query(sql, params))?)
+        Ok(block_on(self.tx.query(sql, params))?)
+    }
+}
+
+impl PgTx<'_> {
+    /// Sends `data` (CSV rows) to a `COPY … FROM STDIN (FORMAT csv)`
+    /// statement; returns the rows copied. Bulk copies (`store::copy`).
+    pub fn copy_in_csv(&self, copy_sql: &str, data: Vec<u8>) -> Result<u64, PgError> {
+        use futures_util::SinkExt;
+        block_on(async {
+            let sink = self.tx.copy_in(copy_sql).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(data)).await?;
+            Ok(sink.finish().await?)
+        })
     }
 }

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_executor::block_on;
+
 use super::backend::PgBackend;
 use super::{PgError, PgTx};
 use crate::store::writer::{Background, StepError};
@@ -152,7 +154,7 @@ impl PgWriter {
             } else {
                 let db = self.db.clone();
                 let left = tokio::task::spawn_blocking(move || {
-                    db.with_tx(true, |tx| crate::store::pushes::derive_backlog(tx))
+                    db.with_tx(true, crate::store::pushes::derive_backlog)
                 })
                 .await
                 .map_err(|_| StoreError::WriterGone)??;
@@ -218,11 +220,9 @@ fn leader_thread(db: &PgBackend, bg: &BgShared) {
 /// One term as leader: returns when the lock could not be had (another
 /// collector leads), on stop, or with the error that broke the connection.
 fn lead(db: &PgBackend, bg: &BgShared) -> std::result::Result<(), PgError> {
-    let rt = db.runtime();
-    let mut client = rt.block_on(db.pool().get())?;
-    let got: bool = rt
-        .block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&DERIVE_LOCK]))?
-        .get(0);
+    let mut client = db.client()?;
+    let got: bool =
+        block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&DERIVE_LOCK]))?.get(0);
     if !got {
         return Ok(());
     }
@@ -238,7 +238,7 @@ fn lead(db: &PgBackend, bg: &BgShared) -> std::result::Result<(), PgError> {
             }
             continue;
         };
-        let res = run_slice(rt, &mut client, &mut step);
+        let res = run_slice(&mut client, &mut step);
         {
             let mut st = bg.lock();
             if st.step.is_none() {
@@ -286,14 +286,11 @@ enum SliceError {
 }
 
 fn run_slice(
-    rt: &tokio::runtime::Handle,
     client: &mut deadpool_postgres::Object,
     step: &mut Background,
 ) -> std::result::Result<usize, SliceError> {
-    let tx = rt
-        .block_on(client.transaction())
-        .map_err(|e| SliceError::Db(e.into()))?;
-    let pg = PgTx::new(tx, rt.clone());
+    let tx = block_on(client.transaction()).map_err(|e| SliceError::Db(e.into()))?;
+    let pg = PgTx::new(tx);
     let deadline = Instant::now() + SLICE;
     let n = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         step(&Tx::postgres(&pg), deadline)
