@@ -39,7 +39,7 @@ fn legs_of(plan: &callvault::sim::Plan) -> Vec<Leg> {
 }
 
 /// What callvault derived, keyed by the sorted Cdr ids of each call.
-type Derived = BTreeMap<Vec<String>, serde_json::Value>;
+pub(crate) type Derived = BTreeMap<Vec<String>, serde_json::Value>;
 
 fn derived(db: &rusqlite::Connection) -> Derived {
     let mut st = db
@@ -89,7 +89,7 @@ fn truth_map(t: &Truth) -> BTreeMap<Vec<String>, &TruthCall> {
         .collect()
 }
 
-fn assert_matches_truth(d: &Derived, truth: &Truth) {
+pub(crate) fn assert_matches_truth(d: &Derived, truth: &Truth) {
     let t = truth_map(truth);
     assert_eq!(d.len(), t.len(), "number of calls");
     for (ids, tc) in &t {

@@ -37,4 +37,5 @@ mod sim_scenarios;
 mod sim_truth;
 mod store_migrate;
 mod store_postgres;
+mod store_postgres_cluster;
 mod web_chromium;

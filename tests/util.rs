@@ -269,6 +269,15 @@ pub fn serve_child(
     dir: &std::path::Path,
     envs: &[(&str, &str)],
 ) -> (std::process::Child, SocketAddr) {
+    let (child, ingest, _) = serve_child_addrs(dir, envs);
+    (child, ingest)
+}
+
+/// `serve_child`, with the API address too.
+pub fn serve_child_addrs(
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr, SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
         .arg("--data")
@@ -283,15 +292,23 @@ pub fn serve_child(
         .spawn()
         .expect("start callvault serve");
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
+    let mut next = || {
+        lines
             .next()
-            .expect("serve printed its address")
-            .expect("stdout");
-        if let Some(a) = line.strip_prefix("ingest listening on ") {
+            .expect("serve printed its addresses")
+            .expect("stdout")
+    };
+    let ingest = loop {
+        if let Some(a) = next().strip_prefix("ingest listening on ") {
             break a.trim().parse().expect("address");
         }
     };
+    let api = loop {
+        let line = next();
+        if let Some(a) = line.strip_prefix("API and web page on http://") {
+            break a.trim().trim_end_matches('/').parse().expect("address");
+        }
+    };
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (child, ingest, api)
 }
