@@ -4,9 +4,9 @@
 //! Ingest commits only the raw push before it answers the device (every
 //! pushed byte is stored raw before it is interpreted: ARCHITECTURE.md,
 //! "Durability"); this step runs right after on the store's writer thread,
-//! in push order, and records how far it got in `derive_cursor` in the same
-//! transaction as what it derived — so a crash loses nothing and derives
-//! nothing twice. Under a burst it falls behind and catches up when the
+//! in push order, and records what it derived (`pushes::mark_derived`) in
+//! the same transaction as what it derived — so a crash loses nothing and
+//! derives nothing twice. Under a burst it falls behind and catches up when the
 //! burst ends, while the devices keep getting their 200s within a commit
 //! (ARCHITECTURE.md, "Derivation").
 //!
@@ -86,14 +86,17 @@ impl Deriver {
         )
     }
 
-    /// Derives committed pushes after the cursor until `deadline` passes or
+    /// Derives committed pushes not derived yet until `deadline` passes or
     /// none is left; returns how many it derived. A push that fails is
     /// rolled back alone, marked with its error, and skipped.
     ///
     /// First it notices devices registered or removed since the last step
     /// (and gives them their held pushes), then derives released held
-    /// pushes the cursor had passed, then goes on after the cursor: each
-    /// device's pushes are derived in push order.
+    /// pushes, then the stored pushes not derived yet in push order: each
+    /// device's pushes are derived in push order. (On PostgreSQL, pushes
+    /// of one device that collectors committed concurrently have no order
+    /// of their own; one the device sent after another's 200 has the
+    /// larger id and commits after it, so it is derived after it.)
     pub fn step(&self, tx: &Tx, deadline: Instant) -> store::Result<usize> {
         self.refresh_devices(tx)?;
         let mut done = 0usize;
@@ -111,15 +114,20 @@ impl Deriver {
                 }
             }
         }
-        let start = pushes::derive_cursor(tx)?;
-        let mut last = start;
+        // Exactly the pushes derived in this slice are marked derived, in
+        // its transaction: on SQLite the cursor moves to the last one, on
+        // PostgreSQL they leave `derive_pending` (a push committed later
+        // with a smaller id is still pending: `pushes::next_to_derive`).
+        let mut derived: Vec<i64> = Vec::new();
+        let mut after = None;
         'pages: loop {
-            let page = pushes::committed_after(tx, last, PAGE)?;
+            let page = pushes::next_to_derive(tx, after, PAGE)?;
             if page.is_empty() {
                 break;
             }
             for p in &page {
-                last = p.id;
+                after = Some(p.id);
+                derived.push(p.id);
                 done += 1;
                 self.derive_one(tx, p)?;
                 if Instant::now() >= deadline {
@@ -127,9 +135,7 @@ impl Deriver {
                 }
             }
         }
-        if last != start {
-            pushes::set_derive_cursor(tx, last)?;
-        }
+        pushes::mark_derived(tx, &derived)?;
         Ok(done)
     }
 
@@ -240,4 +246,147 @@ fn parse(p: &pushes::Committed) -> Result<Vec<crate::model::Document>, DeriveErr
         super::pipeline::push_text(&p.body, p.query.as_deref()).map_err(|(_, e)| reparse(e))?;
     // No cap here: the push passed the one it was accepted under.
     super::parse_push(&text, usize::MAX).map_err(|e| reparse(e.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::testing::{each_backend, TestDb};
+    use crate::store::Store;
+
+    fn deriver() -> Arc<Deriver> {
+        let cfg = Arc::new(Config::default());
+        let registry = Registry::new(&cfg);
+        Arc::new(Deriver::new(cfg, Vec::new(), registry))
+    }
+
+    fn cdr_push(cdr_id: &str) -> pushes::NewPush {
+        let (received_at, received_ms) = store::now_stamp();
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8" ?>
+<Cdr id="{cdr_id}">
+  <callid>32818</callid>
+  <visitor id="48" />
+  <TimeStart>20170309162708</TimeStart>
+  <Type>IN</Type>
+  <Route>IP</Route>
+  <CPN>18201008888</CPN>
+  <CDPN>200</CDPN>
+  <TimeEnd>20170309162713</TimeEnd>
+  <Duration>2</Duration>
+  <TrunkNumber>888</TrunkNumber>
+</Cdr>
+"#
+        );
+        pushes::NewPush {
+            received_at,
+            received_ms,
+            source: "127.0.0.1".into(),
+            device: Some("om".into()),
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            body: body.into_bytes(),
+            outcome: pushes::Outcome::Stored,
+            status: 200,
+            reason: None,
+            sender_mac: None,
+        }
+    }
+
+    fn step(store: &Store, deriver: &Arc<Deriver>) -> usize {
+        let d = deriver.clone();
+        store
+            .writer
+            .write_blocking(move |tx| d.step(tx, Instant::now() + Duration::from_secs(60)))
+            .expect("step")
+    }
+
+    fn legs(store: &Store) -> i64 {
+        store
+            .read_blocking(|tx| store::legs::count(tx))
+            .expect("legs")
+    }
+
+    /// Each stored push is derived once, across steps, and a step with
+    /// nothing new derives nothing.
+    #[test]
+    fn each_push_is_derived_once() {
+        each_backend("each_push_is_derived_once", |_, store| {
+            let d = deriver();
+            for id in ["1-0", "2-0"] {
+                store
+                    .writer
+                    .write_blocking(move |tx| pushes::insert(tx, &cdr_push(id)))
+                    .expect("push");
+            }
+            assert_eq!(step(store, &d), 2);
+            assert_eq!(legs(store), 2);
+            assert_eq!(step(store, &d), 0);
+            store
+                .writer
+                .write_blocking(|tx| pushes::insert(tx, &cdr_push("3-0")))
+                .expect("push");
+            assert_eq!(step(store, &d), 1);
+            assert_eq!(legs(store), 3);
+            let backlog = store
+                .read_blocking(|tx| pushes::derive_backlog(tx))
+                .expect("backlog");
+            assert_eq!(backlog, 0);
+        });
+    }
+
+    /// On PostgreSQL collectors commit concurrently: a push whose id is
+    /// below one already derived can commit after it. It is derived at the
+    /// next step, and neither is derived twice.
+    #[test]
+    fn a_push_committed_after_a_larger_id_is_still_derived_once() {
+        let Some(db) = TestDb::fresh("a_push_committed_after_a_larger_id_is_still_derived_once")
+        else {
+            return;
+        };
+        let store = db.store();
+        let pg = store.postgres().expect("on PostgreSQL").clone();
+        let d = deriver();
+        let (inserted, got_id) = mpsc::channel();
+        let (commit, may_commit) = mpsc::channel::<()>();
+        // The smaller id: inserted first, committed last.
+        let first = std::thread::spawn(move || {
+            pg.with_tx(false, |tx| {
+                let id = pushes::insert(tx, &cdr_push("1-0"))?;
+                inserted.send(id).expect("send");
+                may_commit.recv().expect("recv");
+                Ok(id)
+            })
+        });
+        let small = got_id.recv().expect("first insert");
+        let large = store
+            .writer
+            .write_blocking(|tx| pushes::insert(tx, &cdr_push("2-0")))
+            .expect("second push");
+        assert!(large > small, "{large} > {small}");
+        assert_eq!(step(&store, &d), 1, "only the committed one");
+        assert_eq!(legs(&store), 1);
+        commit.send(()).expect("commit");
+        assert_eq!(first.join().expect("thread").expect("first push"), small);
+        assert_eq!(step(&store, &d), 1, "the smaller id, committed late");
+        assert_eq!(step(&store, &d), 0, "nothing twice");
+        let tz = |_: &str| chrono_tz::UTC;
+        store
+            .read_blocking(|tx| {
+                assert_eq!(store::legs::count(tx)?, 2);
+                for cdr in ["1-0", "2-0"] {
+                    assert!(
+                        store::legs::by_cdr_id(tx, "om", cdr, &tz)?.is_some(),
+                        "{cdr}"
+                    );
+                }
+                assert_eq!(pushes::derive_backlog(tx)?, 0);
+                Ok(())
+            })
+            .expect("read");
+    }
 }

@@ -303,7 +303,10 @@ impl Ingestor {
             {
                 continue;
             }
-            if !self.nonces.claim(&n, now_ms) {
+            // On PostgreSQL the archive decides, in the transaction that
+            // stores the push (`store_docs`): a replay may reach another
+            // collector, whose memory knows nothing of this one's.
+            if !self.store.is_postgres() && !self.nonces.claim(&n, now_ms) {
                 claimed.iter().for_each(|c| self.nonces.release(c));
                 return Err(failed(AuthError::Replayed));
             }
@@ -349,6 +352,33 @@ impl Ingestor {
                 .writer
                 .write_statement(move |tx| pushes::insert(tx, &push))
                 .await
+        } else if self.store.is_postgres() {
+            match self
+                .store_claimed(push, ok.nonces.clone(), received_ms)
+                .await
+            {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(push)) => {
+                    let refusal = Refusal {
+                        status: 401,
+                        reason: format!("authentication failed: {}", AuthError::Replayed),
+                        device: push.device.clone(),
+                        metric_reason: "auth",
+                    };
+                    let req = Incoming {
+                        source: push.source,
+                        method: push.method,
+                        path: push.path,
+                        query: push.query,
+                        body: push.body,
+                        body_end: BodyEnd::Whole,
+                    };
+                    return self
+                        .quarantine(req, refusal, push.received_at, received_ms)
+                        .await;
+                }
+                Err(e) => Err(e),
+            }
         } else {
             let nonces = ok.nonces.clone();
             self.store
@@ -390,6 +420,45 @@ impl Ingestor {
                 unavailable()
             }
         }
+    }
+
+    /// On PostgreSQL: claims the push's single-use nonces in the archive and
+    /// stores the push, in one transaction. A nonce already claimed (on any
+    /// collector) and still valid makes it a replay: nothing is written
+    /// and the push comes back, to be quarantined.
+    async fn store_claimed(
+        &self,
+        push: pushes::NewPush,
+        nonces: Vec<Nonce>,
+        now_ms: i64,
+    ) -> store::Result<Result<i64, pushes::NewPush>> {
+        self.store
+            .writer
+            .write(move |tx| {
+                // A replay undoes the claims made before it (Err(None)).
+                let claimed = store::savepoint(tx, |tx| {
+                    for n in &nonces {
+                        match store::devices::claim_nonce(tx, n, now_ms) {
+                            Ok(true) => {}
+                            Ok(false) => return Err(None),
+                            Err(e) => return Err(Some(e)),
+                        }
+                    }
+                    Ok(())
+                })?;
+                match claimed {
+                    Ok(()) => {}
+                    Err(None) => return Ok(Err(push)),
+                    Err(Some(e)) => return Err(e),
+                }
+                let id = pushes::insert(tx, &push)?;
+                // Stale entries go as new ones come: the table stays small.
+                if id % 256 == 0 {
+                    store::devices::prune_nonces(tx, now_ms)?;
+                }
+                Ok(Ok(id))
+            })
+            .await
     }
 
     /// Keeps a refused push with its reason, and answers the refusal.
