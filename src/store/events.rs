@@ -135,6 +135,7 @@ pub fn count(conn: &Tx) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::legs::tests::a_push;
     use crate::store::testing::each_backend;
 
     fn party(tag: &str, id: Option<&str>, text: Option<&str>) -> Party {
@@ -186,9 +187,10 @@ mod tests {
             let (a, b) = store
                 .writer
                 .write_blocking(move |tx| {
+                    let (p1, p2) = (a_push(tx)?, a_push(tx)?);
                     Ok((
-                        insert(tx, "om", 7, &at2, ms, &ring2)?,
-                        insert(tx, "om", 8, &at2, ms + 1, &bye2)?,
+                        insert(tx, "om", p1, &at2, ms, &ring2)?,
+                        insert(tx, "om", p2, &at2, ms + 1, &bye2)?,
                     ))
                 })
                 .expect("insert");

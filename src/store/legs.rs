@@ -383,9 +383,31 @@ pub fn count(conn: &Tx) -> Result<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::store) mod tests {
     use super::*;
     use crate::store::testing::each_backend;
+
+    /// A push for the legs to point at (its id).
+    pub(in crate::store) fn a_push(tx: &Tx) -> Result<i64> {
+        let (received_at, received_ms) = crate::store::now_stamp();
+        crate::store::pushes::insert(
+            tx,
+            &crate::store::pushes::NewPush {
+                received_at,
+                received_ms,
+                source: "127.0.0.1".into(),
+                device: Some("om".into()),
+                method: "POST".into(),
+                path: "/".into(),
+                query: None,
+                body: Vec::new(),
+                outcome: crate::store::pushes::Outcome::Quarantined,
+                status: 400,
+                reason: None,
+                sender_mac: None,
+            },
+        )
+    }
 
     fn leg(cdr_id: &str, cpn: &str) -> Leg {
         let t = |s: &str| parse_local(s).expect("time");
@@ -422,11 +444,12 @@ mod tests {
                 let (first, again, other, second) = store
                     .writer
                     .write_blocking(move |tx| {
+                        let (p1, p2, p3) = (a_push(tx)?, a_push(tx)?, a_push(tx)?);
                         Ok((
-                            insert(tx, "om", 1, now, &leg("1-0", "18201008888"), tz)?,
-                            insert(tx, "om", 2, later, &leg("1-0", "18201008888"), tz)?,
-                            insert(tx, "om", 3, later, &leg("1-0", "13900000000"), tz)?,
-                            insert(tx, "cc", 3, later, &leg("1-0", "13900000000"), tz)?,
+                            insert(tx, "om", p1, now, &leg("1-0", "18201008888"), tz)?,
+                            insert(tx, "om", p2, later, &leg("1-0", "18201008888"), tz)?,
+                            insert(tx, "om", p3, later, &leg("1-0", "13900000000"), tz)?,
+                            insert(tx, "cc", p3, later, &leg("1-0", "13900000000"), tz)?,
                         ))
                     })
                     .expect("insert");
