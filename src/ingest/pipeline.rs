@@ -588,3 +588,79 @@ pub fn push_text<'a>(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeviceConfig;
+    use crate::store::testing::TestDb;
+
+    fn signed_busy(nonce: &str, ts: i64) -> Incoming {
+        let body = format!(
+            "<Event attribute=\"BUSY\"><ext id=\"201\"/></Event>\n<Auth><nonce>{nonce}</nonce><timestamp>{ts}</timestamp><signature>{}</signature></Auth>",
+            om::sign("s3cret", nonce, &ts.to_string())
+        );
+        Incoming {
+            source: "127.0.0.1".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            body: body.into_bytes(),
+            body_end: BodyEnd::Whole,
+        }
+    }
+
+    /// On PostgreSQL the archive decides whether a single-use nonce was
+    /// seen, so a replay is refused on whichever collector it reaches
+    /// (OM manual §4.5), and kept in the quarantine like every refusal.
+    #[test]
+    fn a_replay_is_refused_by_another_collector() {
+        let Some(db) = TestDb::fresh("a_replay_is_refused_by_another_collector") else {
+            return;
+        };
+        let mut cfg = Config::default();
+        cfg.devices.push(DeviceConfig {
+            name: "hq".into(),
+            push_from: vec!["127.0.0.1".into()],
+            server_password: Some("s3cret".into()),
+            auth_nonce_single_use: true,
+            ..Default::default()
+        });
+        let cfg = Arc::new(cfg);
+        let (one, two) = (db.store(), db.store());
+        let a = Ingestor::new(one.clone(), cfg.clone());
+        let b = Ingestor::new(two, cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let now = chrono::Utc::now().timestamp();
+        rt.block_on(async {
+            assert_eq!(a.accept(signed_busy("A1", now)).await.status, 200);
+            let replay = b.accept(signed_busy("A1", now)).await;
+            assert_eq!(replay.status, 401, "{:?}", replay.reason);
+            assert!(
+                replay
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("nonce already used"),
+                "{replay:?}"
+            );
+            assert_eq!(a.accept(signed_busy("A1", now)).await.status, 401);
+            assert_eq!(b.accept(signed_busy("A2", now)).await.status, 200);
+        });
+        let (counts, backlog) = one
+            .read_blocking(|tx| Ok((pushes::counts(tx)?, pushes::derive_backlog(tx)?)))
+            .expect("read");
+        let reason = format!("authentication failed: {}", AuthError::Replayed);
+        assert_eq!(
+            counts,
+            [
+                ("quarantined".to_string(), Some(reason), 2),
+                ("stored".to_string(), None, 2)
+            ]
+        );
+        assert_eq!(backlog, 2, "only the stored pushes wait for derivation");
+    }
+}
