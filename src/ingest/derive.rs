@@ -306,9 +306,7 @@ mod tests {
     }
 
     fn legs(store: &Store) -> i64 {
-        store
-            .read_blocking(|tx| store::legs::count(tx))
-            .expect("legs")
+        store.read_blocking(store::legs::count).expect("legs")
     }
 
     /// Each stored push is derived once, across steps, and a step with
@@ -333,7 +331,7 @@ mod tests {
             assert_eq!(step(store, &d), 1);
             assert_eq!(legs(store), 3);
             let backlog = store
-                .read_blocking(|tx| pushes::derive_backlog(tx))
+                .read_blocking(pushes::derive_backlog)
                 .expect("backlog");
             assert_eq!(backlog, 0);
         });

@@ -148,7 +148,10 @@ mod tests {
         }
     }
 
-    fn event_parties(tx: &Tx) -> Result<Vec<(i64, String, Option<String>, Option<String>)>> {
+    /// (pos, tag, party id, text) of every stored party.
+    type PartyRow = (i64, String, Option<String>, Option<String>);
+
+    fn event_parties(tx: &Tx) -> Result<Vec<PartyRow>> {
         let sql = "SELECT pos, tag, party_id, text FROM event_parties ORDER BY event_id, pos";
         if let Some(pg) = tx.pg() {
             return Ok(pg
