@@ -337,6 +337,43 @@ mod tests {
         });
     }
 
+    /// A held push derives nothing until its sender is registered; then
+    /// it is released to the device and derived, once.
+    #[test]
+    fn a_held_push_is_derived_once_its_sender_is_registered() {
+        each_backend(
+            "a_held_push_is_derived_once_its_sender_is_registered",
+            |_, store| {
+                let d = deriver();
+                let mut held = cdr_push("1-0");
+                held.outcome = pushes::Outcome::Held;
+                held.device = None;
+                held.source = "10.0.0.7".into();
+                store
+                    .writer
+                    .write_blocking(move |tx| pushes::insert(tx, &held))
+                    .expect("held push");
+                assert_eq!(step(store, &d), 0);
+                assert_eq!(legs(store), 0);
+                store
+                    .writer
+                    .write_blocking(|tx| store::devices::add(tx, "om", None, Some("10.0.0.7")))
+                    .expect("add");
+                assert_eq!(step(store, &d), 1);
+                assert_eq!(step(store, &d), 0, "nothing twice");
+                let tz = |_: &str| chrono_tz::UTC;
+                store
+                    .read_blocking(|tx| {
+                        assert_eq!(store::legs::count(tx)?, 1);
+                        assert!(store::legs::by_cdr_id(tx, "om", "1-0", &tz)?.is_some());
+                        assert_eq!(pushes::derive_backlog(tx)?, 0);
+                        Ok(())
+                    })
+                    .expect("read");
+            },
+        );
+    }
+
     /// On PostgreSQL collectors commit concurrently: a push whose id is
     /// below one already derived can commit after it. It is derived at the
     /// next step, and neither is derived twice.
