@@ -13,8 +13,8 @@
 //! The live stages plug in as [`Hook`]s (`calls::live::hook`,
 //! `queues::live::hook`, `recordings::schedule::hook`); `server` wires them.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::device::{norm_mac, Registry};
 use crate::config::Config;
@@ -62,10 +62,19 @@ pub enum DeriveError {
 /// Pushes read per query.
 const PAGE: i64 = 64;
 
+/// On PostgreSQL a collector that does not derive learns of a device
+/// registered since later than this step does, and holds that device's
+/// pushes meanwhile; `devices_version` does not move again for them. So
+/// the deriver releases held pushes again this often, not only when the
+/// version moves.
+const RELEASE_AGAIN: Duration = Duration::from_secs(5);
+
 pub struct Deriver {
     cfg: Arc<Config>,
     hooks: Vec<Hook>,
     registry: Arc<Registry>,
+    /// When held pushes were last released (PostgreSQL: [`RELEASE_AGAIN`]).
+    released_at: Mutex<Option<Instant>>,
 }
 
 impl Deriver {
@@ -74,6 +83,7 @@ impl Deriver {
             cfg,
             hooks,
             registry,
+            released_at: Mutex::new(None),
         }
     }
 
@@ -152,15 +162,20 @@ impl Deriver {
     }
 
     /// Reloads the archive's devices when `devices_version` moved (or on
-    /// the first step) and releases every device's held pushes.
+    /// the first step) and releases every device's held pushes; on
+    /// PostgreSQL releases them again every [`RELEASE_AGAIN`] too.
     fn refresh_devices(&self, tx: &Tx) -> store::Result<()> {
         let version = store::devices::version(tx)?;
-        if self.registry.version() == Some(version) {
-            return Ok(());
-        }
-        let devices = self
-            .registry
-            .set_registered(store::devices::active(tx)?, version);
+        let devices = if self.registry.version() == Some(version) {
+            if !(tx.is_postgres() && self.release_due()) {
+                return Ok(());
+            }
+            self.registry.devices()
+        } else {
+            self.registry
+                .set_registered(store::devices::active(tx)?, version)
+        };
+        *self.released_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         for d in devices {
             let mac = d.mac.as_deref().map(norm_mac);
             let released = store::devices::release_held(
@@ -177,6 +192,13 @@ impl Deriver {
             }
         }
         Ok(())
+    }
+
+    fn release_due(&self) -> bool {
+        self.released_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| t.elapsed() >= RELEASE_AGAIN)
     }
 
     fn derive(&self, tx: &Tx, p: &pushes::Committed) -> Result<(), DeriveError> {
@@ -372,6 +394,40 @@ mod tests {
                     .expect("read");
             },
         );
+    }
+
+    /// On PostgreSQL a collector whose registry has not caught up with a
+    /// `devices add` holds that device's pushes; the deriver releases them
+    /// at its next look, though `devices_version` did not move again.
+    #[test]
+    fn a_push_held_by_a_collector_that_did_not_know_the_device_yet_is_released() {
+        let Some(db) = TestDb::fresh("a_push_held_by_a_collector_that_did_not_know") else {
+            return;
+        };
+        let store = db.store();
+        let d = deriver();
+        store
+            .writer
+            .write_blocking(|tx| store::devices::add(tx, "om", None, Some("10.0.0.7")))
+            .expect("add");
+        assert_eq!(step(&store, &d), 0, "the registry is loaded");
+        let mut held = cdr_push("1-0");
+        held.outcome = pushes::Outcome::Held;
+        held.device = None;
+        held.source = "10.0.0.7".into();
+        store
+            .writer
+            .write_blocking(move |tx| pushes::insert(tx, &held))
+            .expect("held push");
+        assert_eq!(step(&store, &d), 0, "not looked at again yet");
+        *d.released_at.lock().expect("lock") = None;
+        assert_eq!(step(&store, &d), 1);
+        assert_eq!(step(&store, &d), 0);
+        let tz = |_: &str| chrono_tz::UTC;
+        let leg = store
+            .read_blocking(|tx| store::legs::by_cdr_id(tx, "om", "1-0", &tz))
+            .expect("read");
+        assert!(leg.is_some());
     }
 
     /// On PostgreSQL collectors commit concurrently: a push whose id is
