@@ -38,8 +38,8 @@ CREATE TABLE devices (
     name         TEXT    PRIMARY KEY,
     mac          TEXT,                      -- normalised: upper case, ':' separated (or an IVR sn)
     ip           TEXT,                      -- the address it pushes from
-    added_at     TIMESTAMPTZ NOT NULL,
-    removed_at   TIMESTAMPTZ                -- set by `devices remove`; NULL while registered
+    added_at     TEXT    NOT NULL,          -- RFC 3339 UTC, the text SQLite keeps (store::now_stamp)
+    removed_at   TEXT                       -- set by `devices remove`; NULL while registered
 );
 
 CREATE TABLE devices_version (

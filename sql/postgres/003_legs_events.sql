@@ -23,8 +23,10 @@ CREATE TABLE legs (
     route        TEXT    NOT NULL,
     cpn          TEXT    NOT NULL,
     cdpn         TEXT    NOT NULL,
-    time_start   TEXT    NOT NULL,          -- device local 'YYYY-MM-DD HH:MM:SS'
-    time_end     TEXT    NOT NULL,
+    -- Compared and sorted byte by byte as on SQLite, whatever the
+    -- database's collation (a day's range is a string range).
+    time_start   TEXT    COLLATE "C" NOT NULL, -- device local 'YYYY-MM-DD HH:MM:SS'
+    time_end     TEXT    COLLATE "C" NOT NULL,
     start_utc    TEXT    NOT NULL,          -- RFC 3339 via the device time zone
     end_utc      TEXT    NOT NULL,
     duration     BIGINT  NOT NULL,

@@ -303,7 +303,10 @@ impl Ingestor {
             {
                 continue;
             }
-            if !self.nonces.claim(&n, now_ms) {
+            // On PostgreSQL the archive decides, in the transaction that
+            // stores the push (`store_docs`): a replay may reach another
+            // collector, whose memory knows nothing of this one's.
+            if !self.store.is_postgres() && !self.nonces.claim(&n, now_ms) {
                 claimed.iter().for_each(|c| self.nonces.release(c));
                 return Err(failed(AuthError::Replayed));
             }
@@ -349,6 +352,33 @@ impl Ingestor {
                 .writer
                 .write_statement(move |tx| pushes::insert(tx, &push))
                 .await
+        } else if self.store.is_postgres() {
+            match self
+                .store_claimed(push, ok.nonces.clone(), received_ms)
+                .await
+            {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(push)) => {
+                    let refusal = Refusal {
+                        status: 401,
+                        reason: format!("authentication failed: {}", AuthError::Replayed),
+                        device: push.device.clone(),
+                        metric_reason: "auth",
+                    };
+                    let req = Incoming {
+                        source: push.source,
+                        method: push.method,
+                        path: push.path,
+                        query: push.query,
+                        body: push.body,
+                        body_end: BodyEnd::Whole,
+                    };
+                    return self
+                        .quarantine(req, refusal, push.received_at, received_ms)
+                        .await;
+                }
+                Err(e) => Err(e),
+            }
         } else {
             let nonces = ok.nonces.clone();
             self.store
@@ -390,6 +420,45 @@ impl Ingestor {
                 unavailable()
             }
         }
+    }
+
+    /// On PostgreSQL: claims the push's single-use nonces in the archive and
+    /// stores the push, in one transaction. A nonce already claimed (on any
+    /// collector) and still valid makes it a replay: nothing is written
+    /// and the push comes back, to be quarantined.
+    async fn store_claimed(
+        &self,
+        push: pushes::NewPush,
+        nonces: Vec<Nonce>,
+        now_ms: i64,
+    ) -> store::Result<Result<i64, pushes::NewPush>> {
+        self.store
+            .writer
+            .write(move |tx| {
+                // A replay undoes the claims made before it (Err(None)).
+                let claimed = store::savepoint(tx, |tx| {
+                    for n in &nonces {
+                        match store::devices::claim_nonce(tx, n, now_ms) {
+                            Ok(true) => {}
+                            Ok(false) => return Err(None),
+                            Err(e) => return Err(Some(e)),
+                        }
+                    }
+                    Ok(())
+                })?;
+                match claimed {
+                    Ok(()) => {}
+                    Err(None) => return Ok(Err(push)),
+                    Err(Some(e)) => return Err(e),
+                }
+                let id = pushes::insert(tx, &push)?;
+                // Stale entries go as new ones come: the table stays small.
+                if id % 256 == 0 {
+                    store::devices::prune_nonces(tx, now_ms)?;
+                }
+                Ok(Ok(id))
+            })
+            .await
     }
 
     /// Keeps a refused push with its reason, and answers the refusal.
@@ -518,4 +587,80 @@ pub fn push_text<'a>(
             format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeviceConfig;
+    use crate::store::testing::TestDb;
+
+    fn signed_busy(nonce: &str, ts: i64) -> Incoming {
+        let body = format!(
+            "<Event attribute=\"BUSY\"><ext id=\"201\"/></Event>\n<Auth><nonce>{nonce}</nonce><timestamp>{ts}</timestamp><signature>{}</signature></Auth>",
+            om::sign("s3cret", nonce, &ts.to_string())
+        );
+        Incoming {
+            source: "127.0.0.1".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            body: body.into_bytes(),
+            body_end: BodyEnd::Whole,
+        }
+    }
+
+    /// On PostgreSQL the archive decides whether a single-use nonce was
+    /// seen, so a replay is refused on whichever collector it reaches
+    /// (OM manual §4.5), and kept in the quarantine like every refusal.
+    #[test]
+    fn a_replay_is_refused_by_another_collector() {
+        let Some(db) = TestDb::fresh("a_replay_is_refused_by_another_collector") else {
+            return;
+        };
+        let mut cfg = Config::default();
+        cfg.devices.push(DeviceConfig {
+            name: "hq".into(),
+            push_from: vec!["127.0.0.1".into()],
+            server_password: Some("s3cret".into()),
+            auth_nonce_single_use: true,
+            ..Default::default()
+        });
+        let cfg = Arc::new(cfg);
+        let (one, two) = (db.store(), db.store());
+        let a = Ingestor::new(one.clone(), cfg.clone());
+        let b = Ingestor::new(two, cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let now = chrono::Utc::now().timestamp();
+        rt.block_on(async {
+            assert_eq!(a.accept(signed_busy("A1", now)).await.status, 200);
+            let replay = b.accept(signed_busy("A1", now)).await;
+            assert_eq!(replay.status, 401, "{:?}", replay.reason);
+            assert!(
+                replay
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("nonce already used"),
+                "{replay:?}"
+            );
+            assert_eq!(a.accept(signed_busy("A1", now)).await.status, 401);
+            assert_eq!(b.accept(signed_busy("A2", now)).await.status, 200);
+        });
+        let (counts, backlog) = one
+            .read_blocking(|tx| Ok((pushes::counts(tx)?, pushes::derive_backlog(tx)?)))
+            .expect("read");
+        let reason = format!("authentication failed: {}", AuthError::Replayed);
+        assert_eq!(
+            counts,
+            [
+                ("quarantined".to_string(), Some(reason), 2),
+                ("stored".to_string(), None, 2)
+            ]
+        );
+        assert_eq!(backlog, 2, "only the stored pushes wait for derivation");
+    }
 }

@@ -74,6 +74,20 @@ pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
 
 static SKEW_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
+/// The column values of a new leg, as both backends store them.
+pub(in crate::store) struct NewLeg<'a> {
+    pub device: &'a str,
+    pub push_id: i64,
+    pub received_ms: i64,
+    pub leg: &'a Leg,
+    pub time_start: String,
+    pub time_end: String,
+    pub start_utc: String,
+    pub end_utc: String,
+    pub skewed: bool,
+    pub hash: String,
+}
+
 pub fn insert(
     tx: &Tx,
     device: &str,
@@ -82,43 +96,27 @@ pub fn insert(
     leg: &Leg,
     tz: chrono_tz::Tz,
 ) -> Result<Inserted> {
-    let hash = content_hash(leg);
     let start_utc = local_to_utc(tz, leg.time_start);
     let end_utc = local_to_utc(tz, leg.time_end);
-    let skewed = (end_utc.timestamp_millis() - received_ms).abs() / 1000 > SKEW_FLAG_SECS;
-    let mut st = tx.prepare_cached(
-        "INSERT INTO legs (device, cdr_id, push_id, received_ms, callid, visitor_id, outer_id, leg_type, route,
-                           cpn, cdpn, time_start, time_end, start_utc, end_utc, duration, trunk_number,
-                           recording, rec_codec, mac, clock_skewed, content_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-         ON CONFLICT (device, cdr_id) DO NOTHING",
-    )?;
-    let n = st.execute(params![
+    let new = NewLeg {
         device,
-        leg.cdr_id,
         push_id,
         received_ms,
-        leg.callid,
-        leg.visitor_id,
-        leg.outer_id,
-        leg.leg_type.as_str(),
-        leg.route,
-        leg.cpn,
-        leg.cdpn,
-        leg.time_start.format(LOCAL_FMT).to_string(),
-        leg.time_end.format(LOCAL_FMT).to_string(),
-        start_utc.to_rfc3339(),
-        end_utc.to_rfc3339(),
-        leg.duration,
-        leg.trunk_number,
-        leg.recording,
-        leg.rec_codec,
-        leg.mac,
-        skewed,
-        hash,
-    ])?;
-    if n == 1 {
-        if skewed {
+        leg,
+        time_start: leg.time_start.format(LOCAL_FMT).to_string(),
+        time_end: leg.time_end.format(LOCAL_FMT).to_string(),
+        start_utc: start_utc.to_rfc3339(),
+        end_utc: end_utc.to_rfc3339(),
+        skewed: (end_utc.timestamp_millis() - received_ms).abs() / 1000 > SKEW_FLAG_SECS,
+        hash: content_hash(leg),
+    };
+    let pg = tx.pg();
+    let added = match pg {
+        Some(pg) => super::postgres::legs::insert_new(pg, &new)?,
+        None => insert_new(tx, &new)?,
+    };
+    if let Some(id) = added {
+        if new.skewed {
             metrics::counter!("callvault_legs_clock_skewed_total").increment(1);
             // A device whose clock is off (or that sends a day's backlog at
             // once) flags every leg: one line a minute per device.
@@ -127,25 +125,68 @@ pub fn insert(
                     "leg time is more than a day away from receive time (device clock off, or a late re-send); flagged clock_skewed");
             }
         }
-        return Ok(Inserted::New(tx.last_insert_rowid()));
+        return Ok(Inserted::New(id));
     }
-    let (id, existing): (i64, String) = tx
-        .prepare_cached("SELECT id, content_hash FROM legs WHERE device = ?1 AND cdr_id = ?2")?
-        .query_row(params![device, leg.cdr_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if existing == hash {
+    let (id, existing) = match pg {
+        Some(pg) => super::postgres::legs::existing(pg, device, &leg.cdr_id)?,
+        None => tx
+            .prepare_cached("SELECT id, content_hash FROM legs WHERE device = ?1 AND cdr_id = ?2")?
+            .query_row(params![device, leg.cdr_id], |r| Ok((r.get(0)?, r.get(1)?)))?,
+    };
+    if existing == new.hash {
         return Ok(Inserted::Duplicate(id));
     }
-    tx.prepare_cached(
-        "INSERT INTO leg_conflicts (device, cdr_id, push_id, leg_json) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        device,
-        leg.cdr_id,
-        push_id,
-        serde_json::to_string(leg).unwrap_or_default()
-    ])?;
+    let json = serde_json::to_string(leg).unwrap_or_default();
+    match pg {
+        Some(pg) => {
+            super::postgres::legs::insert_conflict(pg, device, &leg.cdr_id, push_id, &json)?
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO leg_conflicts (device, cdr_id, push_id, leg_json) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![device, leg.cdr_id, push_id, json])?;
+        }
+    }
     tracing::warn!(device, cdr_id = %leg.cdr_id, "re-push of a Cdr id with different content kept as a conflict");
     Ok(Inserted::Conflict(id))
+}
+
+/// Stores `new` unless its (device, Cdr id) is known; its row id if stored.
+fn insert_new(tx: &Tx, new: &NewLeg) -> Result<Option<i64>> {
+    let leg = new.leg;
+    let mut st = tx.prepare_cached(
+        "INSERT INTO legs (device, cdr_id, push_id, received_ms, callid, visitor_id, outer_id, leg_type, route,
+                           cpn, cdpn, time_start, time_end, start_utc, end_utc, duration, trunk_number,
+                           recording, rec_codec, mac, clock_skewed, content_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+         ON CONFLICT (device, cdr_id) DO NOTHING",
+    )?;
+    let n = st.execute(params![
+        new.device,
+        leg.cdr_id,
+        new.push_id,
+        new.received_ms,
+        leg.callid,
+        leg.visitor_id,
+        leg.outer_id,
+        leg.leg_type.as_str(),
+        leg.route,
+        leg.cpn,
+        leg.cdpn,
+        new.time_start,
+        new.time_end,
+        new.start_utc,
+        new.end_utc,
+        leg.duration,
+        leg.trunk_number,
+        leg.recording,
+        leg.rec_codec,
+        leg.mac,
+        new.skewed,
+        new.hash,
+    ])?;
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 /// A stored leg with its archive metadata, as the API shows it.
@@ -181,61 +222,112 @@ pub struct StoredLeg {
 pub const SELECT_COLS: &str = "id, device, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
      time_start, time_end, duration, trunk_number, recording, rec_codec, mac, clock_skewed, received_ms";
 
-/// Maps a row selected with `SELECT_COLS`; `tz_of` gives each device's zone.
-pub fn from_row(r: &Row, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> rusqlite::Result<StoredLeg> {
-    let device: String = r.get(1)?;
-    let tz = tz_of(&device);
-    let parse = |i: usize| -> rusqlite::Result<NaiveDateTime> {
-        let s: String = r.get(i)?;
-        NaiveDateTime::parse_from_str(&s, LOCAL_FMT).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+/// The columns of [`SELECT_COLS`], as either backend reads them.
+pub(in crate::store) struct LegRow {
+    pub id: i64,
+    pub device: String,
+    pub cdr_id: String,
+    pub callid: String,
+    pub visitor_id: Option<String>,
+    pub outer_id: Option<String>,
+    pub leg_type: String,
+    pub route: String,
+    pub cpn: String,
+    pub cdpn: String,
+    pub time_start: String,
+    pub time_end: String,
+    pub duration: i64,
+    pub trunk_number: String,
+    pub recording: Option<String>,
+    pub rec_codec: Option<String>,
+    pub mac: Option<String>,
+    pub clock_skewed: bool,
+    pub received_ms: i64,
+}
+
+impl LegRow {
+    /// The leg as the API shows it; `Err` names the column (its index in
+    /// `SELECT_COLS`) whose stored time does not parse.
+    pub(in crate::store) fn into_stored(
+        self,
+        tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
+    ) -> std::result::Result<StoredLeg, (usize, chrono::ParseError)> {
+        let tz = tz_of(&self.device);
+        let ts = NaiveDateTime::parse_from_str(&self.time_start, LOCAL_FMT).map_err(|e| (10, e))?;
+        let te = NaiveDateTime::parse_from_str(&self.time_end, LOCAL_FMT).map_err(|e| (11, e))?;
+        let leg = Leg {
+            cdr_id: self.cdr_id,
+            callid: self.callid,
+            visitor_id: self.visitor_id,
+            outer_id: self.outer_id,
+            leg_type: self.leg_type.into(),
+            route: self.route,
+            cpn: self.cpn,
+            cdpn: self.cdpn,
+            time_start: ts,
+            time_end: te,
+            duration: self.duration,
+            trunk_number: self.trunk_number,
+            recording: self.recording,
+            rec_codec: self.rec_codec,
+            mac: self.mac,
+        };
+        Ok(StoredLeg {
+            id: self.id,
+            device: self.device,
+            cdr_id: leg.cdr_id.clone(),
+            callid: leg.callid.clone(),
+            visitor_id: leg.visitor_id.clone(),
+            outer_id: leg.outer_id.clone(),
+            leg_type: leg.leg_type.clone(),
+            route: leg.route.clone(),
+            cpn: leg.cpn.clone(),
+            cdpn: leg.cdpn.clone(),
+            time_start: local_iso(tz, ts),
+            time_end: local_iso(tz, te),
+            duration: leg.duration,
+            trunk_number: leg.trunk_number.clone(),
+            recording: leg.recording.clone(),
+            rec_codec: leg.rec_codec.clone(),
+            mac: leg.mac.clone(),
+            clock_skewed: self.clock_skewed,
+            received_at: Utc
+                .timestamp_millis_opt(self.received_ms)
+                .single()
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+            received_ms: self.received_ms,
+            leg,
         })
-    };
-    let (ts, te) = (parse(10)?, parse(11)?);
-    let received_ms: i64 = r.get(18)?;
-    let leg = Leg {
+    }
+}
+
+/// Maps a SQLite row selected with `SELECT_COLS`; `tz_of` gives each
+/// device's zone. (PostgreSQL rows: `store::postgres::legs::from_row`.)
+pub fn from_row(r: &Row, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> rusqlite::Result<StoredLeg> {
+    let row = LegRow {
+        id: r.get(0)?,
+        device: r.get(1)?,
         cdr_id: r.get(2)?,
         callid: r.get(3)?,
         visitor_id: r.get(4)?,
         outer_id: r.get(5)?,
-        leg_type: r.get::<_, String>(6)?.into(),
+        leg_type: r.get(6)?,
         route: r.get(7)?,
         cpn: r.get(8)?,
         cdpn: r.get(9)?,
-        time_start: ts,
-        time_end: te,
+        time_start: r.get(10)?,
+        time_end: r.get(11)?,
         duration: r.get(12)?,
         trunk_number: r.get(13)?,
         recording: r.get(14)?,
         rec_codec: r.get(15)?,
         mac: r.get(16)?,
-    };
-    Ok(StoredLeg {
-        id: r.get(0)?,
-        device,
-        cdr_id: leg.cdr_id.clone(),
-        callid: leg.callid.clone(),
-        visitor_id: leg.visitor_id.clone(),
-        outer_id: leg.outer_id.clone(),
-        leg_type: leg.leg_type.clone(),
-        route: leg.route.clone(),
-        cpn: leg.cpn.clone(),
-        cdpn: leg.cdpn.clone(),
-        time_start: local_iso(tz, ts),
-        time_end: local_iso(tz, te),
-        duration: leg.duration,
-        trunk_number: leg.trunk_number.clone(),
-        recording: leg.recording.clone(),
-        rec_codec: leg.rec_codec.clone(),
-        mac: leg.mac.clone(),
         clock_skewed: r.get(17)?,
-        received_at: Utc
-            .timestamp_millis_opt(received_ms)
-            .single()
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default(),
-        received_ms,
-        leg,
+        received_ms: r.get(18)?,
+    };
+    row.into_stored(tz_of).map_err(|(i, e)| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -252,14 +344,17 @@ pub fn between(
     limit: i64,
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Vec<StoredLeg>> {
-    let sql = format!(
-        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= ?1 AND time_start < ?2 ORDER BY time_start, id LIMIT ?3"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
     let lo = from.format("%Y-%m-%d").to_string();
     let hi = (to + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
+    if let Some(pg) = conn.pg() {
+        return super::postgres::legs::between(pg, &lo, &hi, limit, tz_of);
+    }
+    let sql = format!(
+        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= ?1 AND time_start < ?2 ORDER BY time_start, id LIMIT ?3"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(params![lo, hi, limit], |r| from_row(r, tz_of))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -270,6 +365,9 @@ pub fn by_cdr_id(
     cdr_id: &str,
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Option<StoredLeg>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::legs::by_cdr_id(pg, device, cdr_id, tz_of);
+    }
     let sql = format!("SELECT {SELECT_COLS} FROM legs WHERE device = ?1 AND cdr_id = ?2");
     Ok(conn
         .prepare_cached(&sql)?
@@ -278,5 +376,117 @@ pub fn by_cdr_id(
 }
 
 pub fn count(conn: &Tx) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::legs::count(pg);
+    }
     Ok(conn.query_row("SELECT COUNT(*) FROM legs", [], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+pub(in crate::store) mod tests {
+    use super::*;
+    use crate::store::testing::each_backend;
+
+    /// A push for the legs to point at (its id).
+    pub(in crate::store) fn a_push(tx: &Tx) -> Result<i64> {
+        let (received_at, received_ms) = crate::store::now_stamp();
+        crate::store::pushes::insert(
+            tx,
+            &crate::store::pushes::NewPush {
+                received_at,
+                received_ms,
+                source: "127.0.0.1".into(),
+                device: Some("om".into()),
+                method: "POST".into(),
+                path: "/".into(),
+                query: None,
+                body: Vec::new(),
+                outcome: crate::store::pushes::Outcome::Quarantined,
+                status: 400,
+                reason: None,
+                sender_mac: None,
+            },
+        )
+    }
+
+    fn leg(cdr_id: &str, cpn: &str) -> Leg {
+        let t = |s: &str| parse_local(s).expect("time");
+        Leg {
+            cdr_id: cdr_id.into(),
+            callid: "32818".into(),
+            visitor_id: Some("48".into()),
+            outer_id: None,
+            leg_type: LegType::from("IN".to_string()),
+            route: "IP".into(),
+            cpn: cpn.into(),
+            cdpn: "200".into(),
+            time_start: t("2024-03-09 16:27:08"),
+            time_end: t("2024-03-09 16:27:13"),
+            duration: 2,
+            trunk_number: "888".into(),
+            recording: Some("20240309/a.wav".into()),
+            rec_codec: Some("G729".into()),
+            mac: None,
+        }
+    }
+
+    /// A leg is unique per (device, Cdr id) for good: re-pushed a month
+    /// later (another partition on PostgreSQL) it is a duplicate, and with
+    /// other content a conflict kept apart; the first version stays.
+    #[test]
+    fn a_leg_repushed_in_a_later_month_is_a_duplicate() {
+        each_backend(
+            "a_leg_repushed_in_a_later_month_is_a_duplicate",
+            |_, store| {
+                let now = chrono::Utc::now().timestamp_millis();
+                let later = now + 40 * 86_400_000;
+                let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
+                let (first, again, other, second) = store
+                    .writer
+                    .write_blocking(move |tx| {
+                        let (p1, p2, p3) = (a_push(tx)?, a_push(tx)?, a_push(tx)?);
+                        Ok((
+                            insert(tx, "om", p1, now, &leg("1-0", "18201008888"), tz)?,
+                            insert(tx, "om", p2, later, &leg("1-0", "18201008888"), tz)?,
+                            insert(tx, "om", p3, later, &leg("1-0", "13900000000"), tz)?,
+                            insert(tx, "cc", p3, later, &leg("1-0", "13900000000"), tz)?,
+                        ))
+                    })
+                    .expect("insert");
+                let Inserted::New(id) = first else {
+                    panic!("first push: {first:?}");
+                };
+                assert_eq!(again, Inserted::Duplicate(id));
+                assert_eq!(other, Inserted::Conflict(id));
+                assert!(matches!(second, Inserted::New(i) if i != id), "{second:?}");
+                let tz_of = move |_: &str| tz;
+                store
+                    .read_blocking(|tx| {
+                        assert_eq!(count(tx)?, 2);
+                        let got = by_cdr_id(tx, "om", "1-0", &tz_of)?.expect("stored");
+                        assert_eq!((got.id, got.cpn.as_str()), (id, "18201008888"));
+                        assert_eq!(got.time_start, "2024-03-09T16:27:08+08:00");
+                        assert_eq!(got.time_end, "2024-03-09T16:27:13+08:00");
+                        assert_eq!(got.received_ms, now);
+                        assert!(got.received_at.ends_with('Z'), "{}", got.received_at);
+                        assert!(
+                            got.clock_skewed,
+                            "the leg ended long before its receive time"
+                        );
+                        assert_eq!(got.leg, leg("1-0", "18201008888"));
+                        assert!(by_cdr_id(tx, "om", "2-0", &tz_of)?.is_none());
+                        let day = NaiveDate::from_ymd_opt(2024, 3, 9).expect("day");
+                        let on_day = between(tx, day, day, 10, &tz_of)?;
+                        let ids: Vec<(&str, i64)> =
+                            on_day.iter().map(|l| (l.device.as_str(), l.id)).collect();
+                        assert_eq!(ids.len(), 2);
+                        assert_eq!(ids[0], ("om", id));
+                        let before = day.pred_opt().expect("day");
+                        assert!(between(tx, before, before, 10, &tz_of)?.is_empty());
+                        Ok(())
+                    })
+                    .expect("read");
+            },
+        );
+    }
 }

@@ -8,6 +8,11 @@
 //! reset it. It is bounded: past [`MAX_NONCES`] the entries nearest expiry
 //! go first (a device signing more than that within one window is far
 //! beyond any real PBX).
+//!
+//! On PostgreSQL several collectors take one device's pushes, and a replay
+//! may reach another collector than the original: there the archive
+//! decides instead (`store::devices::claim_nonce`, in the transaction that
+//! stores the push), and this cache is not used.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;

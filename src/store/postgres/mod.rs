@@ -8,8 +8,12 @@
 //! itself when its `Tx` is on PostgreSQL.
 
 pub mod backend;
+pub mod devices;
+pub mod events;
+pub mod legs;
 pub mod migrate;
 pub mod partitions;
+pub mod pushes;
 pub mod tokens;
 mod tx;
 pub mod writer;
