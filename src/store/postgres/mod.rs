@@ -8,8 +8,13 @@
 //! itself when its `Tx` is on PostgreSQL.
 
 pub mod backend;
+pub mod call_detail;
+pub mod call_search;
+pub mod calls;
 pub mod migrate;
 pub mod partitions;
+pub mod queues;
+pub mod rebuild;
 pub mod tokens;
 mod tx;
 pub mod writer;
