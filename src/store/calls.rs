@@ -434,6 +434,42 @@ pub fn drop_lookup_indexes(conn: &Tx) -> Result<()> {
     Ok(())
 }
 
+/// Test support: stores `leg` (received at `received_ms`) and returns its
+/// id, on either backend: through `legs::insert` with a push of its own on
+/// SQLite, with SQL of its own on PostgreSQL (`postgres::calls`).
+#[cfg(test)]
+pub(crate) fn store_leg_for_test(
+    conn: &Tx,
+    device: &str,
+    received_ms: i64,
+    leg: &Leg,
+    tz: chrono_tz::Tz,
+) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::store_leg_for_test(pg, device, received_ms, leg, tz);
+    }
+    let push = super::pushes::NewPush {
+        received_at: "2024-01-01T00:00:00Z".into(),
+        received_ms,
+        source: "test".into(),
+        device: Some(device.into()),
+        method: "TEST".into(),
+        path: "/".into(),
+        query: None,
+        body: Vec::new(),
+        outcome: super::pushes::Outcome::Stored,
+        status: 200,
+        reason: None,
+        sender_mac: None,
+    };
+    let pid = super::pushes::insert(conn, &push)?;
+    match legs::insert(conn, device, pid, received_ms, leg, tz)? {
+        legs::Inserted::New(id) | legs::Inserted::Duplicate(id) | legs::Inserted::Conflict(id) => {
+            Ok(id)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,53 +480,59 @@ mod tests {
     /// legs longer than a day, and windows of hours to years.
     #[test]
     fn candidates_are_exactly_the_overlapping_legs_of_the_keys() {
-        let mut sql = rusqlite::Connection::open_in_memory().expect("open");
-        crate::store::migrate::apply(&mut sql).expect("schema");
-        let conn = Tx::new(&sql);
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut next = move |n: i64| rng.random_range(0..n);
-        let keys = ["v:1", "v:2", "o:1"].map(String::from);
-        let (mut legs, mut found) = (Vec::new(), 0);
-        for id in 1..=600 {
-            let start = -5 * KEY_DAY_SECS + next(400 * KEY_DAY_SECS);
-            let len = if next(20) == 0 {
-                next(30 * KEY_DAY_SECS)
-            } else {
-                next(3_600)
-            };
-            let key = keys[next(3) as usize].clone();
-            insert_keys(
-                &conn,
-                "d",
-                id,
-                std::slice::from_ref(&key),
-                start,
-                start + len,
-            )
-            .expect("insert");
-            legs.push((id, key, start, start + len));
-        }
-        for case in 0..300 {
-            let lo = -10 * KEY_DAY_SECS + next(420 * KEY_DAY_SECS);
-            let width = match case % 3 {
-                0 => next(7_200),
-                1 => next(3 * KEY_DAY_SECS),
-                _ => next(500 * KEY_DAY_SECS),
-            };
-            let (hi, end_lo) = (lo + width, lo + next(KEY_DAY_SECS));
-            let want_keys = &keys[..1 + case % 2];
-            let got = candidates(&conn, "d", want_keys, lo, hi, end_lo).expect("candidates");
-            let want: Vec<i64> = legs
-                .iter()
-                .filter(|(_, k, s, e)| {
-                    want_keys.contains(k) && (lo..=hi).contains(s) && *e >= end_lo
+        crate::store::testing::each_backend("candidates", |_, store| {
+            store
+                .writer
+                .write_blocking(|conn| {
+                    use rand::{Rng, SeedableRng};
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                    let mut next = move |n: i64| rng.random_range(0..n);
+                    let keys = ["v:1", "v:2", "o:1"].map(String::from);
+                    let (mut legs, mut found) = (Vec::new(), 0);
+                    for id in 1..=600 {
+                        let start = -5 * KEY_DAY_SECS + next(400 * KEY_DAY_SECS);
+                        let len = if next(20) == 0 {
+                            next(30 * KEY_DAY_SECS)
+                        } else {
+                            next(3_600)
+                        };
+                        let key = keys[next(3) as usize].clone();
+                        insert_keys(
+                            conn,
+                            "d",
+                            id,
+                            std::slice::from_ref(&key),
+                            start,
+                            start + len,
+                        )
+                        .expect("insert");
+                        legs.push((id, key, start, start + len));
+                    }
+                    for case in 0..300 {
+                        let lo = -10 * KEY_DAY_SECS + next(420 * KEY_DAY_SECS);
+                        let width = match case % 3 {
+                            0 => next(7_200),
+                            1 => next(3 * KEY_DAY_SECS),
+                            _ => next(500 * KEY_DAY_SECS),
+                        };
+                        let (hi, end_lo) = (lo + width, lo + next(KEY_DAY_SECS));
+                        let want_keys = &keys[..1 + case % 2];
+                        let got =
+                            candidates(conn, "d", want_keys, lo, hi, end_lo).expect("candidates");
+                        let want: Vec<i64> = legs
+                            .iter()
+                            .filter(|(_, k, s, e)| {
+                                want_keys.contains(k) && (lo..=hi).contains(s) && *e >= end_lo
+                            })
+                            .map(|(id, ..)| *id)
+                            .collect();
+                        assert_eq!(got, want, "case {case}: lo {lo} hi {hi} end_lo {end_lo}");
+                        found += got.len();
+                    }
+                    assert!(found > 1_000, "the windows must find legs: {found}");
+                    Ok(())
                 })
-                .map(|(id, ..)| *id)
-                .collect();
-            assert_eq!(got, want, "case {case}: lo {lo} hi {hi} end_lo {end_lo}");
-            found += got.len();
-        }
-        assert!(found > 1_000, "the windows must find legs: {found}");
+                .expect("write");
+        });
     }
 }

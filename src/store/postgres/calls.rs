@@ -280,10 +280,8 @@ const CALL_SET: &str = "id = excluded.id, device = excluded.device, direction = 
      talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
      answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms";
 
-/// `store::calls::put_call`. A given `seq` is always a row the calls stage
-/// read (the oldest of the merged calls), so writing it never takes a
-/// value the identity would hand out later; a new row takes the identity's
-/// next value (`RETURNING`), where SQLite takes max(rowid) + 1.
+/// `store::calls::put_call`: a given `seq` is a row the calls stage read
+/// (the oldest of the merged calls), written in place.
 pub fn put_call(
     pg: &PgTx,
     seq: Option<i64>,
@@ -334,9 +332,16 @@ pub fn put_call(
             )?
             .get(0)
         }
+        // The next seq as SQLite numbers a row (max + 1, a number freed
+        // at the end by a merge taken again), not the identity's next
+        // value: the same legs give the same rows on both backends. Safe
+        // with one writer of calls at a time (`PLACEMENT_LOCK`).
         None => pg
             .query_one(
-                &format!("INSERT INTO calls ({COLS}) VALUES ({marks}) RETURNING seq"),
+                &format!(
+                    "INSERT INTO calls (seq, {COLS})
+                     VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM calls), {marks}) RETURNING seq"
+                ),
                 &fields,
             )?
             .get(0),
@@ -371,8 +376,70 @@ pub fn resolve_id(pg: &PgTx, id: &str) -> Result<Option<String>> {
 
 /// Empties the call tables (before a rebuild). TRUNCATE rather than DELETE:
 /// it drops the tables' files whole instead of leaving every row dead for
-/// VACUUM, and restarts `calls.seq` at 1 as SQLite's emptied rowid does.
+/// VACUUM.
 pub fn clear(pg: &PgTx) -> Result<()> {
-    pg.batch_execute("TRUNCATE call_legs, calls, leg_keys RESTART IDENTITY")?;
+    pg.batch_execute("TRUNCATE call_legs, calls, leg_keys")?;
     Ok(())
+}
+
+/// Test support: stores `leg` as `store::legs::insert` does on PostgreSQL
+/// (its id from `leg_ids`, then its row in `legs`), for the tests of the
+/// calls stage; `store::legs` has its own version.
+#[cfg(test)]
+pub(crate) fn store_leg_for_test(
+    pg: &PgTx,
+    device: &str,
+    received_ms: i64,
+    leg: &Leg,
+    tz: chrono_tz::Tz,
+) -> Result<i64> {
+    let hash = legs::content_hash(leg);
+    let received_s = received_ms as f64 / 1000.0;
+    let id: i64 = pg
+        .query_one(
+            "INSERT INTO leg_ids (device, cdr_id, received_at, content_hash)
+             VALUES ($1, $2, to_timestamp($3), $4) RETURNING id",
+            &[&device, &leg.cdr_id, &received_s, &hash],
+        )?
+        .get(0);
+    let (start_utc, end_utc) = (
+        legs::local_to_utc(tz, leg.time_start).to_rfc3339(),
+        legs::local_to_utc(tz, leg.time_end).to_rfc3339(),
+    );
+    let (ts, te) = (
+        leg.time_start.format(LOCAL_FMT).to_string(),
+        leg.time_end.format(LOCAL_FMT).to_string(),
+    );
+    pg.execute(
+        "INSERT INTO legs (id, received_at, device, cdr_id, push_id, received_ms, callid, visitor_id, outer_id,
+             leg_type, route, cpn, cdpn, time_start, time_end, start_utc, end_utc, duration, trunk_number,
+             recording, rec_codec, mac, clock_skewed, content_hash)
+         VALUES ($1, to_timestamp($2), $3, $4, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19, $20, $21, 0, $22)",
+        &[
+            &id,
+            &received_s,
+            &device,
+            &leg.cdr_id,
+            &received_ms,
+            &leg.callid,
+            &leg.visitor_id,
+            &leg.outer_id,
+            &leg.leg_type.as_str(),
+            &leg.route,
+            &leg.cpn,
+            &leg.cdpn,
+            &ts,
+            &te,
+            &start_utc,
+            &end_utc,
+            &leg.duration,
+            &leg.trunk_number,
+            &leg.recording,
+            &leg.rec_codec,
+            &leg.mac,
+            &hash,
+        ],
+    )?;
+    Ok(id)
 }

@@ -99,3 +99,6 @@ pub fn pool(url: &str) -> Result<Pool, PgError> {
         .build()
         .map_err(|e| PgError::Pool(e.to_string()))
 }
+
+#[cfg(test)]
+mod calls_tests;
