@@ -18,13 +18,14 @@ pub fn get(pg: &PgTx, id: &str, view: &CallView) -> Result<Option<CallRow>> {
 }
 
 /// In leg order as on SQLite: `cdr_id` compared bytewise, whatever the
-/// database's collation (`legs` is sql/postgres/003's, not declared "C").
+/// database's collation (`legs` is sql/postgres/003's, not declared "C";
+/// its fixed-width times order the same in any collation).
 pub fn recordings_of_call(pg: &PgTx, call_id: &str) -> Result<Vec<CallRecording>> {
     let rows = pg.query(
         "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
          FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
            JOIN recordings r ON r.leg_id = l.id
-         WHERE c.id = $1 ORDER BY l.time_start COLLATE \"C\", l.cdr_id COLLATE \"C\"",
+         WHERE c.id = $1 ORDER BY l.time_start, l.cdr_id COLLATE \"C\"",
         &[&call_id],
     )?;
     rows.iter()

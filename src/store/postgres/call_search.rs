@@ -87,9 +87,12 @@ fn page_sql(
         let a = args.len();
         args.push(Box::new(id.clone()));
         let b = args.len();
-        sql.push_str(&format!(
-            " AND (start_local > ${a} OR (start_local = ${a} AND id > ${b}))"
-        ));
+        // SQLite's `start_local > a OR (start_local = a AND id > b)` as a
+        // row comparison (both columns are NOT NULL: the same rows), which
+        // PostgreSQL seeks to in `calls_start_id` instead of filtering every
+        // row of the range before the cursor: the CLI reads a long range
+        // page by page.
+        sql.push_str(&format!(" AND (start_local, id) > (${a}, ${b})"));
     }
     args.push(Box::new(limit));
     sql.push_str(&format!(" ORDER BY start_local, id LIMIT ${}", args.len()));

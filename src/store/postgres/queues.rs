@@ -45,12 +45,14 @@ pub fn upsert(pg: &PgTx, v: &Visit, entered: NaiveDateTime) -> Result<()> {
         ],
     )?;
     if v.party_kind == "visitor" {
-        // `legs` is sql/postgres/003's: its text compared bytewise here.
+        // `legs` is sql/postgres/003's, in the database's collation: its
+        // fixed-width times order the same in any, Cdr ids are compared
+        // bytewise here, as on SQLite.
         pg.execute(
             "UPDATE queue_visits SET call_id = (
                  SELECT cl.leg_call_id FROM legs l JOIN call_legs cl ON cl.leg_id = l.id
                  WHERE l.device = $2 AND l.visitor_id = $3
-                   AND l.time_start COLLATE \"C\" <= $4 AND l.time_end COLLATE \"C\" >= $5
+                   AND l.time_start <= $4 AND l.time_end >= $5
                  ORDER BY l.cdr_id COLLATE \"C\" LIMIT 1)
              WHERE key = $1",
             &[
