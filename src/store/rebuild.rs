@@ -40,6 +40,10 @@ pub type ReplayLegs<'r> = dyn FnMut(&Tx, i64, usize, i64) -> Result<(u64, i64)> 
 /// every page modified under a savepoint (in memory, with temp_store =
 /// MEMORY), which for one batch over a big archive grows to hundreds of MB
 /// with the archive size.
+///
+/// On PostgreSQL the same steps run as transactions on the backend's pool
+/// (`postgres::rebuild`, which says how they stay apart from the deriving
+/// collector's).
 pub fn rebuild_calls(
     store: &Store,
     batch_legs: usize,
