@@ -22,3 +22,6 @@ pub use crate::model::{CallFacts, Direction};
 pub use group::group;
 pub use rules::{is_billable, join_keys, joins, role, Role, TOLERANCE_SECS};
 pub use summary::{call_id, leg_order, summarize, summarize_call};
+
+#[cfg(test)]
+mod backends_tests;

@@ -80,6 +80,9 @@ pub fn detail(
 
 /// The recordings of the call with current id `call_id`, in leg order.
 pub fn recordings_of_call(conn: &Tx, call_id: &str) -> Result<Vec<CallRecording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::call_detail::recordings_of_call(pg, call_id);
+    }
     let mut st = conn.prepare_cached(
         "SELECT r.id, l.cdr_id, r.path, r.codec, r.status, r.duration_seconds, r.last_error, r.attempts
          FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq JOIN legs l ON l.id = cl.leg_id
@@ -103,6 +106,9 @@ pub fn recordings_of_call(conn: &Tx, call_id: &str) -> Result<Vec<CallRecording>
 
 /// One call by its current id.
 pub fn get(conn: &Tx, id: &str, view: &CallView) -> Result<Option<CallRow>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::call_detail::get(pg, id, view);
+    }
     let sql = format!("SELECT {CALL_COLS} FROM calls WHERE id = ?1");
     Ok(conn
         .prepare_cached(&sql)?

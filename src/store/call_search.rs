@@ -67,39 +67,84 @@ pub(super) const CALL_COLS: &str =
     "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
     start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
 
+/// A `CALL_COLS` row as read, before the view's formatting: what each
+/// backend reads off its row.
+pub(super) struct RawCall {
+    pub id: String,
+    pub device: String,
+    pub direction: String,
+    pub forwarded_out: bool,
+    pub caller: String,
+    pub callee: String,
+    pub extensions: String,
+    pub answered_by: Option<String>,
+    pub trunk: Option<String>,
+    pub route: String,
+    pub start_local: String,
+    pub end_local: String,
+    pub talk_seconds: i64,
+    pub billable_seconds: i64,
+    pub answered: bool,
+    pub leg_count: i64,
+    pub last_change_ms: i64,
+}
+
+impl RawCall {
+    /// The row as shown: ISO times in the device's zone, extensions
+    /// decoded, settled or not as of the view's now.
+    pub(super) fn shown(self, view: &CallView) -> CallRow {
+        let tz = view.tz_of(&self.device);
+        let iso = |s: String| {
+            NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
+                .map(|t| legs::local_iso(tz, t))
+                .unwrap_or(s)
+        };
+        CallRow {
+            id: self.id,
+            direction: self.direction,
+            forwarded_out: self.forwarded_out,
+            caller: self.caller,
+            callee: self.callee,
+            extensions: serde_json::from_str(&self.extensions).unwrap_or_default(),
+            answered_by: self.answered_by,
+            trunk: self.trunk,
+            route: self.route,
+            start: iso(self.start_local.clone()),
+            end: iso(self.end_local),
+            talk_seconds: self.talk_seconds,
+            billable_seconds: self.billable_seconds,
+            answered: self.answered,
+            leg_count: self.leg_count,
+            settled: view.now_ms - self.last_change_ms >= view.settle_ms(),
+            device: self.device,
+            start_local: self.start_local,
+            last_change_ms: self.last_change_ms,
+        }
+    }
+}
+
 /// Maps a `CALL_COLS` row.
 pub(super) fn call_from_row(r: &Row, view: &CallView) -> rusqlite::Result<CallRow> {
-    let device: String = r.get(1)?;
-    let tz = view.tz_of(&device);
-    let iso = |s: String| {
-        NaiveDateTime::parse_from_str(&s, LOCAL_FMT)
-            .map(|t| legs::local_iso(tz, t))
-            .unwrap_or(s)
-    };
-    let ext: String = r.get(6)?;
-    let start_local: String = r.get(10)?;
-    let last_change_ms: i64 = r.get(16)?;
-    Ok(CallRow {
+    Ok(RawCall {
         id: r.get(0)?,
+        device: r.get(1)?,
         direction: r.get(2)?,
         forwarded_out: r.get(3)?,
         caller: r.get(4)?,
         callee: r.get(5)?,
-        extensions: serde_json::from_str(&ext).unwrap_or_default(),
+        extensions: r.get(6)?,
         answered_by: r.get(7)?,
         trunk: r.get(8)?,
         route: r.get(9)?,
-        start: iso(start_local.clone()),
-        end: iso(r.get(11)?),
+        start_local: r.get(10)?,
+        end_local: r.get(11)?,
         talk_seconds: r.get(12)?,
         billable_seconds: r.get(13)?,
         answered: r.get(14)?,
         leg_count: r.get(15)?,
-        settled: view.now_ms - last_change_ms >= view.settle_ms(),
-        device,
-        start_local,
-        last_change_ms,
-    })
+        last_change_ms: r.get(16)?,
+    }
+    .shown(view))
 }
 
 /// Filters of the call search (all optional).
@@ -129,6 +174,9 @@ pub fn search<E: From<StoreError>>(
     view: &CallView,
     each: &mut dyn FnMut(CallRow) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::call_search::search(pg, f, view, each);
+    }
     let mut sql =
         format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
     let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];

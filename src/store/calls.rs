@@ -35,6 +35,9 @@ pub fn insert_keys(
     start_s: i64,
     end_s: i64,
 ) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::insert_keys(pg, device, leg_id, keys, start_s, end_s);
+    }
     let mut st = conn.prepare_cached(
         "INSERT OR IGNORE INTO leg_keys (device, end_day, key, end_s, start_s, leg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -75,6 +78,9 @@ pub fn candidates(
     hi: i64,
     end_lo: i64,
 ) -> Result<Vec<i64>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::candidates(pg, device, keys, lo, hi, end_lo);
+    }
     let mut by_end = conn.prepare_cached(
         "SELECT leg_id FROM leg_keys WHERE device = ?1 AND end_day = ?2 AND key = ?3
             AND end_s BETWEEN ?4 AND ?5 AND start_s BETWEEN ?6 AND ?7",
@@ -143,6 +149,9 @@ pub fn legs_by_ids(
     ids: &[i64],
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Vec<StoredLeg>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::legs_by_ids(pg, ids, tz_of);
+    }
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -164,7 +173,7 @@ pub fn legs_by_ids(
 /// A stored leg as the calls stage needs it: the leg itself, its row id and
 /// receive time. No API strings and no time zone (grouping and summaries
 /// work in device-local time), so loading one is cheap on the hot path.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallLeg {
     pub id: i64,
     pub received_ms: i64,
@@ -213,6 +222,9 @@ fn call_leg_from_row(r: &Row) -> rusqlite::Result<CallLeg> {
 /// One cached primary-key lookup per id: an `IN (?, ?, …)` list would be a
 /// new statement for every list length and thrash the statement cache.
 pub fn call_legs_by_ids(conn: &Tx, ids: &[i64]) -> Result<Vec<CallLeg>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::call_legs_by_ids(pg, ids);
+    }
     let mut st = conn.prepare_cached(&format!("SELECT {CALL_LEG_COLS} FROM legs WHERE id = ?1"))?;
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -226,6 +238,9 @@ pub fn call_legs_by_ids(conn: &Tx, ids: &[i64]) -> Result<Vec<CallLeg>> {
 /// Up to `limit` legs with id > `after`, in id order, with their device:
 /// the pages `rebuild` walks so memory stays flat whatever the archive size.
 pub fn call_legs_page(conn: &Tx, after: i64, limit: usize) -> Result<Vec<(String, CallLeg)>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::call_legs_page(pg, after, limit);
+    }
     let mut st = conn.prepare_cached(&format!(
         "SELECT {CALL_LEG_COLS} FROM legs WHERE id > ?1 ORDER BY id LIMIT ?2"
     ))?;
@@ -237,6 +252,9 @@ pub fn call_legs_page(conn: &Tx, after: i64, limit: usize) -> Result<Vec<(String
 
 /// The `seq` of the call leg `leg_id` is in.
 pub fn call_seq_of_leg(conn: &Tx, leg_id: i64) -> Result<Option<i64>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::call_seq_of_leg(pg, leg_id);
+    }
     Ok(conn
         .prepare_cached("SELECT call_seq FROM call_legs WHERE leg_id = ?1")?
         .query_row([leg_id], |r| r.get(0))
@@ -245,6 +263,9 @@ pub fn call_seq_of_leg(conn: &Tx, leg_id: i64) -> Result<Option<i64>> {
 
 /// The legs of the call with `seq`, in id order (the calls stage).
 pub fn leg_ids_of_seq(conn: &Tx, seq: i64) -> Result<Vec<i64>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::leg_ids_of_seq(pg, seq);
+    }
     let mut st =
         conn.prepare_cached("SELECT leg_id FROM call_legs WHERE call_seq = ?1 ORDER BY leg_id")?;
     let rows = st.query_map([seq], |r| r.get(0))?;
@@ -253,6 +274,9 @@ pub fn leg_ids_of_seq(conn: &Tx, seq: i64) -> Result<Vec<i64>> {
 
 /// The legs of the call with current id `call_id`, in id order (the API).
 pub fn leg_ids_of_call(conn: &Tx, call_id: &str) -> Result<Vec<i64>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::leg_ids_of_call(pg, call_id);
+    }
     let mut st = conn.prepare_cached(
         "SELECT cl.leg_id FROM calls c JOIN call_legs cl ON cl.call_seq = c.seq
          WHERE c.id = ?1 ORDER BY cl.leg_id",
@@ -262,6 +286,9 @@ pub fn leg_ids_of_call(conn: &Tx, call_id: &str) -> Result<Vec<i64>> {
 }
 
 pub fn delete_call(conn: &Tx, seq: i64) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::delete_call(pg, seq);
+    }
     conn.prepare_cached("DELETE FROM calls WHERE seq = ?1")?
         .execute([seq])?;
     Ok(())
@@ -282,6 +309,9 @@ pub fn put_call(
     links: &[(i64, String)],
     last_change_ms: i64,
 ) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::put_call(pg, seq, f, links, last_change_ms);
+    }
     let seq: i64 = conn
         .prepare_cached(
             "INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
@@ -331,6 +361,9 @@ pub fn put_call(
 
 /// Resolves an id ever shown to a user to the call's current id.
 pub fn resolve_id(conn: &Tx, id: &str) -> Result<Option<String>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::resolve_id(pg, id);
+    }
     let direct: Option<String> = conn
         .prepare_cached("SELECT id FROM calls WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -348,6 +381,9 @@ pub fn resolve_id(conn: &Tx, id: &str) -> Result<Option<String>> {
 
 /// Deletes every derived call row (before a rebuild).
 pub fn clear(conn: &Tx) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::clear(pg);
+    }
     conn.execute_batch("DELETE FROM call_legs; DELETE FROM calls; DELETE FROM leg_keys;")?;
     Ok(())
 }
@@ -366,6 +402,15 @@ const LOOKUP_INDEXES: &[(&str, &str)] = &[
 /// and after the migrations at every open, so that a rebuild interrupted
 /// while they were dropped leaves none missing.
 pub fn create_lookup_indexes(conn: &Tx) -> Result<()> {
+    // On PostgreSQL the lookup indexes stay (sql/postgres/004_calls_queues.sql
+    // makes them): other collectors go on serving lookups by id while a
+    // rebuild replays, and dropping an index takes an exclusive lock on its
+    // table across every collector; nor does PostgreSQL copy the pages a
+    // batch changes the way SQLite's savepoints do, the cost that dropping
+    // them saves there.
+    if conn.is_postgres() {
+        return Ok(());
+    }
     for (name, on) in LOOKUP_INDEXES {
         conn.execute_batch(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {on}"))?;
     }
@@ -374,10 +419,55 @@ pub fn create_lookup_indexes(conn: &Tx) -> Result<()> {
 
 /// Drops the lookup indexes (before a rebuild replays the legs).
 pub fn drop_lookup_indexes(conn: &Tx) -> Result<()> {
+    // On PostgreSQL the lookup indexes stay (sql/postgres/004_calls_queues.sql
+    // makes them): other collectors go on serving lookups by id while a
+    // rebuild replays, and dropping an index takes an exclusive lock on its
+    // table across every collector; nor does PostgreSQL copy the pages a
+    // batch changes the way SQLite's savepoints do, the cost that dropping
+    // them saves there.
+    if conn.is_postgres() {
+        return Ok(());
+    }
     for (name, _) in LOOKUP_INDEXES {
         conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
     }
     Ok(())
+}
+
+/// Test support: stores `leg` (received at `received_ms`) and returns its
+/// id, on either backend: through `legs::insert` with a push of its own on
+/// SQLite, with SQL of its own on PostgreSQL (`postgres::calls`).
+#[cfg(test)]
+pub(crate) fn store_leg_for_test(
+    conn: &Tx,
+    device: &str,
+    received_ms: i64,
+    leg: &Leg,
+    tz: chrono_tz::Tz,
+) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::calls::store_leg_for_test(pg, device, received_ms, leg, tz);
+    }
+    let push = super::pushes::NewPush {
+        received_at: "2024-01-01T00:00:00Z".into(),
+        received_ms,
+        source: "test".into(),
+        device: Some(device.into()),
+        method: "TEST".into(),
+        path: "/".into(),
+        query: None,
+        body: Vec::new(),
+        outcome: super::pushes::Outcome::Stored,
+        status: 200,
+        reason: None,
+        sender_mac: None,
+    };
+    let pid = super::pushes::insert(conn, &push)?;
+    match legs::insert(conn, device, pid, received_ms, leg, tz)? {
+        legs::Inserted::New(id) | legs::Inserted::Duplicate(id) | legs::Inserted::Conflict(id) => {
+            Ok(id)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -390,53 +480,59 @@ mod tests {
     /// legs longer than a day, and windows of hours to years.
     #[test]
     fn candidates_are_exactly_the_overlapping_legs_of_the_keys() {
-        let mut sql = rusqlite::Connection::open_in_memory().expect("open");
-        crate::store::migrate::apply(&mut sql).expect("schema");
-        let conn = Tx::new(&sql);
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut next = move |n: i64| rng.random_range(0..n);
-        let keys = ["v:1", "v:2", "o:1"].map(String::from);
-        let (mut legs, mut found) = (Vec::new(), 0);
-        for id in 1..=600 {
-            let start = -5 * KEY_DAY_SECS + next(400 * KEY_DAY_SECS);
-            let len = if next(20) == 0 {
-                next(30 * KEY_DAY_SECS)
-            } else {
-                next(3_600)
-            };
-            let key = keys[next(3) as usize].clone();
-            insert_keys(
-                &conn,
-                "d",
-                id,
-                std::slice::from_ref(&key),
-                start,
-                start + len,
-            )
-            .expect("insert");
-            legs.push((id, key, start, start + len));
-        }
-        for case in 0..300 {
-            let lo = -10 * KEY_DAY_SECS + next(420 * KEY_DAY_SECS);
-            let width = match case % 3 {
-                0 => next(7_200),
-                1 => next(3 * KEY_DAY_SECS),
-                _ => next(500 * KEY_DAY_SECS),
-            };
-            let (hi, end_lo) = (lo + width, lo + next(KEY_DAY_SECS));
-            let want_keys = &keys[..1 + case % 2];
-            let got = candidates(&conn, "d", want_keys, lo, hi, end_lo).expect("candidates");
-            let want: Vec<i64> = legs
-                .iter()
-                .filter(|(_, k, s, e)| {
-                    want_keys.contains(k) && (lo..=hi).contains(s) && *e >= end_lo
+        crate::store::testing::each_backend("candidates", |_, store| {
+            store
+                .writer
+                .write_blocking(|conn| {
+                    use rand::{Rng, SeedableRng};
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                    let mut next = move |n: i64| rng.random_range(0..n);
+                    let keys = ["v:1", "v:2", "o:1"].map(String::from);
+                    let (mut legs, mut found) = (Vec::new(), 0);
+                    for id in 1..=600 {
+                        let start = -5 * KEY_DAY_SECS + next(400 * KEY_DAY_SECS);
+                        let len = if next(20) == 0 {
+                            next(30 * KEY_DAY_SECS)
+                        } else {
+                            next(3_600)
+                        };
+                        let key = keys[next(3) as usize].clone();
+                        insert_keys(
+                            conn,
+                            "d",
+                            id,
+                            std::slice::from_ref(&key),
+                            start,
+                            start + len,
+                        )
+                        .expect("insert");
+                        legs.push((id, key, start, start + len));
+                    }
+                    for case in 0..300 {
+                        let lo = -10 * KEY_DAY_SECS + next(420 * KEY_DAY_SECS);
+                        let width = match case % 3 {
+                            0 => next(7_200),
+                            1 => next(3 * KEY_DAY_SECS),
+                            _ => next(500 * KEY_DAY_SECS),
+                        };
+                        let (hi, end_lo) = (lo + width, lo + next(KEY_DAY_SECS));
+                        let want_keys = &keys[..1 + case % 2];
+                        let got =
+                            candidates(conn, "d", want_keys, lo, hi, end_lo).expect("candidates");
+                        let want: Vec<i64> = legs
+                            .iter()
+                            .filter(|(_, k, s, e)| {
+                                want_keys.contains(k) && (lo..=hi).contains(s) && *e >= end_lo
+                            })
+                            .map(|(id, ..)| *id)
+                            .collect();
+                        assert_eq!(got, want, "case {case}: lo {lo} hi {hi} end_lo {end_lo}");
+                        found += got.len();
+                    }
+                    assert!(found > 1_000, "the windows must find legs: {found}");
+                    Ok(())
                 })
-                .map(|(id, ..)| *id)
-                .collect();
-            assert_eq!(got, want, "case {case}: lo {lo} hi {hi} end_lo {end_lo}");
-            found += got.len();
-        }
-        assert!(found > 1_000, "the windows must find legs: {found}");
+                .expect("write");
+        });
     }
 }

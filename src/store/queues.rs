@@ -8,16 +8,20 @@ use super::{Result, Tx};
 use crate::model::{Outcome, Visit};
 
 /// How far a leg's span may be from the visit's entry and still be its call.
-const LINK_TOLERANCE_SECS: i64 = 5;
+pub(super) const LINK_TOLERANCE_SECS: i64 = 5;
 
 /// A stored outcome; one this build does not know reads as `Unknown`.
-fn outcome_from(s: &str) -> Outcome {
+pub(super) fn outcome_from(s: &str) -> Outcome {
     s.parse().unwrap_or(Outcome::Unknown)
 }
 
 /// Inserts or updates a visit by key; links it to a call when a leg of the
 /// same visitor id spans its entry time.
 pub fn upsert(conn: &Tx, v: &Visit, tz: chrono_tz::Tz) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        let entered = v.entered_at.with_timezone(&tz).naive_local();
+        return super::postgres::queues::upsert(pg, v, entered);
+    }
     let entered_local = v
         .entered_at
         .with_timezone(&tz)
@@ -79,6 +83,9 @@ pub fn link_leg(
     end: NaiveDateTime,
     alias: &str,
 ) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::queues::link_leg(pg, device, visitor_id, start, end, alias);
+    }
     let (start_local, end_local) = (
         start.format(LOCAL_FMT).to_string(),
         end.format(LOCAL_FMT).to_string(),
@@ -115,6 +122,9 @@ pub fn between(conn: &Tx, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVi
     let hi = (to + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
+    if let Some(pg) = conn.pg() {
+        return super::postgres::queues::between(pg, &lo, &hi);
+    }
     select(
         conn,
         "entered_local >= ?1 AND entered_local < ?2",
@@ -124,6 +134,9 @@ pub fn between(conn: &Tx, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVi
 
 /// Visits linked to the logical call `call_id` (through any of its legs' ids).
 pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<StoredVisit>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::queues::of_call(pg, call_id);
+    }
     select(conn, OF_CALL, params![call_id])
 }
 
@@ -166,6 +179,9 @@ fn select(conn: &Tx, filter: &str, args: impl rusqlite::Params) -> Result<Vec<St
 }
 
 pub fn clear(conn: &Tx) -> Result<()> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::queues::clear(pg);
+    }
     conn.execute_batch("DELETE FROM queue_visits;")?;
     Ok(())
 }

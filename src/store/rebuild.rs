@@ -40,12 +40,19 @@ pub type ReplayLegs<'r> = dyn FnMut(&Tx, i64, usize, i64) -> Result<(u64, i64)> 
 /// every page modified under a savepoint (in memory, with temp_store =
 /// MEMORY), which for one batch over a big archive grows to hundreds of MB
 /// with the archive size.
+///
+/// On PostgreSQL the same steps run as transactions on the backend's pool
+/// (`postgres::rebuild`, which says how they stay apart from the deriving
+/// collector's).
 pub fn rebuild_calls(
     store: &Store,
     batch_legs: usize,
     progress: &mut dyn FnMut(u64, u64),
     replay: &mut ReplayLegs<'_>,
 ) -> Result<u64> {
+    if let Some(db) = store.postgres() {
+        return super::postgres::rebuild::rebuild_calls(db, batch_legs, progress, replay);
+    }
     let mut conn = super::open_connection(store.path())?;
     super::wait_for_locks(&conn, super::LONG_BUSY_TIMEOUT)?;
     // Clearing with foreign keys off: `call_legs` references `legs`, and with
@@ -98,6 +105,9 @@ pub struct DerivedCounts {
 
 /// Counts the rows of the derived tables (`callvault rebuild` prints them).
 pub fn derived_counts(tx: &Tx) -> Result<DerivedCounts> {
+    if let Some(pg) = tx.pg() {
+        return super::postgres::rebuild::derived_counts(pg);
+    }
     let count = |table: &str| -> Result<i64> {
         Ok(tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
     };

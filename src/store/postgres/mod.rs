@@ -8,12 +8,17 @@
 //! itself when its `Tx` is on PostgreSQL.
 
 pub mod backend;
+pub mod call_detail;
+pub mod call_search;
+pub mod calls;
 pub mod devices;
 pub mod events;
 pub mod legs;
 pub mod migrate;
 pub mod partitions;
 pub mod pushes;
+pub mod queues;
+pub mod rebuild;
 pub mod tokens;
 mod tx;
 pub mod writer;
@@ -98,3 +103,6 @@ pub fn pool(url: &str) -> Result<Pool, PgError> {
         .build()
         .map_err(|e| PgError::Pool(e.to_string()))
 }
+
+#[cfg(test)]
+mod calls_tests;
