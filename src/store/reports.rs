@@ -15,6 +15,10 @@ use rusqlite::Connection;
 
 use super::{Result, StoreError, Tx};
 
+/// Rows written the same on both backends, for tests.
+#[cfg(test)]
+pub(crate) mod fixture;
+
 /// One cell of a report row, as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -39,6 +43,9 @@ pub enum QueryError {
     /// The query uses a named parameter (`:name`) the caller does not supply.
     #[error("unknown parameter {0}")]
     UnknownParam(String),
+    /// PostgreSQL reads a parameter as a type its value cannot be given as.
+    #[error("parameter {name} is used as {ty}: cast it (`{name}::text`, `{name}::bigint`)")]
+    ParamType { name: String, ty: String },
     /// The database refused the query (syntax, a missing table or column, …).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -64,6 +71,12 @@ impl<'c> From<&'c Connection> for ReportReader<'c> {
 }
 
 impl<'c> ReportReader<'c> {
+    /// True on PostgreSQL: the report's SQL must be in its dialect
+    /// (`reports/postgres/`).
+    pub fn is_postgres(&self) -> bool {
+        self.tx.is_postgres()
+    }
+
     /// Prepares `sql` with each of its named parameters bound to what
     /// `bind` gives for the name (`:from`, …).
     pub fn prepare(
@@ -71,6 +84,11 @@ impl<'c> ReportReader<'c> {
         sql: &str,
         bind: &dyn Fn(&str) -> Option<Param>,
     ) -> std::result::Result<ReportQuery<'c>, QueryError> {
+        if let Some(pg) = self.tx.pg() {
+            return Ok(ReportQuery {
+                st: Query::Postgres(super::postgres::reports::prepare(pg, sql, bind)?),
+            });
+        }
         let mut st = self.tx.prepare(sql).map_err(StoreError::from)?;
         for i in 1..=st.parameter_count() {
             let name = st.parameter_name(i).unwrap_or("?").to_string();
@@ -80,54 +98,85 @@ impl<'c> ReportReader<'c> {
             };
             st.raw_bind_parameter(i, v).map_err(StoreError::from)?;
         }
-        Ok(ReportQuery { st })
+        Ok(ReportQuery {
+            st: Query::Sqlite(st),
+        })
     }
 }
 
 /// A prepared report query with its parameters bound.
 pub struct ReportQuery<'c> {
-    st: rusqlite::Statement<'c>,
+    st: Query<'c>,
 }
 
-impl ReportQuery<'_> {
+enum Query<'c> {
+    Sqlite(rusqlite::Statement<'c>),
+    Postgres(super::postgres::reports::PgQuery<'c>),
+}
+
+impl<'c> ReportQuery<'c> {
     /// The names of the result columns, in order.
     pub fn columns(&self) -> Vec<String> {
-        self.st
-            .column_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+        match &self.st {
+            Query::Sqlite(st) => st.column_names().into_iter().map(str::to_string).collect(),
+            Query::Postgres(q) => q.columns(),
+        }
     }
 
-    /// Runs the query; the rows are read one at a time from the cursor.
-    pub fn rows(&mut self) -> ReportRows<'_> {
+    /// Runs the query; the rows are read one at a time from the cursor (on
+    /// PostgreSQL a server-side one, a batch at a time).
+    pub fn rows(&mut self) -> ReportRows<'_, 'c> {
         ReportRows {
-            rows: self.st.raw_query(),
+            rows: match &mut self.st {
+                Query::Sqlite(st) => Rows::Sqlite(st.raw_query()),
+                Query::Postgres(q) => Rows::Postgres(q.rows()),
+            },
         }
     }
 }
 
 /// The rows of a running report query.
-pub struct ReportRows<'s> {
-    rows: rusqlite::Rows<'s>,
+pub struct ReportRows<'s, 'c> {
+    rows: Rows<'s, 'c>,
 }
 
-impl ReportRows<'_> {
+enum Rows<'s, 'c> {
+    Sqlite(rusqlite::Rows<'s>),
+    Postgres(super::postgres::reports::PgRows<'s, 'c>),
+}
+
+impl ReportRows<'_, '_> {
     /// The next row, or `None` after the last.
     pub fn next_row(&mut self) -> Result<Option<ReportRow<'_>>> {
-        Ok(self.rows.next()?.map(|row| ReportRow { row }))
+        Ok(match &mut self.rows {
+            Rows::Sqlite(rows) => rows.next()?.map(|row| ReportRow {
+                row: Row::Sqlite(row),
+            }),
+            Rows::Postgres(rows) => rows.next_row()?.map(|row| ReportRow {
+                row: Row::Postgres(row),
+            }),
+        })
     }
 }
 
 /// One row of a report; valid until the next call of [`ReportRows::next_row`].
 pub struct ReportRow<'r> {
-    row: &'r rusqlite::Row<'r>,
+    row: Row<'r>,
+}
+
+enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r tokio_postgres::Row),
 }
 
 impl ReportRow<'_> {
     /// The cell of column `i` (0-based).
     pub fn get(&self, i: usize) -> Result<Value<'_>> {
-        Ok(match self.row.get_ref(i)? {
+        let row = match self.row {
+            Row::Sqlite(row) => row,
+            Row::Postgres(row) => return super::postgres::reports::cell(row, i),
+        };
+        Ok(match row.get_ref(i)? {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(n) => Value::Integer(n),
             ValueRef::Real(f) => Value::Real(f),

@@ -10,6 +10,8 @@
 pub mod backend;
 pub mod migrate;
 pub mod partitions;
+pub mod recordings;
+pub mod reports;
 pub mod tokens;
 mod tx;
 pub mod writer;
