@@ -3,7 +3,8 @@
 -- description: calls, answered, missed, talk and billable seconds.
 -- params: from, to
 -- PostgreSQL's dialect of reports/daily_summary.sql: sums of bigint are numeric on
--- PostgreSQL, so they are cast back to bigint (integers, as on SQLite).
+-- PostgreSQL, so they are cast back to bigint (integers, as on SQLite); minutes are
+-- divided as doubles and rounded by sqlite_round (sql/postgres/005), as SQLite does.
 WITH c AS (
     SELECT substr(start_local, 1, 10) AS day, direction, answered, talk_seconds, billable_seconds
     FROM calls
@@ -13,12 +14,12 @@ WITH c AS (
 by_direction AS (
     SELECT day, direction, count(*) AS calls, sum(answered)::bigint AS answered,
            (count(*) - sum(answered))::bigint AS missed, sum(talk_seconds)::bigint AS talk_seconds,
-           round(sum(talk_seconds) / 60.0, 1) AS talk_minutes,
+           sqlite_round(sum(talk_seconds)::float8 / 60, 1) AS talk_minutes,
            sum(billable_seconds)::bigint AS billable_seconds
     FROM c GROUP BY day, direction
     UNION ALL
     SELECT day, 'all', count(*), sum(answered)::bigint, (count(*) - sum(answered))::bigint,
-           sum(talk_seconds)::bigint, round(sum(talk_seconds) / 60.0, 1),
+           sum(talk_seconds)::bigint, sqlite_round(sum(talk_seconds)::float8 / 60, 1),
            sum(billable_seconds)::bigint
     FROM c GROUP BY day
 )

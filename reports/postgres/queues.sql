@@ -5,9 +5,9 @@
 -- description: answered + abandoned + unknown), abandon rate, short abandons (gave up within 5 s).
 -- description: Each figure is defined in docs/queues.md.
 -- params: from, to
--- PostgreSQL's dialect of reports/queues.sql: round() takes numeric on PostgreSQL, so
--- averages of double precision are rounded as numeric (half away from zero, as
--- SQLite's round does on the decimal value); text orders byte-wise (COLLATE "C").
+-- PostgreSQL's dialect of reports/queues.sql: ratios are divided as doubles and every
+-- figure rounded by sqlite_round (sql/postgres/005), as SQLite does; text orders
+-- byte-wise (COLLATE "C").
 SELECT substr(entered_local, 1, 10) AS day,
        device,
        grp AS "group",
@@ -20,18 +20,18 @@ SELECT substr(entered_local, 1, 10) AS day,
        count(*) FILTER (WHERE outcome = 'rejected_full') AS rejected_full,
        count(*) FILTER (WHERE outcome = 'unknown') AS unknown,
        count(*) FILTER (WHERE outcome = 'waiting') AS waiting,
-       round((avg(wait_seconds) FILTER (WHERE outcome = 'answered'))::numeric, 1) AS asa_seconds,
-       round((avg(wait_seconds) FILTER (WHERE outcome IN ('answered', 'abandoned', 'unknown')))::numeric, 1) AS avg_wait_seconds,
-       round((max(wait_seconds) FILTER (WHERE outcome IN ('answered', 'abandoned', 'unknown')))::numeric, 1) AS max_wait_seconds,
-       round(1.0 * count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= :sla_seconds::bigint)
+       sqlite_round(avg(wait_seconds) FILTER (WHERE outcome = 'answered'), 1) AS asa_seconds,
+       sqlite_round(avg(wait_seconds) FILTER (WHERE outcome IN ('answered', 'abandoned', 'unknown')), 1) AS avg_wait_seconds,
+       sqlite_round(max(wait_seconds) FILTER (WHERE outcome IN ('answered', 'abandoned', 'unknown')), 1) AS max_wait_seconds,
+       sqlite_round(count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= :sla_seconds::bigint)::float8
              / nullif(count(*) FILTER (WHERE outcome = 'answered'), 0), 3) AS service_level,
-       round(1.0 * count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= :sla_seconds::bigint)
+       sqlite_round(count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= :sla_seconds::bigint)::float8
              / nullif(count(*) FILTER (WHERE outcome IN ('answered', 'abandoned', 'unknown')), 0), 3) AS service_level_inclusive,
-       round(1.0 * count(*) FILTER (WHERE outcome = 'abandoned')
+       sqlite_round(count(*) FILTER (WHERE outcome = 'abandoned')::float8
              / nullif(count(*) FILTER (WHERE outcome IN ('answered', 'abandoned')), 0), 3) AS abandon_rate,
        count(*) FILTER (WHERE outcome = 'abandoned' AND wait_seconds <= 5) AS short_abandons,
        max(entry_count) AS peak_queue_length
 FROM queue_visits
 WHERE entered_local >= :from::text AND entered_local < :to_next::text
 GROUP BY 1, device, grp
-ORDER BY 1 COLLATE "C", device COLLATE "C", grp COLLATE "C";
+ORDER BY substr(entered_local, 1, 10) COLLATE "C", device COLLATE "C", grp COLLATE "C";

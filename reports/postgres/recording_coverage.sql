@@ -2,7 +2,8 @@
 -- description: Per day, how many settled calls have a recording and where the recordings are:
 -- description: fetched, pending, missing on the device, failed, or named by a CDR but never queued.
 -- params: from, to
--- PostgreSQL's dialect of reports/recording_coverage.sql: sums cast back to bigint.
+-- PostgreSQL's dialect of reports/recording_coverage.sql: sums cast back to bigint, the
+-- percentage divided as a double and rounded by sqlite_round (sql/postgres/005).
 WITH c AS (
     SELECT seq, id, substr(start_local, 1, 10) AS day, answered
     FROM calls
@@ -39,6 +40,6 @@ SELECT d.day, d.calls, d.answered,
        coalesce(r.missing, 0) AS missing,
        coalesce(r.failed, 0) AS failed,
        coalesce(r.untracked, 0) AS untracked,
-       round(100.0 * r.fetched / nullif(r.recordings, 0), 1) AS fetched_pct
+       sqlite_round(100.0::float8 * r.fetched / nullif(r.recordings, 0), 1) AS fetched_pct
 FROM calls_day d LEFT JOIN rec_day r ON r.day = d.day
 ORDER BY d.day COLLATE "C";

@@ -31,3 +31,25 @@ CREATE TABLE recordings (
 );
 CREATE INDEX recordings_due ON recordings (status, due_ms);
 CREATE INDEX recordings_device_due ON recordings (status, device, due_ms);
+
+-- round(x, n) as SQLite's round() does it (the bundled SQLite, 3.50): the
+-- exact binary value of the double rounded half away from zero, so 0.15
+-- (0.1499999…) gives 0.1 where PostgreSQL's round(0.15::numeric, 1) gives
+-- 0.2. The reports of reports/postgres/ round with it, so that their
+-- figures equal those of reports/*.sql on SQLite (ARCHITECTURE.md
+-- "src/reports/"). The double's exact value comes from its bits: mantissa
+-- × 2^exponent, divided out at 100 decimal places (exact for every double
+-- above 1e-45; SQLite itself keeps 26 significant digits).
+CREATE FUNCTION sqlite_round(x DOUBLE PRECISION, n INTEGER) RETURNS DOUBLE PRECISION
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+    SELECT CASE
+        WHEN x = 0 OR x = 'NaN' OR abs(x) > 4503599627370496 THEN x
+        ELSE round(
+            CASE WHEN bits < 0 THEN -1 ELSE 1 END
+            * CASE WHEN e = 0 THEN m ELSE m + 4503599627370496 END::numeric(400, 100)
+            / 2::numeric ^ (CASE WHEN e = 0 THEN 1074 ELSE 1075 - e END),
+            greatest(n, 0))::double precision
+        END
+    FROM (SELECT bits, ((bits >> 52) & 2047)::integer AS e, bits & 4503599627370495 AS m
+          FROM (SELECT ('x' || encode(float8send(x), 'hex'))::bit(64)::bigint AS bits) AS b) AS p
+$fn$;

@@ -86,6 +86,18 @@ pub fn number_params(sql: &str) -> (String, Vec<String>) {
     (out, names)
 }
 
+/// The server's own words for a refused report query (its message, detail
+/// and position), which whoever wrote the query needs to fix it.
+fn explained(e: super::PgError) -> StoreError {
+    match &e {
+        super::PgError::Db(db) => match db.as_db_error() {
+            Some(d) => StoreError::Backend(format!("PostgreSQL: {d}")),
+            None => e.into(),
+        },
+        _ => e.into(),
+    }
+}
+
 /// The value of `p` as the type PostgreSQL inferred for its placeholder.
 fn as_type(name: &str, p: Param, ty: &Type) -> std::result::Result<Boxed, QueryError> {
     let wrong = || QueryError::ParamType {
@@ -114,7 +126,7 @@ pub fn prepare<'c>(
         .iter()
         .map(|n| bind(n).ok_or_else(|| QueryError::UnknownParam(n.clone())))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let st = pg.prepare(&numbered).map_err(StoreError::from)?;
+    let st = pg.prepare(&numbered).map_err(explained)?;
     let params = names
         .iter()
         .zip(values)
@@ -165,10 +177,10 @@ impl PgRows<'_, '_> {
                         .iter()
                         .map(|p| &**p as &(dyn ToSql + Sync))
                         .collect();
-                    self.q.pg.bind(&self.q.st, &params)?
+                    self.q.pg.bind(&self.q.st, &params).map_err(explained)?
                 }
             };
-            let rows = self.q.pg.query_portal(&portal, BATCH)?;
+            let rows = self.q.pg.query_portal(&portal, BATCH).map_err(explained)?;
             self.done = rows.len() < usize::try_from(BATCH).unwrap_or(0);
             self.batch.extend(rows);
             self.portal = Some(portal);
