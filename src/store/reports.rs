@@ -245,6 +245,96 @@ mod tests {
         assert!(matches!(e, QueryError::UnknownParam(p) if p == ":carrier"));
     }
 
+    /// On PostgreSQL the rows come from a portal a batch at a time: a result
+    /// of several batches arrives whole and in order, parameters bound.
+    #[test]
+    fn rows_stream_in_order_past_a_batch_on_both_backends() {
+        crate::store::testing::each_backend("rows_stream_in_order", |_, store| {
+            let got = store
+                .read_blocking(|tx| {
+                    let db = ReportReader::from(tx);
+                    let mut q = db
+                        .prepare(
+                            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1300)
+                             SELECT n, CAST(:n AS BIGINT) AS p, CAST(:s AS TEXT) AS t FROM s ORDER BY n",
+                            &bind,
+                        )
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    assert_eq!(q.columns(), ["n", "p", "t"]);
+                    let mut rows = q.rows();
+                    let mut got = Vec::new();
+                    while let Some(row) = rows.next_row()? {
+                        assert_eq!(row.get(1)?, Value::Integer(7));
+                        assert_eq!(row.get(2)?, Value::Text("x".into()));
+                        match row.get(0)? {
+                            Value::Integer(n) => got.push(n),
+                            other => panic!("not an integer: {other:?}"),
+                        }
+                    }
+                    Ok(got)
+                })
+                .expect("runs");
+            assert_eq!(got, (1..=1300).collect::<Vec<i64>>());
+        });
+    }
+
+    /// Each PostgreSQL type a report may give, as the cell SQLite would give.
+    #[test]
+    fn postgres_cells_are_typed_as_on_sqlite() {
+        crate::store::testing::each_backend("postgres_cells_are_typed", |backend, store| {
+            if backend != crate::store::testing::Backend::Postgres {
+                return;
+            }
+            let got = store
+                .read_blocking(|tx| {
+                    let mut q = ReportReader::from(tx)
+                        .prepare(
+                            "SELECT 5::int8, 6::int4, 7::int2, true, 1.5::float8, 0.25::float4,
+                                    -12.05::numeric, 'é'::text, 'v'::varchar, NULL, '\\x00ff'::bytea",
+                            &bind,
+                        )
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    let cols = q.columns().len();
+                    let mut rows = q.rows();
+                    let row = rows.next_row()?.expect("a row");
+                    let cells: Vec<String> = (0..cols)
+                        .map(|i| row.get(i).map(|v| format!("{v:?}")))
+                        .collect::<Result<_>>()?;
+                    Ok(cells)
+                })
+                .expect("runs");
+            assert_eq!(
+                got,
+                [
+                    "Integer(5)",
+                    "Integer(6)",
+                    "Integer(7)",
+                    "Integer(1)",
+                    "Real(1.5)",
+                    "Real(0.25)",
+                    "Real(-12.05)",
+                    "Text(\"é\")",
+                    "Text(\"v\")",
+                    "Null",
+                    "Blob([0, 255])",
+                ]
+            );
+            let refused = store.read_blocking(|tx| {
+                Ok(ReportReader::from(tx)
+                    .prepare("SELECT now()", &bind)
+                    .and_then(|mut q| {
+                        let mut rows = q.rows();
+                        let row = rows.next_row()?.expect("a row");
+                        row.get(0).map(|_| ()).map_err(QueryError::from)
+                    })
+                    .err()
+                    .map(|e| e.to_string()))
+            });
+            let refused = refused.expect("runs").expect("a timestamp is refused");
+            assert!(refused.contains("cast it to text"), "{refused}");
+        });
+    }
+
     #[test]
     fn text_that_is_not_utf8_is_replaced() {
         let conn = Connection::open_in_memory().expect("db");
