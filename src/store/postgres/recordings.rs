@@ -6,15 +6,20 @@
 //! A claim takes due rows with `SELECT … FOR UPDATE SKIP LOCKED`, so two
 //! collectors claiming at once never take the same row, and marks them
 //! `fetching` with `claimed_by` (this collector process, [`CLAIMER`]) and
-//! `lease_until_ms` = now + [`LEASE_MS`]. A `fetching` row is taken back to
+//! `lease_until_ms` = now + [`LEASE_MS`]. Every claim of a collector renews
+//! the leases of the rows it is still fetching (the fetch worker of `serve`
+//! claims every few hundred milliseconds), so a live collector keeps its
+//! rows however long a download runs. A `fetching` row is taken back to
 //! `pending` (the cut attempt not counted, as on SQLite) only once its
 //! lease is past: by `reset_fetching` when a collector starts, and at every
 //! claim, so the rows of a collector that died are retried by another one
-//! even if it never comes back. A starting collector therefore never takes
-//! back a row that another live collector is downloading: the lease is
-//! longer than an attempt can last (every GET of an attempt is cut off at
-//! `download_timeout_seconds`, 600 s by default, README "Fetcher limits").
-//! The price is that a killed collector's rows wait out their lease.
+//! within [`LEASE_MS`], even if it never comes back. A starting collector
+//! therefore never takes back a row that another live collector is
+//! downloading. Where claims pause (fetching paused by the disk floor, a
+//! one-off `recordings fetch` waiting on its jobs) the lease still covers
+//! an attempt of three GETs at the default `download_timeout_seconds` (600
+//! s, README "Fetcher limits"); an attempt longer than that may be made
+//! twice, and is still recorded once (below).
 //!
 //! The outcome of an attempt whose claim was taken back in the meantime
 //! does not undo the newer claim's: a success is recorded unless the row is
@@ -44,8 +49,12 @@ use crate::store::recordings::{
 };
 use crate::store::{Result, StoreError, Tx};
 
-/// How long a claim holds a row: longer than any attempt lasts.
-pub const LEASE_MS: i64 = 60 * 60 * 1000;
+/// How long a claim holds a row without being renewed.
+pub const LEASE_MS: i64 = 30 * 60 * 1000;
+
+/// A lease is renewed once less than this is left of it above the
+/// renewal's own (so not at every claim).
+const RENEW_AFTER_MS: i64 = 60 * 1000;
 
 /// This collector process, as `claimed_by` names it: the process id and a
 /// random part (a process id alone repeats across machines and restarts).
@@ -113,6 +122,12 @@ pub fn claim_due(
 ) -> Result<Claimed> {
     let (now, now_ms) = crate::store::now_stamp();
     take_back_stale(pg, now_ms)?;
+    let lease = now_ms.saturating_add(LEASE_MS);
+    pg.execute(
+        "UPDATE recordings SET lease_until_ms = $2
+         WHERE status = 'fetching' AND claimed_by = $1 AND lease_until_ms < $3",
+        &[&*CLAIMER, &lease, &lease.saturating_sub(RENEW_AFTER_MS)],
+    )?;
     let mine: i64 = pg
         .query_one(
             "SELECT COUNT(*) FROM recordings WHERE status = 'fetching' AND claimed_by = $1",
@@ -183,7 +198,7 @@ pub fn claim_due(
         "UPDATE recordings SET status = 'fetching', attempts = attempts + 1, updated_at = $2,
              claimed_by = $3, lease_until_ms = $4
          WHERE id = ANY($1)",
-        &[&picked, &now, &*CLAIMER, &now_ms.saturating_add(LEASE_MS)],
+        &[&picked, &now, &*CLAIMER, &lease],
     )?;
     let sql = format!("SELECT {COLS} FROM recordings r WHERE r.id = ANY($1)");
     let mut found = from_rows(pg.query(&sql, &[&picked])?)?;

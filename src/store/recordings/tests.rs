@@ -249,6 +249,44 @@ fn reset_fetching_takes_back_only_what_no_live_collector_holds() {
     });
 }
 
+/// The lease of a row a collector is still fetching is renewed by its
+/// next claim, so the row is not taken back while the download runs.
+#[test]
+fn a_claim_renews_the_leases_of_the_collectors_own_rows() {
+    each_backend("a_claim_renews_leases", |backend, store| {
+        if backend != Backend::Postgres {
+            return;
+        }
+        queue(store, &[("a", 1)]);
+        assert_eq!(claim(store, 1, 8, None, &HashSet::new()).0, [j("a", 1)]);
+        let lease = || {
+            store
+                .read_blocking(|tx| {
+                    let pg = tx.pg().expect("postgres");
+                    Ok(pg
+                        .query_one("SELECT lease_until_ms FROM recordings", &[])?
+                        .get::<_, i64>(0))
+                })
+                .expect("lease")
+        };
+        let now = crate::store::now_stamp().1;
+        let first = lease();
+        assert!(first >= now + super::super::postgres::recordings::LEASE_MS - 60_000);
+        // Nearly past: another collector's start would soon take it back.
+        sql(
+            store,
+            &format!("UPDATE recordings SET lease_until_ms = {}", now + 1000),
+        );
+        assert!(claim(store, 1, 8, None, &HashSet::new()).0.is_empty());
+        assert!(lease() >= first, "renewed");
+        assert_eq!(
+            store.writer.write_blocking(reset_fetching).expect("reset"),
+            0
+        );
+        assert_eq!(by_leg(store, 1).status, FETCHING);
+    });
+}
+
 /// Two collectors claim at the same moment: the second skips what the
 /// first holds, and the device the first is claiming from, until it
 /// commits; afterwards it gets the rest, never the first's rows.
