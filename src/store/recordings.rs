@@ -140,6 +140,10 @@ pub struct Claimed {
 /// The work is bounded by the devices visited and the rows taken, not by
 /// the queue: devices are found one index seek at a time, and each device's
 /// due rows are read in index order only as far as needed.
+///
+/// On PostgreSQL several collectors claim from one queue: claims are leases
+/// and the caps count across collectors as `store::postgres::recordings`
+/// says.
 pub fn claim_due(
     tx: &Tx,
     due_before: i64,

@@ -287,6 +287,40 @@ fn a_claim_renews_the_leases_of_the_collectors_own_rows() {
     });
 }
 
+/// Rows of other collectors: a live one's count against the device's cap
+/// (not this collector's own), a dead one's (lease past) are claimed again.
+#[test]
+fn another_collectors_rows_count_per_device_and_come_back_when_stale() {
+    each_backend("other_collectors_rows", |backend, store| {
+        if backend != Backend::Postgres {
+            return;
+        }
+        queue(store, &[("a", 1), ("a", 2), ("b", 3), ("b", 4)]);
+        let far = crate::store::now_stamp().1 + 3_600_000;
+        sql(
+            store,
+            &format!(
+                "UPDATE recordings SET status = 'fetching', attempts = 1, claimed_by = 'live',
+                     lease_until_ms = {far} WHERE leg_id = 1;
+                 UPDATE recordings SET status = 'fetching', attempts = 1, claimed_by = 'dead',
+                     lease_until_ms = 5 WHERE leg_id = 3"
+            ),
+        );
+        // max_concurrent 2 is this collector's own: both of its slots are free.
+        // per_device 1: a is full (the live row); b's dead row is back and first due.
+        let (jobs, _) = claim(store, 1, 2, None, &HashSet::new());
+        assert_eq!(jobs, [j("b", 3)]);
+        assert_eq!(
+            by_leg(store, 3).attempts,
+            1,
+            "the cut attempt does not count"
+        );
+        assert_eq!(by_leg(store, 1).status, FETCHING);
+        let (jobs, _) = claim(store, 2, 2, None, &HashSet::new());
+        assert_eq!(jobs, [j("a", 2)], "one slot left of two");
+    });
+}
+
 /// Two collectors claim at the same moment: the second skips what the
 /// first holds, and the device the first is claiming from, until it
 /// commits; afterwards it gets the rest, never the first's rows.
