@@ -11,6 +11,13 @@
 //! -- params: from, to
 //! ```
 //!
+//! Each backend has its own dialect: `reports/*.sql` is SQLite's and
+//! `reports/postgres/*.sql` PostgreSQL's, a file of the same name for each
+//! report (same columns, same values: ARCHITECTURE.md "src/reports/"); in
+//! the data directory, `reports/*.sql` and `reports/postgres/*.sql` add or
+//! replace the report for their backend only. The query run is the one for
+//! the archive's backend ([`Report::sql_for`]).
+//!
 //! `name` must equal the file stem. Parameters are bound by name; besides the
 //! user's `:from` and `:to` (device-local days, `to` inclusive) every query may
 //! use `:to_next` (the day after `to`), `:settled_before_ms` and `:sla_seconds`.
@@ -34,10 +41,28 @@ pub struct Report {
     pub name: String,
     pub description: String,
     pub params: Vec<String>,
+    /// The query on SQLite (empty when the report has none: a file added
+    /// for PostgreSQL only).
     #[serde(skip)]
     pub sql: String,
     /// `None` when built in, else the file it was read from.
     pub file: Option<PathBuf>,
+    /// The query on PostgreSQL.
+    #[serde(skip)]
+    pub pg_sql: Option<String>,
+    /// `None` when built in, else the file the PostgreSQL query was read from.
+    pub pg_file: Option<PathBuf>,
+}
+
+impl Report {
+    /// The query for the archive's backend, if the report has one.
+    pub fn sql_for(&self, postgres: bool) -> Option<&str> {
+        if postgres {
+            self.pg_sql.as_deref()
+        } else {
+            Some(self.sql.as_str()).filter(|s| !s.trim().is_empty())
+        }
+    }
 }
 
 /// Parses one report file (`file` is its name, for the stem check and errors).
@@ -112,6 +137,8 @@ pub fn parse(file: &str, text: &str) -> Result<Report> {
         params,
         sql: text.to_string(),
         file: None,
+        pg_sql: None,
+        pg_file: None,
     })
 }
 
@@ -128,16 +155,32 @@ impl Catalog {
             .iter()
             .map(|(file, text)| parse(file, text))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Catalog { reports })
+        let mut cat = Catalog { reports };
+        for (file, text) in embedded::EMBEDDED_PG {
+            cat.add_postgres(parse(file, text)?, None);
+        }
+        Ok(cat)
     }
 
-    /// The built-in reports plus the `*.sql` files of `dir` (when it exists);
-    /// a file replaces a built-in report of the same name.
-    pub fn load(dir: Option<&Path>) -> Result<Catalog> {
-        let mut cat = Catalog::embedded()?;
-        let Some(dir) = dir.filter(|d| d.is_dir()) else {
-            return Ok(cat);
-        };
+    /// Sets the PostgreSQL query of the report `r` names (`r.sql` holds
+    /// it); a report that only PostgreSQL has is added with its header.
+    fn add_postgres(&mut self, r: Report, file: Option<PathBuf>) {
+        match self.reports.iter_mut().find(|old| old.name == r.name) {
+            Some(old) => {
+                old.pg_sql = Some(r.sql);
+                old.pg_file = file;
+            }
+            None => self.reports.push(Report {
+                pg_sql: Some(r.sql),
+                pg_file: file,
+                sql: String::new(),
+                ..r
+            }),
+        }
+    }
+
+    /// The `*.sql` files of `dir`, sorted, with their text and file name.
+    fn files(dir: &Path) -> Result<Vec<(PathBuf, String, String)>> {
         let rd = std::fs::read_dir(dir).map_err(|source| ReportError::Read {
             path: dir.to_path_buf(),
             source,
@@ -147,20 +190,46 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
             .collect();
         files.sort();
-        for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let file = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
+        files
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                Ok((path, file, text))
+            })
+            .collect()
+    }
+
+    /// The built-in reports plus the `*.sql` files of `dir` (when it exists)
+    /// for SQLite and of `dir/postgres` for PostgreSQL; a file replaces the
+    /// report of the same name on its backend.
+    pub fn load(dir: Option<&Path>) -> Result<Catalog> {
+        let mut cat = Catalog::embedded()?;
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            return Ok(cat);
+        };
+        for (path, file, text) in Catalog::files(dir)? {
             let mut r = parse(&file, &text)?;
             r.file = Some(path);
-            cat.reports.retain(|old| old.name != r.name);
+            if let Some(old) = cat.reports.iter().position(|old| old.name == r.name) {
+                let old = cat.reports.remove(old);
+                r.pg_sql = old.pg_sql;
+                r.pg_file = old.pg_file;
+            }
             cat.reports.push(r);
+        }
+        let pg_dir = dir.join("postgres");
+        if pg_dir.is_dir() {
+            for (path, file, text) in Catalog::files(&pg_dir)? {
+                cat.add_postgres(parse(&file, &text)?, Some(path));
+            }
         }
         cat.reports.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(cat)
@@ -232,7 +301,13 @@ mod tests {
                 "{}",
                 r.name
             );
+            assert!(
+                r.sql_for(false).is_some() && r.sql_for(true).is_some(),
+                "{} needs a query for each backend",
+                r.name
+            );
         }
+        assert_eq!(embedded::EMBEDDED_PG.len(), embedded::EMBEDDED.len());
         for must in [
             "daily_summary",
             "per_extension",
@@ -259,5 +334,26 @@ mod tests {
         assert!(cat.get("mine").is_ok());
         assert_eq!(cat.get("billing").expect("billing").description, "one two");
         assert!(cat.get("nope").is_err());
+    }
+
+    #[test]
+    fn load_replaces_each_backend_on_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("postgres")).expect("mkdir");
+        std::fs::write(dir.path().join("mine.sql"), GOOD.replace("x", "mine")).expect("write");
+        let pg = |name: &str| GOOD.replace("x", name).replace("SELECT 1", "SELECT 2");
+        std::fs::write(dir.path().join("postgres/billing.sql"), pg("billing")).expect("write");
+        std::fs::write(dir.path().join("postgres/pgonly.sql"), pg("pgonly")).expect("write");
+        let cat = Catalog::load(Some(dir.path())).expect("loads");
+        let builtin = Catalog::embedded().expect("embedded");
+        let billing = cat.get("billing").expect("billing");
+        assert_eq!(billing.sql, builtin.get("billing").expect("billing").sql);
+        assert!(billing
+            .sql_for(true)
+            .is_some_and(|s| s.contains("SELECT 2")));
+        let mine = cat.get("mine").expect("mine");
+        assert!(mine.sql_for(false).is_some() && mine.sql_for(true).is_none());
+        let pgonly = cat.get("pgonly").expect("pgonly");
+        assert!(pgonly.sql_for(false).is_none() && pgonly.sql_for(true).is_some());
     }
 }

@@ -13,6 +13,13 @@ pub enum ReportError {
     /// A report query uses a parameter we do not supply.
     #[error("report {report}: unknown parameter {param} (available: :from, :to, :to_next, :settled_before_ms, :sla_seconds)")]
     Param { report: String, param: String },
+    /// The report has no query for the archive's backend (a file added
+    /// to the data directory for one backend only).
+    #[error("report {report} has no query for {backend}")]
+    NoVersion {
+        report: String,
+        backend: &'static str,
+    },
     /// A report query lacks a column the caller needs (e.g. billing without billable_seconds).
     #[error("report {report}: missing column {column}")]
     MissingColumn { report: String, column: String },

@@ -23,6 +23,9 @@ pub mod sheet;
 pub mod svg;
 pub mod tariffs;
 
+#[cfg(test)]
+mod parity_tests;
+
 pub use catalog::{Catalog, Report};
 pub use error::ReportError;
 pub use run::{Format, Params, Table};

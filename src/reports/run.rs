@@ -105,18 +105,33 @@ impl std::str::FromStr for Format {
 }
 
 /// Prepares `report` with every named parameter bound.
+/// The query is the report's text for the archive's backend (`reports/*.sql`
+/// on SQLite, `reports/postgres/*.sql` on PostgreSQL).
 pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<ReportQuery<'c>> {
-    db.prepare(&report.sql, &|name| p.value(name))
-        .map_err(|e| match e {
-            QueryError::UnknownParam(param) => ReportError::Param {
-                report: report.name.clone(),
-                param,
+    let sql = report
+        .sql_for(db.is_postgres())
+        .ok_or_else(|| ReportError::NoVersion {
+            report: report.name.clone(),
+            backend: if db.is_postgres() {
+                "PostgreSQL (reports/postgres/)"
+            } else {
+                "SQLite (reports/)"
             },
-            QueryError::Store(source) => ReportError::Query {
-                report: report.name.clone(),
-                source,
-            },
-        })
+        })?;
+    db.prepare(sql, &|name| p.value(name)).map_err(|e| match e {
+        QueryError::UnknownParam(param) => ReportError::Param {
+            report: report.name.clone(),
+            param,
+        },
+        QueryError::ParamType { .. } => ReportError::Query {
+            report: report.name.clone(),
+            source: crate::store::StoreError::Backend(e.to_string()),
+        },
+        QueryError::Store(source) => ReportError::Query {
+            report: report.name.clone(),
+            source,
+        },
+    })
 }
 
 /// Calls `f` with the column names and every row, in order; returns the

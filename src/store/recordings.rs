@@ -46,19 +46,26 @@ pub struct Recording {
     pub updated_at: String,
 }
 
-const COLS: &str =
+pub(in crate::store) const COLS: &str =
     "r.id, r.leg_id, r.device, r.path, r.codec, r.status, r.attempts, r.not_found, r.due_ms,
     r.last_error, r.file, r.originals, r.bytes, r.duration_seconds, r.sha256, r.updated_at,
     (SELECT cdr_id FROM legs WHERE legs.id = r.leg_id)";
 
+/// The `originals` column: a JSON array of paths, or NULL for none.
+pub(in crate::store) fn parse_originals(
+    s: Option<&str>,
+) -> std::result::Result<Vec<String>, serde_json::Error> {
+    match s {
+        Some(s) => serde_json::from_str(s),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn from_row(r: &Row) -> rusqlite::Result<Recording> {
     let originals: Option<String> = r.get(11)?;
-    let originals = match originals {
-        Some(s) => serde_json::from_str(&s).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        None => Vec::new(),
-    };
+    let originals = parse_originals(originals.as_deref()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     Ok(Recording {
         id: r.get(0)?,
         leg_id: r.get(1)?,
@@ -90,6 +97,11 @@ pub fn schedule(
     due_ms: i64,
 ) -> Result<()> {
     let (now, _) = now_stamp();
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::schedule(
+            pg, leg_id, device, path, codec, due_ms, &now,
+        );
+    }
     tx.prepare_cached(
         "INSERT INTO recordings (leg_id, device, path, codec, status, due_ms, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) ON CONFLICT (leg_id) DO NOTHING",
@@ -128,6 +140,10 @@ pub struct Claimed {
 /// The work is bounded by the devices visited and the rows taken, not by
 /// the queue: devices are found one index seek at a time, and each device's
 /// due rows are read in index order only as far as needed.
+///
+/// On PostgreSQL several collectors claim from one queue: claims are leases
+/// and the caps count across collectors as `store::postgres::recordings`
+/// says.
 pub fn claim_due(
     tx: &Tx,
     due_before: i64,
@@ -135,6 +151,9 @@ pub fn claim_due(
     after: Option<&str>,
     exclude: &std::collections::HashSet<i64>,
 ) -> Result<Claimed> {
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::claim_due(tx, pg, due_before, limits, after, exclude);
+    }
     let busy = fetching_per_device(tx)?;
     let in_flight: usize = busy.values().sum();
     let free = limits.max_concurrent.max(1).saturating_sub(in_flight);
@@ -167,22 +186,7 @@ pub fn claim_due(
             queues.push((device, ids));
         }
     }
-    // Round robin over the queues: one job per device per round.
-    let mut picked = Vec::new();
-    while picked.len() < free {
-        let before = picked.len();
-        for (_, ids) in queues.iter_mut() {
-            if picked.len() == free {
-                break;
-            }
-            if let Some(id) = ids.pop_front() {
-                picked.push(id);
-            }
-        }
-        if picked.len() == before {
-            break;
-        }
-    }
+    let picked = round_robin(&mut queues, free);
     let (now, _) = now_stamp();
     let mut claim = tx.prepare_cached(
         "UPDATE recordings SET status = 'fetching', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
@@ -200,6 +204,30 @@ pub fn claim_due(
     })
 }
 
+/// Up to `free` ids off the devices' queues, one job per device per round,
+/// in the devices' turn order.
+pub(in crate::store) fn round_robin(
+    queues: &mut [(String, std::collections::VecDeque<i64>)],
+    free: usize,
+) -> Vec<i64> {
+    let mut picked = Vec::new();
+    while picked.len() < free {
+        let before = picked.len();
+        for (_, ids) in queues.iter_mut() {
+            if picked.len() == free {
+                break;
+            }
+            if let Some(id) = ids.pop_front() {
+                picked.push(id);
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    picked
+}
+
 /// Rows `fetching` per device.
 fn fetching_per_device(tx: &Tx) -> Result<std::collections::HashMap<String, usize>> {
     let mut busy = std::collections::HashMap::new();
@@ -215,7 +243,7 @@ fn fetching_per_device(tx: &Tx) -> Result<std::collections::HashMap<String, usiz
 
 /// The devices with pending rows, in name order starting after a given
 /// device and wrapping around once; one index seek per device.
-struct DeviceTurn {
+pub(in crate::store) struct DeviceTurn {
     /// The last device returned (the seek starts after it).
     cursor: Option<String>,
     /// Where the turn started; `None` when it started at the beginning.
@@ -224,7 +252,7 @@ struct DeviceTurn {
 }
 
 impl DeviceTurn {
-    fn new(after: Option<&str>) -> DeviceTurn {
+    pub(in crate::store) fn new(after: Option<&str>) -> DeviceTurn {
         DeviceTurn {
             cursor: after.map(str::to_string),
             start: after.map(str::to_string),
@@ -232,7 +260,7 @@ impl DeviceTurn {
         }
     }
 
-    fn next(&mut self, tx: &Tx) -> Result<Option<String>> {
+    pub(in crate::store) fn next(&mut self, tx: &Tx) -> Result<Option<String>> {
         loop {
             let found = next_pending_device(tx, self.cursor.as_deref())?;
             let found = match (found, self.wrapped) {
@@ -256,6 +284,9 @@ impl DeviceTurn {
 
 /// The first device (in name order) after `after` that has a pending row.
 fn next_pending_device(tx: &Tx, after: Option<&str>) -> Result<Option<String>> {
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::next_pending_device(pg, after);
+    }
     let found = match after {
         Some(a) => tx
             .prepare_cached(
@@ -289,6 +320,9 @@ pub fn finish_done(tx: &Tx, id: i64, a: &Archived) -> Result<()> {
     let (now, _) = now_stamp();
     let originals =
         serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::finish_done(pg, id, a, &originals, &now);
+    }
     tx.prepare_cached(
         "UPDATE recordings SET status = 'done', last_error = NULL, file = ?2, originals = ?3, bytes = ?4,
              duration_seconds = ?5, sha256 = ?6, updated_at = ?7 WHERE id = ?1",
@@ -308,6 +342,16 @@ pub fn finish_attempt_failed(
     retry_at_ms: Option<i64>,
 ) -> Result<&'static str> {
     let (now, _) = now_stamp();
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::finish_attempt_failed(
+            pg,
+            id,
+            error,
+            was_404,
+            retry_at_ms,
+            &now,
+        );
+    }
     tx.prepare_cached(
         "UPDATE recordings SET last_error = ?2, not_found = not_found + ?3, updated_at = ?4 WHERE id = ?1",
     )?
@@ -338,8 +382,13 @@ pub fn finish_attempt_failed(
 }
 
 /// Puts rows left `fetching` by a stopped process back to `pending` (the
-/// interrupted attempt does not count). Returns how many.
+/// interrupted attempt does not count). Returns how many. On PostgreSQL
+/// other collectors may be fetching right now: only rows whose claim is
+/// stale go back (see `store::postgres::recordings`).
 pub fn reset_fetching(tx: &Tx) -> Result<usize> {
+    if let Some(pg) = tx.pg() {
+        return super::postgres::recordings::reset_fetching(pg, now_stamp().1);
+    }
     Ok(tx.execute(
         "UPDATE recordings SET status = 'pending', attempts = MAX(attempts - 1, 0) WHERE status = 'fetching'",
         [],
@@ -348,6 +397,9 @@ pub fn reset_fetching(tx: &Tx) -> Result<usize> {
 
 /// Earliest `due_ms` of a pending row, if any.
 pub fn next_due(conn: &Tx) -> Result<Option<i64>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::next_due(pg);
+    }
     Ok(conn
         .prepare_cached("SELECT MIN(due_ms) FROM recordings WHERE status = 'pending'")?
         .query_row([], |r| r.get(0))?)
@@ -356,9 +408,14 @@ pub fn next_due(conn: &Tx) -> Result<Option<i64>> {
 /// Row counts per status (every status listed, zeros included).
 pub fn counts(conn: &Tx) -> Result<Vec<(String, i64)>> {
     let mut out: Vec<(String, i64)> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
-    let mut st = conn.prepare_cached("SELECT status, COUNT(*) FROM recordings GROUP BY status")?;
-    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (s, n) = row?;
+    let found = match conn.pg() {
+        Some(pg) => super::postgres::recordings::counts(pg)?,
+        None => conn
+            .prepare_cached("SELECT status, COUNT(*) FROM recordings GROUP BY status")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    for (s, n) in found {
         match out.iter_mut().find(|(k, _)| *k == s) {
             Some(slot) => slot.1 = n,
             None => out.push((s, n)),
@@ -369,6 +426,9 @@ pub fn counts(conn: &Tx) -> Result<Vec<(String, i64)>> {
 
 /// Rows with one of `statuses`, newest first.
 pub fn with_status(conn: &Tx, statuses: &[&str], limit: i64) -> Result<Vec<Recording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::with_status(pg, statuses, limit);
+    }
     let marks = vec!["?"; statuses.len()].join(",");
     let sql = format!(
         "SELECT {COLS} FROM recordings r WHERE r.status IN ({marks}) ORDER BY r.id DESC LIMIT ?"
@@ -382,6 +442,9 @@ pub fn with_status(conn: &Tx, statuses: &[&str], limit: i64) -> Result<Vec<Recor
 }
 
 pub fn get(conn: &Tx, id: i64) -> Result<Option<Recording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::get(pg, id);
+    }
     let sql = format!("SELECT {COLS} FROM recordings r WHERE r.id = ?1");
     Ok(conn
         .prepare_cached(&sql)?
@@ -391,6 +454,9 @@ pub fn get(conn: &Tx, id: i64) -> Result<Option<Recording>> {
 
 /// The recordings of a call's legs, in leg order.
 pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<Recording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::of_call(pg, call_id);
+    }
     let sql = format!(
         "SELECT {COLS} FROM recordings r JOIN call_legs cl ON cl.leg_id = r.leg_id
            JOIN calls c ON c.seq = cl.call_seq
@@ -404,6 +470,9 @@ pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<Recording>> {
 /// The call's primary recording: the leg of the answering extension
 /// (`calls.answered_by` = the leg's CDPN), else the longest leg with a recording.
 pub fn primary_of_call(conn: &Tx, call_id: &str) -> Result<Option<Recording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::primary_of_call(pg, call_id);
+    }
     let sql = format!(
         "SELECT {COLS} FROM recordings r
            JOIN call_legs cl ON cl.leg_id = r.leg_id
@@ -420,151 +489,4 @@ pub fn primary_of_call(conn: &Tx, call_id: &str) -> Result<Option<Recording>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use rusqlite::Connection;
-
-    use super::*;
-
-    /// The schema, foreign keys off: the recordings table alone, no legs.
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().expect("db");
-        super::super::migrate::apply(&mut conn).expect("schema");
-        conn.pragma_update(None, "foreign_keys", false).expect("fk");
-        conn
-    }
-
-    /// Queues one row per `(device, due_ms)`, leg ids from 1.
-    fn queue(conn: &mut Connection, rows: &[(&str, i64)]) {
-        let tx = conn.transaction().unwrap();
-        for (i, (device, due)) in rows.iter().enumerate() {
-            let leg = i as i64 + 1;
-            schedule(
-                &Tx::new(&tx),
-                leg,
-                device,
-                &format!("20240108/{leg}.wav"),
-                None,
-                *due,
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    }
-
-    fn claim(
-        conn: &mut Connection,
-        per_device: usize,
-        max_concurrent: usize,
-        after: Option<&str>,
-        exclude: &HashSet<i64>,
-    ) -> (Vec<(String, i64)>, Option<String>) {
-        let tx = conn.transaction().unwrap();
-        let limits = ClaimLimits {
-            per_device,
-            max_concurrent,
-        };
-        let c = claim_due(&Tx::new(&tx), 100, limits, after, exclude).unwrap();
-        tx.commit().unwrap();
-        let jobs = c.jobs.into_iter().map(|r| (r.device, r.leg_id)).collect();
-        (jobs, c.next_after)
-    }
-
-    fn done(conn: &mut Connection, leg: i64) {
-        let tx = conn.transaction().unwrap();
-        tx.execute(
-            "UPDATE recordings SET status = 'done' WHERE leg_id = ?1",
-            [leg],
-        )
-        .unwrap();
-        tx.commit().unwrap();
-    }
-
-    fn j(d: &str, leg: i64) -> (String, i64) {
-        (d.to_string(), leg)
-    }
-
-    #[test]
-    fn claim_due_takes_devices_in_turn_within_both_caps() {
-        let mut c = db();
-        // a: legs 1-4 due first; b: leg 5, due last; c: leg 6 due, leg 7 not yet.
-        queue(
-            &mut c,
-            &[
-                ("a", 1),
-                ("a", 2),
-                ("a", 3),
-                ("a", 4),
-                ("b", 50),
-                ("c", 10),
-                ("c", 500),
-            ],
-        );
-        let none = HashSet::new();
-        let (jobs, next) = claim(&mut c, 2, 3, None, &none);
-        assert_eq!(
-            jobs,
-            [j("a", 1), j("b", 5), j("c", 6)],
-            "one each, oldest first"
-        );
-        assert_eq!(next.as_deref(), Some("c"));
-        assert!(
-            claim(&mut c, 2, 3, next.as_deref(), &none).0.is_empty(),
-            "global cap"
-        );
-        done(&mut c, 5);
-        // The turn goes on after c: a (wrapping), as b and c have nothing due.
-        let (jobs, next) = claim(&mut c, 2, 3, Some("c"), &none);
-        assert_eq!(jobs, [j("a", 2)]);
-        assert_eq!(next.as_deref(), Some("a"));
-        done(&mut c, 1);
-        done(&mut c, 6);
-        // a already fetches one: per_device 2 lets it take one more, not two.
-        let (jobs, _) = claim(&mut c, 2, 8, Some("a"), &none);
-        assert_eq!(jobs, [j("a", 3)]);
-    }
-
-    #[test]
-    fn claim_due_rotates_the_first_pick_and_skips_excluded_rows() {
-        let mut c = db();
-        queue(&mut c, &[("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1)]);
-        // Room for one: each claim serves the next device.
-        let mut after = None;
-        let mut order = Vec::new();
-        for _ in 0..3 {
-            let (jobs, next) = claim(&mut c, 1, 1, after.as_deref(), &HashSet::new());
-            let (device, leg) = jobs[0].clone();
-            order.push(device);
-            done(&mut c, leg);
-            after = next;
-        }
-        assert_eq!(order, ["a", "b", "c"]);
-        let (jobs, _) = claim(&mut c, 1, 8, after.as_deref(), &HashSet::from([2]));
-        assert_eq!(jobs, [j("b", 4)], "a's only row left is excluded");
-    }
-
-    /// The claim reads the queue through the index: per device, only the
-    /// rows it takes, however long the queue.
-    #[test]
-    fn claim_due_queries_use_the_device_index() {
-        let c = db();
-        for sql in [
-            "SELECT id FROM recordings WHERE status = 'pending' AND device = ?1 AND due_ms <= ?2
-             ORDER BY due_ms, id",
-            "SELECT device FROM recordings WHERE status = 'pending' AND device > ?1
-             ORDER BY device LIMIT ?2",
-        ] {
-            let plan: Vec<String> = c
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map(params!["x", 1], |r| r.get::<_, String>(3))
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect();
-            let plan = plan.join("; ");
-            assert!(plan.contains("recordings_device_due"), "{plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
-        }
-    }
-}
+mod tests;

@@ -15,6 +15,10 @@ use rusqlite::Connection;
 
 use super::{Result, StoreError, Tx};
 
+/// Rows written the same on both backends, for tests.
+#[cfg(test)]
+pub(crate) mod fixture;
+
 /// One cell of a report row, as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -39,6 +43,9 @@ pub enum QueryError {
     /// The query uses a named parameter (`:name`) the caller does not supply.
     #[error("unknown parameter {0}")]
     UnknownParam(String),
+    /// PostgreSQL reads a parameter as a type its value cannot be given as.
+    #[error("parameter {name} is used as {ty}: cast it (`{name}::text`, `{name}::bigint`)")]
+    ParamType { name: String, ty: String },
     /// The database refused the query (syntax, a missing table or column, …).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -64,6 +71,12 @@ impl<'c> From<&'c Connection> for ReportReader<'c> {
 }
 
 impl<'c> ReportReader<'c> {
+    /// True on PostgreSQL: the report's SQL must be in its dialect
+    /// (`reports/postgres/`).
+    pub fn is_postgres(&self) -> bool {
+        self.tx.is_postgres()
+    }
+
     /// Prepares `sql` with each of its named parameters bound to what
     /// `bind` gives for the name (`:from`, …).
     pub fn prepare(
@@ -71,6 +84,11 @@ impl<'c> ReportReader<'c> {
         sql: &str,
         bind: &dyn Fn(&str) -> Option<Param>,
     ) -> std::result::Result<ReportQuery<'c>, QueryError> {
+        if let Some(pg) = self.tx.pg() {
+            return Ok(ReportQuery {
+                st: Query::Postgres(super::postgres::reports::prepare(pg, sql, bind)?),
+            });
+        }
         let mut st = self.tx.prepare(sql).map_err(StoreError::from)?;
         for i in 1..=st.parameter_count() {
             let name = st.parameter_name(i).unwrap_or("?").to_string();
@@ -80,54 +98,85 @@ impl<'c> ReportReader<'c> {
             };
             st.raw_bind_parameter(i, v).map_err(StoreError::from)?;
         }
-        Ok(ReportQuery { st })
+        Ok(ReportQuery {
+            st: Query::Sqlite(st),
+        })
     }
 }
 
 /// A prepared report query with its parameters bound.
 pub struct ReportQuery<'c> {
-    st: rusqlite::Statement<'c>,
+    st: Query<'c>,
 }
 
-impl ReportQuery<'_> {
+enum Query<'c> {
+    Sqlite(rusqlite::Statement<'c>),
+    Postgres(super::postgres::reports::PgQuery<'c>),
+}
+
+impl<'c> ReportQuery<'c> {
     /// The names of the result columns, in order.
     pub fn columns(&self) -> Vec<String> {
-        self.st
-            .column_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+        match &self.st {
+            Query::Sqlite(st) => st.column_names().into_iter().map(str::to_string).collect(),
+            Query::Postgres(q) => q.columns(),
+        }
     }
 
-    /// Runs the query; the rows are read one at a time from the cursor.
-    pub fn rows(&mut self) -> ReportRows<'_> {
+    /// Runs the query; the rows are read one at a time from the cursor (on
+    /// PostgreSQL a server-side one, a batch at a time).
+    pub fn rows(&mut self) -> ReportRows<'_, 'c> {
         ReportRows {
-            rows: self.st.raw_query(),
+            rows: match &mut self.st {
+                Query::Sqlite(st) => Rows::Sqlite(st.raw_query()),
+                Query::Postgres(q) => Rows::Postgres(q.rows()),
+            },
         }
     }
 }
 
 /// The rows of a running report query.
-pub struct ReportRows<'s> {
-    rows: rusqlite::Rows<'s>,
+pub struct ReportRows<'s, 'c> {
+    rows: Rows<'s, 'c>,
 }
 
-impl ReportRows<'_> {
+enum Rows<'s, 'c> {
+    Sqlite(rusqlite::Rows<'s>),
+    Postgres(super::postgres::reports::PgRows<'s, 'c>),
+}
+
+impl ReportRows<'_, '_> {
     /// The next row, or `None` after the last.
     pub fn next_row(&mut self) -> Result<Option<ReportRow<'_>>> {
-        Ok(self.rows.next()?.map(|row| ReportRow { row }))
+        Ok(match &mut self.rows {
+            Rows::Sqlite(rows) => rows.next()?.map(|row| ReportRow {
+                row: Row::Sqlite(row),
+            }),
+            Rows::Postgres(rows) => rows.next_row()?.map(|row| ReportRow {
+                row: Row::Postgres(row),
+            }),
+        })
     }
 }
 
 /// One row of a report; valid until the next call of [`ReportRows::next_row`].
 pub struct ReportRow<'r> {
-    row: &'r rusqlite::Row<'r>,
+    row: Row<'r>,
+}
+
+enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r tokio_postgres::Row),
 }
 
 impl ReportRow<'_> {
     /// The cell of column `i` (0-based).
     pub fn get(&self, i: usize) -> Result<Value<'_>> {
-        Ok(match self.row.get_ref(i)? {
+        let row = match self.row {
+            Row::Sqlite(row) => row,
+            Row::Postgres(row) => return super::postgres::reports::cell(row, i),
+        };
+        Ok(match row.get_ref(i)? {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(n) => Value::Integer(n),
             ValueRef::Real(f) => Value::Real(f),
@@ -194,6 +243,96 @@ mod tests {
             .err()
             .expect("refused");
         assert!(matches!(e, QueryError::UnknownParam(p) if p == ":carrier"));
+    }
+
+    /// On PostgreSQL the rows come from a portal a batch at a time: a result
+    /// of several batches arrives whole and in order, parameters bound.
+    #[test]
+    fn rows_stream_in_order_past_a_batch_on_both_backends() {
+        crate::store::testing::each_backend("rows_stream_in_order", |_, store| {
+            let got = store
+                .read_blocking(|tx| {
+                    let db = ReportReader::from(tx);
+                    let mut q = db
+                        .prepare(
+                            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1300)
+                             SELECT n, CAST(:n AS BIGINT) AS p, CAST(:s AS TEXT) AS t FROM s ORDER BY n",
+                            &bind,
+                        )
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    assert_eq!(q.columns(), ["n", "p", "t"]);
+                    let mut rows = q.rows();
+                    let mut got = Vec::new();
+                    while let Some(row) = rows.next_row()? {
+                        assert_eq!(row.get(1)?, Value::Integer(7));
+                        assert_eq!(row.get(2)?, Value::Text("x".into()));
+                        match row.get(0)? {
+                            Value::Integer(n) => got.push(n),
+                            other => panic!("not an integer: {other:?}"),
+                        }
+                    }
+                    Ok(got)
+                })
+                .expect("runs");
+            assert_eq!(got, (1..=1300).collect::<Vec<i64>>());
+        });
+    }
+
+    /// Each PostgreSQL type a report may give, as the cell SQLite would give.
+    #[test]
+    fn postgres_cells_are_typed_as_on_sqlite() {
+        crate::store::testing::each_backend("postgres_cells_are_typed", |backend, store| {
+            if backend != crate::store::testing::Backend::Postgres {
+                return;
+            }
+            let got = store
+                .read_blocking(|tx| {
+                    let mut q = ReportReader::from(tx)
+                        .prepare(
+                            "SELECT 5::int8, 6::int4, 7::int2, true, 1.5::float8, 0.25::float4,
+                                    -12.05::numeric, 'é'::text, 'v'::varchar, NULL, '\\x00ff'::bytea",
+                            &bind,
+                        )
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    let cols = q.columns().len();
+                    let mut rows = q.rows();
+                    let row = rows.next_row()?.expect("a row");
+                    let cells: Vec<String> = (0..cols)
+                        .map(|i| row.get(i).map(|v| format!("{v:?}")))
+                        .collect::<Result<_>>()?;
+                    Ok(cells)
+                })
+                .expect("runs");
+            assert_eq!(
+                got,
+                [
+                    "Integer(5)",
+                    "Integer(6)",
+                    "Integer(7)",
+                    "Integer(1)",
+                    "Real(1.5)",
+                    "Real(0.25)",
+                    "Real(-12.05)",
+                    "Text(\"é\")",
+                    "Text(\"v\")",
+                    "Null",
+                    "Blob([0, 255])",
+                ]
+            );
+            let refused = store.read_blocking(|tx| {
+                Ok(ReportReader::from(tx)
+                    .prepare("SELECT now()", &bind)
+                    .and_then(|mut q| {
+                        let mut rows = q.rows();
+                        let row = rows.next_row()?.expect("a row");
+                        row.get(0).map(|_| ()).map_err(QueryError::from)
+                    })
+                    .err()
+                    .map(|e| e.to_string()))
+            });
+            let refused = refused.expect("runs").expect("a timestamp is refused");
+            assert!(refused.contains("cast it to text"), "{refused}");
+        });
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub mod partitions;
 pub mod pushes;
 pub mod queues;
 pub mod rebuild;
+pub mod recordings;
+pub mod reports;
 pub mod tokens;
 mod tx;
 pub mod writer;

@@ -15,7 +15,7 @@
 
 use futures_executor::block_on;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Portal, Row, Statement};
 
 use super::PgError;
 
@@ -96,5 +96,24 @@ impl PgTx<'_> {
             sink.send(bytes::Bytes::from(data)).await?;
             Ok(sink.finish().await?)
         })
+    }
+
+    /// Prepares a statement whose text is not the program's own (a report
+    /// query read from a file): not cached, so the connection's statement
+    /// cache does not fill with one-off texts.
+    pub fn prepare(&self, sql: &str) -> Result<Statement, PgError> {
+        Ok(self.rt.block_on(self.tx.prepare(sql))?)
+    }
+
+    /// Binds `params` to `st` in a portal: a server-side cursor that lives
+    /// until the transaction ends, read with [`PgTx::query_portal`] a batch
+    /// at a time, so a large result is never held whole (a billing export).
+    pub fn bind(&self, st: &Statement, params: Params) -> Result<Portal, PgError> {
+        Ok(self.rt.block_on(self.tx.bind(st, params))?)
+    }
+
+    /// The next (at most) `max_rows` rows of a portal; fewer means the end.
+    pub fn query_portal(&self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, PgError> {
+        Ok(self.rt.block_on(self.tx.query_portal(portal, max_rows))?)
     }
 }

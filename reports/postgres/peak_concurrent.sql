@@ -1,0 +1,61 @@
+-- name: peak_concurrent
+-- description: Peak number of simultaneous settled calls in each hour of each day (device local).
+-- description: A call counts from its start up to (not including) its end; calls still running
+-- description: from the day before count from midnight.
+-- params: from, to
+-- PostgreSQL's dialect of reports/peak_concurrent.sql: strftime and date() become
+-- to_char and timestamp arithmetic, the scalar max() of two texts a CASE, and SQLite's
+-- "bare column of the max() row" (last_in_hour) a DISTINCT ON. Text compares and sorts
+-- byte-wise (COLLATE "C", only where it is compared: a column carrying it would clash).
+WITH RECURSIVE grid(h) AS (
+    SELECT :from::text || ' 00'
+    UNION ALL
+    SELECT to_char((h || ':00:00')::timestamp + interval '1 hour', 'YYYY-MM-DD HH24')
+    FROM grid WHERE h COLLATE "C" < :to::text || ' 23'
+),
+c AS (
+    SELECT start_local AS s,
+           CASE WHEN end_local COLLATE "C" > start_local THEN end_local ELSE start_local END AS e
+    FROM calls
+    WHERE start_local >= to_char(:from::text::date - 1, 'YYYY-MM-DD') AND start_local < :to_next::text
+      AND end_local >= :from::text
+      AND last_change_ms <= :settled_before_ms::bigint
+),
+ev(t, d) AS (
+    SELECT CASE WHEN s COLLATE "C" > :from::text || ' 00:00:00' THEN s
+                ELSE :from::text || ' 00:00:00' END, 1 FROM c
+    UNION ALL
+    SELECT CASE WHEN e COLLATE "C" > :from::text || ' 00:00:00' THEN e
+                ELSE :from::text || ' 00:00:00' END, -1 FROM c
+),
+run AS (
+    -- Calls up after every event at time t (ends are exclusive, so a call ending
+    -- when another starts does not overlap it).
+    SELECT t, sum(d) OVER (ORDER BY t COLLATE "C") AS n FROM ev
+),
+hourly AS (
+    SELECT substr(t, 1, 13) AS h, max(n) AS peak FROM run GROUP BY 1
+),
+last_in_hour AS (
+    -- n after the hour's last event (every event at that time has the same n).
+    SELECT DISTINCT ON (substr(t, 1, 13)) substr(t, 1, 13) AS h, t AS lt, n AS last_n
+    FROM run ORDER BY substr(t, 1, 13), t COLLATE "C" DESC
+),
+g AS (
+    SELECT grid.h, hourly.peak, l.last_n,
+           count(l.last_n) OVER (ORDER BY grid.h COLLATE "C" ROWS UNBOUNDED PRECEDING) AS grp
+    FROM grid
+    LEFT JOIN hourly ON hourly.h = grid.h
+    LEFT JOIN last_in_hour l ON l.h = grid.h
+),
+filled AS (
+    SELECT h, peak, first_value(last_n) OVER (PARTITION BY grp ORDER BY h COLLATE "C") AS level FROM g
+),
+carried AS (
+    SELECT h, peak, lag(level) OVER (ORDER BY h COLLATE "C") AS carry_in FROM filled
+)
+SELECT substr(h, 1, 10) AS day,
+       CAST(substr(h, 12, 2) AS INTEGER) AS hour,
+       greatest(coalesce(peak, 0), coalesce(carry_in, 0)) AS peak_concurrent
+FROM carried
+ORDER BY h COLLATE "C";
