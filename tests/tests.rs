@@ -36,4 +36,5 @@ mod sim_pushes;
 mod sim_scenarios;
 mod sim_truth;
 mod store_postgres;
+mod store_postgres_tls;
 mod web_chromium;
