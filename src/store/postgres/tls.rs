@@ -288,9 +288,9 @@ impl ServerCertVerifier for CheckedServerCert {
                 self.mode.name()
             ),
         };
-        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-            OtherError(Arc::new(Refused(message))),
-        )))
+        // rustls shows an `InvalidCertificate(Other(..))` by its Debug
+        // form; `Error::Other` shows the message as written.
+        Err(rustls::Error::Other(OtherError(Arc::new(Refused(message)))))
     }
 
     fn verify_tls12_signature(
