@@ -142,7 +142,10 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
     let acked_first = tokio::task::spawn_blocking(move || push_round_robin(&b, &a))
         .await
         .unwrap();
-    assert_eq!(acked_first, half, "every push of the first half answered 200");
+    assert_eq!(
+        acked_first, half,
+        "every push of the first half answered 200"
+    );
 
     // kill -9 the deriver mid-day; the rest goes round-robin over the others.
     let mut dead = cs.remove(first);

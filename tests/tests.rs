@@ -38,4 +38,5 @@ mod sim_truth;
 mod store_migrate;
 mod store_postgres;
 mod store_postgres_cluster;
+mod store_postgres_tls;
 mod web_chromium;

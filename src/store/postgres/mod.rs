@@ -21,13 +21,13 @@ pub mod queues;
 pub mod rebuild;
 pub mod recordings;
 pub mod reports;
+pub mod tls;
 pub mod tokens;
 mod tx;
 pub mod writer;
 
 pub use tx::{Params, PgTx};
 
-use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::Pool;
@@ -68,38 +68,48 @@ pub enum PgError {
 
 impl From<deadpool_postgres::PoolError> for PgError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        PgError::Pool(e.to_string())
+        PgError::Pool(with_causes(&e))
     }
+}
+
+/// `e` and its causes, for one line: tokio-postgres shows only its kind
+/// ("error performing TLS handshake") and keeps the reason (which
+/// certificate check failed, which option is unknown) in its source.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
 }
 
 /// Connections kept per collector.
 const POOL_SIZE: usize = 8;
 
-/// A pool of connections to `url` (`postgres://user:pass@host:port/db`).
+/// A pool of connections to `url`
+/// (`postgres://user:pass@host:port/db?sslmode=…&sslrootcert=…`).
 ///
-/// TLS is not built in yet: `sslmode=disable` and libpq's default
-/// `prefer` (which falls back to plain when the server offers no TLS)
-/// connect without it; `require` and stricter are refused rather than
-/// silently sent in clear.
+/// TLS is rustls with libpq's `sslmode` ([`tls`]): `disable` plain;
+/// `prefer` (the default) TLS when the server offers it, else plain;
+/// `require` TLS without checking the certificate; `verify-ca` the chain
+/// against `sslrootcert` (a PEM file) or the system's roots; `verify-full`
+/// the chain and the host name. Connections are made when first used, so a
+/// refused certificate shows up at the first query, in libpq's terms.
 pub fn pool(url: &str) -> Result<Pool, PgError> {
-    let cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
-    match cfg.get_ssl_mode() {
-        SslMode::Disable | SslMode::Prefer => {}
-        _ => {
-            return Err(PgError::Url(
-                "sslmode=require needs TLS, which this callvault does not have yet".into(),
-            ))
-        }
-    }
-    let mgr = deadpool_postgres::Manager::from_config(
-        cfg,
-        NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
+    let (cfg, settings) = tls::split_url(url)?;
+    let mgr_config = deadpool_postgres::ManagerConfig {
+        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+    };
+    let mgr = match tls::connector(&settings)? {
+        Some(connector) => deadpool_postgres::Manager::from_config(cfg, connector, mgr_config),
+        None => deadpool_postgres::Manager::from_config(cfg, NoTls, mgr_config),
+    };
     Pool::builder(mgr)
         .max_size(POOL_SIZE)
         .build()
