@@ -148,10 +148,15 @@ const TABLES: &[Table] = &[
         computed: &[],
         walk: Walk::Key("rowid"),
     },
+    // A fetch the single box had under way is nobody's claim now: its
+    // lease is long stale, so the first collector's worker takes it back.
     Table {
         name: "recordings",
         from: "recordings",
-        computed: &[],
+        computed: &[
+            ("claimed_by", "NULL"),
+            ("lease_until_ms", "CASE WHEN status = 'fetching' THEN 0 END"),
+        ],
         walk: Walk::Key("id"),
     },
 ];

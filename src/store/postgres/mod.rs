@@ -38,8 +38,9 @@ pub enum PgError {
     /// `[store] url` is not a PostgreSQL URL we can use.
     #[error("[store] url: {0}")]
     Url(String),
-    /// The server refused or the connection broke.
-    #[error("PostgreSQL: {0}")]
+    /// The server refused or the connection broke (the server's message,
+    /// which tokio-postgres keeps in the error's source, is shown).
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("PostgreSQL pool: {0}")]
@@ -91,6 +92,8 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
 
 /// Connections kept per collector.
 const POOL_SIZE: usize = 8;
+/// Longest wait for a pooled connection, or for a new one to be made.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A pool of connections to `url`
 /// (`postgres://user:pass@host:port/db?sslmode=…&sslrootcert=…`).
@@ -110,8 +113,14 @@ pub fn pool(url: &str) -> Result<Pool, PgError> {
         Some(connector) => deadpool_postgres::Manager::from_config(cfg, connector, mgr_config),
         None => deadpool_postgres::Manager::from_config(cfg, NoTls, mgr_config),
     };
+    // Bounded waits: a database that went away makes a write fail (the
+    // device gets a 503) instead of hanging its connection for ever.
     Pool::builder(mgr)
         .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .recycle_timeout(Some(POOL_WAIT))
         .build()
         .map_err(|e| PgError::Pool(e.to_string()))
 }

@@ -102,18 +102,18 @@ impl PgTx<'_> {
     /// query read from a file): not cached, so the connection's statement
     /// cache does not fill with one-off texts.
     pub fn prepare(&self, sql: &str) -> Result<Statement, PgError> {
-        Ok(self.rt.block_on(self.tx.prepare(sql))?)
+        Ok(block_on(self.tx.prepare(sql))?)
     }
 
     /// Binds `params` to `st` in a portal: a server-side cursor that lives
     /// until the transaction ends, read with [`PgTx::query_portal`] a batch
     /// at a time, so a large result is never held whole (a billing export).
     pub fn bind(&self, st: &Statement, params: Params) -> Result<Portal, PgError> {
-        Ok(self.rt.block_on(self.tx.bind(st, params))?)
+        Ok(block_on(self.tx.bind(st, params))?)
     }
 
     /// The next (at most) `max_rows` rows of a portal; fewer means the end.
     pub fn query_portal(&self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, PgError> {
-        Ok(self.rt.block_on(self.tx.query_portal(portal, max_rows))?)
+        Ok(block_on(self.tx.query_portal(portal, max_rows))?)
     }
 }
