@@ -14,6 +14,10 @@
 //!
 //! Targets: daily report < 1 s and <= 2x sqlite3; billing CSV of 1 M rows < 5 s.
 //! Set CALLVAULT_BENCH_DB=path to keep (and reuse) the generated archive.
+//!
+//! With CALLVAULT_TEST_PG (a PostgreSQL server URL) it also copies the
+//! archive into a fresh database with migrate-store's copy (rows/s) and runs
+//! the daily report and the billing CSVs there (target: within 2x of SQLite).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,17 +159,31 @@ fn params(from: NaiveDate, to: NaiveDate) -> Params {
     Params::new(from, to, i64::MAX / 2, 120, 20).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Child mode: `--child daily DB DAY` or `--child billing|billing-xlsx DB FROM TO OUT`.
+/// Child mode: `--child daily DB DAY` or `--child billing|billing-xlsx DB FROM TO OUT`;
+/// DB is a SQLite file or a `postgres://` URL.
 fn child(args: &[String]) {
     let t = Instant::now();
-    let db = Path::new(&args[1]);
-    let conn = callvault::store::open_connection(db).unwrap_or_else(|e| panic!("{e}"));
+    let rows = if args[1].starts_with("postgres") {
+        let store =
+            callvault::store::Store::open_postgres(&args[1]).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .read_blocking(|tx| Ok(measure(tx.into(), args)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        let conn = callvault::store::open_connection(Path::new(&args[1]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        measure((&conn).into(), args)
+    };
+    println!("{} {} {}", t.elapsed().as_secs_f64(), vm_hwm_kib(), rows);
+}
+
+fn measure(db: callvault::store::reports::ReportReader<'_>, args: &[String]) -> u64 {
     let cat = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default();
-    let rows = match args[0].as_str() {
+    match args[0].as_str() {
         "daily" => {
             let r = daily::build(
-                &conn,
+                db,
                 &cat,
                 &params(day(&args[2]), day(&args[2])),
                 120,
@@ -184,16 +202,15 @@ fn child(args: &[String]) {
                 BillingOptions::default(),
             );
             let n = if kind == "billing-xlsx" {
-                billing::write_xlsx(&conn, &cat, &p, &opts, &mut out)
+                billing::write_xlsx(db, &cat, &p, &opts, &mut out)
             } else {
-                billing::write(&conn, &cat, &p, &opts, &mut out)
+                billing::write(db, &cat, &p, &opts, &mut out)
             }
             .unwrap_or_else(|e| panic!("{e}"));
             out.flush().unwrap_or_else(|e| panic!("{e}"));
             n
         }
-    };
-    println!("{} {} {}", t.elapsed().as_secs_f64(), vm_hwm_kib(), rows);
+    }
 }
 
 fn run_child(args: &[&str]) -> (f64, u64, u64) {
@@ -377,6 +394,41 @@ fn main() {
     ] {
         println!("{what:<34} {:>10.3} {:>10.1} {:>12}", r.0, mb(r.1), r.2);
     }
+    let pg = postgres_figures(&db, mid, last, ten, tmp.path());
+    if let Some((copy_secs, copy_rows, pg_daily, pg_1m, pg_100k)) = &pg {
+        println!(
+            "\nPostgreSQL ({}): migrate-store copied {copy_rows} rows in {copy_secs:.1} s ({:.0} rows/s)",
+            std::env::var("CALLVAULT_TEST_PG").unwrap_or_default(),
+            *copy_rows as f64 / copy_secs.max(0.001)
+        );
+        for (what, r, sqlite) in [
+            (format!("daily report {mid} (html)"), pg_daily, daily),
+            ("billing CSV, 100 days".to_string(), pg_1m, bill_1m),
+            ("billing CSV, 10 days".to_string(), pg_100k, bill_100k),
+        ] {
+            println!(
+                "{:<34} {:>10.3} {:>10.1} {:>12}   {:.2}x SQLite",
+                what,
+                r.0,
+                mb(r.1),
+                r.2,
+                r.0 / sqlite.0.max(0.001)
+            );
+        }
+        println!(
+            "target: each within 2x of SQLite: {}",
+            if pg_daily.0 <= 2.0 * daily.0.max(0.05)
+                && pg_1m.0 <= 2.0 * bill_1m.0
+                && pg_100k.0 <= 2.0 * bill_100k.0.max(0.05)
+            {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
+    } else {
+        println!("\nPostgreSQL: skipped (set CALLVAULT_TEST_PG to a server URL to measure it too)");
+    }
     let ok_daily = daily.0 < 1.0 && sq_daily.is_none_or(|(t, _)| daily.0 <= 2.0 * t.max(0.01));
     let ok_bill = bill_1m.0 < 5.0 && (bill_1m.1 as f64) < 1.5 * bill_100k.1 as f64 + 8192.0;
     println!(
@@ -384,4 +436,45 @@ fn main() {
         if ok_daily { "met" } else { "MISSED" },
         if ok_bill { "met" } else { "MISSED" }
     );
+}
+
+type Figures = (f64, u64, u64);
+
+/// With `CALLVAULT_TEST_PG`: the archive copied into a fresh PostgreSQL
+/// database by migrate-store's copy (timed), then the same daily report and
+/// billing exports on it. (copy seconds, rows copied, daily, 1 M, 100 k).
+fn postgres_figures(
+    db: &Path,
+    mid: NaiveDate,
+    last: NaiveDate,
+    ten: NaiveDate,
+    tmp: &Path,
+) -> Option<(f64, u64, Figures, Figures, Figures)> {
+    let pg = callvault::store::testing::TestDb::fresh("the reports benchmark")?;
+    let store = pg.store();
+    let t = Instant::now();
+    let copied = callvault::store::copy::sqlite_to_postgres(db, &store, &mut |_, _, _| {})
+        .unwrap_or_else(|e| panic!("copy: {e}"));
+    let copy_secs = t.elapsed().as_secs_f64();
+    drop(store);
+    let rows = copied.iter().map(|c| c.rows).sum();
+    let url = pg.url().to_string();
+    let s = |d: NaiveDate| d.to_string();
+    let daily = run_child(&["daily", &url, &s(mid)]);
+    let out = |n: &str| tmp.join(n).to_string_lossy().to_string();
+    let b1 = run_child(&[
+        "billing",
+        &url,
+        &s(first_day()),
+        &s(last),
+        &out("pg_1m.csv"),
+    ]);
+    let b2 = run_child(&[
+        "billing",
+        &url,
+        &s(first_day()),
+        &s(ten),
+        &out("pg_100k.csv"),
+    ]);
+    Some((copy_secs, rows, daily, b1, b2))
 }

@@ -114,10 +114,10 @@ impl Tally {
     }
 }
 
-/// `senders` concurrent senders push to `addr` for `secs`; adds what they
-/// did to `tally`.
+/// `senders` concurrent senders push to `addrs` (round-robin, push by
+/// push) for `secs`; adds what they did to `tally`.
 async fn load(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     senders: usize,
     secs: f64,
     counter: Arc<AtomicU64>,
@@ -129,12 +129,13 @@ async fn load(
     let mut tasks = Vec::new();
     let started = Instant::now();
     for _ in 0..senders {
-        let (c, e) = (counter.clone(), errors.clone());
+        let (c, e, addrs) = (counter.clone(), errors.clone(), addrs.to_vec());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let n = c.fetch_add(1, Ordering::Relaxed);
                 let body = cdr(n);
+                let addr = addrs[n as usize % addrs.len()];
                 let t = Instant::now();
                 if one_push(addr, &body).await.is_err() {
                     e.fetch_add(1, Ordering::Relaxed);
@@ -334,11 +335,15 @@ async fn main() {
             "usage: ingest_bench [SECONDS_PER_SLICE [ROUNDS]]   (default 2 s, 4 rounds)\n\
              environment: INGEST_BENCH_SENDERS=N (one sender count instead of 16 and 64), \
              INGEST_BENCH_BARE=0 (skip the bare ceiling), INGEST_BENCH_PACED=500,1500 (steady rates), \
-             INGEST_BENCH_UNREGISTERED=1 (the senders are no registered device: every limit is checked)"
+             INGEST_BENCH_UNREGISTERED=1 (the senders are no registered device: every limit is checked), \
+             INGEST_BENCH_BACKENDS=1 (SQLite vs PostgreSQL at CALLVAULT_TEST_PG with 1, 2, 3 collectors)"
         );
         return;
     }
     let (secs, rounds) = (arg(1, 2.0), arg(2, 4.0).max(1.0) as usize);
+    if std::env::var("INGEST_BENCH_BACKENDS").is_ok_and(|v| v == "1") {
+        return backends(secs, rounds).await;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = callvault::config::Config {
         data_dir: dir.path().to_path_buf(),
@@ -433,17 +438,24 @@ async fn main() {
         for _ in 0..rounds {
             let bare_before = b.pushes as f64;
             if with_bare {
-                load(bare, senders, secs, counter.clone(), &mut b).await;
+                load(&[bare], senders, secs, counter.clone(), &mut b).await;
                 let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let (file, flag) = (dir.path().join("flushes"), stop.clone());
                 let disk = std::thread::spawn(move || disk_flushes(file, flag));
-                load(bare, senders, secs, counter.clone(), &mut f).await;
+                load(&[bare], senders, secs, counter.clone(), &mut f).await;
                 stop.store(true, Ordering::Relaxed);
                 flushes += disk.join().unwrap_or(0);
             }
             let (m0, w0) = (commit_stats(), writer_cpu_secs());
             let d_before = d.pushes as f64;
-            load(running.ingest_addr, senders, secs, counter.clone(), &mut d).await;
+            load(
+                &[running.ingest_addr],
+                senders,
+                secs,
+                counter.clone(),
+                &mut d,
+            )
+            .await;
             let m1 = commit_stats();
             writer_s += writer_cpu_secs() - w0;
             for ((sum, a), b) in m.iter_mut().zip(m0).zip(m1) {
@@ -526,4 +538,107 @@ async fn main() {
         std::fs::metadata(&db).map_or(0, |m| m.len()) as f64 / (1 << 20) as f64
     );
     running.stop().await;
+}
+
+/// A collector's config for the backends comparison: a registered device
+/// on loopback, recordings kept pending, its own data directory.
+fn collector_cfg(dir: &std::path::Path, store_url: &str) -> callvault::config::Config {
+    let mut cfg = callvault::config::Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    cfg.store.url = store_url.into();
+    cfg.recordings.fetch_delay_seconds = 24 * 3600;
+    cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.api.listen = "127.0.0.1:0".into();
+    cfg.devices.push(callvault::config::DeviceConfig {
+        name: "bench".into(),
+        push_from: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
+    cfg
+}
+
+/// `INGEST_BENCH_BACKENDS=1`: the same load (16 senders, one connection per
+/// push) on one collector on SQLite, then on 1, 2 and 3 collectors (in this
+/// process) sharing one PostgreSQL database, pushes round-robin across
+/// them. On one machine this shows what each backend costs, not scaling:
+/// the collectors and the database share the same cores.
+async fn backends(secs: f64, rounds: usize) {
+    let senders = std::env::var("INGEST_BENCH_SENDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    println!(
+        "ingest on each backend: {rounds} slices of {secs} s, {senders} senders, one TCP connection per push, ~500-byte CDRs, {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!(
+        "{:<26} {:>12} {:>9} {:>9} {:>7} {:>14}",
+        "target", "pushes/s", "p50 ms", "p99 ms", "errors", "derived/s after"
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut runs: Vec<(String, usize)> = vec![("SQLite, 1 collector".into(), 1)];
+    let with_pg = std::env::var_os("CALLVAULT_TEST_PG").is_some();
+    if with_pg {
+        for n in 1..=3 {
+            runs.push((
+                format!("PostgreSQL, {n} collector{}", if n > 1 { "s" } else { "" }),
+                n,
+            ));
+        }
+    }
+    for (name, n) in runs {
+        let dirs: Vec<_> = (0..n)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        // A fresh database for each PostgreSQL run.
+        let pg = name
+            .starts_with("PostgreSQL")
+            .then(|| callvault::store::testing::TestDb::fresh("the backends benchmark"))
+            .flatten();
+        let url = pg
+            .as_ref()
+            .map_or("sqlite:".to_string(), |db| db.url().to_string());
+        let mut servers = Vec::new();
+        for d in &dirs {
+            servers.push(
+                callvault::server::start(collector_cfg(d.path(), &url))
+                    .await
+                    .expect("server"),
+            );
+        }
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.ingest_addr).collect();
+        let mut t = Tally::default();
+        let mut drain = (0i64, 0.0f64);
+        for _ in 0..rounds {
+            load(&addrs, senders, secs, counter.clone(), &mut t).await;
+            // Derivation catches up between slices (it would take the next
+            // slice's CPU otherwise); timed.
+            let store = &servers[0].store;
+            let backlog = count(store, callvault::store::pushes::derive_backlog).await;
+            let started = Instant::now();
+            for s in &servers {
+                s.store.writer.drain().await.expect("derive");
+            }
+            drain.0 += backlog;
+            drain.1 += started.elapsed().as_secs_f64();
+        }
+        println!(
+            "{:<26} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>14.0}",
+            name,
+            t.rate(),
+            t.pct(0.50),
+            t.pct(0.99),
+            t.errors,
+            drain.0 as f64 / drain.1.max(1e-9)
+        );
+        for s in servers {
+            s.stop().await;
+        }
+        drop(pg);
+    }
+    if !with_pg {
+        println!("PostgreSQL: skipped (set CALLVAULT_TEST_PG to a server URL)");
+    }
 }
