@@ -105,7 +105,12 @@ const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// the chain and the host name. Connections are made when first used, so a
 /// refused certificate shows up at the first query, in libpq's terms.
 pub fn pool(url: &str) -> Result<Pool, PgError> {
-    let (cfg, settings) = tls::split_url(url)?;
+    let (mut cfg, settings) = tls::split_url(url)?;
+    // JIT compiling a report's plan costs more than it saves at our row
+    // counts (measured: benches/reports.rs); options the URL sets come first
+    // and a later `-c jit=on` there wins.
+    let options = format!("-c jit=off {}", cfg.get_options().unwrap_or(""));
+    cfg.options(options.trim());
     let mgr_config = deadpool_postgres::ManagerConfig {
         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
     };
