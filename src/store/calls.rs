@@ -2,8 +2,9 @@
 //! for the calls stage; the API's reads are `call_search` and `call_detail`.
 
 use chrono::NaiveDateTime;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension};
 
+use super::cells::Cells;
 use super::legs::{self, StoredLeg, LOCAL_FMT};
 use super::{Result, Tx};
 
@@ -180,40 +181,38 @@ pub struct CallLeg {
     pub leg: Leg,
 }
 
-const CALL_LEG_COLS: &str = "id, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
+/// The columns of a [`CallLeg`] and its device, on either backend.
+pub(super) const CALL_LEG_COLS: &str =
+    "id, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
      time_start, time_end, duration, trunk_number, recording, rec_codec, mac, received_ms, device";
 
-/// Maps a `CALL_LEG_COLS` row; the device (column 17) is read by the caller if needed.
-fn call_leg_from_row(r: &Row) -> rusqlite::Result<CallLeg> {
-    let time = |i: usize| -> rusqlite::Result<NaiveDateTime> {
-        let s = r.get_ref(i)?.as_str()?;
-        legs::parse_local(s).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                i,
-                rusqlite::types::Type::Text,
-                format!("bad local time {s:?}").into(),
-            )
-        })
+/// Maps a `CALL_LEG_COLS` row of either backend; the device (column 17) is
+/// read by the caller if needed.
+pub(super) fn call_leg_from(r: &impl Cells) -> Result<CallLeg> {
+    let time = |i: usize| -> Result<NaiveDateTime> {
+        let s: String = r.cell(i)?;
+        legs::parse_local(&s)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("bad local time {s:?}")))
     };
     Ok(CallLeg {
-        id: r.get(0)?,
-        received_ms: r.get(16)?,
+        id: r.cell(0)?,
+        received_ms: r.cell(16)?,
         leg: Leg {
-            cdr_id: r.get(1)?,
-            callid: r.get(2)?,
-            visitor_id: r.get(3)?,
-            outer_id: r.get(4)?,
-            leg_type: r.get::<_, String>(5)?.into(),
-            route: r.get(6)?,
-            cpn: r.get(7)?,
-            cdpn: r.get(8)?,
+            cdr_id: r.cell(1)?,
+            callid: r.cell(2)?,
+            visitor_id: r.cell(3)?,
+            outer_id: r.cell(4)?,
+            leg_type: r.cell::<String>(5)?.into(),
+            route: r.cell(6)?,
+            cpn: r.cell(7)?,
+            cdpn: r.cell(8)?,
             time_start: time(9)?,
             time_end: time(10)?,
-            duration: r.get(11)?,
-            trunk_number: r.get(12)?,
-            recording: r.get(13)?,
-            rec_codec: r.get(14)?,
-            mac: r.get(15)?,
+            duration: r.cell(11)?,
+            trunk_number: r.cell(12)?,
+            recording: r.cell(13)?,
+            rec_codec: r.cell(14)?,
+            mac: r.cell(15)?,
         },
     })
 }
@@ -228,8 +227,8 @@ pub fn call_legs_by_ids(conn: &Tx, ids: &[i64]) -> Result<Vec<CallLeg>> {
     let mut st = conn.prepare_cached(&format!("SELECT {CALL_LEG_COLS} FROM legs WHERE id = ?1"))?;
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
-        if let Some(l) = st.query_row([id], call_leg_from_row).optional()? {
-            out.push(l);
+        if let Some(r) = st.query([id])?.next()? {
+            out.push(call_leg_from(r)?);
         }
     }
     Ok(out)
@@ -244,10 +243,12 @@ pub fn call_legs_page(conn: &Tx, after: i64, limit: usize) -> Result<Vec<(String
     let mut st = conn.prepare_cached(&format!(
         "SELECT {CALL_LEG_COLS} FROM legs WHERE id > ?1 ORDER BY id LIMIT ?2"
     ))?;
-    let rows = st.query_map(params![after, limit as i64], |r| {
-        Ok((r.get(17)?, call_leg_from_row(r)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut rows = st.query(params![after, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push((r.get(17)?, call_leg_from(r)?));
+    }
+    Ok(out)
 }
 
 /// The `seq` of the call leg `leg_id` is in.

@@ -11,6 +11,7 @@
 //! knows the domain types of `model` and nothing of the stages.
 
 mod bg_pace;
+mod cells;
 mod checkpoint;
 mod migrate;
 mod pool;

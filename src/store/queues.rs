@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rusqlite::params;
 
+use super::cells::Cells;
 use super::legs::LOCAL_FMT;
 use super::{Result, Tx};
 use crate::model::{Outcome, Visit};
@@ -145,37 +146,44 @@ const OF_CALL: &str = "call_id IN (SELECT cl.leg_call_id FROM calls c JOIN call_
 
 fn select(conn: &Tx, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StoredVisit>> {
     let mut st = conn.prepare_cached(&select_sql(filter))?;
+    let mut rows = st.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(visit_from(r)?);
+    }
+    Ok(out)
+}
+
+/// Maps a row of [`select_sql`], on either backend.
+pub(super) fn visit_from(r: &impl Cells) -> Result<StoredVisit> {
     let parse_t = |s: String| {
         DateTime::parse_from_rfc3339(&s)
             .map(|d| d.with_timezone(&Utc))
             .ok()
     };
-    let rows = st.query_map(args, |r| {
-        let entered: String = r.get(8)?;
-        let outcome: String = r.get(11)?;
-        let ended: Option<String> = r.get(13)?;
-        Ok(StoredVisit {
-            visit: Visit {
-                key: r.get(0)?,
-                device: r.get(1)?,
-                group: r.get(2)?,
-                group_number: r.get(3)?,
-                party_kind: r.get(4)?,
-                party_id: r.get(5)?,
-                caller: r.get(6)?,
-                callid: r.get(7)?,
-                entered_at: parse_t(entered).unwrap_or_default(),
-                entry_count: r.get(10)?,
-                outcome: outcome_from(&outcome),
-                agent: r.get(12)?,
-                ended_at: ended.and_then(parse_t),
-                wait_seconds: r.get(14)?,
-            },
-            entered_local: r.get(9)?,
-            call_id: r.get(15)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let entered: String = r.cell(8)?;
+    let outcome: String = r.cell(11)?;
+    let ended: Option<String> = r.cell(13)?;
+    Ok(StoredVisit {
+        visit: Visit {
+            key: r.cell(0)?,
+            device: r.cell(1)?,
+            group: r.cell(2)?,
+            group_number: r.cell(3)?,
+            party_kind: r.cell(4)?,
+            party_id: r.cell(5)?,
+            caller: r.cell(6)?,
+            callid: r.cell(7)?,
+            entered_at: parse_t(entered).unwrap_or_default(),
+            entry_count: r.cell(10)?,
+            outcome: outcome_from(&outcome),
+            agent: r.cell(12)?,
+            ended_at: ended.and_then(parse_t),
+            wait_seconds: r.cell(14)?,
+        },
+        entered_local: r.cell(9)?,
+        call_id: r.cell(15)?,
+    })
 }
 
 pub fn clear(conn: &Tx) -> Result<()> {
@@ -186,7 +194,8 @@ pub fn clear(conn: &Tx) -> Result<()> {
     Ok(())
 }
 
-fn select_sql(filter: &str) -> String {
+/// The visits matching `filter` (either backend's placeholders), in order.
+pub(super) fn select_sql(filter: &str) -> String {
     format!(
         "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
                 entry_count, outcome, agent, ended_at, wait_seconds, call_id

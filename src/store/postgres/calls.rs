@@ -8,14 +8,11 @@
 //! process) are one statement each here (`= ANY($n)`): every statement is a
 //! round trip to the server.
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
-use tokio_postgres::Row;
-
 use super::PgTx;
-use crate::model::{CallFacts, Leg};
-use crate::store::calls::{CallLeg, KEY_DAY_SECS, LONG_LEG_SECS};
+use crate::model::CallFacts;
+use crate::store::calls::{call_leg_from, CallLeg, CALL_LEG_COLS, KEY_DAY_SECS, LONG_LEG_SECS};
 use crate::store::legs::{self, StoredLeg, LOCAL_FMT};
-use crate::store::{Result, StoreError};
+use crate::store::Result;
 
 /// The lock that makes placing legs in calls one writer at a time, as
 /// SQLite's single writer does: the deriving collector takes it before it
@@ -107,9 +104,6 @@ pub fn candidates(
 /// As in `store::calls`: a window of more days than this is one range.
 const MAX_DAY_LOOKUPS: i64 = 8;
 
-const SELECT_COLS: &str = "id, device, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
-     time_start, time_end, duration, trunk_number, recording, rec_codec, mac, clock_skewed, received_ms";
-
 pub fn legs_by_ids(
     pg: &PgTx,
     ids: &[i64],
@@ -119,95 +113,15 @@ pub fn legs_by_ids(
         return Ok(Vec::new());
     }
     let rows = pg.query(
-        &format!("SELECT {SELECT_COLS} FROM legs WHERE id = ANY($1) ORDER BY id"),
+        &format!(
+            "SELECT {} FROM legs WHERE id = ANY($1) ORDER BY id",
+            legs::SELECT_COLS
+        ),
         &[&ids],
     )?;
-    rows.iter().map(|r| stored_leg(r, tz_of)).collect()
-}
-
-fn local_time(r: &Row, i: usize) -> Result<NaiveDateTime> {
-    let s: &str = r.try_get(i)?;
-    legs::parse_local(s).ok_or_else(|| StoreError::Corrupt(format!("bad local time {s:?}")))
-}
-
-/// A `SELECT_COLS` row as `store::legs::from_row` maps a SQLite one.
-fn stored_leg(r: &Row, tz_of: &dyn Fn(&str) -> chrono_tz::Tz) -> Result<StoredLeg> {
-    let device: String = r.try_get(1)?;
-    let tz = tz_of(&device);
-    let (ts, te) = (local_time(r, 10)?, local_time(r, 11)?);
-    let received_ms: i64 = r.try_get(18)?;
-    let leg = Leg {
-        cdr_id: r.try_get(2)?,
-        callid: r.try_get(3)?,
-        visitor_id: r.try_get(4)?,
-        outer_id: r.try_get(5)?,
-        leg_type: r.try_get::<_, String>(6)?.into(),
-        route: r.try_get(7)?,
-        cpn: r.try_get(8)?,
-        cdpn: r.try_get(9)?,
-        time_start: ts,
-        time_end: te,
-        duration: r.try_get(12)?,
-        trunk_number: r.try_get(13)?,
-        recording: r.try_get(14)?,
-        rec_codec: r.try_get(15)?,
-        mac: r.try_get(16)?,
-    };
-    Ok(StoredLeg {
-        id: r.try_get(0)?,
-        device,
-        cdr_id: leg.cdr_id.clone(),
-        callid: leg.callid.clone(),
-        visitor_id: leg.visitor_id.clone(),
-        outer_id: leg.outer_id.clone(),
-        leg_type: leg.leg_type.clone(),
-        route: leg.route.clone(),
-        cpn: leg.cpn.clone(),
-        cdpn: leg.cdpn.clone(),
-        time_start: legs::local_iso(tz, ts),
-        time_end: legs::local_iso(tz, te),
-        duration: leg.duration,
-        trunk_number: leg.trunk_number.clone(),
-        recording: leg.recording.clone(),
-        rec_codec: leg.rec_codec.clone(),
-        mac: leg.mac.clone(),
-        clock_skewed: r.try_get::<_, i64>(17)? != 0,
-        received_at: Utc
-            .timestamp_millis_opt(received_ms)
-            .single()
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_default(),
-        received_ms,
-        leg,
-    })
-}
-
-const CALL_LEG_COLS: &str = "id, cdr_id, callid, visitor_id, outer_id, leg_type, route, cpn, cdpn,
-     time_start, time_end, duration, trunk_number, recording, rec_codec, mac, received_ms, device";
-
-/// Maps a `CALL_LEG_COLS` row.
-fn call_leg(r: &Row) -> Result<CallLeg> {
-    Ok(CallLeg {
-        id: r.try_get(0)?,
-        received_ms: r.try_get(16)?,
-        leg: Leg {
-            cdr_id: r.try_get(1)?,
-            callid: r.try_get(2)?,
-            visitor_id: r.try_get(3)?,
-            outer_id: r.try_get(4)?,
-            leg_type: r.try_get::<_, String>(5)?.into(),
-            route: r.try_get(6)?,
-            cpn: r.try_get(7)?,
-            cdpn: r.try_get(8)?,
-            time_start: local_time(r, 9)?,
-            time_end: local_time(r, 10)?,
-            duration: r.try_get(11)?,
-            trunk_number: r.try_get(12)?,
-            recording: r.try_get(13)?,
-            rec_codec: r.try_get(14)?,
-            mac: r.try_get(15)?,
-        },
-    })
+    rows.iter()
+        .map(|r| super::legs::from_row(r, tz_of))
+        .collect()
 }
 
 /// The legs with these ids (missing ones skipped), in the order of `ids`:
@@ -220,7 +134,7 @@ pub fn call_legs_by_ids(pg: &PgTx, ids: &[i64]) -> Result<Vec<CallLeg>> {
         &format!("SELECT {CALL_LEG_COLS} FROM legs WHERE id = ANY($1) ORDER BY id"),
         &[&ids],
     )?;
-    let found = rows.iter().map(call_leg).collect::<Result<Vec<_>>>()?;
+    let found = rows.iter().map(call_leg_from).collect::<Result<Vec<_>>>()?;
     Ok(ids
         .iter()
         .filter_map(|id| {
@@ -238,7 +152,7 @@ pub fn call_legs_page(pg: &PgTx, after: i64, limit: usize) -> Result<Vec<(String
         &[&after, &(limit as i64)],
     )?;
     rows.iter()
-        .map(|r| Ok((r.try_get(17)?, call_leg(r)?)))
+        .map(|r| Ok((r.try_get(17)?, call_leg_from(r)?)))
         .collect()
 }
 
@@ -390,7 +304,7 @@ pub(crate) fn store_leg_for_test(
     pg: &PgTx,
     device: &str,
     received_ms: i64,
-    leg: &Leg,
+    leg: &crate::model::Leg,
     tz: chrono_tz::Tz,
 ) -> Result<i64> {
     let hash = legs::content_hash(leg);

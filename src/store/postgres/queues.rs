@@ -3,14 +3,13 @@
 //! the query (the same text: a `LOCAL_FMT` time moved by the tolerance), so
 //! the comparisons are the same bytewise text comparisons on both backends.
 
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{Duration, NaiveDateTime};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
 use super::PgTx;
 use crate::model::Visit;
 use crate::store::legs::LOCAL_FMT;
-use crate::store::queues::{outcome_from, StoredVisit, LINK_TOLERANCE_SECS};
+use crate::store::queues::{select_sql, visit_from, StoredVisit, LINK_TOLERANCE_SECS};
 use crate::store::Result;
 
 /// `t` moved by `secs`, as SQLite's `datetime(t, '+secs seconds')` writes it.
@@ -107,46 +106,8 @@ pub fn of_call(pg: &PgTx, call_id: &str) -> Result<Vec<StoredVisit>> {
 }
 
 fn select(pg: &PgTx, filter: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<StoredVisit>> {
-    let rows = pg.query(
-        &format!(
-            "SELECT key, device, grp, group_number, party_kind, party_id, caller, callid, entered_at, entered_local,
-                    entry_count, outcome, agent, ended_at, wait_seconds, call_id
-             FROM queue_visits WHERE {filter} ORDER BY entered_local, key"
-        ),
-        args,
-    )?;
-    rows.iter().map(visit).collect()
-}
-
-fn visit(r: &Row) -> Result<StoredVisit> {
-    let parse_t = |s: String| {
-        DateTime::parse_from_rfc3339(&s)
-            .map(|d| d.with_timezone(&Utc))
-            .ok()
-    };
-    let entered: String = r.try_get(8)?;
-    let outcome: String = r.try_get(11)?;
-    let ended: Option<String> = r.try_get(13)?;
-    Ok(StoredVisit {
-        visit: Visit {
-            key: r.try_get(0)?,
-            device: r.try_get(1)?,
-            group: r.try_get(2)?,
-            group_number: r.try_get(3)?,
-            party_kind: r.try_get(4)?,
-            party_id: r.try_get(5)?,
-            caller: r.try_get(6)?,
-            callid: r.try_get(7)?,
-            entered_at: parse_t(entered).unwrap_or_default(),
-            entry_count: r.try_get(10)?,
-            outcome: outcome_from(&outcome),
-            agent: r.try_get(12)?,
-            ended_at: ended.and_then(parse_t),
-            wait_seconds: r.try_get(14)?,
-        },
-        entered_local: r.try_get(9)?,
-        call_id: r.try_get(15)?,
-    })
+    let rows = pg.query(&select_sql(filter), args)?;
+    rows.iter().map(visit_from).collect()
 }
 
 /// DELETE, not TRUNCATE: the queue replay clears and refills in one
