@@ -4,6 +4,7 @@ mod util;
 
 mod api_mutations;
 mod architecture;
+mod backup_restore;
 mod calls_http;
 mod calls_manual;
 mod calls_sim;

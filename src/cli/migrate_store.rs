@@ -3,12 +3,10 @@
 //! for moving a single box up to several collectors (README "Scaling
 //! out"). The SQLite archive and the local files are left untouched.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, StoreUrl};
 use crate::recordings::storage::s3::S3Archive;
@@ -59,7 +57,9 @@ pub fn run(cfg: Config, a: MigrateStoreArgs) -> anyhow::Result<ExitCode> {
     let target = Store::open_postgres(&a.to)
         .with_context(|| format!("opening {}", crate::config::redact_url(&a.to)))?;
     let started = std::time::Instant::now();
-    let bar = bar("{spinner} {prefix:>14} {bar:40} {pos}/{len} rows ({per_sec}, eta {eta})");
+    let bar = super::output::progress_bar(
+        "{spinner} {prefix:>14} {bar:40} {pos}/{len} rows ({per_sec}, eta {eta})",
+    );
     let mut current = String::new();
     let tables = copy::sqlite_to_postgres(&source, &target, &mut |table, done, total| {
         if current != table {
@@ -95,17 +95,6 @@ pub fn run(cfg: Config, a: MigrateStoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bar(template: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(0);
-    b.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b
-}
-
 /// Uploads every archived recording (the playable file and the kept G.729
 /// halves) to `to` under the same keys, and checks each playable file's
 /// sha256 as stored there. An object already there with the right bytes is
@@ -125,7 +114,9 @@ fn copy_recordings(cfg: &Config, sqlite: &Store, to: &str) -> anyhow::Result<u64
     };
     let done = sqlite
         .read_blocking(|tx| crate::store::recordings::with_status(tx, &["done"], i64::MAX))?;
-    let bar = bar("{spinner} recordings {bar:40} {pos}/{len} ({per_sec}, eta {eta})");
+    let bar = super::output::progress_bar(
+        "{spinner} recordings {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+    );
     bar.set_length(done.len() as u64);
     let rt = super::runtime()?;
     let mut n = 0u64;

@@ -1,6 +1,7 @@
 //! The command line (clap). Each command's `--help` explains it; every
 //! command takes `--data DIR` or `--config FILE`.
 
+mod backup;
 mod calls;
 mod demo;
 mod devices;
@@ -77,6 +78,10 @@ pub enum Command {
     /// Exports for other systems (billing as CSV or an Excel workbook).
     #[command(subcommand)]
     Export(export::ExportCmd),
+    /// Write a consistent copy of the archive and its recording files into a directory, while serving.
+    Backup(backup::BackupArgs),
+    /// Restore a backup directory into a new data directory (checked against its manifest first).
+    Restore(backup::RestoreArgs),
     /// Copy the SQLite archive (and its recordings) into PostgreSQL (and an S3 store).
     #[command(name = "migrate-store")]
     MigrateStore(migrate_store::MigrateStoreArgs),
@@ -122,6 +127,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(r) => report::run(cfg, r),
         Command::Export(e) => export::run(cfg, e),
         Command::MigrateStore(a) => migrate_store::run(cfg, a),
+        Command::Backup(a) => backup::backup(cfg, a),
+        Command::Restore(a) => backup::restore(cfg, a, data_given),
     }
 }
 

@@ -3,7 +3,7 @@
 //! run never leaves a half-written report that looks complete.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -104,7 +104,6 @@ pub fn is_xlsx_name(path: Option<&Path>) -> bool {
 
 /// Refuses what an .xlsx output cannot be: with a BOM, or binary on a terminal.
 pub fn check_xlsx(bom: bool, path: Option<&Path>) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     if bom {
         anyhow::bail!("--bom is for CSV; an .xlsx file needs none");
     }
@@ -112,4 +111,18 @@ pub fn check_xlsx(bom: bool, path: Option<&Path>) -> anyhow::Result<()> {
         anyhow::bail!("an .xlsx file is binary: give -o FILE.xlsx, or redirect stdout");
     }
     Ok(())
+}
+
+/// A progress bar on stderr for a long command (`rebuild`, `migrate-store`,
+/// `backup`, `restore`), hidden when stderr is not a terminal (cron, logs).
+pub fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
 }

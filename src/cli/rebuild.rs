@@ -1,12 +1,10 @@
 //! `callvault rebuild`: recompute calls and queue visits from stored legs
 //! and events, through the same code the live path runs.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::queues::live::QueueLive;
@@ -20,18 +18,9 @@ pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
     let store = Store::open_config(&cfg)?;
     let started = std::time::Instant::now();
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} rebuilding calls {bar:40} {pos}/{len} legs ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = super::output::progress_bar(
+        "{spinner} rebuilding calls {bar:40} {pos}/{len} legs ({per_sec}, eta {eta})",
+    );
     let legs = crate::calls::live::rebuild_store(
         &store,
         crate::calls::live::REBUILD_BATCH_LEGS,
