@@ -64,8 +64,9 @@ fn generate(db: &Path) -> rusqlite::Result<()> {
         )?;
         let mut call = tx.prepare(
             "INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
-                 start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
-             VALUES (?13, ?1, 'hq', ?2, 0, ?3, ?4, ?5, ?6, ?7, 'IP', ?8, ?9, ?10, ?11, ?12, 1, 0)",
+                 start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms,
+                 billed_number)
+             VALUES (?13, ?1, 'hq', ?2, 0, ?3, ?4, ?5, ?6, ?7, 'IP', ?8, ?9, ?10, ?11, ?12, 1, 0, ?14)",
         )?;
         let mut link = tx
             .prepare("INSERT INTO call_legs (leg_id, call_seq, leg_call_id) VALUES (?1, ?1, ?2)")?;
@@ -125,7 +126,8 @@ fn generate(db: &Path) -> rusqlite::Result<()> {
                 talk,
                 billable,
                 talk > 0,
-                id
+                id,
+                (ty == "OU").then_some(&callee)
             ])?;
             link.execute(rusqlite::params![id, cid])?;
             if recording.is_some() {

@@ -1,6 +1,6 @@
 -- name: billing
 -- description: One row per settled call for finance (the billing CSV). billed_number is the
--- description: called number of the call's first carrier-billed leg (OU, FW or CB).
+-- description: called number of the call's first carrier-billed leg (OU, FW or CB), kept on the call.
 -- params: from, to
 SELECT c.id AS call_id,
        c.device,
@@ -10,9 +10,7 @@ SELECT c.id AS call_id,
        c.direction,
        c.caller,
        c.callee,
-       (SELECT l.cdpn FROM call_legs cl JOIN legs l ON l.id = cl.leg_id
-        WHERE cl.call_seq = c.seq AND l.leg_type IN ('OU', 'FW', 'CB')
-        ORDER BY l.time_start, l.id LIMIT 1) AS billed_number,
+       c.billed_number,
        c.trunk,
        c.route,
        c.answered_by,

@@ -1,9 +1,13 @@
 -- name: billing
 -- description: One row per settled call for finance (the billing CSV). billed_number is the
--- description: called number of the call's first carrier-billed leg (OU, FW or CB).
+-- description: called number of the call's first carrier-billed leg (OU, FW or CB), kept on the call.
 -- params: from, to
 -- PostgreSQL's dialect of reports/billing.sql: the same columns and values.
--- Text is ordered byte-wise (COLLATE "C"), as SQLite does.
+-- Text is ordered byte-wise (COLLATE "C"), as SQLite does. extensions is the
+-- stored JSON array of strings joined with spaces: without a backslash no
+-- value has an escape, so stripping the brackets and quotes is exact, and
+-- much cheaper per row than parsing it (json_array_elements_text stays for
+-- the rest). An empty array gives NULL, as group_concat of nothing does.
 SELECT c.id AS call_id,
        c.device,
        substr(c.start_local, 1, 10) AS date,
@@ -12,14 +16,16 @@ SELECT c.id AS call_id,
        c.direction,
        c.caller,
        c.callee,
-       (SELECT l.cdpn FROM call_legs cl JOIN legs l ON l.id = cl.leg_id
-        WHERE cl.call_seq = c.seq AND l.leg_type IN ('OU', 'FW', 'CB')
-        ORDER BY l.time_start COLLATE "C", l.id LIMIT 1) AS billed_number,
+       c.billed_number,
        c.trunk,
        c.route,
        c.answered_by,
-       (SELECT string_agg(e.value, ' ' ORDER BY e.n)
-        FROM json_array_elements_text(c.extensions::json) WITH ORDINALITY AS e(value, n)) AS extensions,
+       CASE WHEN c.extensions = '[]' THEN NULL
+            WHEN strpos(c.extensions, '\') = 0 AND c.extensions LIKE '["%"]'
+                THEN replace(substr(c.extensions, 3, length(c.extensions) - 4), '","', ' ')
+            ELSE (SELECT string_agg(e.value, ' ' ORDER BY e.n)
+                  FROM json_array_elements_text(c.extensions::json) WITH ORDINALITY AS e(value, n))
+       END AS extensions,
        c.answered,
        c.forwarded_out,
        c.talk_seconds,

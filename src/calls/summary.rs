@@ -230,6 +230,10 @@ pub fn summarize_call(device: &str, first: &Leg, rest: &[&Leg]) -> CallFacts {
             .sum(),
         answered,
         leg_cdr_ids: legs.iter().map(|l| l.cdr_id.clone()).collect(),
+        billed_number: legs
+            .iter()
+            .find(|l| matches!(l.leg_type, LegType::Ou | LegType::Fw | LegType::Cb))
+            .map(|l| l.cdpn.clone()),
     }
 }
 

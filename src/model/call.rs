@@ -60,4 +60,10 @@ pub struct CallFacts {
     pub answered: bool,
     /// Cdr ids of the legs, in order.
     pub leg_cdr_ids: Vec<String>,
+    /// Called number of the first carrier-billed leg (OU, FW or CB) in leg
+    /// order: the number the carrier charges for (docs/billing.md
+    /// `billed_number`). Kept on the call so that billing reads one row per
+    /// call instead of looking through its legs.
+    #[serde(default)]
+    pub billed_number: Option<String>,
 }

@@ -248,9 +248,9 @@ mod tests {
 
     fn report() -> DailyReport {
         let rows = "INSERT INTO calls VALUES (1,'a','d','inbound',0,'138','888','[\"200\"]','200','888','IP',
-               '2024-01-08 09:00:00','2024-01-08 09:01:40',100,0,1,2,0);
+               '2024-01-08 09:00:00','2024-01-08 09:01:40',100,0,1,2,0,NULL);
              INSERT INTO calls VALUES (2,'b','d','outbound',0,'200','139','[\"200\"]',NULL,'888','IP',
-               '2024-01-08 09:00:30','2024-01-08 09:02:00',0,50,0,1,0);";
+               '2024-01-08 09:00:30','2024-01-08 09:02:00',0,50,0,1,0,'139');";
         let d = NaiveDate::from_ymd_opt(2024, 1, 8).expect("date");
         let p = Params::new(d, d, 1_000_000, 120, 20).expect("params");
         crate::store::reports::with_scratch_archive(rows, |db| {

@@ -316,14 +316,16 @@ pub fn put_call(
     let seq: i64 = conn
         .prepare_cached(
             "INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
-                 trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms,
+                 billed_number)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
              ON CONFLICT (seq) DO UPDATE SET id = excluded.id, device = excluded.device, direction = excluded.direction,
                  forwarded_out = excluded.forwarded_out, caller = excluded.caller, callee = excluded.callee,
                  extensions = excluded.extensions, answered_by = excluded.answered_by, trunk = excluded.trunk,
                  route = excluded.route, start_local = excluded.start_local, end_local = excluded.end_local,
                  talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
-                 answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms
+                 answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms,
+                 billed_number = excluded.billed_number
              RETURNING seq",
         )?
         .query_row(
@@ -346,6 +348,7 @@ pub fn put_call(
                 f.answered,
                 f.leg_cdr_ids.len() as i64,
                 last_change_ms,
+                f.billed_number,
             ],
             |r| r.get(0),
         )?;

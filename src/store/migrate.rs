@@ -50,6 +50,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "012_devices",
         include_str!("../../sql/sqlite/012_devices.sql"),
     ),
+    (
+        "015_calls_billed_number",
+        include_str!("../../sql/sqlite/015_calls_billed_number.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

@@ -192,7 +192,8 @@ const CALL_SET: &str = "id = excluded.id, device = excluded.device, direction = 
      extensions = excluded.extensions, answered_by = excluded.answered_by, trunk = excluded.trunk,
      route = excluded.route, start_local = excluded.start_local, end_local = excluded.end_local,
      talk_seconds = excluded.talk_seconds, billable_seconds = excluded.billable_seconds,
-     answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms";
+     answered = excluded.answered, leg_count = excluded.leg_count, last_change_ms = excluded.last_change_ms,
+     billed_number = excluded.billed_number";
 
 /// `store::calls::put_call`: a given `seq` is a row the calls stage read
 /// (the oldest of the merged calls), written in place.
@@ -212,8 +213,9 @@ pub fn put_call(
     let leg_count = f.leg_cdr_ids.len() as i64;
     let direction = f.direction.as_str();
     const COLS: &str = "id, device, direction, forwarded_out, caller, callee, extensions, answered_by,
-        trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
-    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+        trunk, route, start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms,
+        billed_number";
+    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
         &f.id,
         &f.device,
         &direction,
@@ -231,15 +233,16 @@ pub fn put_call(
         &answered,
         &leg_count,
         &last_change_ms,
+        &f.billed_number,
     ];
-    let marks = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
+    let marks = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18";
     let seq: i64 = match seq {
         Some(seq) => {
             let mut args = fields.to_vec();
             args.push(&seq);
             pg.query_one(
                 &format!(
-                    "INSERT INTO calls (seq, {COLS}) VALUES ($18, {marks})
+                    "INSERT INTO calls (seq, {COLS}) VALUES ($19, {marks})
                      ON CONFLICT (seq) DO UPDATE SET {CALL_SET} RETURNING seq"
                 ),
                 &args,

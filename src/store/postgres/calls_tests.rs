@@ -54,6 +54,7 @@ fn facts(id: &str, caller: &str, start: NaiveDateTime, cdrs: &[&str]) -> CallFac
         billable_seconds: 60,
         answered: true,
         leg_cdr_ids: cdrs.iter().map(|c| c.to_string()).collect(),
+        billed_number: Some("013800138000".into()),
     }
 }
 

@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "005_recordings",
         include_str!("../../../sql/postgres/005_recordings.sql"),
     ),
+    (
+        "008_calls_billed_number",
+        include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one
