@@ -249,7 +249,7 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
         assert!(behind_tls.contains("; Secure"), "behind an HTTPS proxy: {behind_tls}");
         // Only the id's hash is stored.
         let id = cookie.split_once('=').expect("pair").1.to_string();
-        assert_eq!(store.read_blocking(sessions::count).expect("count"), 2);
+        assert_eq!(blocking(|| store.read_blocking(sessions::count)).expect("count"), 2);
 
         let with = |c: String| http.get(url(&ts, CALLS)).header(COOKIE, c);
         assert_eq!(status(with(format!("other=1; {cookie}"))).await, 200);
@@ -303,8 +303,7 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
         let gone = resp.headers()[SET_COOKIE].to_str().expect("ascii");
         assert!(gone.starts_with("callvault_session=;") && gone.contains("Max-Age=0"), "{gone}");
         assert_eq!(status(with(cookie.clone())).await, 401, "signed out");
-        assert!(store
-            .read_blocking(move |tx| sessions::lookup(tx, &id, Utc::now(), 0))
+        assert!(blocking(|| store.read_blocking(move |tx| sessions::lookup(tx, &id, Utc::now(), 0)))
             .expect("lookup")
             .is_none());
 
@@ -312,10 +311,12 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
         let (idle, _) = sign_in(&ts, &tok, false).await;
         let idle_hash = tokens::hash(idle.split_once('=').expect("pair").1);
         let back = Utc::now().timestamp_millis() - 2 * 3600 * 1000;
-        store
-            .writer
-            .write_blocking(move |tx| sessions::touch(tx, &idle_hash, back))
-            .expect("set back");
+        blocking(|| {
+            store
+                .writer
+                .write_blocking(move |tx| sessions::touch(tx, &idle_hash, back))
+        })
+        .expect("set back");
         assert_eq!(status(with(idle)).await, 401, "idle session");
 
         // Revoking the token ends its open sessions at once.
@@ -380,13 +381,13 @@ async fn large_recording(ts: &TestServer, on: &On, bytes: usize) -> i64 {
     }
 }
 
-/// Reads `resp` slowly (a chunk then a pause) until it ends or fails;
-/// calls `midway` once after `after` bytes. Returns (bytes read, whether
-/// the body failed) and when it ended.
+/// Reads `resp` at about `per_second` bytes a second (unlimited when 0)
+/// until it ends or fails; calls `midway` once after `after` bytes.
+/// Returns (bytes read, whether the body failed) and when it ended.
 async fn read_slowly(
     resp: reqwest::Response,
     after: usize,
-    pause: Duration,
+    per_second: usize,
     midway: impl AsyncFnOnce(),
 ) -> (usize, bool, Instant) {
     let mut stream = resp.bytes_stream();
@@ -402,7 +403,10 @@ async fn read_slowly(
                         f().await;
                     }
                 }
-                tokio::time::sleep(pause).await;
+                if per_second > 0 {
+                    let pause = chunk.len() as f64 / per_second as f64;
+                    tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                }
             }
         }
     }
@@ -410,7 +414,10 @@ async fn read_slowly(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
+    // Unrevoked, the slow reader would take 16 s for the file; the cut
+    // comes within a few seconds.
     const SIZE: usize = 64 << 20;
+    const SLOW: usize = 4 << 20;
     each_server("a_download_under_way_is_cut", no_tweak, |ts, on| async move {
         let store = ts.running.store.clone();
         let id = large_recording(&ts, &on, SIZE).await;
@@ -421,7 +428,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
         let keep = blocking(|| cli::create(&store, "keeper", "qa", None)).expect("create");
         let resp = http.get(url(&ts, &path)).bearer_auth(&keep).send().await.expect("get");
         assert_eq!(resp.status(), 200);
-        let (read, failed, _) = read_slowly(resp, usize::MAX, Duration::ZERO, async || {}).await;
+        let (read, failed, _) = read_slowly(resp, usize::MAX, 0, async || {}).await;
         assert_eq!((read, failed), (SIZE, false), "the whole file");
 
         // By bearer token: revoked a megabyte in, the rest never comes.
@@ -429,7 +436,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
         let resp = http.get(url(&ts, &path)).bearer_auth(&tok).send().await.expect("get");
         assert_eq!(resp.status(), 200);
         let mut revoked_at = Instant::now();
-        let (read, failed, ended) = read_slowly(resp, 1 << 20, Duration::from_millis(10), async || {
+        let (read, failed, ended) = read_slowly(resp, 1 << 20, SLOW, async || {
             blocking(|| cli::revoke(&store, "listener")).expect("revoke");
             revoked_at = Instant::now();
         })
@@ -445,7 +452,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
         let (cookie, _) = sign_in(&ts, &tok, false).await;
         let resp = http.get(url(&ts, &path)).header(COOKIE, &cookie).send().await.expect("get");
         assert_eq!(resp.status(), 200);
-        let (read, failed, _) = read_slowly(resp, 1 << 20, Duration::from_millis(10), async || {
+        let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
             blocking(|| cli::revoke(&store, "page")).expect("revoke");
         })
         .await;
