@@ -102,7 +102,10 @@ fn token_create_list_revoke_as_the_command_runs_them() {
         let t = cli::create(store, "qa-desk", "qa", Some(soon)).expect("create");
         assert!(t.starts_with("cv_"));
         let e = cli::create(store, "qa-desk", "admin", None).expect_err("taken");
-        assert!(e.to_string().contains("a token named qa-desk exists"), "{e}");
+        assert!(
+            e.to_string().contains("a token named qa-desk exists"),
+            "{e}"
+        );
         let e = cli::create(store, "two words", "qa", None).expect_err("bad name");
         assert!(e.to_string().contains("not a token name"), "{e}");
         let e = cli::create(store, "x", "boss", None).expect_err("bad role");
@@ -110,15 +113,24 @@ fn token_create_list_revoke_as_the_command_runs_them() {
         cli::create(store, "billing-cron", "finance", None).expect("create");
 
         let rows = cli::list(store).expect("list");
-        let names: Vec<_> = rows.iter().map(|r| (r.name.as_str(), r.role.as_str())).collect();
+        let names: Vec<_> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.role.as_str()))
+            .collect();
         assert_eq!(names, [("billing-cron", "finance"), ("qa-desk", "qa")]);
         assert_eq!(rows[1].expires_at, Some(tokens::stamp(soon)));
         let json = serde_json::to_string(&rows).expect("json");
         let table = cli::table(&rows, Utc::now());
         for shown in [&json, &table] {
-            assert!(!shown.contains(&t) && !shown.contains(&tokens::hash(&t)), "{shown}");
+            assert!(
+                !shown.contains(&t) && !shown.contains(&tokens::hash(&t)),
+                "{shown}"
+            );
         }
-        assert!(table.contains("qa-desk") && table.contains("LAST USED"), "{table}");
+        assert!(
+            table.contains("qa-desk") && table.contains("LAST USED"),
+            "{table}"
+        );
 
         assert_eq!(cli::revoke(store, "qa-desk").expect("revoke"), 0);
         let e = cli::revoke(store, "qa-desk").expect_err("gone");
@@ -147,14 +159,25 @@ fn token_commands_of_the_binary() {
             .output()
             .expect("run callvault")
     };
-    let out = run(&["create", "--role", "qa", "--name", "desk", "--expires", "90d"]);
+    let out = run(&[
+        "create",
+        "--role",
+        "qa",
+        "--name",
+        "desk",
+        "--expires",
+        "90d",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let token = stdout.lines().last().expect("a line");
     assert!(token.starts_with("cv_") && token.len() == 67, "{stdout}");
     let again = run(&["create", "--role", "qa", "--name", "desk"]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists"),
+        "{again:?}"
+    );
     let missing = run(&["create", "--role", "qa"]);
     assert!(!missing.status.success(), "--name is required");
     let bad = run(&["create", "--role", "qa", "--name", "x", "--expires", "soon"]);
@@ -165,7 +188,10 @@ fn token_commands_of_the_binary() {
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
     assert_eq!(v[0]["name"], "desk");
     assert_eq!(v[0]["role"], "qa");
-    assert!(v[0]["expires_at"].is_string() && v[0]["last_used_at"].is_null(), "{v}");
+    assert!(
+        v[0]["expires_at"].is_string() && v[0]["last_used_at"].is_null(),
+        "{v}"
+    );
     assert!(!String::from_utf8_lossy(&list.stdout).contains(token));
     let table = run(&["list"]);
     assert!(String::from_utf8_lossy(&table.stdout).starts_with("NAME"));
@@ -186,7 +212,10 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
         let store = ts.running.store.clone();
         let http = reqwest::Client::new();
         let tok = blocking(|| cli::create(&store, "ops", "admin", None)).expect("create");
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await, 200);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await,
+            200
+        );
         // Never from the URL, on any route.
         for path in [
             format!("{CALLS}&token={tok}"),
@@ -196,25 +225,35 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
         ] {
             assert_eq!(status(http.get(url(&ts, &path))).await, 401, "{path}");
         }
-        assert_eq!(status(http.post(url(&ts, &format!("/api/session?token={tok}")))).await, 400);
+        assert_eq!(
+            status(http.post(url(&ts, &format!("/api/session?token={tok}")))).await,
+            400
+        );
 
         // last_used_at is recorded (through the writer, not per request).
         assert!(
-            within(10, async || blocking(|| cli::list(&store)).expect("list")[0]
-                .last_used_at
-                .is_some())
+            within(10, async || blocking(|| cli::list(&store)).expect("list")
+                [0]
+            .last_used_at
+            .is_some())
             .await,
             "last use recorded"
         );
 
         // Revoked: refused at once.
         blocking(|| cli::revoke(&store, "ops")).expect("revoke");
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await, 401);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await,
+            401
+        );
 
         // Expired: refused, and no session can be made with it.
         let past = Utc::now() - chrono::Duration::seconds(1);
         let old = blocking(|| cli::create(&store, "old", "admin", Some(past))).expect("create");
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&old)).await, 401);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&old)).await,
+            401
+        );
         assert_eq!(
             status(http.post(url(&ts, "/api/session")).bearer_auth(&old)).await,
             401
@@ -222,9 +261,15 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
         // One that expires in a moment works until then.
         let soon = Utc::now() + chrono::Duration::seconds(2);
         let brief = blocking(|| cli::create(&store, "brief", "qa", Some(soon))).expect("create");
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await, 200);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await,
+            200
+        );
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await, 401);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await,
+            401
+        );
         ts.running.stop().await;
     })
     .await;
@@ -246,10 +291,16 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
         }
         assert!(!set.contains("Secure"), "plain HTTP: {set}");
         let (_, behind_tls) = sign_in(&ts, &tok, true).await;
-        assert!(behind_tls.contains("; Secure"), "behind an HTTPS proxy: {behind_tls}");
+        assert!(
+            behind_tls.contains("; Secure"),
+            "behind an HTTPS proxy: {behind_tls}"
+        );
         // Only the id's hash is stored.
         let id = cookie.split_once('=').expect("pair").1.to_string();
-        assert_eq!(blocking(|| store.read_blocking(sessions::count)).expect("count"), 2);
+        assert_eq!(
+            blocking(|| store.read_blocking(sessions::count)).expect("count"),
+            2
+        );
 
         let with = |c: String| http.get(url(&ts, CALLS)).header(COOKIE, c);
         assert_eq!(status(with(format!("other=1; {cookie}"))).await, 200);
@@ -264,7 +315,11 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
             .map(|b| serde_json::from_slice(&b).expect("json"))
             .expect("body");
         assert_eq!(
-            (who["name"].as_str(), who["role"].as_str(), who["via"].as_str()),
+            (
+                who["name"].as_str(),
+                who["role"].as_str(),
+                who["via"].as_str()
+            ),
             (Some("ann"), Some("qa"), Some("session"))
         );
         // The token itself is no cookie; nor is a made-up id.
@@ -301,11 +356,19 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
             .expect("delete");
         assert_eq!(resp.status(), 204);
         let gone = resp.headers()[SET_COOKIE].to_str().expect("ascii");
-        assert!(gone.starts_with("callvault_session=;") && gone.contains("Max-Age=0"), "{gone}");
+        assert!(
+            gone.starts_with("callvault_session=;") && gone.contains("Max-Age=0"),
+            "{gone}"
+        );
         assert_eq!(status(with(cookie.clone())).await, 401, "signed out");
-        assert!(blocking(|| store.read_blocking(move |tx| sessions::lookup(tx, &id, Utc::now(), 0)))
-            .expect("lookup")
-            .is_none());
+        assert!(blocking(|| store.read_blocking(move |tx| sessions::lookup(
+            tx,
+            &id,
+            Utc::now(),
+            0
+        )))
+        .expect("lookup")
+        .is_none());
 
         // Idle too long (its last use set back two hours): refused.
         let (idle, _) = sign_in(&ts, &tok, false).await;
@@ -324,7 +387,10 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
         assert_eq!(status(with(open.clone())).await, 200);
         blocking(|| cli::revoke(&store, "ann")).expect("revoke");
         assert_eq!(status(with(open)).await, 401, "revoked token's session");
-        assert_eq!(status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await, 401);
+        assert_eq!(
+            status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await,
+            401
+        );
 
         // An expiring token's session ends with it.
         let soon = Utc::now() + chrono::Duration::seconds(2);
@@ -352,7 +418,8 @@ async fn large_recording(ts: &TestServer, on: &On, bytes: usize) -> i64 {
         On::Sqlite => {
             let c = rusqlite::Connection::open(ts.db_path()).expect("open");
             // No leg behind it: the route serves the row by its id.
-            c.pragma_update(None, "foreign_keys", false).expect("pragma");
+            c.pragma_update(None, "foreign_keys", false)
+                .expect("pragma");
             c.execute(
                 &format!(
                     "INSERT INTO recordings ({cols}) VALUES (9999, 'hq', ?1, 'PCMU', 'done', 1, 0, ?1, ?2, 1.0, ?3, '2024-01-08T10:00:00Z')"
@@ -418,47 +485,66 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
     // comes within a few seconds.
     const SIZE: usize = 64 << 20;
     const SLOW: usize = 4 << 20;
-    each_server("a_download_under_way_is_cut", no_tweak, |ts, on| async move {
-        let store = ts.running.store.clone();
-        let id = large_recording(&ts, &on, SIZE).await;
-        let path = format!("/api/recordings/{id}");
-        let http = reqwest::Client::new();
+    each_server(
+        "a_download_under_way_is_cut",
+        no_tweak,
+        |ts, on| async move {
+            let store = ts.running.store.clone();
+            let id = large_recording(&ts, &on, SIZE).await;
+            let path = format!("/api/recordings/{id}");
+            let http = reqwest::Client::new();
 
-        // Unrevoked, a slow reader gets the whole file.
-        let keep = blocking(|| cli::create(&store, "keeper", "qa", None)).expect("create");
-        let resp = http.get(url(&ts, &path)).bearer_auth(&keep).send().await.expect("get");
-        assert_eq!(resp.status(), 200);
-        let (read, failed, _) = read_slowly(resp, usize::MAX, 0, async || {}).await;
-        assert_eq!((read, failed), (SIZE, false), "the whole file");
+            // Unrevoked, a slow reader gets the whole file.
+            let keep = blocking(|| cli::create(&store, "keeper", "qa", None)).expect("create");
+            let resp = http
+                .get(url(&ts, &path))
+                .bearer_auth(&keep)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200);
+            let (read, failed, _) = read_slowly(resp, usize::MAX, 0, async || {}).await;
+            assert_eq!((read, failed), (SIZE, false), "the whole file");
 
-        // By bearer token: revoked a megabyte in, the rest never comes.
-        let tok = blocking(|| cli::create(&store, "listener", "qa", None)).expect("create");
-        let resp = http.get(url(&ts, &path)).bearer_auth(&tok).send().await.expect("get");
-        assert_eq!(resp.status(), 200);
-        let mut revoked_at = Instant::now();
-        let (read, failed, ended) = read_slowly(resp, 1 << 20, SLOW, async || {
-            blocking(|| cli::revoke(&store, "listener")).expect("revoke");
-            revoked_at = Instant::now();
-        })
-        .await;
-        assert!(failed && read < SIZE, "cut: {read} of {SIZE} bytes read");
-        assert!(
-            ended.duration_since(revoked_at) < Duration::from_secs(15),
-            "cut within seconds"
-        );
+            // By bearer token: revoked a megabyte in, the rest never comes.
+            let tok = blocking(|| cli::create(&store, "listener", "qa", None)).expect("create");
+            let resp = http
+                .get(url(&ts, &path))
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200);
+            let mut revoked_at = Instant::now();
+            let (read, failed, ended) = read_slowly(resp, 1 << 20, SLOW, async || {
+                blocking(|| cli::revoke(&store, "listener")).expect("revoke");
+                revoked_at = Instant::now();
+            })
+            .await;
+            assert!(failed && read < SIZE, "cut: {read} of {SIZE} bytes read");
+            assert!(
+                ended.duration_since(revoked_at) < Duration::from_secs(15),
+                "cut within seconds"
+            );
 
-        // By session cookie (the page's audio and download links): the same.
-        let tok = blocking(|| cli::create(&store, "page", "qa", None)).expect("create");
-        let (cookie, _) = sign_in(&ts, &tok, false).await;
-        let resp = http.get(url(&ts, &path)).header(COOKIE, &cookie).send().await.expect("get");
-        assert_eq!(resp.status(), 200);
-        let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
-            blocking(|| cli::revoke(&store, "page")).expect("revoke");
-        })
-        .await;
-        assert!(failed && read < SIZE, "cut: {read} of {SIZE} bytes read");
-        ts.running.stop().await;
-    })
+            // By session cookie (the page's audio and download links): the same.
+            let tok = blocking(|| cli::create(&store, "page", "qa", None)).expect("create");
+            let (cookie, _) = sign_in(&ts, &tok, false).await;
+            let resp = http
+                .get(url(&ts, &path))
+                .header(COOKIE, &cookie)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200);
+            let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
+                blocking(|| cli::revoke(&store, "page")).expect("revoke");
+            })
+            .await;
+            assert!(failed && read < SIZE, "cut: {read} of {SIZE} bytes read");
+            ts.running.stop().await;
+        },
+    )
     .await;
 }
 
@@ -475,7 +561,8 @@ fn the_migration_renames_duplicate_token_names_on_sqlite() {
         for (_, sql) in &callvault::store::MIGRATIONS[..before] {
             c.execute_batch(sql).expect("old schema");
         }
-        c.pragma_update(None, "user_version", before as i64).expect("version");
+        c.pragma_update(None, "user_version", before as i64)
+            .expect("version");
         c.execute_batch(
             "INSERT INTO tokens (name, role, hash, created_at) VALUES
                ('qa', 'qa', 'h1', '2024-01-01T00:00:00Z'),
@@ -510,7 +597,6 @@ fn renamed(store: &Store) -> Vec<(String, String)> {
         .map(|t| (t.name, t.role))
         .collect::<Vec<_>>()
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_renames_duplicate_token_names_on_postgres() {
@@ -655,8 +741,8 @@ fn migrate_store_copies_tokens_and_sessions() {
         (tok, session)
     };
     let target = pg.store();
-    let copied =
-        callvault::store::copy::sqlite_to_postgres(&path, &target, &mut |_, _, _| {}).expect("copy");
+    let copied = callvault::store::copy::sqlite_to_postgres(&path, &target, &mut |_, _, _| {})
+        .expect("copy");
     for table in ["tokens", "sessions"] {
         let c = copied.iter().find(|c| c.table == table).expect(table);
         assert_eq!((c.source_rows, c.target_rows), (1, 1), "{table}");

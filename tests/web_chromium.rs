@@ -473,14 +473,18 @@ async fn web_page_in_headless_chromium() {
         .await;
     d.wait("document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden && document.querySelector('#who').textContent.includes('admin')").await;
     d.click("#logout").await;
-    d.wait("!document.querySelector('#login-view').hidden").await;
+    d.wait("!document.querySelector('#login-view').hidden")
+        .await;
     assert!(
         within_log(&log, "/api/session", 204).await,
         "sign-out reached the server"
     );
     d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
         .await;
-    d.wait("document.querySelector('#login-view') && !document.querySelector('#login-view').hidden").await;
+    d.wait(
+        "document.querySelector('#login-view') && !document.querySelector('#login-view').hidden",
+    )
+    .await;
 
     // "Remember me" keeps the token, and only then.
     d.js("document.querySelector('#remember').checked = true;")
@@ -495,7 +499,8 @@ async fn web_page_in_headless_chromium() {
         json!(tok)
     );
     d.click("#logout").await;
-    d.wait("!document.querySelector('#login-view').hidden").await;
+    d.wait("!document.querySelector('#login-view').hidden")
+        .await;
     assert_eq!(
         d.js("return localStorage.getItem('callvault.token');")
             .await,

@@ -156,7 +156,13 @@ pub fn table(rows: &[TokenInfo], now: DateTime<Utc>) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..5)
-        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for l in &lines {
@@ -180,8 +186,7 @@ pub fn table(rows: &[TokenInfo], now: DateTime<Utc>) -> String {
 pub fn parse_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.chars().count() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
     if ok {
         Ok(s.to_string())
@@ -262,6 +267,9 @@ mod tests {
         assert!(lines[0].starts_with("NAME  ROLE   CREATED"), "{t}");
         assert!(lines[1].contains("2026-02-01T00:00:00Z (expired)"), "{t}");
         assert!(lines[1].ends_with("never"), "{t}");
-        assert!(lines[2].contains("never") && lines[2].ends_with("2026-05-31T23:59:00Z"), "{t}");
+        assert!(
+            lines[2].contains("never") && lines[2].ends_with("2026-05-31T23:59:00Z"),
+            "{t}"
+        );
     }
 }

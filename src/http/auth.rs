@@ -279,7 +279,11 @@ impl AuthShared {
         }
         let (store, id) = (self.store.clone(), t.id);
         tokio::spawn(async move {
-            if let Err(e) = store.writer.write(move |tx| tokens::touch(tx, id, now)).await {
+            if let Err(e) = store
+                .writer
+                .write(move |tx| tokens::touch(tx, id, now))
+                .await
+            {
                 tracing::warn!(error = %e, "could not record a token's last use");
             }
         });
@@ -314,7 +318,11 @@ struct AuthCtx {
 
 /// Middleware of the API listener: a response to an authenticated request
 /// gets a [`GuardedBody`], so it ends when its caller's token does.
-pub async fn guard(State(shared): State<Arc<AuthShared>>, mut req: Request, next: Next) -> Response {
+pub async fn guard(
+    State(shared): State<Arc<AuthShared>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let slot = Arc::new(OnceLock::new());
     req.extensions_mut().insert(AuthCtx {
         shared: shared.clone(),
@@ -366,7 +374,10 @@ impl hyper::body::Body for GuardedBody {
         let now = Instant::now();
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
-            if !self.shared.still_valid(&self.hash, self.expires, self.since) {
+            if !self
+                .shared
+                .still_valid(&self.hash, self.expires, self.since)
+            {
                 self.ended = true;
                 tracing::info!("response cut: its token was revoked or has expired");
                 return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(

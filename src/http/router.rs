@@ -51,7 +51,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/export/billing.xlsx", get(reports::billing_xlsx))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(auth, super::auth::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            super::auth::guard,
+        ))
         .with_state(state)
 }
 

@@ -29,7 +29,11 @@ pub fn create(tx: &Tx, token_id: i64, now: DateTime<Utc>, idle_before_ms: i64) -
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let id = format!("cvs_{}", hex::encode(bytes));
-    let (h, created, now_ms) = (tokens::hash(&id), tokens::stamp(now), now.timestamp_millis());
+    let (h, created, now_ms) = (
+        tokens::hash(&id),
+        tokens::stamp(now),
+        now.timestamp_millis(),
+    );
     if let Some(pg) = tx.pg() {
         super::postgres::sessions::purge(pg, idle_before_ms)?;
         super::postgres::sessions::insert(pg, &h, token_id, &created, now_ms)?;
@@ -113,61 +117,64 @@ mod tests {
 
     #[test]
     fn a_session_lives_with_its_token_and_until_idle() {
-        each_backend("a_session_lives_with_its_token_and_until_idle", |_, store| {
-            let t = store
-                .writer
-                .write_blocking(|tx| tokens::create(tx, "web", "qa"))
-                .expect("token");
-            let now = Utc::now();
-            let t2 = t.clone();
-            let token_id = store
-                .read_blocking(move |tx| tokens::lookup(tx, &t2, now))
-                .expect("lookup")
-                .expect("valid")
-                .id;
-            let id = store
-                .writer
-                .write_blocking(move |tx| create(tx, token_id, now, 0))
-                .expect("session");
-            assert!(id.starts_with("cvs_") && id.len() == 68, "{id}");
-            let ms = now.timestamp_millis();
-            let seen = |id: String, idle_before: i64| {
-                store
-                    .read_blocking(move |tx| lookup(tx, &id, Utc::now(), idle_before))
+        each_backend(
+            "a_session_lives_with_its_token_and_until_idle",
+            |_, store| {
+                let t = store
+                    .writer
+                    .write_blocking(|tx| tokens::create(tx, "web", "qa"))
+                    .expect("token");
+                let now = Utc::now();
+                let t2 = t.clone();
+                let token_id = store
+                    .read_blocking(move |tx| tokens::lookup(tx, &t2, now))
                     .expect("lookup")
-            };
-            let s = seen(id.clone(), ms - 1000).expect("valid");
-            assert_eq!((s.token.name.as_str(), s.last_seen_ms), ("web", ms));
-            assert_eq!(s.hash, tokens::hash(&id), "only the hash is kept");
-            assert!(seen(id.clone(), ms + 1).is_none(), "idle too long");
-            let h = s.hash.clone();
-            store
-                .writer
-                .write_blocking(move |tx| touch(tx, &h, ms + 5000))
-                .expect("touch");
-            assert!(seen(id.clone(), ms + 1).is_some(), "used again");
-            assert!(seen("cvs_00".into(), 0).is_none());
-
-            let id2 = id.clone();
-            assert!(store
-                .writer
-                .write_blocking(move |tx| delete(tx, &id2))
-                .expect("delete"));
-            assert!(seen(id.clone(), 0).is_none(), "signed out");
-
-            let again = store
-                .writer
-                .write_blocking(move |tx| create(tx, token_id, now, 0))
-                .expect("session");
-            assert_eq!(
+                    .expect("valid")
+                    .id;
+                let id = store
+                    .writer
+                    .write_blocking(move |tx| create(tx, token_id, now, 0))
+                    .expect("session");
+                assert!(id.starts_with("cvs_") && id.len() == 68, "{id}");
+                let ms = now.timestamp_millis();
+                let seen = |id: String, idle_before: i64| {
+                    store
+                        .read_blocking(move |tx| lookup(tx, &id, Utc::now(), idle_before))
+                        .expect("lookup")
+                };
+                let s = seen(id.clone(), ms - 1000).expect("valid");
+                assert_eq!((s.token.name.as_str(), s.last_seen_ms), ("web", ms));
+                assert_eq!(s.hash, tokens::hash(&id), "only the hash is kept");
+                assert!(seen(id.clone(), ms + 1).is_none(), "idle too long");
+                let h = s.hash.clone();
                 store
                     .writer
-                    .write_blocking(|tx| tokens::revoke(tx, "web"))
-                    .expect("revoke"),
-                Some(1)
-            );
-            assert!(seen(again, 0).is_none(), "revoked with its token");
-            assert_eq!(store.read_blocking(count).expect("count"), 0);
-        });
+                    .write_blocking(move |tx| touch(tx, &h, ms + 5000))
+                    .expect("touch");
+                assert!(seen(id.clone(), ms + 1).is_some(), "used again");
+                assert!(seen("cvs_00".into(), 0).is_none());
+
+                let id2 = id.clone();
+                assert!(store
+                    .writer
+                    .write_blocking(move |tx| delete(tx, &id2))
+                    .expect("delete"));
+                assert!(seen(id.clone(), 0).is_none(), "signed out");
+
+                let again = store
+                    .writer
+                    .write_blocking(move |tx| create(tx, token_id, now, 0))
+                    .expect("session");
+                assert_eq!(
+                    store
+                        .writer
+                        .write_blocking(|tx| tokens::revoke(tx, "web"))
+                        .expect("revoke"),
+                    Some(1)
+                );
+                assert!(seen(again, 0).is_none(), "revoked with its token");
+                assert_eq!(store.read_blocking(count).expect("count"), 0);
+            },
+        );
     }
 }

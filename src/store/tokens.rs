@@ -222,7 +222,9 @@ pub fn lookup(tx: &Tx, token: &str, now: DateTime<Utc>) -> Result<Option<Found>>
         return super::postgres::tokens::lookup(pg, &hash(token), now);
     }
     let row = tx
-        .prepare_cached(&format!("SELECT {FOUND_COLS} FROM tokens t WHERE t.hash = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {FOUND_COLS} FROM tokens t WHERE t.hash = ?1"
+        ))?
         .query_row([hash(token)], found_parts)
         .optional()?;
     Ok(row.and_then(|p| Found::from_parts(p, now)))
@@ -310,7 +312,10 @@ pub(crate) fn make_names_unique_sqlite(conn: &rusqlite::Connection) -> Result<()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for (id, old, new) in unique_names(&tokens) {
-        conn.execute("UPDATE tokens SET name = ?1 WHERE id = ?2", params![new, id])?;
+        conn.execute(
+            "UPDATE tokens SET name = ?1 WHERE id = ?2",
+            params![new, id],
+        )?;
         log_rename(&old, &new);
     }
     Ok(())
@@ -341,7 +346,10 @@ mod tests {
                 .read_blocking(|tx| super::lookup(tx, &token, Utc::now()))
                 .expect("lookup")
                 .expect("found");
-            assert_eq!((found.name.as_str(), found.role.as_str()), ("qa-desk", "qa"));
+            assert_eq!(
+                (found.name.as_str(), found.role.as_str()),
+                ("qa-desk", "qa")
+            );
             assert_eq!(found.hash, hash(&token));
             let other = store
                 .read_blocking(|tx| super::lookup(tx, "cv_00", Utc::now()))
@@ -352,64 +360,67 @@ mod tests {
 
     #[test]
     fn names_are_unique_expiry_and_revocation_end_a_token() {
-        each_backend("names_are_unique_expiry_and_revocation_end_a_token", |_, store| {
-            let soon = Utc::now() + chrono::Duration::hours(1);
-            let t = store
-                .writer
-                .write_blocking(move |tx| create_unique(tx, "ops", "admin", Some(soon)))
-                .expect("create")
-                .expect("free name");
-            let again = store
-                .writer
-                .write_blocking(|tx| create_unique(tx, "ops", "qa", None))
-                .expect("create");
-            assert_eq!(again, None, "a taken name is refused");
-            let lenient = store
-                .writer
-                .write_blocking(|tx| create(tx, "ops", "qa"))
-                .expect("create");
-            let names: Vec<_> = store
-                .read_blocking(list)
-                .expect("list")
-                .into_iter()
-                .map(|i| (i.name, i.role, i.expires_at.is_some()))
-                .collect();
-            assert_eq!(
-                names,
-                [
-                    ("ops".to_string(), "admin".to_string(), true),
-                    ("ops-2".to_string(), "qa".to_string(), false)
-                ]
-            );
-            let later = soon + chrono::Duration::seconds(1);
-            let t2 = t.clone();
-            assert!(store
-                .read_blocking(move |tx| lookup(tx, &t2, later))
-                .expect("lookup")
-                .is_none());
-            assert!(store
-                .read_blocking(move |tx| lookup(tx, &t, Utc::now()))
-                .expect("lookup")
-                .is_some());
-            assert_eq!(
-                store
+        each_backend(
+            "names_are_unique_expiry_and_revocation_end_a_token",
+            |_, store| {
+                let soon = Utc::now() + chrono::Duration::hours(1);
+                let t = store
                     .writer
-                    .write_blocking(|tx| revoke(tx, "ops-2"))
-                    .expect("revoke"),
-                Some(0)
-            );
-            assert_eq!(
-                store
+                    .write_blocking(move |tx| create_unique(tx, "ops", "admin", Some(soon)))
+                    .expect("create")
+                    .expect("free name");
+                let again = store
                     .writer
-                    .write_blocking(|tx| revoke(tx, "ops-2"))
-                    .expect("revoke"),
-                None
-            );
-            assert!(store
-                .read_blocking(move |tx| lookup(tx, &lenient, Utc::now()))
-                .expect("lookup")
-                .is_none());
-        });
+                    .write_blocking(|tx| create_unique(tx, "ops", "qa", None))
+                    .expect("create");
+                assert_eq!(again, None, "a taken name is refused");
+                let lenient = store
+                    .writer
+                    .write_blocking(|tx| create(tx, "ops", "qa"))
+                    .expect("create");
+                let names: Vec<_> = store
+                    .read_blocking(list)
+                    .expect("list")
+                    .into_iter()
+                    .map(|i| (i.name, i.role, i.expires_at.is_some()))
+                    .collect();
+                assert_eq!(
+                    names,
+                    [
+                        ("ops".to_string(), "admin".to_string(), true),
+                        ("ops-2".to_string(), "qa".to_string(), false)
+                    ]
+                );
+                let later = soon + chrono::Duration::seconds(1);
+                let t2 = t.clone();
+                assert!(store
+                    .read_blocking(move |tx| lookup(tx, &t2, later))
+                    .expect("lookup")
+                    .is_none());
+                assert!(store
+                    .read_blocking(move |tx| lookup(tx, &t, Utc::now()))
+                    .expect("lookup")
+                    .is_some());
+                assert_eq!(
+                    store
+                        .writer
+                        .write_blocking(|tx| revoke(tx, "ops-2"))
+                        .expect("revoke"),
+                    Some(0)
+                );
+                assert_eq!(
+                    store
+                        .writer
+                        .write_blocking(|tx| revoke(tx, "ops-2"))
+                        .expect("revoke"),
+                    None
+                );
+                assert!(store
+                    .read_blocking(move |tx| lookup(tx, &lenient, Utc::now()))
+                    .expect("lookup")
+                    .is_none());
+            },
+        );
     }
 
     #[test]
@@ -431,7 +442,10 @@ mod tests {
                 .write_blocking(move |tx| touch(tx, id, at))
                 .expect("touch");
             let info = store.read_blocking(list).expect("list");
-            assert_eq!(info[0].last_used_at.as_deref(), Some("2026-01-02T03:04:05Z"));
+            assert_eq!(
+                info[0].last_used_at.as_deref(),
+                Some("2026-01-02T03:04:05Z")
+            );
             assert!(store
                 .read_blocking(live_hashes)
                 .expect("hashes")
