@@ -507,5 +507,37 @@ async fn web_page_in_headless_chromium() {
         json!(null),
         "signing out forgets it"
     );
+
+    // Signed out, the page shows the sign-in form only.
+    assert_eq!(
+        d.js("return [document.querySelector('#nav').offsetParent, document.querySelector('#calls-view').offsetParent];")
+            .await,
+        json!([null, null]),
+        "nothing but the sign-in form is visible"
+    );
+
+    // The demo's link (the token in the fragment), opened afresh, signs in,
+    // keeps no token and clears the fragment from the address bar.
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": "about:blank"})),
+    )
+    .await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/#token={tok}")})),
+    )
+    .await;
+    d.wait(
+        "document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden",
+    )
+    .await;
+    assert_eq!(
+        d.js("return [location.hash, localStorage.getItem('callvault.token')];")
+            .await,
+        json!(["", null])
+    );
     d.call(reqwest::Method::DELETE, "", None).await;
 }
