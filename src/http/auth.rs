@@ -331,16 +331,18 @@ pub async fn guard(
     let resp = next.run(req).await;
     match slot.get() {
         Some((caller, since)) => {
-            let guarded = GuardedBody {
-                shared,
-                hash: caller.token_hash.clone(),
-                expires: caller.expires_at,
-                since: *since,
-                next_check: *since + CHECK_EVERY,
-                ended: false,
-                inner: Body::empty(),
-            };
-            resp.map(|inner| Body::new(GuardedBody { inner, ..guarded }))
+            let (hash, expires, since) = (caller.token_hash.clone(), caller.expires_at, *since);
+            resp.map(|inner| {
+                Body::new(GuardedBody {
+                    inner,
+                    shared,
+                    hash,
+                    expires,
+                    since,
+                    next_check: since + CHECK_EVERY,
+                    ended: false,
+                })
+            })
         }
         None => resp,
     }
