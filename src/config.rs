@@ -125,13 +125,31 @@ impl Default for IngestConfig {
 pub struct ApiConfig {
     /// Address of the API and web page listener.
     pub listen: String,
+    /// A web page's session (its cookie) ends after this many minutes
+    /// without a request; the user signs in again (README "API tokens and
+    /// sessions").
+    pub session_idle_minutes: u32,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
+            session_idle_minutes: 60,
         }
+    }
+}
+
+impl ApiConfig {
+    /// A session that ends as it starts would make signing in impossible.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.session_idle_minutes == 0 {
+            return Err(ConfigError::Invalid {
+                origin: None,
+                message: "[api] session_idle_minutes must be at least 1".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -503,6 +521,7 @@ impl Config {
             });
         }
         self.recordings.validate()?;
+        self.api.validate()?;
         for d in &self.devices {
             if d.name.trim().is_empty() {
                 return Err(ConfigError::Invalid {

@@ -4,6 +4,7 @@ mod util;
 
 mod api_mutations;
 mod architecture;
+mod auth_tokens;
 mod backup_restore;
 mod calls_http;
 mod calls_manual;

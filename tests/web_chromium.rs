@@ -2,7 +2,9 @@
 //! WebDriver over plain HTTP with reqwest, no extra crates): sign in, search,
 //! page, open a call, the `<audio>` element loads the WAV (the server sees
 //! 200/206), the daily report view, and the billing CSV download. Skips with a
-//! printed reason when Chromium or chromedriver is not installed. Screenshots
+//! printed reason when Chromium or chromedriver is not installed. Sign-in
+//! keeps only the session cookie unless "remember me" is ticked; a reload
+//! keeps the session, sign-out ends it. Screenshots
 //! go to tests/artifacts/ (gitignored).
 
 use std::net::SocketAddr;
@@ -280,6 +282,18 @@ async fn wait_for_download(downloads: &Path, ext: &str, log: &Log) -> PathBuf {
     }
 }
 
+/// Waits up to 5 s for a request to `path` answered `status`.
+async fn within_log(log: &Log, path: &str, status: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if seen(log, path, &[status]) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
     log.lock()
         .expect("log")
@@ -339,10 +353,23 @@ async fn web_page_in_headless_chromium() {
     d.wait("document.querySelector('#login-error').textContent.includes('not accepted')")
         .await;
     d.js("document.querySelector('#token').value = '';").await;
+    assert_eq!(
+        d.js("return document.querySelector('#remember').checked;")
+            .await,
+        json!(false),
+        "remember me is off by default"
+    );
     d.type_into("#token", &tok).await;
     d.click("#login-btn").await;
     d.wait("!document.querySelector('#calls-view').hidden")
         .await;
+    // Signed in by the session cookie alone: the page kept no token.
+    assert_eq!(
+        d.js("return [localStorage.getItem('callvault.token'), sessionStorage.getItem('callvault.token'), document.cookie];")
+            .await,
+        json!([null, null, ""]),
+        "no token in storage, and the HttpOnly cookie is out of the script's reach"
+    );
 
     // Search the simulated day, 25 per page, then page forward and back.
     d.js("document.querySelector('#from').value = '2024-01-08'; document.querySelector('#to').value = '2024-01-08'; document.querySelector('#limit').value = '25';").await;
@@ -430,7 +457,7 @@ async fn web_page_in_headless_chromium() {
 
     // Audio, downloads and the report frame rode on the session cookie: no
     // request carried the token in its URL.
-    assert!(seen(&log, "/api/session", &[204]));
+    assert!(seen(&log, "/api/session", &[200]));
     let leaked: Vec<String> = log
         .lock()
         .expect("log")
@@ -439,5 +466,78 @@ async fn web_page_in_headless_chromium() {
         .map(|(p, _, q)| format!("{p}?{q}"))
         .collect();
     assert!(leaked.is_empty(), "token in URLs: {leaked:?}");
+
+    // A reload keeps the session (the cookie); signing out ends it on the
+    // server, so a reload then shows the sign-in form.
+    d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
+        .await;
+    d.wait("document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden && document.querySelector('#who').textContent.includes('admin')").await;
+    d.click("#logout").await;
+    d.wait("!document.querySelector('#login-view').hidden")
+        .await;
+    assert!(
+        within_log(&log, "/api/session", 204).await,
+        "sign-out reached the server"
+    );
+    d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
+        .await;
+    d.wait(
+        "document.querySelector('#login-view') && !document.querySelector('#login-view').hidden",
+    )
+    .await;
+
+    // "Remember me" keeps the token, and only then.
+    d.js("document.querySelector('#remember').checked = true;")
+        .await;
+    d.type_into("#token", &tok).await;
+    d.click("#login-btn").await;
+    d.wait("!document.querySelector('#calls-view').hidden")
+        .await;
+    assert_eq!(
+        d.js("return localStorage.getItem('callvault.token');")
+            .await,
+        json!(tok)
+    );
+    d.click("#logout").await;
+    d.wait("!document.querySelector('#login-view').hidden")
+        .await;
+    assert_eq!(
+        d.js("return localStorage.getItem('callvault.token');")
+            .await,
+        json!(null),
+        "signing out forgets it"
+    );
+
+    // Signed out, the page shows the sign-in form only.
+    assert_eq!(
+        d.js("return [document.querySelector('#nav').offsetParent, document.querySelector('#calls-view').offsetParent];")
+            .await,
+        json!([null, null]),
+        "nothing but the sign-in form is visible"
+    );
+
+    // The demo's link (the token in the fragment), opened afresh, signs in,
+    // keeps no token and clears the fragment from the address bar.
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": "about:blank"})),
+    )
+    .await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/#token={tok}")})),
+    )
+    .await;
+    d.wait(
+        "document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden",
+    )
+    .await;
+    assert_eq!(
+        d.js("return [location.hash, localStorage.getItem('callvault.token')];")
+            .await,
+        json!(["", null])
+    );
     d.call(reqwest::Method::DELETE, "", None).await;
 }

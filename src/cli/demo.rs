@@ -2,7 +2,9 @@
 //! `./demo-data` (or `--data`), a simulated OM device that has already pushed
 //! a business day (yesterday) and keeps pushing calls in real time, and its
 //! recorder serving the recordings those calls name. Prints the web address
-//! with a fresh admin token.
+//! with an admin token: the archive's token named `demo`, replaced at every
+//! start (its text cannot be shown again, only its hash is stored), so
+//! repeated demos leave one demo token, not one per start.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -40,6 +42,8 @@ pub struct DemoArgs {
 
 /// Name of the simulated device in the archive.
 const DEVICE: &str = "demo-om";
+/// Name of the demo's admin token in the archive.
+pub const DEMO_TOKEN: &str = "demo";
 
 pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<ExitCode> {
     if !data_given {
@@ -95,7 +99,7 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
         let token = running
             .store
             .writer
-            .write(|tx| crate::store::tokens::create(tx, "demo", "admin"))
+            .write(|tx| crate::store::tokens::rotate(tx, DEMO_TOKEN, "admin"))
             .await
             .context("creating the demo token")?;
         print_banner(

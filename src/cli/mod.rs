@@ -15,7 +15,7 @@ mod recordings;
 mod report;
 mod serve;
 mod simulate;
-mod token;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -25,12 +25,17 @@ pub struct AppState {
 }
 
 pub fn api_router(state: AppState) -> Router {
+    // Every response to an authenticated request ends when its token is
+    // revoked or expires (auth.rs).
+    let auth = super::auth::AuthShared::new(state.store.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
             "/api/session",
-            post(session::create).delete(session::delete),
+            post(session::create)
+                .get(session::current)
+                .delete(session::delete),
         )
         .route("/api/legs", get(legs::list))
         .route("/api/calls", get(calls::search))
@@ -46,6 +51,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/export/billing.xlsx", get(reports::billing_xlsx))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            super::auth::guard,
+        ))
         .with_state(state)
 }
 

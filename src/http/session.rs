@@ -1,52 +1,132 @@
-//! `POST /api/session` and `DELETE /api/session`: the web page's sign-in
-//! cookie, so that links the browser follows by itself (`<audio src>`,
-//! downloads, the report frame) need no token in their URL. A token in a
-//! URL ends up in browser history, proxy and server access logs, and the
-//! Referer of the next request; a cookie does not.
+//! `POST /api/session`, `GET /api/session` and `DELETE /api/session`: the
+//! web page's sign-in. Links the browser follows by itself (`<audio src>`,
+//! downloads, the report frame) cannot send an `Authorization` header; they
+//! ride on this cookie, so no token is ever put in a URL.
 //!
-//! The cookie holds the token itself: `HttpOnly` (page scripts cannot read
-//! it), `SameSite=Strict` (no other site can make the browser send it, so
-//! no cross-site request is ever authenticated by it), no `Max-Age` (gone
-//! with the browser session; the page creates it again at sign-in), and
-//! `Secure` when a reverse proxy says the page came over HTTPS
-//! (`X-Forwarded-Proto: https`: callvault itself serves plain HTTP, so
-//! without a proxy `Secure` would stop the browser from sending it). Only a
-//! token given in the `Authorization` header can create one.
+//! The cookie holds an opaque random session id, never the token: the
+//! archive keeps only the id's sha256 (`store::sessions`), tied to the
+//! token that opened it, so every collector of a PostgreSQL archive knows
+//! it, signing out deletes it server-side (the old cookie value is then
+//! refused), and revoking the token or letting it expire ends it. It ends
+//! too after `[api] session_idle_minutes` without a request.
+//!
+//! The cookie is `HttpOnly` (page scripts cannot read it), `SameSite=Strict`
+//! (no other site can make the browser send it, so no cross-site request
+//! is ever authenticated by it), without `Max-Age` (gone with the browser
+//! session), and `Secure` when the page came over HTTPS: callvault serves
+//! plain HTTP, so that is when a reverse proxy in front says
+//! `X-Forwarded-Proto: https` (without a proxy, `Secure` would stop the
+//! browser from sending it at all).
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
 
-use super::auth::{bearer_of, Caller};
-use super::AppError;
+use super::auth::{bearer_of, cookie_of, idle_before_ms, Caller};
+use super::{AppError, AppState};
+use crate::store::{sessions, tokens};
 
 /// The cookie's name.
 pub const COOKIE: &str = "callvault_session";
 
-/// Sets the cookie to the bearer token of the request (which must be valid).
+/// The body `POST /api/session` may carry instead of a bearer header.
+#[derive(serde::Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// Signs in: the token comes as `Authorization: Bearer TOKEN` or as the
+/// JSON body `{"token": "…"}`. Answers who the caller is and sets the
+/// session cookie; a wrong, revoked or expired token is a 401.
 pub async fn create(
-    caller: Caller,
-    parts: axum::http::request::Parts,
+    State(st): State<AppState>,
+    parts: Parts,
+    body: Bytes,
 ) -> Result<Response, AppError> {
-    let token = bearer_of(&parts).ok_or_else(|| {
-        AppError::BadRequest("a session is created with Authorization: Bearer TOKEN".into())
-    })?;
-    // Tokens are URL-safe text; anything else cannot be a cookie value.
-    let https = parts
+    let token = match bearer_of(&parts) {
+        Some(t) => t,
+        None if parts.headers.contains_key(header::AUTHORIZATION) => {
+            return Err(AppError::Unauthorized)
+        }
+        None => {
+            let sign_in: SignIn = serde_json::from_slice(&body).map_err(|_| {
+                AppError::BadRequest(
+                    "sign in with Authorization: Bearer TOKEN or the JSON body {\"token\": \"…\"}"
+                        .into(),
+                )
+            })?;
+            sign_in.token.trim().to_string()
+        }
+    };
+    let now = Utc::now();
+    let idle_before = idle_before_ms(&st.cfg, now);
+    let (found, id) = st
+        .store
+        .writer
+        .write(move |tx| {
+            let Some(found) = tokens::lookup(tx, &token, now)? else {
+                return Ok(None);
+            };
+            let id = sessions::create(tx, found.id, now, idle_before)?;
+            Ok(Some((found, id)))
+        })
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let secure = if behind_https(&parts) { "; Secure" } else { "" };
+    let cookie = HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .map_err(|e| AppError::Internal(format!("session cookie: {e}")))?;
+    tracing::info!(token = %found.name, "web session started");
+    let who = serde_json::json!({
+        "name": found.name,
+        "role": found.role,
+        "expires_at": found.expires_at.map(tokens::stamp),
+        "idle_minutes": st.cfg.api.session_idle_minutes,
+    });
+    Ok((StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(who)).into_response())
+}
+
+/// Who the caller is (the page asks this when it loads, to know whether
+/// its cookie still holds a session).
+pub async fn current(caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": caller.name,
+        "role": caller.role,
+        "expires_at": caller.expires_at.map(tokens::stamp),
+        "via": if caller.session.is_some() { "session" } else { "bearer" },
+    }))
+}
+
+/// Signs out: deletes the cookie's session from the archive (the cookie's
+/// value is refused from now on, wherever it was copied to) and clears
+/// the cookie. Needs no valid session: signing out twice is fine.
+pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<Response, AppError> {
+    if let Some(id) = cookie_of(&parts) {
+        let ended = st
+            .store
+            .writer
+            .write(move |tx| sessions::delete(tx, &id))
+            .await?;
+        if ended {
+            tracing::info!("web session ended (signed out)");
+        }
+    }
+    let secure = if behind_https(&parts) { "; Secure" } else { "" };
+    let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, gone)]).into_response())
+}
+
+/// Whether a reverse proxy says the request came over HTTPS.
+fn behind_https(parts: &Parts) -> bool {
+    parts
         .headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
-    let secure = if https { "; Secure" } else { "" };
-    let value = HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
-    ))
-    .map_err(|_| AppError::BadRequest("token is not cookie-safe".into()))?;
-    tracing::info!(caller = %caller.name, "web session started");
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, value)]).into_response())
-}
-
-/// Clears the cookie (signing out); needs no token.
-pub async fn delete() -> Response {
-    let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, gone)]).into_response()
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }

@@ -73,6 +73,14 @@ const TABLES: &[Table] = &[
         computed: &[],
         walk: Walk::Key("id"),
     },
+    // Web sessions (an id's hash and its token): signed-in pages stay
+    // signed in across the move.
+    Table {
+        name: "sessions",
+        from: "sessions",
+        computed: &[],
+        walk: Walk::Whole,
+    },
     Table {
         name: "pushes",
         from: "pushes",

@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/sqlite/012_devices.sql"),
     ),
     (
+        "013_token_names_sessions",
+        include_str!("../../sql/sqlite/013_token_names_sessions.sql"),
+    ),
+    (
         "015_calls_billed_number",
         include_str!("../../sql/sqlite/015_calls_billed_number.sql"),
     ),
@@ -74,6 +78,11 @@ pub fn apply(conn: &mut Connection) -> super::Result<()> {
     }
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
+        if *name == "013_token_names_sessions" {
+            // The file builds a unique index on token names: duplicates
+            // are renamed (and logged) first.
+            super::tokens::make_names_unique_sqlite(&tx)?;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;

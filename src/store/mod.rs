@@ -33,6 +33,7 @@ pub mod pushes;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+pub mod sessions;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokens;

@@ -4,14 +4,21 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
+// The page signs in by trading the token for a session (POST /api/session):
+// from then on only the session cookie (HttpOnly, so this script cannot read
+// it) authenticates its requests. The token itself is kept only when the user
+// ticks "remember me", in localStorage, to open a new session on a later
+// visit; otherwise it is forgotten as soon as the session exists.
 const KEY = "callvault.token";
+// An older page kept the token in sessionStorage: never any more.
+sessionStorage.removeItem(KEY);
 // `callvault demo` prints a link with the token in the fragment (never sent
 // to the server, so it stays out of access logs): take it and clear it.
+let linkToken = "";
 if (location.hash.startsWith("#token=")) {
-  sessionStorage.setItem(KEY, decodeURIComponent(location.hash.slice(7)));
+  linkToken = decodeURIComponent(location.hash.slice(7));
   history.replaceState(null, "", location.pathname + location.search);
 }
-let token = localStorage.getItem(KEY) || sessionStorage.getItem(KEY) || "";
 // Cursor paging: cursors[i] is the cursor that fetches page i (page 0 = null).
 let cursors = [null];
 let page = 0;
@@ -36,24 +43,35 @@ function ymd(d) {
 function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return ymd(d); }
 
 // Links the browser follows by itself (audio, downloads, the report frame)
-// cannot send the Authorization header: they ride on the session cookie that
-// startSession() asks the server for, so no token is ever put in a URL
-// (URLs end up in history, access logs and Referer headers).
-async function startSession() {
-  const r = await fetch("/api/session", { method: "POST", headers: { Authorization: "Bearer " + token } });
+// cannot send an Authorization header either: everything rides on the
+// session cookie, so no token is ever put in a URL (URLs end up in history,
+// access logs and Referer headers).
+async function startSession(token) {
+  const r = await fetch("/api/session", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
+  });
   if (!r.ok) throw new HttpError(r.status, r.statusText);
+  return r.json();
 }
 
 class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(path) {
-  const r = await fetch(path, { headers: { Authorization: "Bearer " + token } });
+async function api(path, retried) {
+  const r = await fetch(path);
   if (!r.ok) {
     let msg = r.statusText;
     try { msg = (await r.json()).error || msg; } catch (_) { /* not JSON */ }
-    if (r.status === 401) signOut("Your token was not accepted. Please sign in again.");
+    if (r.status === 401) {
+      // The session ended (idle, signed out elsewhere): a remembered token
+      // opens a new one; otherwise sign in again.
+      const remembered = localStorage.getItem(KEY);
+      if (remembered && !retried) {
+        try { showWho(await startSession(remembered)); return api(path, true); } catch (_) { /* refused */ }
+      }
+      signOut("Your session has ended or your token is no longer valid. Please sign in again.");
+    }
     throw new HttpError(r.status, msg);
   }
   return r.json();
@@ -79,13 +97,12 @@ function show(view) {
   if (view === "billing") updateBillingLink();
 }
 
-async function signedIn() {
-  try {
-    await startSession();
-  } catch (e) {
-    signOut(e.status === 401 ? "Your token was not accepted. Please sign in again." : "Sign-in failed: " + e.message);
-    return;
-  }
+function showWho(who) {
+  $("#who").textContent = who && who.name ? `${who.name} (${who.role})` : "";
+}
+
+function signedIn(who) {
+  showWho(who);
   $("#login-view").hidden = true;
   $("#nav").hidden = false;
   show("calls");
@@ -93,10 +110,9 @@ async function signedIn() {
 }
 
 function signOut(message) {
-  if (token) fetch("/api/session", { method: "DELETE" }).catch(() => {});
-  token = "";
+  fetch("/api/session", { method: "DELETE" }).catch(() => {});
   localStorage.removeItem(KEY);
-  sessionStorage.removeItem(KEY);
+  showWho(null);
   $("#nav").hidden = true;
   for (const v of ["calls", "report", "billing"]) $(`#${v}-view`).hidden = true;
   $("#login-view").hidden = false;
@@ -105,18 +121,18 @@ function signOut(message) {
 
 $("#login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  token = $("#token").value.trim();
+  const token = $("#token").value.trim();
   $("#login-error").textContent = "";
+  let who;
   try {
-    await api(`/api/calls?from=${daysAgo(0)}&to=${daysAgo(0)}&limit=1`);
+    who = await startSession(token);
   } catch (e) {
-    if (e.status !== 401) $("#login-error").textContent = "Sign-in check failed: " + e.message;
-    if (e.status === 401) $("#login-error").textContent = "That token was not accepted.";
+    $("#login-error").textContent = e.status === 401 ? "That token was not accepted." : "Sign-in failed: " + e.message;
     return;
   }
-  ($("#remember").checked ? localStorage : sessionStorage).setItem(KEY, token);
+  if ($("#remember").checked) localStorage.setItem(KEY, token); else localStorage.removeItem(KEY);
   $("#token").value = "";
-  signedIn();
+  signedIn(who);
 });
 
 $("#logout").addEventListener("click", () => signOut(""));
@@ -280,4 +296,17 @@ $("#to").value = daysAgo(0);
 $("#report-date").value = daysAgo(1);
 $("#bill-from").value = daysAgo(30);
 $("#bill-to").value = daysAgo(1);
-if (token) signedIn(); else signOut("");
+// Signed in already (the session cookie), else by the demo's link or a
+// remembered token, else the sign-in form.
+(async () => {
+  try {
+    if (linkToken) { signedIn(await startSession(linkToken)); return; }
+    const r = await fetch("/api/session");
+    if (r.ok) { signedIn(await r.json()); return; }
+    const remembered = localStorage.getItem(KEY);
+    if (remembered) { signedIn(await startSession(remembered)); return; }
+    signOut("");
+  } catch (e) {
+    signOut(e.status === 401 ? "Your token is no longer valid. Please sign in again." : "Sign-in failed: " + e.message);
+  }
+})();

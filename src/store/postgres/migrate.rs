@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/postgres/005_recordings.sql"),
     ),
     (
+        "006_token_names_sessions",
+        include_str!("../../../sql/postgres/006_token_names_sessions.sql"),
+    ),
+    (
         "008_calls_billed_number",
         include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
     ),
@@ -74,6 +78,11 @@ pub async fn apply(pool: &Pool) -> Result<usize, PgError> {
     }
     let mut applied = 0;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        if *name == "006_token_names_sessions" {
+            // The file builds a unique index on token names: duplicates
+            // are renamed (and logged) first.
+            make_token_names_unique(&tx).await?;
+        }
         tx.batch_execute(sql).await?;
         let version = i as i32 + 1;
         tx.execute(
@@ -86,6 +95,22 @@ pub async fn apply(pool: &Pool) -> Result<usize, PgError> {
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// `store::tokens::unique_names` applied to the tokens table.
+async fn make_token_names_unique(tx: &impl GenericClient) -> Result<(), PgError> {
+    let tokens: Vec<(i64, String, String)> = tx
+        .query("SELECT id, name, role FROM tokens ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    for (id, old, new) in crate::store::tokens::unique_names(&tokens) {
+        tx.execute("UPDATE tokens SET name = $1 WHERE id = $2", &[&new, &id])
+            .await?;
+        crate::store::tokens::log_rename(&old, &new);
+    }
+    Ok(())
 }
 
 /// The archive's schema version, refused unless it is the one this binary

@@ -21,6 +21,7 @@ pub mod queues;
 pub mod rebuild;
 pub mod recordings;
 pub mod reports;
+pub mod sessions;
 pub mod tls;
 pub mod tokens;
 mod tx;
