@@ -14,6 +14,10 @@ rec AS (
     SELECT c.day, c.id AS call_id, r.status
     FROM c
     JOIN call_legs cl ON cl.call_seq = c.seq
+        -- The range's calls are a narrow band of seq (rows are numbered as
+        -- calls are made): bounding the join to it keeps the planner from
+        -- merge-joining with call_legs read from its start (every call ever).
+        AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
     JOIN legs l ON l.id = cl.leg_id
     LEFT JOIN recordings r ON r.leg_id = l.id
     WHERE l.recording IS NOT NULL AND l.recording <> ''

@@ -3,6 +3,11 @@
 -- description: device, failed to fetch, or never queued — one row per recording, with the reason.
 -- params: from, to
 -- PostgreSQL's dialect of reports/recordings_missing.sql: the same columns and values.
+WITH c AS (
+    SELECT seq, id, device, start_local, direction, caller, callee, answered_by
+    FROM calls
+    WHERE start_local >= :from::text AND start_local < :to_next::text
+)
 SELECT c.id AS call_id,
        c.device,
        c.start_local AS start,
@@ -22,11 +27,14 @@ SELECT c.id AS call_id,
            ELSE 'fetch failed'
        END AS reason,
        r.updated_at
-FROM calls c
+FROM c
 JOIN call_legs cl ON cl.call_seq = c.seq
+    -- The range's calls are a narrow band of seq (rows are numbered as calls
+    -- are made): bounding the join to it keeps the planner from merge-joining
+    -- with call_legs read from its start (every call ever).
+    AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
 JOIN legs l ON l.id = cl.leg_id
 LEFT JOIN recordings r ON r.leg_id = l.id
-WHERE c.start_local >= :from::text AND c.start_local < :to_next::text
-  AND l.recording IS NOT NULL AND l.recording <> ''
+WHERE l.recording IS NOT NULL AND l.recording <> ''
   AND (r.id IS NULL OR r.status IN ('missing', 'failed'))
 ORDER BY c.start_local COLLATE "C", c.id COLLATE "C", l.id;

@@ -191,6 +191,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn apply_015_fills_each_calls_billed_number_from_its_first_billed_leg() {
+        let before = MIGRATIONS
+            .iter()
+            .position(|(name, _)| *name == "015_calls_billed_number")
+            .expect("015 is a migration");
+        let mut conn = at_version(before);
+        // Call 1: an IN leg first, then two carrier-billed legs starting in
+        // the same second (the lower Cdr id wins, not the row id); call 2:
+        // no billed leg.
+        conn.execute_batch(
+            "INSERT INTO pushes (id, received_at, received_ms, source, method, path, body, outcome, status)
+               VALUES (1, '', 0, 'test', 'POST', '/', x'', 'stored', 200);
+             INSERT INTO legs (id, device, cdr_id, push_id, received_ms, callid, leg_type, route, cpn, cdpn,
+                 time_start, time_end, start_utc, end_utc, duration, trunk_number, content_hash) VALUES
+               (1, 'd', '10', 1, 0, '', 'IN', 'IP', '138', '200', '2024-01-08 09:00:00', '', '', '', 0, '', ''),
+               (2, 'd', '12', 1, 0, '', 'FW', 'IP', '200', '139', '2024-01-08 09:00:05', '', '', '', 0, '', ''),
+               (3, 'd', '11', 1, 0, '', 'OU', 'IP', '200', '137', '2024-01-08 09:00:05', '', '', '', 0, '', ''),
+               (4, 'd', '20', 1, 0, '', 'LO', 'IP', '201', '202', '2024-01-08 10:00:00', '', '', '', 0, '', '');
+             INSERT INTO calls (seq, id, device, direction, forwarded_out, caller, callee, extensions,
+                 answered_by, trunk, route, start_local, end_local, talk_seconds, billable_seconds,
+                 answered, leg_count, last_change_ms) VALUES
+               (1, 'a', 'd', 'inbound', 1, '138', '200', '[]', NULL, NULL, 'IP',
+                '2024-01-08 09:00:00', '2024-01-08 09:01:00', 0, 0, 0, 3, 0),
+               (2, 'b', 'd', 'internal', 0, '201', '202', '[]', NULL, NULL, 'IP',
+                '2024-01-08 10:00:00', '2024-01-08 10:01:00', 0, 0, 0, 1, 0);
+             INSERT INTO call_legs VALUES (1, 1, 'a'), (2, 1, 'a2'), (3, 1, 'a3'), (4, 2, 'b');",
+        )
+        .expect("old rows");
+        apply(&mut conn).expect("migrates");
+        assert_eq!(
+            rows(
+                &conn,
+                "SELECT id || ' ' || coalesce(billed_number, '-') FROM calls ORDER BY seq"
+            ),
+            ["a 137", "b -"]
+        );
+    }
+
     /// A rebuild interrupted while the lookup indexes were dropped leaves
     /// none missing after the next open.
     #[test]
