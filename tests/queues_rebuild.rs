@@ -7,13 +7,13 @@ use callvault::sim::{generate, Scenario, SimConfig};
 
 use crate::util::*;
 
-fn visits(db: &rusqlite::Connection) -> Vec<String> {
-    rows_as_text(db, "SELECT * FROM queue_visits ORDER BY key")
+fn visits(db: &Reader) -> Vec<String> {
+    db.rows_as_text("SELECT * FROM queue_visits ORDER BY key")
 }
 
+/// On SQLite and on PostgreSQL (`util::backends`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_reproduces_live_queue_visits() {
-    let ts = start().await;
     let plan = generate(&SimConfig {
         seed: 21,
         calls: 80,
@@ -27,41 +27,44 @@ async fn rebuild_reproduces_live_queue_visits() {
         ],
         ..SimConfig::default()
     });
-    let target = Target::parse(&format!("http://{}/omapi", ts.ingest())).unwrap();
-    let sent = push::run(&target, &plan.pushes, Pace::Rate(0.0), |_, _| {}).await;
-    assert_eq!((sent.refused, sent.failed), (0, 0));
-    let db_path = ts.db_path();
-    let dir = ts.dir;
-    ts.running.stop().await;
-    let open = || rusqlite::Connection::open(&db_path).unwrap();
-    let live = visits(&open());
-    assert_eq!(
-        live.len(),
-        plan.truth.visits.len(),
-        "one visit per queued call"
-    );
-    // (Links to calls are not asserted here: events carry no time, so a
-    // visit is dated by its receive time, and this simulated day is pushed
-    // at once, long after the legs' own times. Linking is covered where
-    // pushes follow their timeline.)
+    for b in backends("rebuild_reproduces_live_queue_visits") {
+        let ts = start_on(b, |_| {}).await;
+        let target = Target::parse(&format!("http://{}/omapi", ts.ingest())).unwrap();
+        let sent = push::run(&target, &plan.pushes, Pace::Rate(0.0), |_, _| {}).await;
+        assert_eq!((sent.refused, sent.failed), (0, 0));
+        let db = ts.reader();
+        let TestServer { running, dir, pg } = ts;
+        running.stop().await;
+        let live = visits(&db);
+        assert_eq!(
+            live.len(),
+            plan.truth.visits.len(),
+            "one visit per queued call"
+        );
+        // (Links to calls are not asserted here: events carry no time, so a
+        // visit is dated by its receive time, and this simulated day is pushed
+        // at once, long after the legs' own times. Linking is covered where
+        // pushes follow their timeline.)
 
-    let data = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
-            .arg("--data")
-            .arg(&data)
-            .arg("rebuild")
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run rebuild");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(visits(&open()), live, "rebuild == live");
+        let data = dir.path().to_path_buf();
+        let url = pg.as_ref().map(|db| db.url().to_string());
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"));
+            if let Some(url) = url {
+                cmd.env("CALLVAULT_STORE_URL", url);
+            }
+            cmd.arg("--data").arg(&data).arg("rebuild").output()
+        })
+        .await
+        .unwrap()
+        .expect("run rebuild");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(visits(&db), live, "rebuild == live");
+    }
 }
 
 /// A visit is linked to the logical call of the same visitor id whose legs
@@ -143,7 +146,7 @@ async fn restart_mid_day_continues_open_visits() {
         assert_eq!((sent.refused, sent.failed), (0, 0));
     };
     send(ts.ingest(), first.to_vec()).await;
-    let TestServer { running, dir } = ts;
+    let TestServer { running, dir, .. } = ts;
     running.stop().await;
     let open_at_stop: i64 = rusqlite::Connection::open(dir.path().join("callvault.sqlite"))
         .unwrap()
@@ -159,13 +162,17 @@ async fn restart_mid_day_continues_open_visits() {
         .await
         .expect("restart");
     send(running.ingest_addr, second.to_vec()).await;
-    let ts = TestServer { running, dir };
+    let ts = TestServer {
+        running,
+        dir,
+        pg: None,
+    };
     ts.derived();
     let db_path = ts.db_path();
     let dir = ts.dir;
     ts.running.stop().await;
     let open = || rusqlite::Connection::open(&db_path).unwrap();
-    let live = visits(&open());
+    let live = visits(&Reader::Sqlite(db_path.clone()));
     assert_eq!(
         live.len(),
         plan.truth.visits.len(),
@@ -199,5 +206,9 @@ async fn restart_mid_day_continues_open_visits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(visits(&open()), live, "rebuild == live across the restart");
+    assert_eq!(
+        visits(&Reader::Sqlite(db_path.clone())),
+        live,
+        "rebuild == live across the restart"
+    );
 }
