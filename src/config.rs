@@ -757,6 +757,15 @@ mod tests {
     }
 
     #[test]
+    fn claim_lease_seconds_is_read_and_never_zero() {
+        let env = |v: &str| vec![("CALLVAULT_RECORDINGS_CLAIM_LEASE_SECONDS".into(), v.into())];
+        assert_eq!(Config::default().recordings.claim_lease_seconds, 1800);
+        let cfg = Config::load(None, env("5")).unwrap();
+        assert_eq!(cfg.recordings.claim_lease_seconds, 5);
+        assert!(Config::load(None, env("0")).is_err());
+    }
+
+    #[test]
     fn s3_debug_hides_the_secret() {
         let s3 = S3Config {
             secret_access_key: Some("hunter2".into()),

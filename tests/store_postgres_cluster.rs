@@ -277,7 +277,11 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
 
     // Every recording of the day archived exactly once, the downloads the
     // kill cut included.
-    assert_recordings_stored_once(&reader, &plan.recordings, &s3, &cut).await;
+    let archived = assert_recordings_stored_once(&reader, &plan.recordings, &s3, &cut).await;
+    eprintln!(
+        "{archived} recordings archived once each; {} downloads cut by the kill made again",
+        cut.len()
+    );
     rec.stop().await;
 
     // A rebuild (the CLI, on the same database) gives the same calls.
@@ -324,7 +328,7 @@ async fn assert_recordings_stored_once(
     plan: &[callvault::sim::RecordingSpec],
     s3: &S3Server,
     cut: &[i64],
-) {
+) -> usize {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let open =
@@ -383,4 +387,5 @@ async fn assert_recordings_stored_once(
     for id in cut {
         assert!(ids.contains(id), "the cut download {id} has its row");
     }
+    rows.len()
 }
