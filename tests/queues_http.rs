@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::util::*;
 
+/// Each party's visits (kind, id) → [(group, outcome, agent)].
+type PerParty = BTreeMap<(String, String), Vec<(String, String, Option<String>)>>;
+
 /// A visit as the API lists it, without its receive times.
 fn timeless(v: &Value) -> Value {
     let mut v = v.clone();
@@ -37,8 +40,7 @@ async fn queue_visits_and_summary_over_http_match_the_truth_on_each_backend() {
         ..SimConfig::default()
     });
     // The truth, per party: (group, outcome, agent).
-    let mut truth: BTreeMap<(String, String), Vec<(String, String, Option<String>)>> =
-        BTreeMap::new();
+    let mut truth = PerParty::new();
     for t in &plan.truth.visits {
         truth
             .entry((t.party_kind.clone(), t.party_id.clone()))
@@ -71,8 +73,7 @@ async fn queue_visits_and_summary_over_http_match_the_truth_on_each_backend() {
         let v = get_json(ts.api(), &format!("/api/queues/visits?{range}"), &tok).await;
         let visits = v["visits"].as_array().expect("visits").clone();
         assert_eq!(visits.len(), plan.truth.visits.len(), "{backend:?}");
-        let mut ours: BTreeMap<(String, String), Vec<(String, String, Option<String>)>> =
-            BTreeMap::new();
+        let mut ours = PerParty::new();
         for v in &visits {
             let s = |k: &str| v[k].as_str().map(str::to_string);
             ours.entry((s("party_kind").unwrap(), s("party_id").unwrap()))

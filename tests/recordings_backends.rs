@@ -25,12 +25,11 @@ async fn g729_call_recording_is_served_whole_and_by_range_on_each_backend_and_st
     let wav = merged(&halves);
     let s3 = S3Server::start().await;
     for in_s3 in [false, true] {
-        for b in backends("g729_call_recording_is_served_whole_and_by_range…") {
-            let run = format!(
-                "{:?} with recordings in {}",
-                b.backend(),
-                if in_s3 { "S3" } else { "files" }
-            );
+        let store = if in_s3 { "S3" } else { "files" };
+        for b in backends(&format!(
+            "g729_call_recording_is_served_whole_and_by_range… (recordings in {store})"
+        )) {
+            let run = format!("{:?} with recordings in {store}", b.backend());
             // One prefix per run: the bucket is shared.
             let prefix = format!("{:?}", b.backend()).to_lowercase();
             let rig = Rig::start_on(b, &rec.base_url(), |c| {
