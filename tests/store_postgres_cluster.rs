@@ -142,8 +142,8 @@ fetch_delay_seconds = 0
 retry_base_ms = 100
 retry_max_ms = 1000
 max_attempts = 8
-per_device_concurrency = 6
-max_concurrent = 2
+per_device_concurrency = 9
+max_concurrent = 3
 min_free_bytes = 0
 claim_lease_seconds = 3
 store = "s3://{BUCKET}/{PREFIX}"
@@ -184,7 +184,7 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
     let rec = recorder::start(
         plan.recordings.clone(),
         Faults {
-            delay: Some(Duration::from_millis(150)),
+            delay: Some(Duration::from_millis(60)),
             ..Faults::default()
         },
     )
@@ -277,9 +277,12 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
 
     // Every recording of the day archived exactly once, the downloads the
     // kill cut included.
+    let waited = Instant::now();
     let archived = assert_recordings_stored_once(&reader, &plan.recordings, &s3, &cut).await;
     eprintln!(
-        "{archived} recordings archived once each; {} downloads cut by the kill made again",
+        "{archived} recordings archived once each ({:.1} s after derivation caught up); \
+         {} downloads cut by the kill made again",
+        waited.elapsed().as_secs_f64(),
         cut.len()
     );
     rec.stop().await;
