@@ -202,6 +202,15 @@ pub struct RecordingsConfig {
     /// Downloads running at once over all devices (each device also within
     /// `per_device_concurrency`); jobs are taken from the devices in turn.
     pub max_concurrent: usize,
+    /// PostgreSQL: how long a collector's claim on a fetch job holds without
+    /// being renewed, in seconds. A live collector renews its claims at every
+    /// claim round (about every 250 ms); the jobs of a collector that died go
+    /// back to the queue once this has passed. Shorter retries a dead
+    /// collector's downloads sooner, but should stay above three downloads of
+    /// `download_timeout_seconds` (what a one-off `recordings fetch` may run
+    /// without renewing) or such an attempt may be made twice (still recorded
+    /// once). Unused on SQLite (one collector).
+    pub claim_lease_seconds: u64,
     /// Where archived recordings are kept: `file:` (files under
     /// `<data_dir>/recordings`, the default) or `s3://bucket/prefix` (an
     /// S3-compatible object store set up in `[recordings.s3]`; the fetch
@@ -290,6 +299,7 @@ impl Default for RecordingsConfig {
             max_bytes: 200_000_000,
             min_free_bytes: 1 << 30,
             max_concurrent: 8,
+            claim_lease_seconds: 1800,
             store: "file:".into(),
             s3: S3Config::default(),
         }
@@ -306,6 +316,9 @@ impl RecordingsConfig {
             ),
             ("max_bytes", self.max_bytes == 0),
             ("max_concurrent", self.max_concurrent == 0),
+            // A lease shorter than a claim round would lapse under a live
+            // collector and hand its downloads to another.
+            ("claim_lease_seconds", self.claim_lease_seconds == 0),
         ];
         if let Some((key, _)) = zero.iter().find(|(_, z)| *z) {
             return Err(ConfigError::Invalid {
@@ -760,6 +773,15 @@ mod tests {
             let env = vec![("CALLVAULT_RECORDINGS_STORE".into(), bad.to_string())];
             assert!(Config::load(None, env).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn claim_lease_seconds_is_read_and_never_zero() {
+        let env = |v: &str| vec![("CALLVAULT_RECORDINGS_CLAIM_LEASE_SECONDS".into(), v.into())];
+        assert_eq!(Config::default().recordings.claim_lease_seconds, 1800);
+        let cfg = Config::load(None, env("5")).unwrap();
+        assert_eq!(cfg.recordings.claim_lease_seconds, 5);
+        assert!(Config::load(None, env("0")).is_err());
     }
 
     #[test]

@@ -46,7 +46,11 @@ async fn pushes_committed_but_not_derived_are_derived_at_the_next_start() {
         assert_eq!(legs, 0, "nothing derived yet");
     }
     let running = callvault::server::start(cfg.clone()).await.unwrap();
-    let ts = TestServer { running, dir };
+    let ts = TestServer {
+        running,
+        dir,
+        pg: None,
+    };
     assert_eq!(ts.count("SELECT COUNT(*) FROM legs"), 2);
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM events WHERE attribute = 'RING'"),
@@ -97,7 +101,11 @@ async fn a_push_that_cannot_be_derived_is_marked_and_the_next_ones_go_on() {
         assert_eq!(reply.status, 200);
     }
     let running = callvault::server::start(cfg.clone()).await.unwrap();
-    let ts = TestServer { running, dir };
+    let ts = TestServer {
+        running,
+        dir,
+        pg: None,
+    };
     assert_eq!(
         ts.count("SELECT COUNT(*) FROM legs WHERE cdr_id = '1-0'"),
         1

@@ -7,13 +7,13 @@ use callvault::sim::{generate, Scenario, SimConfig};
 
 use crate::util::*;
 
-fn visits(db: &rusqlite::Connection) -> Vec<String> {
-    rows_as_text(db, "SELECT * FROM queue_visits ORDER BY key")
+fn visits(db: &Reader) -> Vec<String> {
+    db.rows_as_text("SELECT * FROM queue_visits ORDER BY key")
 }
 
+/// On SQLite and on PostgreSQL (`util::backends`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_reproduces_live_queue_visits() {
-    let ts = start().await;
     let plan = generate(&SimConfig {
         seed: 21,
         calls: 80,
@@ -27,41 +27,28 @@ async fn rebuild_reproduces_live_queue_visits() {
         ],
         ..SimConfig::default()
     });
-    let target = Target::parse(&format!("http://{}/omapi", ts.ingest())).unwrap();
-    let sent = push::run(&target, &plan.pushes, Pace::Rate(0.0), |_, _| {}).await;
-    assert_eq!((sent.refused, sent.failed), (0, 0));
-    let db_path = ts.db_path();
-    let dir = ts.dir;
-    ts.running.stop().await;
-    let open = || rusqlite::Connection::open(&db_path).unwrap();
-    let live = visits(&open());
-    assert_eq!(
-        live.len(),
-        plan.truth.visits.len(),
-        "one visit per queued call"
-    );
-    // (Links to calls are not asserted here: events carry no time, so a
-    // visit is dated by its receive time, and this simulated day is pushed
-    // at once, long after the legs' own times. Linking is covered where
-    // pushes follow their timeline.)
+    for b in backends("rebuild_reproduces_live_queue_visits") {
+        let ts = start_on(b, |_| {}).await;
+        let target = Target::parse(&format!("http://{}/omapi", ts.ingest())).unwrap();
+        let sent = push::run(&target, &plan.pushes, Pace::Rate(0.0), |_, _| {}).await;
+        assert_eq!((sent.refused, sent.failed), (0, 0));
+        let db = ts.reader();
+        let TestServer { running, dir, pg } = ts;
+        running.stop().await;
+        let live = visits(&db);
+        assert_eq!(
+            live.len(),
+            plan.truth.visits.len(),
+            "one visit per queued call"
+        );
+        // (Links to calls are not asserted here: events carry no time, so a
+        // visit is dated by its receive time, and this simulated day is pushed
+        // at once, long after the legs' own times. Linking is covered where
+        // pushes follow their timeline.)
 
-    let data = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
-            .arg("--data")
-            .arg(&data)
-            .arg("rebuild")
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run rebuild");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(visits(&open()), live, "rebuild == live");
+        rebuild(dir.path(), pg.as_ref()).await;
+        assert_eq!(visits(&db), live, "rebuild == live");
+    }
 }
 
 /// A visit is linked to the logical call of the same visitor id whose legs
@@ -118,13 +105,13 @@ async fn queue_visit_is_linked_to_its_call() {
     ts.running.stop().await;
 }
 
-/// A restart in the middle of the day: visits open at the stop are
-/// continued after it (the queue tracker replays the stored events in the
-/// writer's background before deriving anything new), so the live visits
-/// are still exactly what `rebuild` derives from the same events.
+/// A restart in the middle of the day, on SQLite and on PostgreSQL: visits
+/// open at the stop are continued after it (the queue tracker replays the
+/// stored events in the writer's background before deriving anything new),
+/// so the live visits are still exactly what `rebuild` derives from the
+/// same events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_day_continues_open_visits() {
-    let ts = start().await;
     let plan = generate(&SimConfig {
         seed: 22,
         calls: 80,
@@ -142,54 +129,49 @@ async fn restart_mid_day_continues_open_visits() {
         let sent = push::run(&target, &pushes, Pace::Rate(0.0), |_, _| {}).await;
         assert_eq!((sent.refused, sent.failed), (0, 0));
     };
-    send(ts.ingest(), first.to_vec()).await;
-    let TestServer { running, dir } = ts;
-    running.stop().await;
-    let open_at_stop: i64 = rusqlite::Connection::open(dir.path().join("callvault.sqlite"))
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM queue_visits WHERE outcome = 'waiting'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(open_at_stop > 0, "the split leaves visits open");
+    for b in backends("restart_mid_day_continues_open_visits") {
+        let ts = start_on(b, |_| {}).await;
+        send(ts.ingest(), first.to_vec()).await;
+        let db = ts.reader();
+        let TestServer { running, dir, pg } = ts;
+        running.stop().await;
+        let open_at_stop = db.count("SELECT COUNT(*) FROM queue_visits WHERE outcome = 'waiting'");
+        assert!(open_at_stop > 0, "the split leaves visits open");
 
-    let running = callvault::server::start(test_config(dir.path()))
-        .await
-        .expect("restart");
-    send(running.ingest_addr, second.to_vec()).await;
-    let ts = TestServer { running, dir };
-    ts.derived();
-    let db_path = ts.db_path();
-    let dir = ts.dir;
-    ts.running.stop().await;
-    let open = || rusqlite::Connection::open(&db_path).unwrap();
-    let live = visits(&open());
-    assert_eq!(
-        live.len(),
-        plan.truth.visits.len(),
-        "one visit per queued call"
-    );
-    let unknown: i64 = open()
-        .query_row(
-            "SELECT COUNT(*) FROM queue_visits WHERE outcome IN ('unknown', 'waiting')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        unknown, 0,
-        "every visit open at the stop was closed by its exit"
-    );
+        let mut cfg = test_config(dir.path());
+        if let Some(pg) = &pg {
+            cfg.store.url = pg.url().to_string();
+        }
+        let running = callvault::server::start(cfg).await.expect("restart");
+        send(running.ingest_addr, second.to_vec()).await;
+        wait_derived(&running.store);
+        running.stop().await;
+        let live = visits(&db);
+        assert_eq!(
+            live.len(),
+            plan.truth.visits.len(),
+            "one visit per queued call"
+        );
+        assert_eq!(
+            db.count("SELECT COUNT(*) FROM queue_visits WHERE outcome IN ('unknown', 'waiting')"),
+            0,
+            "every visit open at the stop was closed by its exit"
+        );
+        rebuild(dir.path(), pg.as_ref()).await;
+        assert_eq!(visits(&db), live, "rebuild == live across the restart");
+    }
+}
 
-    let data = dir.path().to_path_buf();
+/// `callvault rebuild` on the archive in `dir`, or on `pg`'s database.
+async fn rebuild(dir: &std::path::Path, pg: Option<&callvault::store::testing::TestDb>) {
+    let data = dir.to_path_buf();
+    let url = pg.map(|db| db.url().to_string());
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
-            .arg("--data")
-            .arg(&data)
-            .arg("rebuild")
-            .output()
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"));
+        if let Some(url) = url {
+            cmd.env("CALLVAULT_STORE_URL", url);
+        }
+        cmd.arg("--data").arg(&data).arg("rebuild").output()
     })
     .await
     .unwrap()
@@ -199,5 +181,4 @@ async fn restart_mid_day_continues_open_visits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(visits(&open()), live, "rebuild == live across the restart");
 }

@@ -61,6 +61,8 @@ pub type RowView = (String, i64, Option<String>, Option<String>, Option<String>)
 pub struct Rig {
     pub running: Running,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database the server runs on (`None`: SQLite in `dir`).
+    pub pg: Option<callvault::store::testing::TestDb>,
 }
 
 impl Rig {
@@ -70,35 +72,66 @@ impl Rig {
 
     /// [`Rig::start`] for a recorder at `base_url`.
     pub async fn start_at(base_url: &str, tweak: impl FnOnce(&mut Config)) -> Rig {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = rec_config_at(dir.path(), base_url);
-        tweak(&mut cfg);
-        let running = server::start(cfg).await.expect("server starts");
-        Rig { running, dir }
+        Rig::start_on(OnBackend::Sqlite, base_url, tweak).await
     }
 
-    /// The archive, once every push answered so far is derived.
+    /// [`Rig::start_at`] with the archive on `backend` (`util::backends`).
+    pub async fn start_on(
+        backend: OnBackend,
+        base_url: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = rec_config_at(dir.path(), base_url);
+        backend.configure(&mut cfg);
+        tweak(&mut cfg);
+        let running = server::start(cfg).await.expect("server starts");
+        Rig {
+            running,
+            dir,
+            pg: backend.into_db(),
+        }
+    }
+
+    /// The archive, once every push answered so far is derived (SQLite only;
+    /// [`Rig::reader`] reads either backend).
     pub fn db(&self) -> rusqlite::Connection {
+        assert!(self.pg.is_none(), "Rig::db() reads the SQLite file");
         crate::util::open_derived(&self.dir.path().join("callvault.sqlite"))
+    }
+
+    /// What the archive holds, on either backend.
+    pub fn reader(&self) -> Reader {
+        match &self.pg {
+            Some(db) => Reader::Postgres(db.url().to_string()),
+            None => Reader::Sqlite(self.dir.path().join("callvault.sqlite")),
+        }
     }
 
     /// Pushes `body` and waits until its legs (and recordings) are derived.
     pub fn push(&self, body: &str) {
         let resp = raw_exchange(self.running.ingest_addr, &om_request("POST", "/", body));
         assert_eq!(status_of(&resp), 200, "{resp}");
-        drop(self.db());
+        wait_derived(&self.running.store);
     }
 
     /// (status, attempts, last_error, file, sha256) of the recording of leg `cdr_id`.
     pub fn row(&self, cdr_id: &str) -> Option<RowView> {
-        self.db()
-            .query_row(
-                "SELECT r.status, r.attempts, r.last_error, r.file, r.sha256 FROM recordings r
-                 JOIN legs l ON l.id = r.leg_id WHERE l.cdr_id = ?1",
-                [cdr_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .ok()
+        wait_derived(&self.running.store);
+        let rows = self.reader().rows(&format!(
+            "SELECT r.status, r.attempts, r.last_error, r.file, r.sha256 FROM recordings r
+             JOIN legs l ON l.id = r.leg_id WHERE l.cdr_id = '{}'",
+            cdr_id.replace('\'', "''")
+        ));
+        let r = rows.first()?;
+        let opt = |v: &Val| v.opt_text().map(str::to_string);
+        Some((
+            r[0].text().to_string(),
+            r[1].int(),
+            opt(&r[2]),
+            opt(&r[3]),
+            opt(&r[4]),
+        ))
     }
 
     pub fn status(&self, cdr_id: &str) -> String {

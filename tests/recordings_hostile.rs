@@ -220,6 +220,7 @@ async fn below_the_disk_floor_fetching_pauses_and_ingest_goes_on() {
     let rig = Rig {
         running: server::start(cfg).await.expect("restart"),
         dir: rig.dir,
+        pg: None,
     };
     rig.wait_status("1-0", "done").await;
     assert!(healthz(rig.running.api_addr).await["recordings_paused"].is_null());

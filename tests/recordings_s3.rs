@@ -13,9 +13,9 @@ use futures_util::StreamExt;
 
 use crate::recordings_fetch::all_files;
 
-const BUCKET: &str = "callvault";
-const AK: &str = "test-access-key";
-const SK: &str = "test-secret-key-0123456789";
+pub const BUCKET: &str = "callvault";
+pub const AK: &str = "test-access-key";
+pub const SK: &str = "test-secret-key-0123456789";
 
 /// An s3s-fs server serving `dir` (bucket [`BUCKET`] made) until dropped.
 pub struct S3Server {

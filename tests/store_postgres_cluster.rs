@@ -1,19 +1,31 @@
-//! Three `callvault serve` collectors on one real PostgreSQL server: the
-//! simulator's day pushed round-robin across them gives the truth's calls
-//! (whichever collector took which push), the same calls as a `rebuild`,
-//! and a kill -9 of the collector that derives loses no acknowledged push:
-//! another takes the derivation over within seconds. Skipped without
+//! Three `callvault serve` collectors on one real PostgreSQL server and one
+//! S3-compatible bucket (s3s-fs, `recordings_s3`): the simulator's day
+//! pushed round-robin across them gives the truth's calls (whichever
+//! collector took which push), the same calls as a `rebuild`, and a kill -9
+//! of the collector that derives, in the middle of a recording download,
+//! loses no acknowledged push: another takes the derivation over within
+//! seconds, and the download is made again by another collector once the
+//! dead one's claim lapses (`[recordings] claim_lease_seconds`), so every
+//! recording of the day is archived exactly once. Skipped without
 //! `CALLVAULT_TEST_PG`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use callvault::sim::recorder::{self, Faults};
 use callvault::sim::{generate, SimConfig};
 use callvault::store::testing::TestDb;
 use tokio_postgres::NoTls;
 
 use crate::calls_sim::{assert_matches_truth, Derived};
+use crate::recordings_fetch::{all_files, sha256_hex};
+use crate::recordings_s3::{S3Server, AK, BUCKET, SK};
 use crate::util::*;
+
+/// Where the collectors archive recordings in the bucket.
+const PREFIX: &str = "cluster";
 
 struct Collector {
     child: std::process::Child,
@@ -22,10 +34,11 @@ struct Collector {
     _dir: tempfile::TempDir,
 }
 
-fn collector(url: &str) -> Collector {
+fn collector(url: &str, config: &Path) -> Collector {
     let dir = tempfile::tempdir().unwrap();
-    let (child, ingest, api) = serve_child_addrs(
+    let (child, ingest, api) = serve_child_config(
         dir.path(),
+        Some(config),
         &[
             ("CALLVAULT_STORE_URL", url),
             // The subject is the shared archive, not device identity or the
@@ -110,6 +123,44 @@ async fn derived(url: &str) -> Derived {
         .collect()
 }
 
+/// The collectors' configuration: the simulated device and its recorder
+/// at `recorder_url`, recordings fetched at once into the bucket, fast
+/// retries, and a short claim lease, so that the downloads of a collector
+/// that died are made again within seconds (not the default 30 minutes).
+fn cluster_config(dir: &Path, recorder_url: &str, s3: &S3Server) -> std::path::PathBuf {
+    let path = dir.join("cluster.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[device]]
+name = "om"
+push_from = ["127.0.0.1"]
+recorder_url = "{recorder_url}"
+
+[recordings]
+fetch_delay_seconds = 0
+retry_base_ms = 100
+retry_max_ms = 1000
+max_attempts = 8
+per_device_concurrency = 9
+max_concurrent = 3
+min_free_bytes = 0
+claim_lease_seconds = 3
+store = "s3://{BUCKET}/{PREFIX}"
+
+[recordings.s3]
+endpoint = "http://{}"
+access_key_id = "{AK}"
+secret_access_key = "{SK}"
+allow_http = true
+"#,
+            s3.addr
+        ),
+    )
+    .expect("write the collectors' configuration");
+    path
+}
+
 async fn count(url: &str, sql: &str) -> i64 {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
     tokio::spawn(conn);
@@ -122,18 +173,31 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
         return;
     };
     let url = pg.url().to_string();
-    let mut cs: Vec<Collector> = (0..3).map(|_| collector(&url)).collect();
-    let all: Vec<&Collector> = cs.iter().collect();
-    let first = leader(&all, Duration::from_secs(20))
-        .await
-        .expect("one collector derives");
-
     let plan = generate(&SimConfig {
         seed: 13,
         calls: 150,
         calls_per_hour: 400.0,
         ..SimConfig::default()
     });
+    // Each request of the recorder takes a while, so that downloads are
+    // under way when the kill comes.
+    let rec = recorder::start(
+        plan.recordings.clone(),
+        Faults {
+            delay: Some(Duration::from_millis(60)),
+            ..Faults::default()
+        },
+    )
+    .await
+    .expect("recorder");
+    let s3 = S3Server::start().await;
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = cluster_config(conf_dir.path(), &rec.base_url(), &s3);
+    let mut cs: Vec<Collector> = (0..3).map(|_| collector(&url, &conf)).collect();
+    let all: Vec<&Collector> = cs.iter().collect();
+    let first = leader(&all, Duration::from_secs(20))
+        .await
+        .expect("one collector derives");
     let bodies: Vec<String> = plan.pushes.iter().map(|p| p.body.clone()).collect();
     let half = bodies.len() / 2;
     let addrs: Vec<SocketAddr> = cs.iter().map(|c| c.ingest).collect();
@@ -147,8 +211,27 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
         "every push of the first half answered 200"
     );
 
-    // kill -9 the deriver mid-day; the rest goes round-robin over the others.
+    // kill -9 the deriver mid-day, while it downloads recordings (its
+    // claims name its process id, store::postgres::recordings::CLAIMER);
+    // the rest goes round-robin over the others.
     let mut dead = cs.remove(first);
+    let claims = format!(
+        "SELECT id FROM recordings WHERE status = 'fetching' AND claimed_by LIKE '{}-%'",
+        dead.child.id()
+    );
+    let reader = Reader::Postgres(url.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cut: Vec<i64> = loop {
+        let ids: Vec<i64> = reader.rows(&claims).iter().map(|r| r[0].int()).collect();
+        if !ids.is_empty() {
+            break ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deriver never fetched a recording"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     dead.child.kill().expect("kill -9");
     let _ = dead.child.wait();
     let killed_at = Instant::now();
@@ -192,6 +275,18 @@ async fn three_collectors_give_the_truths_calls_and_survive_a_kill_9_of_the_deri
     let live = derived(&url).await;
     assert_matches_truth(&live, &plan.truth);
 
+    // Every recording of the day archived exactly once, the downloads the
+    // kill cut included.
+    let waited = Instant::now();
+    let archived = assert_recordings_stored_once(&reader, &plan.recordings, &s3, &cut).await;
+    eprintln!(
+        "{archived} recordings archived once each ({:.1} s after derivation caught up); \
+         {} downloads cut by the kill made again",
+        waited.elapsed().as_secs_f64(),
+        cut.len()
+    );
+    rec.stop().await;
+
     // A rebuild (the CLI, on the same database) gives the same calls.
     for c in &mut cs {
         c.child.kill().expect("stop");
@@ -224,4 +319,76 @@ fn push_round_robin(bodies: &[String], addrs: &[SocketAddr]) -> usize {
             status_of(&resp) == 200
         })
         .count()
+}
+
+/// Once every recording row is final: one row per recording of the plan,
+/// each `done`; the bucket holds exactly the objects those rows name (the
+/// WAV and, for G.729, the two halves as served), no other and none twice,
+/// each WAV with the row's sha256; the rows in `cut` (claimed by the killed
+/// collector) among them.
+async fn assert_recordings_stored_once(
+    reader: &Reader,
+    plan: &[callvault::sim::RecordingSpec],
+    s3: &S3Server,
+    cut: &[i64],
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let open =
+            reader.count("SELECT COUNT(*) FROM recordings WHERE status IN ('pending', 'fetching')");
+        if open == 0 {
+            break;
+        }
+        let statuses =
+            reader.rows("SELECT status, COUNT(*) FROM recordings GROUP BY status ORDER BY 1");
+        assert!(
+            Instant::now() < deadline,
+            "recordings still open after 120 s: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = reader.rows("SELECT id, path, status, file, originals, sha256 FROM recordings");
+    let mut want_paths: Vec<&str> = plan.iter().map(|r| r.path.as_str()).collect();
+    let mut got_paths: Vec<&str> = rows.iter().map(|r| r[1].text()).collect();
+    want_paths.sort_unstable();
+    got_paths.sort_unstable();
+    assert_eq!(got_paths, want_paths, "one recordings row per recording");
+    let root = s3.dir.path().join(BUCKET);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &rows {
+        let id = r[0].int();
+        assert_eq!(r[2].text(), "done", "recording {id}: {r:?}");
+        let file = r[3].text().to_string();
+        let object = s3
+            .object(&format!("{PREFIX}/{file}"))
+            .unwrap_or_else(|| panic!("recording {id}: no object {file}"));
+        assert_eq!(sha256_hex(&object), r[5].text(), "recording {id}: sha256");
+        *expected.entry(file).or_default() += 1;
+        let originals: Vec<String> =
+            serde_json::from_str(r[4].opt_text().unwrap_or("[]")).expect("originals");
+        for o in originals {
+            *expected.entry(o).or_default() += 1;
+        }
+    }
+    let stored: BTreeMap<String, i64> = all_files(&root.join(PREFIX))
+        .iter()
+        .map(|p| {
+            let key = p.strip_prefix(root.join(PREFIX)).unwrap();
+            (key.to_string_lossy().into_owned(), 1)
+        })
+        .collect();
+    assert!(
+        expected.values().all(|&n| n == 1),
+        "no two rows name one object"
+    );
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the bucket holds exactly one object per archived file"
+    );
+    let ids: Vec<i64> = rows.iter().map(|r| r[0].int()).collect();
+    for id in cut {
+        assert!(ids.contains(id), "the cut download {id} has its row");
+    }
+    rows.len()
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area (ripgrep style).
 
+mod stored;
 mod util;
 
 mod api_mutations;
@@ -22,8 +23,10 @@ mod ingest_mutations;
 mod json_sources;
 mod om_examples;
 mod queues_generated;
+mod queues_http;
 mod queues_rebuild;
 mod queues_sim;
+mod recordings_backends;
 mod recordings_fetch;
 mod recordings_hostile;
 mod recordings_http;

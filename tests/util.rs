@@ -1,5 +1,7 @@
 //! Shared helpers of the integration tests: a real server on port 0 with a
-//! temporary data directory, raw TCP pushes, and polling with a deadline.
+//! temporary data directory, on SQLite or on a fresh PostgreSQL database,
+//! raw TCP pushes, reading what was stored on either backend, and polling
+//! with a deadline.
 
 #![allow(dead_code)]
 
@@ -10,10 +12,57 @@ use std::time::{Duration, Instant};
 
 use callvault::config::{Config, DeviceConfig};
 use callvault::server::{self, Running};
+use callvault::store::testing::TestDb;
+
+pub use crate::stored::{Reader, Val};
+pub use callvault::store::testing::Backend;
 
 pub struct TestServer {
     pub running: Running,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database the server runs on (`None`: the SQLite file
+    /// in `dir`); dropped, with its data, when the test ends.
+    pub pg: Option<TestDb>,
+}
+
+/// Where a test server keeps its archive, before it starts: see [`backends`].
+pub enum OnBackend {
+    Sqlite,
+    Postgres(TestDb),
+}
+
+/// SQLite, then (when `CALLVAULT_TEST_PG` is set) a fresh PostgreSQL
+/// database: a test body runs once per item, the same steps and assertions
+/// on both backends. Without the variable the PostgreSQL run says that
+/// `test` was skipped.
+pub fn backends(test: &str) -> Vec<OnBackend> {
+    let mut out = vec![OnBackend::Sqlite];
+    out.extend(TestDb::fresh(test).map(OnBackend::Postgres));
+    out
+}
+
+impl OnBackend {
+    pub fn backend(&self) -> Backend {
+        match self {
+            OnBackend::Sqlite => Backend::Sqlite,
+            OnBackend::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Points `cfg` at this backend (`[store] url`).
+    pub fn configure(&self, cfg: &mut Config) {
+        if let OnBackend::Postgres(db) = self {
+            cfg.store.url = db.url().to_string();
+        }
+    }
+
+    /// The database handle to keep for as long as the server runs.
+    pub fn into_db(self) -> Option<TestDb> {
+        match self {
+            OnBackend::Sqlite => None,
+            OnBackend::Postgres(db) => Some(db),
+        }
+    }
 }
 
 impl TestServer {
@@ -21,21 +70,60 @@ impl TestServer {
         self.dir.path().join("callvault.sqlite")
     }
 
+    pub fn backend(&self) -> Backend {
+        if self.pg.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     /// A fresh read-only view of the archive file, once every push
     /// answered so far is derived (legs, events, calls: ingest answers the
     /// device after committing the raw push, and derives right after).
+    /// SQLite only: tests that run on both backends read with [`count`],
+    /// [`rows`] and [`reader`](TestServer::reader).
     pub fn db(&self) -> rusqlite::Connection {
+        assert!(
+            self.pg.is_none(),
+            "TestServer::db() reads the SQLite file; on PostgreSQL use count/rows"
+        );
         open_derived(&self.db_path())
     }
 
-    /// Waits until every push answered so far is derived (see `db`), for
-    /// tests that then read through the API.
+    /// Waits until every push answered so far is derived (see `db`), on
+    /// either backend.
     pub fn derived(&self) {
-        drop(self.db());
+        wait_derived(&self.running.store);
     }
 
+    /// What the archive holds, read with the backend's own SQL (without
+    /// waiting for derivation; usable after the server stopped).
+    pub fn reader(&self) -> Reader {
+        match &self.pg {
+            Some(db) => Reader::Postgres(db.url().to_string()),
+            None => Reader::Sqlite(self.db_path()),
+        }
+    }
+
+    /// The single integer `sql` returns, once every push answered so far is
+    /// derived. `sql` must read the same on both backends.
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+        self.derived();
+        self.reader().count(sql)
+    }
+
+    /// Every row `sql` returns, once every push answered so far is derived.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Val>> {
+        self.derived();
+        self.reader().rows(sql)
+    }
+
+    /// The single row `sql` returns (panics unless exactly one).
+    pub fn row(&self, sql: &str) -> Vec<Val> {
+        let mut rows = self.rows(sql);
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        rows.remove(0)
     }
 
     pub fn ingest(&self) -> SocketAddr {
@@ -44,6 +132,24 @@ impl TestServer {
 
     pub fn api(&self) -> SocketAddr {
         self.running.api_addr
+    }
+}
+
+/// Waits until every push `store` committed so far is derived (through the
+/// store, so on either backend).
+pub fn wait_derived(store: &callvault::store::Store) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let backlog = || {
+        store
+            .read_blocking(callvault::store::pushes::derive_backlog)
+            .expect("backlog")
+    };
+    while backlog() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "derivation did not catch up in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -108,11 +214,21 @@ pub fn signed_device(password: &str, timeout: u64) -> DeviceConfig {
 }
 
 pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+    start_on(OnBackend::Sqlite, f).await
+}
+
+/// [`start_with`] on `backend` (see [`backends`]).
+pub async fn start_on(backend: OnBackend, f: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = test_config(dir.path());
+    backend.configure(&mut cfg);
     f(&mut cfg);
     let running = server::start(cfg).await.expect("server starts");
-    TestServer { running, dir }
+    TestServer {
+        running,
+        dir,
+        pg: backend.into_db(),
+    }
 }
 
 pub async fn start() -> TestServer {
@@ -278,8 +394,22 @@ pub fn serve_child_addrs(
     dir: &std::path::Path,
     envs: &[(&str, &str)],
 ) -> (std::process::Child, SocketAddr, SocketAddr) {
+    serve_child_config(dir, None, envs)
+}
+
+/// `serve_child_addrs` with a configuration file (`--config`), for what the
+/// environment cannot say (`[[device]]` tables).
+pub fn serve_child_config(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr, SocketAddr) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"));
+    if let Some(file) = config {
+        cmd.arg("--config").arg(file);
+    }
+    let mut child = cmd
         .arg("--data")
         .arg(dir)
         .arg("serve")

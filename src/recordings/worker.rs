@@ -110,6 +110,9 @@ impl Fetcher {
         let limits = rec_store::ClaimLimits {
             per_device: self.cfg.recordings.per_device_concurrency,
             max_concurrent: self.cfg.recordings.max_concurrent,
+            lease_ms: i64::try_from(self.cfg.recordings.claim_lease_seconds)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
         };
         let after = turn.clone();
         let claimed = self

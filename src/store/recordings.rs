@@ -117,6 +117,10 @@ pub struct ClaimLimits {
     pub per_device: usize,
     /// Rows `fetching` at once over all devices.
     pub max_concurrent: usize,
+    /// PostgreSQL: how long a claim holds without being renewed, in
+    /// milliseconds (`[recordings] claim_lease_seconds`; SQLite has one
+    /// collector and no leases).
+    pub lease_ms: i64,
 }
 
 /// What one claim took.

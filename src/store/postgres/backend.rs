@@ -10,6 +10,14 @@
 use std::sync::Arc;
 
 use tokio::runtime::{Handle, Runtime};
+// Waiting with a plain executor for a tokio JoinHandle: a JoinHandle
+// counts against the cooperative budget of the tokio task it is polled in
+// (if any), and once an async caller's task has used its budget, each poll
+// answers "not yet" and wakes itself at once: the plain executor polls
+// again and again and never returns (the budget is only refilled when that
+// task yields, which a blocking wait never does). Unconstrained, the wait
+// counts against no budget.
+use tokio::task::unconstrained;
 
 use super::{migrate, partitions, PgError, PgTx, Pool};
 use crate::store::{Result, Tx};
@@ -59,12 +67,12 @@ impl PgBackend {
         // code (`serve` starts inside its runtime), where tokio's block_on
         // would panic.
         let p = pool.clone();
-        futures_executor::block_on(rt.spawn(async move {
+        futures_executor::block_on(unconstrained(rt.spawn(async move {
             migrate::apply(&p).await?;
             migrate::check(&p).await?;
             partitions::ensure(&p, chrono::Utc::now(), PARTITIONS_AHEAD).await?;
             Ok::<_, PgError>(())
-        }))
+        })))
         .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))??;
         Ok(Arc::new(PgBackend {
             pool,
@@ -117,8 +125,10 @@ impl PgBackend {
     /// connection task is spawned there), waited for from any thread.
     pub fn client(&self) -> std::result::Result<deadpool_postgres::Object, PgError> {
         let pool = self.pool.clone();
-        let got = futures_executor::block_on(self.rt.spawn(async move { pool.get().await }))
-            .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))?;
+        let got = futures_executor::block_on(unconstrained(
+            self.rt.spawn(async move { pool.get().await }),
+        ))
+        .map_err(|e| PgError::Pool(format!("the store's runtime stopped: {e}")))?;
         Ok(got?)
     }
 
@@ -136,5 +146,40 @@ impl PgBackend {
             pg.commit()?;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::TestDb;
+
+    /// Blocking store calls from inside async code (a handler, a test) on
+    /// PostgreSQL: many in a row, more than the task's cooperative budget,
+    /// all return. Each used to spin at 100 % CPU for ever once the budget
+    /// was spent (seen from a test polling the derive backlog).
+    #[test]
+    fn many_blocking_reads_inside_one_async_task_all_return() {
+        let Some(db) = TestDb::fresh("many_blocking_reads_inside_one_async_task") else {
+            return;
+        };
+        let store = db.store();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                for _ in 0..500 {
+                    store
+                        .read_blocking(crate::store::pushes::derive_backlog)
+                        .expect("backlog");
+                }
+            });
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("500 blocking reads inside one async task returned within 60 s");
     }
 }

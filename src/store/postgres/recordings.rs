@@ -6,14 +6,15 @@
 //! A claim takes due rows with `SELECT … FOR UPDATE SKIP LOCKED`, so two
 //! collectors claiming at once never take the same row, and marks them
 //! `fetching` with `claimed_by` (this collector process, [`CLAIMER`]) and
-//! `lease_until_ms` = now + [`LEASE_MS`]. Every claim of a collector renews
+//! `lease_until_ms` = now + the lease (`[recordings] claim_lease_seconds`,
+//! [`ClaimLimits::lease_ms`], by default [`LEASE_MS`]). Every claim of a collector renews
 //! the leases of the rows it is still fetching (the fetch worker of `serve`
 //! claims every few hundred milliseconds), so a live collector keeps its
 //! rows however long a download runs. A `fetching` row is taken back to
 //! `pending` (the cut attempt not counted, as on SQLite) only once its
 //! lease is past: by `reset_fetching` when a collector starts, and at every
 //! claim, so the rows of a collector that died are retried by another one
-//! within [`LEASE_MS`], even if it never comes back. A starting collector
+//! within the lease, even if it never comes back. A starting collector
 //! therefore never takes back a row that another live collector is
 //! downloading. Where claims pause (fetching paused by the disk floor, a
 //! one-off `recordings fetch` waiting on its jobs) the lease still covers
@@ -49,7 +50,8 @@ use crate::store::recordings::{
 };
 use crate::store::{Result, StoreError, Tx};
 
-/// How long a claim holds a row without being renewed.
+/// How long a claim holds a row without being renewed, unless
+/// `[recordings] claim_lease_seconds` says otherwise (its default).
 pub const LEASE_MS: i64 = 30 * 60 * 1000;
 
 /// A lease is renewed once less than this is left of it above the
@@ -122,11 +124,18 @@ pub fn claim_due(
 ) -> Result<Claimed> {
     let (now, now_ms) = crate::store::now_stamp();
     take_back_stale(pg, now_ms)?;
-    let lease = now_ms.saturating_add(LEASE_MS);
+    let lease_ms = limits.lease_ms.max(1);
+    let lease = now_ms.saturating_add(lease_ms);
+    // Renewed once less than the lease minus RENEW_AFTER_MS is left (a
+    // lease shorter than that: at every claim).
     pg.execute(
         "UPDATE recordings SET lease_until_ms = $2
          WHERE status = 'fetching' AND claimed_by = $1 AND lease_until_ms < $3",
-        &[&*CLAIMER, &lease, &lease.saturating_sub(RENEW_AFTER_MS)],
+        &[
+            &*CLAIMER,
+            &lease,
+            &lease.saturating_sub(RENEW_AFTER_MS.min(lease_ms / 2)),
+        ],
     )?;
     let mine: i64 = pg
         .query_one(

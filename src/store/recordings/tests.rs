@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 use super::*;
+use crate::store::postgres::recordings::LEASE_MS;
 use crate::store::reports::fixture;
 use crate::store::testing::{each_backend, Backend};
 use crate::store::Store;
@@ -35,6 +36,7 @@ fn claim(
     let limits = ClaimLimits {
         per_device,
         max_concurrent,
+        lease_ms: LEASE_MS,
     };
     let (after, exclude) = (after.map(str::to_string), exclude.clone());
     let c = store
@@ -271,7 +273,7 @@ fn a_claim_renews_the_leases_of_the_collectors_own_rows() {
         };
         let now = crate::store::now_stamp().1;
         let first = lease();
-        assert!(first >= now + super::super::postgres::recordings::LEASE_MS - 60_000);
+        assert!(first >= now + LEASE_MS - 60_000);
         // Nearly past: another collector's start would soon take it back.
         sql(
             store,
@@ -284,6 +286,68 @@ fn a_claim_renews_the_leases_of_the_collectors_own_rows() {
             0
         );
         assert_eq!(by_leg(store, 1).status, FETCHING);
+    });
+}
+
+/// `[recordings] claim_lease_seconds`: a claim holds for the configured
+/// lease, is renewed before half of a short one is gone, and lapses after
+/// it (the rows of a collector that died are fetched again that soon).
+#[test]
+fn a_short_lease_is_honoured_renewed_and_lapses() {
+    each_backend("a_short_lease", |backend, store| {
+        if backend != Backend::Postgres {
+            return;
+        }
+        queue(store, &[("a", 1)]);
+        let claim_short = |lease_ms: i64| {
+            let limits = ClaimLimits {
+                per_device: 1,
+                max_concurrent: 8,
+                lease_ms,
+            };
+            store
+                .writer
+                .write_blocking(move |tx| claim_due(tx, 100, limits, None, &HashSet::new()))
+                .expect("claim")
+                .jobs
+                .len()
+        };
+        let lease = || {
+            store
+                .read_blocking(|tx| {
+                    let pg = tx.pg().expect("postgres");
+                    Ok(pg
+                        .query_one("SELECT lease_until_ms FROM recordings", &[])?
+                        .get::<_, i64>(0))
+                })
+                .expect("lease")
+        };
+        let before = crate::store::now_stamp().1;
+        assert_eq!(claim_short(4_000), 1);
+        let first = lease();
+        let after = crate::store::now_stamp().1;
+        assert!(
+            (before + 4_000..=after + 4_000).contains(&first),
+            "{first} not 4 s after {before}..{after}"
+        );
+        // Not renewed while more than half of it is left …
+        assert_eq!(claim_short(4_000), 0);
+        assert_eq!(lease(), first);
+        // … renewed once less is left.
+        let now = crate::store::now_stamp().1;
+        sql(
+            store,
+            &format!("UPDATE recordings SET lease_until_ms = {}", now + 1_000),
+        );
+        assert_eq!(claim_short(4_000), 0);
+        assert!(lease() >= now + 4_000, "renewed");
+        // Past: any claim takes the row back and claims it again.
+        sql(
+            store,
+            &format!("UPDATE recordings SET lease_until_ms = {}", now - 1),
+        );
+        assert_eq!(claim_short(4_000), 1, "taken back once the lease lapsed");
+        assert_eq!(by_leg(store, 1).attempts, 1, "the cut attempt not counted");
     });
 }
 
@@ -339,6 +403,7 @@ fn concurrent_claims_on_postgres_never_share_a_row() {
                     let limits = ClaimLimits {
                         per_device: 1,
                         max_concurrent: 1,
+                        lease_ms: LEASE_MS,
                     };
                     // The barriers are passed whatever the claim gave, so
                     // that a failing claim fails the test instead of hanging it.
