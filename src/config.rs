@@ -40,6 +40,7 @@ pub struct Config {
     pub recordings: RecordingsConfig,
     pub queues: QueuesConfig,
     pub store: StoreConfig,
+    pub retention: RetentionConfig,
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
 }
@@ -55,6 +56,7 @@ impl Default for Config {
             recordings: RecordingsConfig::default(),
             queues: QueuesConfig::default(),
             store: StoreConfig::default(),
+            retention: RetentionConfig::default(),
             devices: Vec::new(),
         }
     }
@@ -400,6 +402,22 @@ fn host_of(addr: &str) -> &str {
     }
 }
 
+/// `[retention]`: how long kept records stay (docs/operations.md "Audit log").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days an audit log row is kept; older rows are purged
+    /// (`store::audit::purge_older_than`). 0 keeps them for ever. The
+    /// default, two years, covers the usual retention of call records.
+    pub audit_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { audit_days: 730 }
+    }
+}
+
 /// `[store]`: where the archive lives (ARCHITECTURE.md "src/store/").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -593,7 +611,15 @@ fn sub_table<'a>(table: &'a mut toml::Table, name: &str) -> &'a mut toml::Table 
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "timezone"];
-const SECTIONS: &[&str] = &["ingest", "api", "calls", "recordings", "queues", "store"];
+const SECTIONS: &[&str] = &[
+    "ingest",
+    "api",
+    "calls",
+    "recordings",
+    "queues",
+    "store",
+    "retention",
+];
 /// Sections inside sections: (parent, child), e.g. `[recordings.s3]`.
 const NESTED_SECTIONS: &[(&str, &str)] = &[("recordings", "s3")];
 
@@ -693,6 +719,21 @@ mod tests {
             c.devices[0].recorder_base().unwrap(),
             "http://10.0.0.5:80/mcc/Recorder/"
         );
+    }
+
+    #[test]
+    fn retention_audit_days_from_file_and_environment() {
+        assert_eq!(Config::default().retention.audit_days, 730);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[retention]\naudit_days = 400\n").unwrap();
+        let c = Config::load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.retention.audit_days, 400);
+        let env = vec![("CALLVAULT_RETENTION_AUDIT_DAYS".to_string(), "90".to_string())];
+        let c = Config::load(Some(&p), env).unwrap();
+        assert_eq!(c.retention.audit_days, 90, "the environment wins over the file");
+        let bad = vec![("CALLVAULT_RETENTION_AUDIT_DAYS".to_string(), "soon".to_string())];
+        assert!(Config::load(None, bad).is_err(), "not a number");
     }
 
     #[test]

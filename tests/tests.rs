@@ -3,6 +3,7 @@
 mod util;
 
 mod api_mutations;
+mod audit_log;
 mod architecture;
 mod backup_restore;
 mod calls_http;

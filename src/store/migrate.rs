@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "012_devices",
         include_str!("../../sql/sqlite/012_devices.sql"),
     ),
+    ("014_audit", include_str!("../../sql/sqlite/014_audit.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "005_recordings",
         include_str!("../../../sql/postgres/005_recordings.sql"),
     ),
+    (
+        "007_audit",
+        include_str!("../../../sql/postgres/007_audit.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one
