@@ -3,8 +3,8 @@
 mod util;
 
 mod api_mutations;
-mod audit_log;
 mod architecture;
+mod audit_log;
 mod backup_restore;
 mod calls_http;
 mod calls_manual;

@@ -43,7 +43,11 @@ pub fn filter_of(q: &AuditQuery, tz: chrono_tz::Tz) -> Result<Filter, String> {
         .transpose()
         .map_err(|e| e.to_string())?;
     let before_id = nonempty(&q.cursor)
-        .map(|c| c.trim().parse::<i64>().map_err(|_| "invalid cursor".to_string()))
+        .map(|c| {
+            c.trim()
+                .parse::<i64>()
+                .map_err(|_| "invalid cursor".to_string())
+        })
         .transpose()?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -74,8 +78,13 @@ mod tests {
         assert!(q(|q| q.action = Some("recording.erase".into()))
             .unwrap_err()
             .contains("unknown action"));
-        assert!(q(|q| q.from = Some("last week".into())).unwrap_err().contains("invalid time"));
-        assert_eq!(q(|q| q.cursor = Some("x".into())).unwrap_err(), "invalid cursor");
+        assert!(q(|q| q.from = Some("last week".into()))
+            .unwrap_err()
+            .contains("invalid time"));
+        assert_eq!(
+            q(|q| q.cursor = Some("x".into())).unwrap_err(),
+            "invalid cursor"
+        );
         assert!(q(|q| q.limit = Some(0)).is_err());
         assert!(q(|q| q.limit = Some(MAX_LIMIT + 1)).is_err());
         let f = q(|q| {

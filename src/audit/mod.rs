@@ -304,7 +304,12 @@ mod tests {
         for a in Action::ALL {
             assert_eq!(Action::parse(a.as_str()), Some(*a));
         }
-        for name in ["token.create", "token.revoke", "session.start", "session.end"] {
+        for name in [
+            "token.create",
+            "token.revoke",
+            "session.start",
+            "session.end",
+        ] {
             assert!(Action::parse(name).is_some(), "{name}");
         }
         assert_eq!(Action::parse("recording.delete"), None);
@@ -320,6 +325,9 @@ mod tests {
     #[test]
     fn retention_cutoff() {
         assert_eq!(retention_cutoff_ms(0, 1_000), None);
-        assert_eq!(retention_cutoff_ms(2, 200_000_000), Some(200_000_000 - 172_800_000));
+        assert_eq!(
+            retention_cutoff_ms(2, 200_000_000),
+            Some(200_000_000 - 172_800_000)
+        );
     }
 }

@@ -48,7 +48,12 @@ impl Plays {
             return !continues;
         }
         if g.last.len() >= CAP {
-            if let Some(oldest) = g.last.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = g
+                .last
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+            {
                 g.last.remove(&oldest);
             }
         }
@@ -87,7 +92,10 @@ mod tests {
         // The window runs from the latest request of the play.
         assert!(!p.first(key("qa", 1), t0 + Duration::from_secs(25 * 60)));
         assert!(!p.first(key("qa", 1), t0 + Duration::from_secs(50 * 60)));
-        assert!(p.first(key("qa", 1), t0 + Duration::from_secs(81 * 60)), "a new play");
+        assert!(
+            p.first(key("qa", 1), t0 + Duration::from_secs(81 * 60)),
+            "a new play"
+        );
         assert!(p.first(key("other", 1), t0), "another actor");
         assert!(p.first(key("qa", 2), t0), "another recording");
     }

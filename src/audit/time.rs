@@ -27,12 +27,19 @@ fn bound(s: &str, tz: chrono_tz::Tz, end: bool) -> Result<i64, BadTime> {
         return Ok(t.timestamp_millis());
     }
     let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
-    let day = if end { day.succ_opt().ok_or_else(bad)? } else { day };
+    let day = if end {
+        day.succ_opt().ok_or_else(bad)?
+    } else {
+        day
+    };
     let midnight = day.and_hms_opt(0, 0, 0).ok_or_else(bad)?;
     // A zone whose clocks skip midnight: the first instant of the day.
     tz.from_local_datetime(&midnight)
         .earliest()
-        .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
+        .or_else(|| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
         .map(|t| t.timestamp_millis())
         .ok_or_else(bad)
 }
@@ -48,7 +55,10 @@ mod tests {
         assert_eq!(from_ms("2024-01-08", tz), Ok(1_704_643_200_000));
         assert_eq!(to_ms("2024-01-08", tz), Ok(1_704_643_200_000 + 86_400_000));
         assert_eq!(from_ms("2024-01-07T16:00:00Z", tz), Ok(1_704_643_200_000));
-        assert_eq!(to_ms("2024-01-08T00:00:00+08:00", tz), Ok(1_704_643_200_000));
+        assert_eq!(
+            to_ms("2024-01-08T00:00:00+08:00", tz),
+            Ok(1_704_643_200_000)
+        );
         assert!(from_ms("yesterday", tz).is_err());
         assert!(to_ms("2024-13-01", tz).is_err());
     }

@@ -23,10 +23,12 @@ pub enum Format {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Actions: recording.play, recording.download, call.view, billing.export, \
+#[command(
+    after_help = "Actions: recording.play, recording.download, call.view, billing.export, \
 report.daily, report.run, auth.refused (401/403 of the API, one row per address and minute with a \
 count), token.create, token.revoke, session.start, session.end.\n\nDates are days of the \
-configured timezone; an RFC 3339 time (2024-01-08T09:30:00Z) is exact.")]
+configured timezone; an RFC 3339 time (2024-01-08T09:30:00Z) is exact."
+)]
 pub struct AuditArgs {
     /// Only rows of this actor (a token's name; `cli` for commands).
     #[arg(long)]
@@ -100,7 +102,10 @@ pub fn run(cfg: Config, a: AuditArgs) -> anyhow::Result<ExitCode> {
                     e.status,
                     e.count,
                     e.target,
-                    e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                    e.detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
                 )?,
                 Format::Csv => {
                     let cells = [

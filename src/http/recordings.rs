@@ -96,7 +96,10 @@ pub async fn by_call(
         .await?;
     match found {
         Some((call, Some(rec))) => {
-            Ok(served_and_audited(&st, &caller, &audit, rec, &headers, format!("call {call}")).await)
+            Ok(
+                served_and_audited(&st, &caller, &audit, rec, &headers, format!("call {call}"))
+                    .await,
+            )
         }
         Some((_, None)) => Err(AppError::NotFound("the call has no recording".into())),
         None => Err(AppError::NotFound("no such call".into())),

@@ -16,10 +16,10 @@ use super::error::Query;
 use super::{stream, AppError, AppState};
 use crate::audit::Action;
 use crate::reports::billing::{self, BillingOptions};
-use crate::store::audit::Entry;
 use crate::reports::daily::{self, DailyFormat};
 use crate::reports::tariffs::Tariffs;
 use crate::reports::{run, Catalog, Params, ReportError};
+use crate::store::audit::Entry;
 
 impl From<ReportError> for AppError {
     fn from(e: ReportError) -> Self {
@@ -187,7 +187,12 @@ async fn billing_xlsx_of(
     target: &str,
 ) -> Result<Response, AppError> {
     let (p, opts, cat) = billing_request(caller, st, q).await?;
-    let row = audit.entry(caller, Action::BillingExport, target.to_string(), StatusCode::OK);
+    let row = audit.entry(
+        caller,
+        Action::BillingExport,
+        target.to_string(),
+        StatusCode::OK,
+    );
     let auditor = audit.auditor.clone();
     let name = billing::file_name(&p, &opts, "xlsx");
     let (from, to) = (p.from, p.to);
@@ -238,7 +243,12 @@ async fn billing_csv_of(
     target: &str,
 ) -> Result<Response, AppError> {
     let (p, opts, cat) = billing_request(caller, st, q).await?;
-    let row = audit.entry(caller, Action::BillingExport, target.to_string(), StatusCode::OK);
+    let row = audit.entry(
+        caller,
+        Action::BillingExport,
+        target.to_string(),
+        StatusCode::OK,
+    );
     let auditor = audit.auditor.clone();
     let name = billing::file_name(&p, &opts, "csv");
 
@@ -271,14 +281,15 @@ async fn billing_csv_of(
 /// The audit target of a billing export: the file and its days (as asked
 /// when they do not parse).
 fn billing_target(file: &str, st: &AppState, q: &BillingQuery) -> String {
-    let mut t = match crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz()) {
-        Ok((from, to)) => format!("{file} {from}..{to}"),
-        Err(_) => format!(
-            "{file} {}..{}",
-            q.from.as_deref().unwrap_or(""),
-            q.to.as_deref().unwrap_or("")
-        ),
-    };
+    let mut t =
+        match crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz()) {
+            Ok((from, to)) => format!("{file} {from}..{to}"),
+            Err(_) => format!(
+                "{file} {}..{}",
+                q.from.as_deref().unwrap_or(""),
+                q.to.as_deref().unwrap_or("")
+            ),
+        };
     for (on, name) in [(&q.per_leg, "per_leg"), (&q.tariffs, "tariffs")] {
         if flag(on) {
             t.push(' ');

@@ -53,7 +53,10 @@ pub fn api_router(state: AppState) -> Router {
         .route("/api/audit", get(audit::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(audit_layer, audit::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            audit_layer,
+            audit::layer,
+        ))
         .with_state(state)
 }
 

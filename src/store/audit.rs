@@ -125,7 +125,12 @@ pub fn list(tx: &Tx, f: &Filter) -> Result<Vec<Row>> {
          ORDER BY id DESC LIMIT ?6"
     ))?;
     let mut rows = st.query(params![
-        f.actor, f.action, f.from_ms, f.to_ms, f.before_id, f.limit
+        f.actor,
+        f.action,
+        f.from_ms,
+        f.to_ms,
+        f.before_id,
+        f.limit
     ])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -181,21 +186,28 @@ mod tests {
 
     #[test]
     fn purge_removes_only_rows_older_than_the_cutoff() {
-        each_backend("purge_removes_only_rows_older_than_the_cutoff", |_, store| {
-            for t in [1_000, 2_000, 3_000, 4_000] {
-                store
+        each_backend(
+            "purge_removes_only_rows_older_than_the_cutoff",
+            |_, store| {
+                for t in [1_000, 2_000, 3_000, 4_000] {
+                    store
+                        .writer
+                        .write_blocking(move |tx| insert(tx, &entry(t, Some("a"), "call.view")))
+                        .expect("insert");
+                }
+                let gone = store
                     .writer
-                    .write_blocking(move |tx| insert(tx, &entry(t, Some("a"), "call.view")))
-                    .expect("insert");
-            }
-            let gone = store
-                .writer
-                .write_blocking(|tx| purge_older_than(tx, 3_000))
-                .expect("purge");
-            assert_eq!(gone, 2);
-            let left: Vec<i64> = all(store).iter().map(|r| r.entry.time_ms).collect();
-            assert_eq!(left, [4_000, 3_000], "the rows at and after the cutoff stay");
-        });
+                    .write_blocking(|tx| purge_older_than(tx, 3_000))
+                    .expect("purge");
+                assert_eq!(gone, 2);
+                let left: Vec<i64> = all(store).iter().map(|r| r.entry.time_ms).collect();
+                assert_eq!(
+                    left,
+                    [4_000, 3_000],
+                    "the rows at and after the cutoff stay"
+                );
+            },
+        );
     }
 
     #[test]
@@ -211,7 +223,10 @@ mod tests {
                     .expect("add");
             }
             let rows = all(store);
-            let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.entry.time_ms, r.entry.count)).collect();
+            let got: Vec<(i64, i64)> = rows
+                .iter()
+                .map(|r| (r.entry.time_ms, r.entry.count))
+                .collect();
             assert_eq!(got, [(30, 1), (10, 7)]);
             assert_eq!(rows[1].entry.actor, None);
         });
@@ -255,7 +270,15 @@ mod tests {
             };
             assert_eq!(times(window), [300, 200], "from inclusive, to exclusive");
             let first = store
-                .read_blocking(|tx| list(tx, &Filter { limit: 2, ..Default::default() }))
+                .read_blocking(|tx| {
+                    list(
+                        tx,
+                        &Filter {
+                            limit: 2,
+                            ..Default::default()
+                        },
+                    )
+                })
                 .expect("page");
             let next = Filter {
                 before_id: Some(first[1].id),
