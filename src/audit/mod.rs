@@ -10,6 +10,14 @@
 //! A row that cannot be written is logged (with what it recorded) and
 //! counted in `callvault_audit_write_failures_total`; it is never dropped
 //! silently, and it never fails or delays the request it records.
+//!
+//! Token and session changes are recorded where they happen: a command
+//! calls `record_blocking(&store, entry(Action::TokenCreate, &Who::cli(),
+//! name, 0))` (or `Action::TokenRevoke`); a handler takes
+//! `http::audit::AuditCtx` and calls `ctx.record(&caller,
+//! Action::SessionStart, target, status)` (`Action::SessionEnd` has no
+//! caller: `ctx.auditor.record(entry(Action::SessionEnd, &Who { ip:
+//! ctx.ip.clone(), ..Default::default() }, "session", 204))`).
 
 pub mod filter;
 mod plays;
