@@ -3,8 +3,10 @@
 //! recordings by call and reports. The source tree mirrors the pipeline:
 //! `ingest → store → calls → recordings / queues → reports`, with `http`
 //! and `cli` at the edge and `sim` a simulated OM device. What both edges
-//! share sits beside them: `query` (call filters), `roles` and `telemetry`.
+//! share sits beside them: `query` (call filters), `roles`, `audit` (the
+//! audit log's rules) and `telemetry`.
 
+pub mod audit;
 pub mod calls;
 pub mod cli;
 pub mod config;

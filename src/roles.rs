@@ -18,6 +18,9 @@ pub enum Perm {
     /// The full text of errors (a recording fetch's error names device URLs
     /// and local paths): administrators only.
     Diagnostics,
+    /// Read the audit log (who played, viewed and exported what): it names
+    /// every user and what they did, so administrators only.
+    Audit,
 }
 
 /// Whether `role` may do `perm`; an unknown role may do nothing.
@@ -39,6 +42,13 @@ mod tests {
     fn allows_diagnostics_to_admin_only() {
         for role in ROLES {
             assert_eq!(allows(role, Perm::Diagnostics), *role == "admin", "{role}");
+        }
+    }
+
+    #[test]
+    fn allows_the_audit_log_to_admin_only() {
+        for role in ROLES {
+            assert_eq!(allows(role, Perm::Audit), *role == "admin", "{role}");
         }
     }
 

@@ -5,6 +5,7 @@ mod util;
 
 mod api_mutations;
 mod architecture;
+mod audit_log;
 mod auth_tokens;
 mod backup_restore;
 mod calls_http;

@@ -88,6 +88,17 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     })??;
     let dest = out.describe();
     out.commit()?;
+    let file = match format {
+        BillingFormat::Csv => "billing.csv",
+        BillingFormat::Xlsx => "billing.xlsx",
+    };
+    super::audit::record_command(
+        &store,
+        crate::audit::Action::BillingExport,
+        format!("{file} {}..{}", p.from, p.to),
+        true,
+        format!("{rows} rows to {dest}"),
+    );
     eprintln!(
         "billing {} to {}: {rows} rows written to {dest}",
         p.from, p.to

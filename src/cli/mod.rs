@@ -1,6 +1,7 @@
 //! The command line (clap). Each command's `--help` explains it; every
 //! command takes `--data DIR` or `--config FILE`.
 
+mod audit;
 mod backup;
 mod calls;
 mod demo;
@@ -82,6 +83,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup directory into a new data directory (checked against its manifest first).
     Restore(backup::RestoreArgs),
+    /// The audit log: who played recordings, viewed calls, exported billing and reports, and refusals.
+    Audit(audit::AuditArgs),
     /// Copy the SQLite archive (and its recordings) into PostgreSQL (and an S3 store).
     #[command(name = "migrate-store")]
     MigrateStore(migrate_store::MigrateStoreArgs),
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(r) => report::run(cfg, r),
         Command::Export(e) => export::run(cfg, e),
         Command::MigrateStore(a) => migrate_store::run(cfg, a),
+        Command::Audit(a) => audit::run(cfg, a),
         Command::Backup(a) => backup::backup(cfg, a),
         Command::Restore(a) => backup::restore(cfg, a, data_given),
     }

@@ -130,6 +130,13 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             })??;
             let dest = out.describe();
             out.commit()?;
+            super::audit::record_command(
+                &store,
+                crate::audit::Action::ReportRun,
+                format!("report {name} {}..{}", p.from, p.to),
+                true,
+                format!("{rows} rows to {dest}"),
+            );
             eprintln!(
                 "report {name}: {rows} rows ({} to {}) written to {dest}",
                 p.from, p.to
@@ -153,6 +160,13 @@ pub fn run(cfg: Config, cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             daily::write(&report, format, &mut out)?;
             let dest = out.describe();
             out.commit()?;
+            super::audit::record_command(
+                &store,
+                crate::audit::Action::ReportDaily,
+                format!("daily {} {format:?}", p.from).to_lowercase(),
+                true,
+                format!("written to {dest}"),
+            );
             eprintln!(
                 "daily report {}: {} calls, {} answered, {} missed; written to {dest}",
                 p.from, report.headline.calls, report.headline.answered, report.headline.missed

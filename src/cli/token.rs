@@ -67,6 +67,13 @@ pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
         } => {
             let expires_at = expires.map(|d| Utc::now() + d);
             let token = create(&store, &name, &role, expires_at)?;
+            super::audit::record_command(
+                &store,
+                crate::audit::Action::TokenCreate,
+                name.clone(),
+                true,
+                format!("role {role}"),
+            );
             match expires_at {
                 Some(t) => eprintln!(
                     "created {role} token {name}, expiring {} (shown once; keep it safe):",
@@ -85,6 +92,13 @@ pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
         }
         TokenCmd::Revoke { name } => {
             let sessions = revoke(&store, &name)?;
+            super::audit::record_command(
+                &store,
+                crate::audit::Action::TokenRevoke,
+                name.clone(),
+                true,
+                format!("{sessions} web sessions ended"),
+            );
             println!("revoked token {name} ({sessions} web sessions ended)");
         }
     }

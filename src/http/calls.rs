@@ -3,11 +3,14 @@
 //! CLI); the rows and the detail come typed from the store.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::audit::AuditCtx;
 use super::auth::{Caller, Perm};
 use super::error::{Path, Query};
 use super::{AppError, AppState};
+use crate::audit::Action;
 use crate::query::{encode_cursor, filter_from, Search};
 use crate::store::call_detail;
 use crate::store::call_search::{self, CallView};
@@ -40,10 +43,24 @@ pub async fn search(
     ))
 }
 
+/// `GET /api/calls/{id}`; every view is a row of the audit log
+/// (docs/operations.md "Audit log"), found or not.
 pub async fn detail(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     Path(id): Path<String>,
+) -> Response {
+    let target = format!("call {id}");
+    let resp = detail_of(&caller, st, id).await.into_response();
+    audit.record(&caller, Action::CallView, target, resp.status());
+    resp
+}
+
+async fn detail_of(
+    caller: &Caller,
+    st: AppState,
+    id: String,
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let cfg = st.cfg.clone();

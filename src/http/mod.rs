@@ -1,6 +1,7 @@
 //! HTTP edge: the ingest listener (any path, any method = a push) and the
 //! API/web listener. All API routes are listed in `router.rs`.
 
+pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod connections;

@@ -5,16 +5,19 @@
 //! it). The sha256 is checked before it is served (once per version of the
 //! file or object: cached by size and mtime or ETag). A
 //! recording not fetched yet is a 409 with its status; the fetch error's
-//! text only for admins (`Perm::Diagnostics`).
+//! text only for admins (`Perm::Diagnostics`). Each play or download is
+//! a row of the audit log (docs/operations.md "Audit log").
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::audit::AuditCtx;
 use super::auth::{Caller, Perm};
 use super::error::Path as UrlPath;
 use super::{AppError, AppState};
+use crate::audit::Action;
 use crate::store::calls;
 use crate::store::recordings::{self as rec_store, Recording};
 
@@ -74,30 +77,38 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeReq {
 
 pub async fn by_call(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     caller.require(Perm::Recordings)?;
-    // None: no such call; Some(None): a call without a recording.
+    // None: no such call; Some((call, None)): a call without a recording.
     let found = st
         .store
         .read(move |c| {
             let Some(call) = calls::resolve_id(c, &id)? else {
                 return Ok(None);
             };
-            Ok(Some(rec_store::primary_of_call(c, &call)?))
+            let rec = rec_store::primary_of_call(c, &call)?;
+            Ok(Some((call, rec)))
         })
         .await?;
     match found {
-        Some(Some(rec)) => serve(&st, &caller, rec, &headers).await,
-        Some(None) => Err(AppError::NotFound("the call has no recording".into())),
+        Some((call, Some(rec))) => {
+            Ok(
+                served_and_audited(&st, &caller, &audit, rec, &headers, format!("call {call}"))
+                    .await,
+            )
+        }
+        Some((_, None)) => Err(AppError::NotFound("the call has no recording".into())),
         None => Err(AppError::NotFound("no such call".into())),
     }
 }
 
 pub async fn by_id(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
@@ -110,7 +121,39 @@ pub async fn by_id(
         .read(move |c| rec_store::get(c, id))
         .await?
         .ok_or_else(missing)?;
-    serve(&st, &caller, rec, &headers).await
+    let detail = format!("device {} CDR {}", rec.device, rec.cdr_id);
+    Ok(served_and_audited(&st, &caller, &audit, rec, &headers, detail).await)
+}
+
+/// Serves `rec` and records it in the audit log: a play (the request had
+/// a `Range`) or a download, one row per play however many Range requests
+/// it takes (`audit::Auditor::play`); a part served (206) counts as 200.
+async fn served_and_audited(
+    st: &AppState,
+    caller: &Caller,
+    audit: &AuditCtx,
+    rec: Recording,
+    headers: &HeaderMap,
+    detail: String,
+) -> Response {
+    let id = rec.id;
+    let resp = match serve(st, caller, rec, headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let status = match resp.status() {
+        StatusCode::PARTIAL_CONTENT => StatusCode::OK,
+        s => s,
+    };
+    let action = if headers.contains_key(header::RANGE) {
+        Action::RecordingPlay
+    } else {
+        Action::RecordingDownload
+    };
+    if let Some(e) = audit.entry(caller, action, format!("recording {id}"), status) {
+        audit.auditor.play(crate::audit::with_detail(e, detail), id);
+    }
+    resp
 }
 
 async fn serve(

@@ -2,20 +2,24 @@
 //! `GET /export/billing.csv?from=&to=[&per_leg=1][&bom=1][&tariffs=1]` and
 //! `GET /export/billing.xlsx?…` (same rows, Perm::Billing). The billing CSV
 //! is streamed from a blocking task through a bounded channel, so memory
-//! stays flat whatever the range.
+//! stays flat whatever the range. Every request is a row of the audit log
+//! (an export's once its last byte is out; docs/operations.md "Audit log").
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::audit::AuditCtx;
 use super::auth::{Caller, Perm};
 use super::error::Query;
 use super::{stream, AppError, AppState};
+use crate::audit::Action;
 use crate::reports::billing::{self, BillingOptions};
 use crate::reports::daily::{self, DailyFormat};
 use crate::reports::tariffs::Tariffs;
 use crate::reports::{run, Catalog, Params, ReportError};
+use crate::store::audit::Entry;
 
 impl From<ReportError> for AppError {
     fn from(e: ReportError) -> Self {
@@ -61,19 +65,33 @@ pub struct DailyQuery {
     pub format: Option<String>,
 }
 
+/// The daily report; each request is a row of the audit log, whatever
+/// its outcome (docs/operations.md "Audit log").
 pub async fn daily(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     Query(q): Query<DailyQuery>,
-) -> Result<Response, AppError> {
+) -> Response {
+    let asked = q.date.as_deref().unwrap_or("yesterday");
+    let day = run::resolve_day(asked, st.cfg.default_tz())
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| asked.to_string());
+    let target = format!("daily {day} {}", q.format.as_deref().unwrap_or("html"));
+    let resp = daily_of(&caller, &st, q).await.into_response();
+    audit.record(&caller, Action::ReportDaily, target, resp.status());
+    resp
+}
+
+async fn daily_of(caller: &Caller, st: &AppState, q: DailyQuery) -> Result<Response, AppError> {
     caller.require(Perm::Reports)?;
     let date = run::resolve_day(
         q.date.as_deref().unwrap_or("yesterday"),
         st.cfg.default_tz(),
     )?;
     let format: DailyFormat = q.format.as_deref().unwrap_or("html").parse()?;
-    let p = params(&st, date, date)?;
-    let cat = catalog(&st)?;
+    let p = params(st, date, date)?;
+    let cat = catalog(st)?;
     let settle = st.cfg.calls.settle_seconds;
     let (generated, _) = crate::store::now_stamp();
     let body = st
@@ -150,10 +168,32 @@ fn attachment(content_type: &str, name: &str) -> [(header::HeaderName, String); 
 /// the zip is streamed as it is made, and memory stays flat.
 pub async fn billing_xlsx(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     Query(q): Query<BillingQuery>,
+) -> Response {
+    let target = billing_target("billing.xlsx", &st, &q);
+    match billing_xlsx_of(&caller, &audit, &st, &q, &target).await {
+        Ok(r) => r,
+        Err(e) => refused_export(&caller, &audit, target, e),
+    }
+}
+
+async fn billing_xlsx_of(
+    caller: &Caller,
+    audit: &AuditCtx,
+    st: &AppState,
+    q: &BillingQuery,
+    target: &str,
 ) -> Result<Response, AppError> {
-    let (p, opts, cat) = billing_request(&caller, &st, &q).await?;
+    let (p, opts, cat) = billing_request(caller, st, q).await?;
+    let row = audit.entry(
+        caller,
+        Action::BillingExport,
+        target.to_string(),
+        StatusCode::OK,
+    );
+    let auditor = audit.auditor.clone();
     let name = billing::file_name(&p, &opts, "xlsx");
     let (from, to) = (p.from, p.to);
     let (rows, sheet) = st
@@ -162,12 +202,19 @@ pub async fn billing_xlsx(
         .await??;
     let (mut w, body) = stream::channel();
     let who = caller.name.clone();
-    tokio::task::spawn_blocking(move || match sheet.finish(&mut w) {
-        Ok(()) => tracing::info!(rows, %from, %to, caller = %who, "billing export (xlsx)"),
-        Err(e) => {
-            tracing::warn!(error = %e, "billing export (xlsx) stopped");
-            w.abort("billing export failed");
-        }
+    tokio::task::spawn_blocking(move || {
+        let done = match sheet.finish(&mut w) {
+            Ok(()) => {
+                tracing::info!(rows, %from, %to, caller = %who, "billing export (xlsx)");
+                Ok(rows)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "billing export (xlsx) stopped");
+                w.abort("billing export failed");
+                Err(e.to_string())
+            }
+        };
+        export_done(&auditor, row, done);
     });
     Ok((attachment(XLSX_TYPE, &name), body).into_response())
 }
@@ -177,10 +224,32 @@ pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.sprea
 
 pub async fn billing_csv(
     caller: Caller,
+    audit: AuditCtx,
     State(st): State<AppState>,
     Query(q): Query<BillingQuery>,
+) -> Response {
+    let target = billing_target("billing.csv", &st, &q);
+    match billing_csv_of(&caller, &audit, &st, &q, &target).await {
+        Ok(r) => r,
+        Err(e) => refused_export(&caller, &audit, target, e),
+    }
+}
+
+async fn billing_csv_of(
+    caller: &Caller,
+    audit: &AuditCtx,
+    st: &AppState,
+    q: &BillingQuery,
+    target: &str,
 ) -> Result<Response, AppError> {
-    let (p, opts, cat) = billing_request(&caller, &st, &q).await?;
+    let (p, opts, cat) = billing_request(caller, st, q).await?;
+    let row = audit.entry(
+        caller,
+        Action::BillingExport,
+        target.to_string(),
+        StatusCode::OK,
+    );
+    let auditor = audit.auditor.clone();
     let name = billing::file_name(&p, &opts, "csv");
 
     let (mut w, body) = stream::channel();
@@ -188,19 +257,66 @@ pub async fn billing_csv(
     let who = caller.name.clone();
     tokio::task::spawn_blocking(move || {
         let res = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
-        match res {
+        let done = match res {
             Ok(Ok(rows)) => {
-                tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export")
+                tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export");
+                Ok(rows)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "billing export stopped");
                 w.abort("billing export failed");
+                Err(e.to_string())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "billing export stopped");
                 w.abort("billing export failed");
+                Err(e.to_string())
             }
-        }
+        };
+        export_done(&auditor, row, done);
     });
     Ok((attachment("text/csv; charset=utf-8", &name), body).into_response())
+}
+
+/// The audit target of a billing export: the file and its days (as asked
+/// when they do not parse).
+fn billing_target(file: &str, st: &AppState, q: &BillingQuery) -> String {
+    let mut t =
+        match crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz()) {
+            Ok((from, to)) => format!("{file} {from}..{to}"),
+            Err(_) => format!(
+                "{file} {}..{}",
+                q.from.as_deref().unwrap_or(""),
+                q.to.as_deref().unwrap_or("")
+            ),
+        };
+    for (on, name) in [(&q.per_leg, "per_leg"), (&q.tariffs, "tariffs")] {
+        if flag(on) {
+            t.push(' ');
+            t.push_str(name);
+        }
+    }
+    t
+}
+
+/// An export refused before its first byte: the error's answer, recorded.
+fn refused_export(caller: &Caller, audit: &AuditCtx, target: String, e: AppError) -> Response {
+    let resp = e.into_response();
+    audit.record(caller, Action::BillingExport, target, resp.status());
+    resp
+}
+
+/// Records a streamed export once its last byte is out (or it stopped):
+/// 200 with the rows sent, or 500 with why it stopped (the client got a
+/// cut file).
+fn export_done(auditor: &crate::audit::Auditor, row: Option<Entry>, done: Result<u64, String>) {
+    let Some(mut row) = row else { return };
+    let detail = match done {
+        Ok(rows) => format!("{rows} rows"),
+        Err(e) => {
+            row.status = 500;
+            format!("stopped: {e}")
+        }
+    };
+    auditor.record(crate::audit::with_detail(row, detail));
 }

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{calls, legs, queues, recordings, reports, session, web, AppError};
+use super::{audit, calls, legs, queues, recordings, reports, session, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -28,6 +28,12 @@ pub fn api_router(state: AppState) -> Router {
     // Every response to an authenticated request ends when its token is
     // revoked or expires (auth.rs).
     let auth = super::auth::AuthShared::new(state.store.clone());
+    // Records 401/403 and hands handlers what they record reads with
+    // (docs/operations.md "Audit log").
+    let audit_layer = audit::LayerState {
+        auditor: crate::audit::Auditor::start(state.store.clone()),
+        app: state.clone(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -49,11 +55,16 @@ pub fn api_router(state: AppState) -> Router {
         .route("/reports/daily", get(reports::daily))
         .route("/export/billing.csv", get(reports::billing_csv))
         .route("/export/billing.xlsx", get(reports::billing_xlsx))
+        .route("/api/audit", get(audit::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             auth,
             super::auth::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            audit_layer,
+            audit::layer,
         ))
         .with_state(state)
 }

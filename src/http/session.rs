@@ -26,8 +26,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 
+use super::audit::AuditCtx;
 use super::auth::{bearer_of, cookie_of, idle_before_ms, Caller};
 use super::{AppError, AppState};
+use crate::audit::{Action, Who};
 use crate::store::{sessions, tokens};
 
 /// The cookie's name.
@@ -44,6 +46,7 @@ struct SignIn {
 /// session cookie; a wrong, revoked or expired token is a 401.
 pub async fn create(
     State(st): State<AppState>,
+    audit: AuditCtx,
     parts: Parts,
     body: Bytes,
 ) -> Result<Response, AppError> {
@@ -82,6 +85,13 @@ pub async fn create(
     ))
     .map_err(|e| AppError::Internal(format!("session cookie: {e}")))?;
     tracing::info!(token = %found.name, "web session started");
+    let who = Who::token(&found.name, &found.role, audit.ip.clone());
+    audit.auditor.record(crate::audit::entry(
+        Action::SessionStart,
+        &who,
+        found.name.clone(),
+        200,
+    ));
     let who = serde_json::json!({
         "name": found.name,
         "role": found.role,
@@ -105,7 +115,11 @@ pub async fn current(caller: Caller) -> Json<serde_json::Value> {
 /// Signs out: deletes the cookie's session from the archive (the cookie's
 /// value is refused from now on, wherever it was copied to) and clears
 /// the cookie. Needs no valid session: signing out twice is fine.
-pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<Response, AppError> {
+pub async fn delete(
+    State(st): State<AppState>,
+    audit: AuditCtx,
+    parts: Parts,
+) -> Result<Response, AppError> {
     if let Some(id) = cookie_of(&parts) {
         let ended = st
             .store
@@ -114,6 +128,16 @@ pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<Response
             .await?;
         if ended {
             tracing::info!("web session ended (signed out)");
+            let who = Who {
+                ip: audit.ip.clone(),
+                ..Default::default()
+            };
+            audit.auditor.record(crate::audit::entry(
+                Action::SessionEnd,
+                &who,
+                "session",
+                204,
+            ));
         }
     }
     let secure = if behind_https(&parts) { "; Secure" } else { "" };

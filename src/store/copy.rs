@@ -167,6 +167,14 @@ const TABLES: &[Table] = &[
         ],
         walk: Walk::Key("id"),
     },
+    // Append-only: copied by id, so an interrupted copy goes on after the
+    // last row it took (docs/operations.md "Audit log").
+    Table {
+        name: "audit_log",
+        from: "audit_log",
+        computed: &[],
+        walk: Walk::Key("id"),
+    },
 ];
 
 /// What the copy of one table did.

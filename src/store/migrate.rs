@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "013_token_names_sessions",
         include_str!("../../sql/sqlite/013_token_names_sessions.sql"),
     ),
+    ("014_audit", include_str!("../../sql/sqlite/014_audit.sql")),
     (
         "015_calls_billed_number",
         include_str!("../../sql/sqlite/015_calls_billed_number.sql"),

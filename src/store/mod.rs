@@ -20,6 +20,7 @@ mod tx;
 mod wal_sync;
 pub mod writer;
 
+pub mod audit;
 pub mod backup;
 pub mod call_detail;
 pub mod call_search;

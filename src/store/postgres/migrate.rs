@@ -40,6 +40,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/postgres/006_token_names_sessions.sql"),
     ),
     (
+        "007_audit",
+        include_str!("../../../sql/postgres/007_audit.sql"),
+    ),
+    (
         "008_calls_billed_number",
         include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
     ),

@@ -7,6 +7,7 @@
 //! lives in the file of its table here, called from the store function
 //! itself when its `Tx` is on PostgreSQL.
 
+pub mod audit;
 pub mod backend;
 pub mod call_detail;
 pub mod call_search;
