@@ -14,6 +14,7 @@ mod calls_sim;
 mod demo_cli;
 mod fuzz_regressions;
 mod g729_reference;
+mod http_headers;
 mod ingest_crash;
 mod ingest_derive;
 mod ingest_devices;

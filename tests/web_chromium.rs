@@ -169,6 +169,8 @@ async fn start_driver(profile: &Path, downloads: &Path) -> Driver {
     args.push(format!("--user-data-dir={}", profile.display()));
     let caps = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
+        // The console is read at the end: no Content-Security-Policy violation.
+        "goog:loggingPrefs": {"browser": "ALL"},
         "goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": args,
@@ -539,5 +541,27 @@ async fn web_page_in_headless_chromium() {
             .await,
         json!(["", null])
     );
+    // Everything above ran under the page's Content-Security-Policy
+    // (script only from this origin): the console shows no violation.
+    let console = d
+        .call(
+            reqwest::Method::POST,
+            "/se/log",
+            Some(json!({"type": "browser"})),
+        )
+        .await;
+    let violations: Vec<&Value> = console
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| {
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Content Security Policy"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "CSP violations: {violations:?}");
     d.call(reqwest::Method::DELETE, "", None).await;
 }

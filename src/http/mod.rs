@@ -6,6 +6,7 @@ pub mod auth;
 pub mod calls;
 pub mod connections;
 pub mod error;
+pub mod headers;
 pub mod ingest;
 pub mod legs;
 pub mod queues;

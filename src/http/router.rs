@@ -66,6 +66,7 @@ pub fn api_router(state: AppState) -> Router {
             audit_layer,
             audit::layer,
         ))
+        .layer(axum::middleware::from_fn(super::headers::security))
         .with_state(state)
 }
 
