@@ -37,6 +37,7 @@ mod reports_billing;
 mod reports_cli;
 mod reports_figures;
 mod reports_queues;
+mod reports_readonly;
 mod reports_util;
 mod sim_plan;
 mod sim_pushes;

@@ -28,7 +28,8 @@ impl From<ReportError> for AppError {
             | ReportError::Range { .. }
             | ReportError::Format(_)
             | ReportError::TooManyRows { .. }
-            | ReportError::Unknown { .. } => AppError::BadRequest(e.to_string()),
+            | ReportError::Unknown { .. }
+            | ReportError::NotReadOnly { .. } => AppError::BadRequest(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -23,6 +23,9 @@ pub enum ReportError {
     /// A report query lacks a column the caller needs (e.g. billing without billable_seconds).
     #[error("report {report}: missing column {column}")]
     MissingColumn { report: String, column: String },
+    /// A report file whose statement would change the archive.
+    #[error("report {report} ({file}) is refused: its statement writes to the archive, and a report may only read (SELECT or WITH … SELECT)")]
+    NotReadOnly { report: String, file: String },
     /// The archive refused or failed the query.
     #[error("report {report}: {source}")]
     Query {

@@ -123,6 +123,13 @@ pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<
             report: report.name.clone(),
             param,
         },
+        QueryError::NotReadOnly => ReportError::NotReadOnly {
+            report: report.name.clone(),
+            file: report
+                .file
+                .as_ref()
+                .map_or_else(|| "built in".to_string(), |f| f.display().to_string()),
+        },
         QueryError::ParamType { .. } => ReportError::Query {
             report: report.name.clone(),
             source: crate::store::StoreError::Backend(e.to_string()),

@@ -41,7 +41,13 @@ impl ReadPool {
         let conn = self.idle.lock().ok().and_then(|mut v| v.pop());
         let conn = match conn {
             Some(c) => c,
-            None => super::open_connection(&self.path)?,
+            None => {
+                // Reads never write: a report's SQL (a custom file in the
+                // data directory included) cannot change the archive.
+                let c = super::open_connection(&self.path)?;
+                c.pragma_update(None, "query_only", true)?;
+                c
+            }
         };
         let out = f(&Tx::new(&conn));
         if let Ok(mut idle) = self.idle.lock() {

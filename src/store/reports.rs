@@ -46,6 +46,9 @@ pub enum QueryError {
     /// PostgreSQL reads a parameter as a type its value cannot be given as.
     #[error("parameter {name} is used as {ty}: cast it (`{name}::text`, `{name}::bigint`)")]
     ParamType { name: String, ty: String },
+    /// The query would change the archive: reports only read.
+    #[error("the query writes to the archive; a report may only read (SELECT or WITH … SELECT)")]
+    NotReadOnly,
     /// The database refused the query (syntax, a missing table or column, …).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,6 +93,9 @@ impl<'c> ReportReader<'c> {
             });
         }
         let mut st = self.tx.prepare(sql).map_err(StoreError::from)?;
+        if !st.readonly() {
+            return Err(QueryError::NotReadOnly);
+        }
         for i in 1..=st.parameter_count() {
             let name = st.parameter_name(i).unwrap_or("?").to_string();
             let v = match bind(&name).ok_or(QueryError::UnknownParam(name))? {

@@ -94,6 +94,13 @@ pub fn number_params(sql: &str) -> (String, Vec<String>) {
 fn explained(e: super::PgError) -> StoreError {
     match &e {
         super::PgError::Db(db) => match db.as_db_error() {
+            // Reports run in read-only transactions: a statement that
+            // writes is refused by the server when it runs.
+            Some(d) if d.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION => {
+                StoreError::Backend(format!(
+                    "the query writes to the archive; a report may only read (PostgreSQL: {d})"
+                ))
+            }
             Some(d) => StoreError::Backend(format!("PostgreSQL: {d}")),
             None => e.into(),
         },

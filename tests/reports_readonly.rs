@@ -1,0 +1,58 @@
+//! Reports only read: a custom report file whose statement writes (here an
+//! `INSERT … RETURNING` that would add an admin token) is refused with an
+//! error naming the file, and the archive is unchanged.
+
+fn callvault(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run callvault")
+}
+
+#[test]
+fn a_custom_report_that_writes_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = callvault(
+        dir.path(),
+        &["token", "create", "--role", "qa", "--name", "desk"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reports = dir.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let file = reports.join("grant.sql");
+    std::fs::write(
+        &file,
+        "-- name: grant\n-- description: not a report\n-- params: from, to\n\
+         INSERT INTO tokens (name, role, hash, created_at)\n\
+         VALUES ('intruder', 'admin', 'x', :from) RETURNING name;\n",
+    )
+    .unwrap();
+    let o = callvault(
+        dir.path(),
+        &[
+            "report",
+            "run",
+            "grant",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01",
+        ],
+    );
+    assert!(!o.status.success(), "the writing report ran");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("may only read"), "{said}");
+    assert!(said.contains("grant.sql"), "names the file: {said}");
+    let o = callvault(dir.path(), &["token", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["desk"], "the tokens table is unchanged");
+}
