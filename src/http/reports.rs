@@ -257,21 +257,21 @@ async fn billing_csv_of(
     let store = st.store.clone();
     let who = caller.name.clone();
     tokio::task::spawn_blocking(move || {
-        let res = store.read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)));
+        // The store's error (no connection) and the export's (a failed
+        // row or write) end the body the same way.
+        let res = store
+            .read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         let done = match res {
-            Ok(Ok(rows)) => {
+            Ok(rows) => {
                 tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export");
                 Ok(rows)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "billing export stopped");
-                w.abort("billing export failed");
-                Err(e.to_string())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "billing export stopped");
                 w.abort("billing export failed");
-                Err(e.to_string())
+                Err(e)
             }
         };
         export_done(&auditor, row, done);
