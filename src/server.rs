@@ -135,6 +135,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let ingest_l = TcpListener::bind(&cfg.ingest.listen)
         .await
         .with_context(|| format!("binding ingest listener {}", cfg.ingest.listen))?;
+    let api_tls = api_tls(&cfg)?;
     let api_l = TcpListener::bind(&cfg.api.listen)
         .await
         .with_context(|| format!("binding API listener {}", cfg.api.listen))?;
@@ -158,20 +159,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         ing,
         rx.clone(),
     ))];
-    {
-        let mut rx = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let svc = api_app.into_make_service_with_connect_info::<SocketAddr>();
-            let res = axum::serve(api_l, svc)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "API listener failed");
-            }
-        }));
-    }
+    tasks.push(tokio::spawn(http::serve_api::serve(
+        api_l,
+        api_app,
+        api_tls,
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(expire_queue_visits(
         store.clone(),
         queues,
@@ -197,6 +190,25 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         shutdown: tx,
         tasks,
     })
+}
+
+/// The API listener's TLS, when `[api] tls_cert`/`tls_key` are set; a
+/// warning when tokens would cross a network in clear.
+fn api_tls(cfg: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if let (Some(cert), Some(key)) = (&cfg.api.tls_cert, &cfg.api.tls_key) {
+        return Ok(Some(http::tls::acceptor(cert, key)?));
+    }
+    let loopback = cfg
+        .api
+        .listen
+        .parse::<SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| cfg.api.listen.starts_with("localhost:"));
+    if !loopback {
+        tracing::warn!(listen = %cfg.api.listen,
+            "the API listens beyond this machine without TLS: tokens and session cookies cross the network in clear; set [api] tls_cert and tls_key, or put an HTTPS proxy in front (README \"HTTPS\")");
+    }
+    Ok(None)
 }
 
 /// Closes queue visits left open past the timeout, once a minute

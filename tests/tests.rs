@@ -4,6 +4,7 @@ mod stored;
 mod util;
 
 mod api_mutations;
+mod api_tls;
 mod architecture;
 mod audit_log;
 mod auth_tokens;

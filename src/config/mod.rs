@@ -131,6 +131,16 @@ pub struct ApiConfig {
     /// without a request; the user signs in again (README "API tokens and
     /// sessions").
     pub session_idle_minutes: u32,
+    /// Requests with bad credentials one address may make in a minute
+    /// before its next ones are answered 429 for the rest of that minute
+    /// (login throttling, README "API tokens and sessions"); 0 turns it
+    /// off (behind a reverse proxy every user has the proxy's address).
+    pub login_failures_per_minute: u32,
+    /// PEM certificate chain and private key: when both are set the API
+    /// listener speaks HTTPS itself (README "HTTPS"). Re-read when the
+    /// files change, so a renewed certificate needs no restart.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -138,6 +148,9 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
             session_idle_minutes: 60,
+            login_failures_per_minute: 10,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -149,6 +162,13 @@ impl ApiConfig {
             return Err(ConfigError::Invalid {
                 origin: None,
                 message: "[api] session_idle_minutes must be at least 1".into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: None,
+                message: "[api] tls_cert and tls_key go together: set both for HTTPS, or neither"
+                    .into(),
             });
         }
         Ok(())

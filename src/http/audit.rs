@@ -1,5 +1,5 @@
 //! The audit log at the API edge (docs/operations.md "Audit log"):
-//! the layer that records every 401/403 of this listener, the [`AuditCtx`]
+//! the layer that records every 401/403/429 of this listener, the [`AuditCtx`]
 //! handlers use to record what a caller read, and `GET /api/audit`
 //! (admins only, `Perm::Audit`). Rows are written without the request
 //! waiting (`crate::audit::record`); nothing on this listener changes or
@@ -65,7 +65,10 @@ impl AuditCtx {
 }
 
 fn is_refusal(status: StatusCode) -> bool {
-    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+    // 429: an address slowed for bad credentials (`throttle.rs`).
+    status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuditCtx {

@@ -21,6 +21,10 @@ pub enum AppError {
     /// The token's role may not use this route.
     #[error("role {0} may not use this route")]
     Forbidden(String),
+    /// Too many bad credentials from this address lately (`throttle.rs`):
+    /// try again after this many seconds.
+    #[error("too many failed sign-in attempts from this address; try again in {0} s")]
+    TooManyAttempts(u64),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -71,6 +75,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::RecordingNotReady { .. } => StatusCode::CONFLICT,
@@ -102,6 +107,9 @@ impl IntoResponse for AppError {
                 } else if let Some(e) = last_error {
                     tracing::debug!(error = %e, "recording not served: not fetched");
                 }
+            }
+            AppError::TooManyAttempts(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             AppError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

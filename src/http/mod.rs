@@ -13,9 +13,12 @@ pub mod queues;
 pub mod recordings;
 pub mod reports;
 pub mod router;
+pub mod serve_api;
 pub mod serve_device;
 pub mod session;
 pub mod stream;
+pub mod throttle;
+pub mod tls;
 pub mod web;
 
 pub use error::AppError;

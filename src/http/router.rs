@@ -62,6 +62,11 @@ pub fn api_router(state: AppState) -> Router {
             auth,
             super::auth::guard,
         ))
+        // Inside the audit layer, so that its 429s are audited as refusals.
+        .layer(axum::middleware::from_fn_with_state(
+            super::throttle::Throttle::new(state.cfg.api.login_failures_per_minute),
+            super::throttle::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             audit_layer,
             audit::layer,

@@ -13,9 +13,9 @@
 //! The cookie is `HttpOnly` (page scripts cannot read it), `SameSite=Strict`
 //! (no other site can make the browser send it, so no cross-site request
 //! is ever authenticated by it), without `Max-Age` (gone with the browser
-//! session), and `Secure` when the page came over HTTPS: callvault serves
-//! plain HTTP, so that is when a reverse proxy in front says
-//! `X-Forwarded-Proto: https` (without a proxy, `Secure` would stop the
+//! session), and `Secure` when the page came over HTTPS: callvault's own
+//! (`[api] tls_cert`), or a reverse proxy in front that says
+//! `X-Forwarded-Proto: https` (over plain HTTP, `Secure` would stop the
 //! browser from sending it at all).
 
 use axum::body::Bytes;
@@ -34,6 +34,18 @@ use crate::store::{sessions, tokens};
 
 /// The cookie's name.
 pub const COOKIE: &str = "callvault_session";
+
+/// The value of the session cookie among `headers`, if there is one.
+pub fn cookie_in(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
 
 /// The body `POST /api/session` may carry instead of a bearer header.
 #[derive(serde::Deserialize)]
@@ -145,8 +157,16 @@ pub async fn delete(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, gone)]).into_response())
 }
 
-/// Whether a reverse proxy says the request came over HTTPS.
+/// Whether the request came over HTTPS: our own TLS, or a reverse proxy
+/// that says so.
 fn behind_https(parts: &Parts) -> bool {
+    if parts
+        .extensions
+        .get::<super::tls::ServedOverTls>()
+        .is_some()
+    {
+        return true;
+    }
     parts
         .headers
         .get("x-forwarded-proto")
