@@ -21,6 +21,9 @@ pub struct Running {
     pub ingest_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub store: Store,
+    /// The ingest path of this server, for pushes made in-process (the
+    /// demo's backdated first day).
+    pub ingestor: Ingestor,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -156,7 +159,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,
         ing_app,
-        ing,
+        ing.clone(),
         rx.clone(),
     ))];
     tasks.push(tokio::spawn(http::serve_api::serve(
@@ -187,6 +190,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         ingest_addr,
         api_addr,
         store,
+        ingestor: ing,
         shutdown: tx,
         tasks,
     })

@@ -32,17 +32,29 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info`. Colours only
-/// on a terminal (and not with `NO_COLOR`): under systemd, cron or a
-/// redirect the lines go to files and journals, where escape codes are noise.
-pub fn init_logging() {
+/// Logs to stderr in `format` (`[log] format`); `RUST_LOG` overrides the
+/// default `info`. Called once the configuration is read, so that its
+/// format applies from the first line. Colours only on a terminal (and
+/// not with `NO_COLOR`): under systemd, cron or a redirect the lines go to
+/// files and journals, where escape codes are noise.
+pub fn init_logging(format: crate::config::LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // Fields flattened into the object, the span names kept: one
+        // object per line with `timestamp`, `level`, `target`, `message`.
+        crate::config::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        crate::config::LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            fmt.with_ansi(colour).try_init()
+        }
+    };
 }

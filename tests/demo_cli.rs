@@ -98,6 +98,34 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
         "recordings were fetched from the simulated recorder"
     );
 
+    // Yesterday's pushes kept their timing: the daily report of that day
+    // has its queue visits, with waits of seconds (not the milliseconds of
+    // a day pushed at once).
+    let body = http
+        .get(format!("{base}/reports/daily?date={yesterday}&format=json"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("report")
+        .bytes()
+        .await
+        .expect("report body");
+    let report: Value = serde_json::from_slice(&body).expect("report json");
+    let queues = report["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["name"] == "queues")
+        .expect("queues section");
+    let rows = queues["rows"].as_array().expect("rows");
+    let entered: i64 = rows.iter().filter_map(|r| r["entered"].as_i64()).sum();
+    let longest = rows
+        .iter()
+        .filter_map(|r| r["max_wait_seconds"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(entered > 0, "queued calls on the demo's first day: {queues}");
+    assert!(longest >= 1.0, "waits of seconds: {queues}");
+
     let pid = child.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])

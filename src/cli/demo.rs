@@ -116,8 +116,12 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
             path: "/omapi".into(),
             post: false,
         };
+        let ing = running.ingestor.clone();
         let stream = tokio::spawn(async move {
-            push_plan(&target, &backfill, Pace::Rate(0.0), "yesterday's calls").await;
+            // Yesterday's calls keep their timing: stored with the times the
+            // device would have sent them, through the in-process path, so
+            // their queue visits and waits count on their day.
+            backfill_plan(&ing, &backfill, tz).await;
             push_plan(&target, &live, Pace::Timeline(a.speed), "live calls").await;
         });
         crate::server::shutdown_signal().await;
@@ -127,6 +131,38 @@ pub fn run(mut cfg: Config, a: DemoArgs, data_given: bool) -> anyhow::Result<Exi
         rec.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Stores `plan`'s pushes as received at their planned times (device
+/// local time in `tz`), as `callvault import --manifest` does.
+async fn backfill_plan(ing: &crate::ingest::Ingestor, plan: &Plan, tz: chrono_tz::Tz) {
+    use chrono::TimeZone;
+    tracing::info!(
+        pushes = plan.pushes.len(),
+        "storing yesterday's calls with their receive times"
+    );
+    let (mut ok, mut refused) = (0usize, 0usize);
+    for p in &plan.pushes {
+        let Some(at) = tz.from_local_datetime(&p.at).earliest() else {
+            continue; // a time a DST gap skipped: none in the demo's zones
+        };
+        let req = crate::ingest::Incoming {
+            source: "127.0.0.1".into(),
+            method: "GET".into(),
+            path: "/omapi".into(),
+            query: None,
+            body: p.body.clone().into_bytes(),
+            body_end: crate::ingest::BodyEnd::Whole,
+        };
+        match ing.accept_received(req, at.with_timezone(&Utc)).await.reason {
+            None => ok += 1,
+            Some(r) => {
+                refused += 1;
+                tracing::warn!(reason = %r, "a backfilled push was refused");
+            }
+        }
+    }
+    tracing::info!(ok, refused, "stored yesterday's calls");
 }
 
 async fn push_plan(target: &Target, plan: &Plan, pace: Pace, what: &str) {

@@ -100,7 +100,6 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 pub fn main() -> ExitCode {
-    crate::telemetry::init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -113,6 +112,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&cli)?;
+    crate::telemetry::init_logging(cfg.log.format);
     let data_given = cli.data.is_some()
         || cli.config.is_some()
         || std::env::var_os("CALLVAULT_DATA_DIR").is_some();

@@ -23,10 +23,15 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(l) = a.listen {
         cfg.api.listen = l;
     }
+    let scheme = if cfg.api.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     super::runtime()?.block_on(async move {
         let running = crate::server::start(cfg).await?;
         println!("ingest listening on {}", running.ingest_addr);
-        println!("API and web page on http://{}/", running.api_addr);
+        println!("API and web page on {scheme}://{}/", running.api_addr);
         crate::server::shutdown_signal().await;
         tracing::info!("shutting down");
         running.stop().await;

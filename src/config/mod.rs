@@ -41,6 +41,7 @@ pub struct Config {
     pub queues: QueuesConfig,
     pub store: StoreConfig,
     pub retention: RetentionConfig,
+    pub log: LogConfig,
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
 }
@@ -57,6 +58,7 @@ impl Default for Config {
             queues: QueuesConfig::default(),
             store: StoreConfig::default(),
             retention: RetentionConfig::default(),
+            log: LogConfig::default(),
             devices: Vec::new(),
         }
     }
@@ -173,6 +175,23 @@ impl ApiConfig {
         }
         Ok(())
     }
+}
+
+/// `[log]`: how log lines are written (to stderr; README "Running it for months").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log shipper (journald, Loki, ELK).
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -670,6 +689,7 @@ const SECTIONS: &[&str] = &[
     "queues",
     "store",
     "retention",
+    "log",
 ];
 /// Sections inside sections: (parent, child), e.g. `[recordings.s3]`.
 const NESTED_SECTIONS: &[(&str, &str)] = &[("recordings", "s3")];

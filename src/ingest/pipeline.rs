@@ -139,8 +139,18 @@ impl Ingestor {
     /// Checks, stores and answers one push. Never panics on input; a store
     /// failure answers 503 so the device (or operator) retries.
     pub async fn accept(&self, req: Incoming) -> Reply {
+        self.accept_received(req, chrono::Utc::now()).await
+    }
+
+    /// [`accept`](Self::accept) of a push that reached a device's network
+    /// at `received` (a captured day replayed by `callvault import
+    /// --manifest`, the demo's first day): stored with that receive time,
+    /// so its events, queue visits and calls land on their day, and its
+    /// signature is checked against it. In-process only — the listener
+    /// always passes the clock; nothing a sender sends can set it.
+    pub async fn accept_received(&self, req: Incoming, received: chrono::DateTime<chrono::Utc>) -> Reply {
         metrics::counter!("callvault_pushes_received_total").increment(1);
-        let (received_at, received_ms) = store::now_stamp();
+        let (received_at, received_ms) = store::stamp_of(received);
         match self.check(&req, received_ms) {
             Ok(ok) => self.store_docs(req, ok, received_at, received_ms).await,
             Err(r) => self.quarantine(req, r, received_at, received_ms).await,

@@ -278,7 +278,11 @@ pub(in crate::store) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String
 
 /// UTC now as RFC 3339 with milliseconds and the unix milliseconds.
 pub fn now_stamp() -> (String, i64) {
-    let now = chrono::Utc::now();
+    stamp_of(chrono::Utc::now())
+}
+
+/// [`now_stamp`] of another moment (a backdated import).
+pub fn stamp_of(now: chrono::DateTime<chrono::Utc>) -> (String, i64) {
     (
         now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         now.timestamp_millis(),
