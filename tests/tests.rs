@@ -39,6 +39,7 @@ mod reports_figures;
 mod reports_queues;
 mod reports_readonly;
 mod reports_util;
+mod retention_purge;
 mod sim_plan;
 mod sim_pushes;
 mod sim_scenarios;
