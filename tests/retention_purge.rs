@@ -59,7 +59,7 @@ fn quarantine(ts: &TestServer) {
     assert_eq!(status_of(&raw_exchange(ts.ingest(), &bad)), 400);
 }
 
-fn audit_row(ts: &TestServer, time_ms: i64) {
+async fn audit_row(ts: &TestServer, time_ms: i64) {
     let e = audit::Entry {
         time_ms,
         actor: Some("qa".into()),
@@ -74,13 +74,14 @@ fn audit_row(ts: &TestServer, time_ms: i64) {
     ts.running
         .store
         .writer
-        .write_blocking(move |tx| audit::insert(tx, &e))
+        .write(move |tx| audit::insert(tx, &e))
+        .await
         .expect("audit row");
 }
 
 /// Archives a real file for the recording of leg `cdr` and marks it done,
 /// as a fetch would.
-fn archive_recording(ts: &TestServer, cdr: &str) -> (i64, std::path::PathBuf) {
+async fn archive_recording(ts: &TestServer, cdr: &str) -> (i64, std::path::PathBuf) {
     let id = ts.count(&format!(
         "SELECT r.id FROM recordings r JOIN legs l ON l.id = r.leg_id WHERE l.cdr_id = '{cdr}'"
     ));
@@ -98,7 +99,8 @@ fn archive_recording(ts: &TestServer, cdr: &str) -> (i64, std::path::PathBuf) {
     ts.running
         .store
         .writer
-        .write_blocking(move |tx| recordings::finish_done(tx, id, &a))
+        .write(move |tx| recordings::finish_done(tx, id, &a))
+        .await
         .expect("done");
     (id, path)
 }
@@ -179,7 +181,7 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
         push(&ts, &fixture("2.5.7-queue-1a-ext.xml"));
         quarantine(&ts);
         let t_ms = Utc::now().timestamp_millis() + 5;
-        audit_row(&ts, t_ms - 1_000);
+        audit_row(&ts, t_ms - 1_000).await;
         let token = token(&ts, "admin").await;
         let token_id = ts.count("SELECT id FROM tokens WHERE name = 'test'");
         let store = ts.running.store.clone();
@@ -192,7 +194,7 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         push(&ts, &cdr_at("104", ago(1), tz));
         quarantine(&ts);
-        audit_row(&ts, t_ms + 1_000);
+        audit_row(&ts, t_ms + 1_000).await;
         let later = DateTime::from_timestamp_millis(t_ms + DAY).unwrap();
         store
             .writer
@@ -200,9 +202,9 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
             .await
             .expect("recent session");
         ts.derived();
-        let (r101, f101) = archive_recording(&ts, "101");
-        let (r102, f102) = archive_recording(&ts, "102");
-        let (r103, f103) = archive_recording(&ts, "103");
+        let (r101, f101) = archive_recording(&ts, "101").await;
+        let (r102, f102) = archive_recording(&ts, "102").await;
+        let (r103, f103) = archive_recording(&ts, "103").await;
 
         let mut cfg = Config::default();
         cfg.retention.recordings_days = 30;
