@@ -192,7 +192,7 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
             .await
             .expect("old session");
         tokio::time::sleep(Duration::from_millis(30)).await;
-        push(&ts, &cdr_at("104", ago(1), tz));
+        push(&ts, &cdr_at("104", ago(3), tz));
         quarantine(&ts);
         audit_row(&ts, t_ms + 1_000).await;
         let later = DateTime::from_timestamp_millis(t_ms + DAY).unwrap();
@@ -366,8 +366,11 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
 
         // calls_days reaching past every call: all go, with their files,
         // events and queue visits received before the cutoff.
-        let t2 = Utc::now().timestamp_millis() + 5;
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // On a whole second: queue visits are dated in whole seconds.
+        let t2 = (Utc::now().timestamp_millis() / 1000 + 2) * 1000;
+        while Utc::now().timestamp_millis() <= t2 + 20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         push(&ts, &fixture("2.5.7-queue-1a-ext.xml"));
         ts.derived();
         let mut cfg2 = Config::default();
@@ -380,7 +383,16 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
         )
         .await
         .expect("purge 2");
-        assert_eq!(removed(&gone, "calls"), 3, "{backend:?}: {gone:?}");
+        assert_eq!(
+            removed(&gone, "calls"),
+            3,
+            "{backend:?}: {gone:?} {:?} {:?} t2={t2}",
+            rows_text(&ts, "SELECT start_local || ' ' || id FROM calls"),
+            rows_text(
+                &ts,
+                "SELECT status || ' ' || COALESCE(file, '-') FROM recordings"
+            )
+        );
         assert_eq!(removed(&gone, "events"), 1, "{gone:?}");
         assert!(removed(&gone, "queue_visits") >= 1, "{gone:?}");
         assert_eq!(ts.count("SELECT COUNT(*) FROM calls"), 0);
@@ -405,4 +417,52 @@ fn rows_text(ts: &TestServer, sql: &str) -> Vec<String> {
 /// The configuration the test server runs with (its data directory).
 fn ts_config(ts: &TestServer) -> Config {
     test_config(ts.dir.path())
+}
+
+/// `callvault serve` purges on its own shortly after start (no cron):
+/// a call older than `calls_days` goes, a recent one stays, and the pass
+/// is counted in /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_purges_shortly_after_start_and_counts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, ingest, api) = serve_child_addrs(
+        dir.path(),
+        &[
+            ("CALLVAULT_RETENTION_CALLS_DAYS", "60"),
+            ("CALLVAULT_INGEST_ACCEPT_UNKNOWN_DEVICES", "true"),
+            ("CALLVAULT_RECORDINGS_FETCH_DELAY_SECONDS", "10000000"),
+        ],
+    );
+    let tz = Config::default().default_tz();
+    let now = Utc::now();
+    for (id, days) in [("201", 100), ("202", 2)] {
+        let body = cdr_at(id, now - chrono::Duration::days(days), tz);
+        let resp = raw_exchange(ingest, &om_request("POST", "/", &body));
+        assert_eq!(status_of(&resp), 200, "{resp}");
+    }
+    let db = dir.path().join("callvault.sqlite");
+    let legs = |cdr: &str| {
+        open_derived(&db)
+            .query_row(
+                &format!("SELECT COUNT(*) FROM legs WHERE cdr_id = '{cdr}'"),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(-1)
+    };
+    assert_eq!(legs("201"), 1, "stored before the first pass");
+    // The first pass comes FIRST_PASS_AFTER (10 s) after start.
+    let purged = eventually(90, || legs("201") == 0).await;
+    let (_, metrics) = get(api, "/metrics", None).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(purged, "the 100-day-old call was not purged by serve");
+    assert_eq!(legs("202"), 1, "a call within calls_days stays");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("callvault_purged_total{kind=\"calls\"} 1")),
+        "{metrics}"
+    );
 }

@@ -337,7 +337,8 @@ pub fn delete_batch(tx: &Tx, kind: MsKind, before_ms: i64, limit: i64) -> Result
     } else {
         "id"
     };
-    let pick = format!("SELECT {key} FROM {table} WHERE {col} < ?1 {cond} ORDER BY {col}, {key} LIMIT ?2");
+    let pick =
+        format!("SELECT {key} FROM {table} WHERE {col} < ?1 {cond} ORDER BY {col}, {key} LIMIT ?2");
     if kind == MsKind::Events {
         tx.execute(
             &format!("DELETE FROM event_parties WHERE event_id IN ({pick})"),
