@@ -131,10 +131,13 @@ pub struct PurgedFiles {
     pub keys: Vec<String>,
 }
 
+/// A recording row's id, `file` and `originals` columns.
+pub(in crate::store) type FileCols = (i64, Option<String>, Option<String>);
+
 /// Up to `limit` purged recordings with id > `after` whose files are
 /// still listed, by id.
 pub fn purged_with_files(tx: &Tx, after: i64, limit: i64) -> Result<Vec<PurgedFiles>> {
-    let rows: Vec<(i64, Option<String>, Option<String>)> = match tx.pg() {
+    let rows: Vec<FileCols> = match tx.pg() {
         Some(pg) => super::postgres::retention::purged_with_files(pg, after, limit)?,
         None => tx
             .prepare_cached(

@@ -4,7 +4,7 @@
 
 use super::PgTx;
 use crate::store::retention::{
-    end_day, walk_raw, Dated, DatedTable, GoingLeg, MsKind, RawBatch, RawRow, SpanMs,
+    end_day, walk_raw, Dated, DatedTable, FileCols, GoingLeg, MsKind, RawBatch, RawRow, SpanMs,
 };
 use crate::store::Result;
 
@@ -64,11 +64,7 @@ pub fn mark_recordings_purged(pg: &PgTx, call_seqs: &[i64], now: &str) -> Result
     )?)
 }
 
-pub fn purged_with_files(
-    pg: &PgTx,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<(i64, Option<String>, Option<String>)>> {
+pub fn purged_with_files(pg: &PgTx, after: i64, limit: i64) -> Result<Vec<FileCols>> {
     Ok(pg
         .query(
             "SELECT id, file, originals FROM recordings
