@@ -18,6 +18,7 @@ pub mod query;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+pub mod retention;
 pub mod roles;
 pub mod server;
 pub mod sim;

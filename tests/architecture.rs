@@ -18,6 +18,7 @@ const ABOVE_THE_STORE: &[&str] = &[
     "queues",
     "recordings",
     "reports",
+    "retention",
     "http",
     "cli",
     "server",
@@ -38,6 +39,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     ("recordings", &["reports", "http", "cli", "server"]),
     ("reports", &["http", "cli", "server"]),
+    ("retention", &["http", "cli", "server"]),
     ("cli", &["http"]),
 ];
 

@@ -43,6 +43,7 @@ mod reports_queues;
 mod reports_readonly;
 mod reports_util;
 mod serve_logs;
+mod retention_purge;
 mod sim_plan;
 mod sim_pushes;
 mod sim_scenarios;

@@ -11,6 +11,7 @@ mod import;
 mod merge_g729;
 mod migrate_store;
 mod output;
+mod purge;
 mod rebuild;
 mod recordings;
 mod report;
@@ -85,6 +86,8 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// The audit log: who played recordings, viewed calls, exported billing and reports, and refusals.
     Audit(audit::AuditArgs),
+    /// Remove what [retention] says is past its time (recordings, calls, raw pushes, quarantine, audit).
+    Purge(purge::PurgeArgs),
     /// Copy the SQLite archive (and its recordings) into PostgreSQL (and an S3 store).
     #[command(name = "migrate-store")]
     MigrateStore(migrate_store::MigrateStoreArgs),
@@ -131,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(e) => export::run(cfg, e),
         Command::MigrateStore(a) => migrate_store::run(cfg, a),
         Command::Audit(a) => audit::run(cfg, a),
+        Command::Purge(a) => purge::run(cfg, a),
         Command::Backup(a) => backup::backup(cfg, a),
         Command::Restore(a) => backup::restore(cfg, a, data_given),
     }

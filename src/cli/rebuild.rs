@@ -43,5 +43,14 @@ pub fn run(cfg: Config, _a: RebuildArgs) -> anyhow::Result<ExitCode> {
         "rebuilt {calls} calls from {legs} legs and {visits} queue visits from {events} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The rebuild derives from the kept legs and events, never from raw
+    // bodies; say where the raw bodies end (docs/operations.md "Retention").
+    if let Some(ms) = store.read_blocking(crate::store::retention::raw_purged_until)? {
+        println!(
+            "raw push bodies received up to {} were purged ([retention] raw_days): the legs and \
+events derived from them were kept and rebuilt from; those pushes cannot be derived again",
+            crate::retention::cutoff::utc_text(ms)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

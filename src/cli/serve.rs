@@ -28,12 +28,25 @@ pub fn run(mut cfg: Config, a: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         "http"
     };
+    let purge_cfg = std::sync::Arc::new(cfg.clone());
+    let files = crate::recordings::RecordingStore::from_config(&cfg)?;
     super::runtime()?.block_on(async move {
         let running = crate::server::start(cfg).await?;
+        // The retention purge: shortly after start, then daily
+        // (docs/operations.md "Retention").
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let purge = tokio::spawn(crate::retention::daily(
+            running.store.clone(),
+            files,
+            purge_cfg,
+            stopped,
+        ));
         println!("ingest listening on {}", running.ingest_addr);
         println!("API and web page on {scheme}://{}/", running.api_addr);
         crate::server::shutdown_signal().await;
         tracing::info!("shutting down");
+        let _ = stop.send(true);
+        let _ = purge.await;
         running.stop().await;
         Ok(ExitCode::SUCCESS)
     })

@@ -472,18 +472,65 @@ fn host_of(addr: &str) -> &str {
     }
 }
 
-/// `[retention]`: how long records are kept (docs/operations.md "Audit log").
+/// `[retention]`: how long records are kept (docs/operations.md
+/// "Retention"). Days; 0 keeps for ever. Signed so that a negative value is
+/// refused by [`RetentionConfig::validate`] with the key's name rather than
+/// by the TOML reader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
+    /// Recording files of calls that started longer ago are removed from
+    /// storage; the row stays, status `purged`.
+    pub recordings_days: i64,
+    /// Calls that started longer ago go with their legs, events, queue
+    /// visits and recordings.
+    pub calls_days: i64,
+    /// Raw push bodies received longer ago go; what was derived stays.
+    pub raw_days: i64,
+    /// Quarantined pushes (refused, with a reason) received longer ago go.
+    pub quarantine_days: i64,
     /// Days an audit log row is kept (default two years); older rows are
     /// purged (`store::audit::purge_older_than`). 0 keeps them for ever.
-    pub audit_days: u32,
+    pub audit_days: i64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { audit_days: 730 }
+        RetentionConfig {
+            recordings_days: 0,
+            calls_days: 0,
+            raw_days: 0,
+            quarantine_days: 90,
+            audit_days: 730,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Each key with its value, as the purge and its messages name them.
+    pub fn keys(&self) -> [(&'static str, i64); 5] {
+        [
+            ("recordings_days", self.recordings_days),
+            ("calls_days", self.calls_days),
+            ("raw_days", self.raw_days),
+            ("quarantine_days", self.quarantine_days),
+            ("audit_days", self.audit_days),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // Past 1000 years the cutoff would leave chrono's range.
+        for (key, days) in self.keys() {
+            if !(0..=365_000).contains(&days) {
+                return Err(ConfigError::Invalid {
+                    origin: None,
+                    message: format!(
+                        "[retention] {key} must be a number of days from 0 (keep for ever) to 365000, not {days}"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -591,6 +638,7 @@ impl Config {
         }
         self.recordings.validate()?;
         self.api.validate()?;
+        self.retention.validate()?;
         for d in &self.devices {
             if d.name.trim().is_empty() {
                 return Err(ConfigError::Invalid {

@@ -95,6 +95,53 @@ fn retention_audit_days_default_and_environment() {
 }
 
 #[test]
+fn retention_keys_defaults_environment_and_negative_values() {
+    let d = Config::default().retention;
+    assert_eq!(
+        (
+            d.recordings_days,
+            d.calls_days,
+            d.raw_days,
+            d.quarantine_days
+        ),
+        (0, 0, 0, 90),
+        "calls, recordings and raw pushes are kept for ever unless set"
+    );
+    for key in [
+        "recordings_days",
+        "calls_days",
+        "raw_days",
+        "quarantine_days",
+        "audit_days",
+    ] {
+        let var = format!("CALLVAULT_RETENTION_{}", key.to_ascii_uppercase());
+        let c = Config::load(None, vec![(var.clone(), "31".to_string())]).unwrap();
+        let got = c
+            .retention
+            .keys()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .unwrap()
+            .1;
+        assert_eq!(got, 31, "{var}");
+        let err = Config::load(None, vec![(var, "-1".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("[retention] {key}")) && err.contains("-1"),
+            "{err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[retention]\ncalls_days = -5\n").unwrap();
+    let err = Config::load(Some(&file), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("calls_days"), "{err}");
+}
+
+#[test]
 fn env_override_reaches_the_nested_s3_section() {
     let env = vec![
         (

@@ -59,6 +59,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "015_calls_billed_number",
         include_str!("../../sql/sqlite/015_calls_billed_number.sql"),
     ),
+    (
+        "017_retention",
+        include_str!("../../sql/sqlite/017_retention.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

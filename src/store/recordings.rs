@@ -14,9 +14,12 @@ pub const FETCHING: &str = "fetching";
 pub const DONE: &str = "done";
 pub const MISSING: &str = "missing";
 pub const FAILED: &str = "failed";
+/// Past `[retention] recordings_days`: the file is removed from storage,
+/// the row stays and is never fetched again (`store::retention`).
+pub const PURGED: &str = "purged";
 
 /// All statuses, in the order `recordings status` prints them.
-pub const STATUSES: &[&str] = &[PENDING, FETCHING, DONE, MISSING, FAILED];
+pub const STATUSES: &[&str] = &[PENDING, FETCHING, DONE, MISSING, FAILED, PURGED];
 
 /// One recording row as the API and the fetcher see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "008_calls_billed_number",
         include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
     ),
+    (
+        "010_retention",
+        include_str!("../../../sql/postgres/010_retention.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one

@@ -22,6 +22,7 @@ pub mod queues;
 pub mod rebuild;
 pub mod recordings;
 pub mod reports;
+pub mod retention;
 pub mod sessions;
 pub mod tls;
 pub mod tokens;
