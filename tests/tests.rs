@@ -12,6 +12,7 @@ mod calls_http;
 mod calls_manual;
 mod calls_sim;
 mod demo_cli;
+mod devices_figures;
 mod fuzz_regressions;
 mod g729_reference;
 mod http_headers;
