@@ -18,7 +18,7 @@ use crate::util::*;
 
 /// A CDR of its own call (`n` in its ids), with or without a recording,
 /// ending at `end` (device local `YYYYmmddHHMMSS`).
-fn call_cdr(n: usize, recorded: bool, end: &str) -> String {
+pub fn call_cdr(n: usize, recorded: bool, end: &str) -> String {
     let body = cdr(&format!("{n}-0"), &format!("{}", 7000 + n), &format!("1380000{n:04}"))
         .replace("<callid>32818</callid>", &format!("<callid>{}</callid>", 40_000 + n))
         .replace("<TimeEnd>20170309162713</TimeEnd>", &format!("<TimeEnd>{end}</TimeEnd>"));
