@@ -183,8 +183,7 @@ impl Days {
 fn refusals<'a>(row: &mut DeviceRow, tallies: impl Iterator<Item = &'a Tally>) {
     for t in tallies.filter(|t| t.outcome == "quarantined") {
         row.refused_today += t.pushes;
-        *row
-            .refusals_today
+        *row.refusals_today
             .entry(reason_kind(t.status, t.reason.as_deref()))
             .or_default() += t.pushes;
     }
@@ -355,10 +354,19 @@ mod tests {
     #[test]
     fn skew_is_the_median_of_end_minus_receive() {
         let legs = [
-            ("2024-01-08T02:00:00Z".to_string(), 1_704_679_200_000 - 120_000),
-            ("2024-01-08T02:00:00Z".to_string(), 1_704_679_200_000 - 118_000),
+            (
+                "2024-01-08T02:00:00Z".to_string(),
+                1_704_679_200_000 - 120_000,
+            ),
+            (
+                "2024-01-08T02:00:00Z".to_string(),
+                1_704_679_200_000 - 118_000,
+            ),
             // A late push (an hour after the call ended) does not move it.
-            ("2024-01-08T02:00:00Z".to_string(), 1_704_679_200_000 + 3_600_000),
+            (
+                "2024-01-08T02:00:00Z".to_string(),
+                1_704_679_200_000 + 3_600_000,
+            ),
             ("not a time".to_string(), 0),
         ];
         assert_eq!(skew(&legs), Some(118));

@@ -19,9 +19,19 @@ use crate::util::*;
 /// A CDR of its own call (`n` in its ids), with or without a recording,
 /// ending at `end` (device local `YYYYmmddHHMMSS`).
 pub fn call_cdr(n: usize, recorded: bool, end: &str) -> String {
-    let body = cdr(&format!("{n}-0"), &format!("{}", 7000 + n), &format!("1380000{n:04}"))
-        .replace("<callid>32818</callid>", &format!("<callid>{}</callid>", 40_000 + n))
-        .replace("<TimeEnd>20170309162713</TimeEnd>", &format!("<TimeEnd>{end}</TimeEnd>"));
+    let body = cdr(
+        &format!("{n}-0"),
+        &format!("{}", 7000 + n),
+        &format!("1380000{n:04}"),
+    )
+    .replace(
+        "<callid>32818</callid>",
+        &format!("<callid>{}</callid>", 40_000 + n),
+    )
+    .replace(
+        "<TimeEnd>20170309162713</TimeEnd>",
+        &format!("<TimeEnd>{end}</TimeEnd>"),
+    );
     if recorded {
         body
     } else {
@@ -58,11 +68,22 @@ async fn the_search_counts_and_filters_by_recording_on_both_backends() {
         // Two a page, the total of all pages.
         let page = calls(api, &tok, "&limit=2").await;
         assert_eq!(page["calls"].as_array().map(Vec::len), Some(2), "{name}");
-        assert_eq!((page["total"].as_i64(), page["total_capped"].as_bool()), (Some(7), Some(false)), "{name}");
-        let next = page["next_cursor"].as_str().expect("a next page").to_string();
+        assert_eq!(
+            (page["total"].as_i64(), page["total_capped"].as_bool()),
+            (Some(7), Some(false)),
+            "{name}"
+        );
+        let next = page["next_cursor"]
+            .as_str()
+            .expect("a next page")
+            .to_string();
         let rest = calls(api, &tok, &format!("&limit=10&cursor={next}")).await;
         assert_eq!(rest["calls"].as_array().map(Vec::len), Some(5), "{name}");
-        assert_eq!(rest["total"].as_i64(), Some(7), "{name}: the cursor does not change the total");
+        assert_eq!(
+            rest["total"].as_i64(),
+            Some(7),
+            "{name}: the cursor does not change the total"
+        );
 
         let recs = |v: &Value| -> Vec<Option<String>> {
             v["calls"]
@@ -85,22 +106,54 @@ async fn the_search_counts_and_filters_by_recording_on_both_backends() {
         // The column follows the recording: failed, then done wins over it.
         ts.rows("UPDATE recordings SET status = 'failed' WHERE id = (SELECT MIN(id) FROM recordings) RETURNING id");
         let shown = recs(&calls(api, &tok, "&has_recording=true").await);
-        assert_eq!(shown.iter().filter(|s| s.as_deref() == Some("failed")).count(), 1, "{name}: {shown:?}");
+        assert_eq!(
+            shown
+                .iter()
+                .filter(|s| s.as_deref() == Some("failed"))
+                .count(),
+            1,
+            "{name}: {shown:?}"
+        );
         ts.rows("UPDATE recordings SET status = 'done' WHERE id = (SELECT MAX(id) FROM recordings) RETURNING id");
         let shown = recs(&calls(api, &tok, "&has_recording=true").await);
-        assert_eq!(shown.iter().filter(|s| s.as_deref() == Some("done")).count(), 1, "{name}: {shown:?}");
+        assert_eq!(
+            shown
+                .iter()
+                .filter(|s| s.as_deref() == Some("done"))
+                .count(),
+            1,
+            "{name}: {shown:?}"
+        );
 
         // A bad value is a clear 400, not an empty list.
-        let (code, body) = get(api, "/api/calls?from=2017-03-09&has_recording=maybe", Some(&tok)).await;
+        let (code, body) = get(
+            api,
+            "/api/calls?from=2017-03-09&has_recording=maybe",
+            Some(&tok),
+        )
+        .await;
         assert_eq!(code, 400, "{name}");
-        assert!(String::from_utf8_lossy(&body).contains("has_recording"), "{name}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("has_recording"),
+            "{name}"
+        );
 
         // The devices' day for the page's date fields.
         let today = get_json(api, "/api/today", &tok).await;
         assert_eq!(today["timezone"], "Asia/Shanghai", "{name}");
-        let day = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
-        assert_eq!(today["today"].as_str(), Some(day.to_string().as_str()), "{name}");
-        assert_eq!(today["yesterday"].as_str(), Some(day.pred_opt().expect("day").to_string().as_str()), "{name}");
+        let day = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .date_naive();
+        assert_eq!(
+            today["today"].as_str(),
+            Some(day.to_string().as_str()),
+            "{name}"
+        );
+        assert_eq!(
+            today["yesterday"].as_str(),
+            Some(day.pred_opt().expect("day").to_string().as_str()),
+            "{name}"
+        );
         let (code, _) = get(api, "/api/today", None).await;
         assert_eq!(code, 401, "{name}: signed-in callers only");
     }
@@ -147,9 +200,20 @@ async fn devices_figures_from_a_known_push_set_on_both_backends() {
         }
         // A refused push from hq's address, an unregistered PBX, and an
         // address that only sent junk.
-        assert_eq!(push_from(ts.ingest(), "127.0.0.1", "<Cdr><oops"), 400, "{name}");
+        assert_eq!(
+            push_from(ts.ingest(), "127.0.0.1", "<Cdr><oops"),
+            400,
+            "{name}"
+        );
         for n in 20..23 {
-            assert_eq!(push_from(ts.ingest(), "127.0.0.2", &call_cdr(n, true, "20170309162713")), 200);
+            assert_eq!(
+                push_from(
+                    ts.ingest(),
+                    "127.0.0.2",
+                    &call_cdr(n, true, "20170309162713")
+                ),
+                200
+            );
         }
         assert_eq!(push_from(ts.ingest(), "127.0.0.3", "junk"), 400, "{name}");
         assert!(
@@ -170,27 +234,50 @@ async fn devices_figures_from_a_known_push_set_on_both_backends() {
         assert_eq!(hq["refused_today"], 1, "{name}");
         let reasons = hq["refusals_today"].as_object().expect("reasons");
         assert_eq!(reasons.len(), 1, "{name}: {reasons:?}");
-        assert!(!reasons.keys().any(|k| k.contains(':')), "{name}: kinds, not details: {reasons:?}");
+        assert!(
+            !reasons.keys().any(|k| k.contains(':')),
+            "{name}: kinds, not details: {reasons:?}"
+        );
         assert_eq!(hq["recordings_pending"], 12, "{name}");
-        assert_eq!((hq["recordings_failed"].as_i64(), hq["derive_backlog"].as_i64()), (Some(0), Some(0)), "{name}");
+        assert_eq!(
+            (
+                hq["recordings_failed"].as_i64(),
+                hq["derive_backlog"].as_i64()
+            ),
+            (Some(0), Some(0)),
+            "{name}"
+        );
         let skew = hq["clock_skew_seconds"].as_i64().expect("skew");
         assert!((115..=125).contains(&skew), "{name}: skew {skew}");
         assert_eq!(hq["silent"], false, "{name}: it just pushed");
-        assert!(hq["usual_gap_seconds"].is_i64(), "{name}: twelve pushes tell");
+        assert!(
+            hq["usual_gap_seconds"].is_i64(),
+            "{name}: twelve pushes tell"
+        );
         assert_eq!(hq["timezone"], "Asia/Shanghai");
 
         let branch = row(&api_rows, "127.0.0.2");
         assert_eq!(branch["kind"], "unregistered", "{name}");
-        assert_eq!((branch["pushes"].as_i64(), branch["pushes_today"].as_i64()), (Some(3), Some(3)), "{name}");
+        assert_eq!(
+            (branch["pushes"].as_i64(), branch["pushes_today"].as_i64()),
+            (Some(3), Some(3)),
+            "{name}"
+        );
         assert_eq!(branch["refused_today"], 0, "{name}");
         let junk = row(&api_rows, "127.0.0.3");
-        assert_eq!((junk["pushes"].as_i64(), junk["refused_today"].as_i64()), (Some(0), Some(1)), "{name}");
+        assert_eq!(
+            (junk["pushes"].as_i64(), junk["refused_today"].as_i64()),
+            (Some(0), Some(1)),
+            "{name}"
+        );
 
         // The CLI reads the same archive and prints the same JSON (but the
         // seconds since the last push, which move on).
         let data = ts.dir.path().to_path_buf();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callvault"));
-        cmd.arg("--data").arg(&data).args(["devices", "--format", "json"]);
+        cmd.arg("--data")
+            .arg(&data)
+            .args(["devices", "--format", "json"]);
         if let Some(db) = &ts.pg {
             cmd.env("CALLVAULT_STORE_URL", db.url());
         }
@@ -233,12 +320,18 @@ async fn devices_figures_from_a_known_push_set_on_both_backends() {
             })
             .await
             .expect("figures");
-        let hq = rows.iter().find(|r| r.name.as_deref() == Some("hq")).expect("hq");
+        let hq = rows
+            .iter()
+            .find(|r| r.name.as_deref() == Some("hq"))
+            .expect("hq");
         assert!(hq.silent, "{name}: {hq:?}");
         assert!(hq.silent_for_seconds.is_some_and(|s| s >= 3_600), "{name}");
         assert_eq!(silent, 1, "{name}");
         let (_, metrics) = get(ts.api(), "/metrics", None).await;
         let text = String::from_utf8_lossy(&metrics);
-        assert!(text.contains("callvault_devices_silent 0"), "{name}: {text}");
+        assert!(
+            text.contains("callvault_devices_silent 0"),
+            "{name}: {text}"
+        );
     }
 }

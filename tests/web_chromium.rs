@@ -609,15 +609,25 @@ async fn web_page_first_minutes_in_another_time_zone() {
     ts.derived();
     let call_id: String = ts
         .db()
-        .query_row("SELECT id FROM calls ORDER BY start_local, id LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM calls ORDER BY start_local, id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .expect("a call");
     let tok = token(&ts, "admin").await;
     let addr = ts.api();
 
     let now = chrono::Utc::now();
-    let day_in = |tz: &str| now.with_timezone(&tz.parse::<chrono_tz::Tz>().expect("tz")).date_naive();
+    let day_in = |tz: &str| {
+        now.with_timezone(&tz.parse::<chrono_tz::Tz>().expect("tz"))
+            .date_naive()
+    };
     let (devices_day, browser_day) = (day_in(DEVICES_TZ), day_in(BROWSER_TZ));
-    assert_ne!(devices_day, browser_day, "the two calendars differ at every hour");
+    assert_ne!(
+        devices_day, browser_day,
+        "the two calendars differ at every hour"
+    );
     let devices_yesterday = devices_day.pred_opt().expect("day").to_string();
 
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -630,22 +640,32 @@ async fn web_page_first_minutes_in_another_time_zone() {
         Some(json!({"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": BROWSER_TZ}})),
     )
     .await;
-    d.call(reqwest::Method::POST, "/url", Some(json!({"url": format!("http://{addr}/")})))
-        .await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
     assert_eq!(
-        d.js("return Intl.DateTimeFormat().resolvedOptions().timeZone;").await,
+        d.js("return Intl.DateTimeFormat().resolvedOptions().timeZone;")
+            .await,
         json!(BROWSER_TZ),
         "the browser runs in its own zone"
     );
-    d.wait("document.querySelector('#login-view') && !document.querySelector('#login-view').hidden")
-        .await;
+    d.wait(
+        "document.querySelector('#login-view') && !document.querySelector('#login-view').hidden",
+    )
+    .await;
     d.type_into("#token", &tok).await;
     d.click("#login-btn").await;
-    d.wait("!document.querySelector('#calls-view').hidden").await;
+    d.wait("!document.querySelector('#calls-view').hidden")
+        .await;
 
     // The daily report opens on the devices' yesterday, not the browser's.
-    d.wait(&format!("document.querySelector('#report-date').value === '{devices_yesterday}'"))
-        .await;
+    d.wait(&format!(
+        "document.querySelector('#report-date').value === '{devices_yesterday}'"
+    ))
+    .await;
     assert_eq!(
         d.js("return document.querySelector('#to').value;").await,
         json!(devices_day.to_string())
@@ -656,7 +676,10 @@ async fn web_page_first_minutes_in_another_time_zone() {
     ))
     .await;
     assert!(
-        d.js("return location.hash;").await.as_str().is_some_and(|h| h.starts_with("#/report")),
+        d.js("return location.hash;")
+            .await
+            .as_str()
+            .is_some_and(|h| h.starts_with("#/report")),
         "the view is in the URL"
     );
 
@@ -664,13 +687,19 @@ async fn web_page_first_minutes_in_another_time_zone() {
     d.click("button[data-view='calls']").await;
     d.js("document.querySelector('#from').value = '2017-03-09'; document.querySelector('#to').value = '2017-03-09'; document.querySelector('#limit').value = '25';").await;
     d.click("#search-btn").await;
-    d.wait("document.querySelectorAll('#calls-table tbody tr').length === 5").await;
-    assert_eq!(d.js("return document.querySelector('#calls-total').dataset.total;").await, json!("5"));
+    d.wait("document.querySelectorAll('#calls-table tbody tr').length === 5")
+        .await;
+    assert_eq!(
+        d.js("return document.querySelector('#calls-total').dataset.total;")
+            .await,
+        json!("5")
+    );
     let recs = d
         .js("return [...document.querySelectorAll('#calls-table td.rec')].map(td => td.dataset.rec).sort();")
         .await;
     assert_eq!(recs, json!(["", "", "pending", "pending", "pending"]));
-    d.js("document.querySelector('#has_recording').value = 'true';").await;
+    d.js("document.querySelector('#has_recording').value = 'true';")
+        .await;
     d.click("#search-btn").await;
     d.wait("document.querySelector('#calls-total') && document.querySelector('#calls-total').dataset.total === '3'")
         .await;
@@ -678,11 +707,14 @@ async fn web_page_first_minutes_in_another_time_zone() {
     let hash = d.js("return location.hash;").await;
     let hash = hash.as_str().unwrap_or_default().to_string();
     assert!(
-        hash.starts_with("#/calls?") && hash.contains("has_recording=true") && hash.contains("from=2017-03-09"),
+        hash.starts_with("#/calls?")
+            && hash.contains("has_recording=true")
+            && hash.contains("from=2017-03-09"),
         "{hash}"
     );
     // A reload (or the link shared) keeps the filters.
-    d.call(reqwest::Method::POST, "/refresh", Some(json!({}))).await;
+    d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
+        .await;
     d.wait("document.querySelector('#calls-total') && document.querySelector('#calls-total').dataset.total === '3'")
         .await;
     assert_eq!(
@@ -691,7 +723,12 @@ async fn web_page_first_minutes_in_another_time_zone() {
     );
 
     // A link to a call, opened afresh: the call in view, its legs' types.
-    d.call(reqwest::Method::POST, "/url", Some(json!({"url": "about:blank"}))).await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": "about:blank"})),
+    )
+    .await;
     d.call(
         reqwest::Method::POST,
         "/url",
@@ -705,7 +742,10 @@ async fn web_page_first_minutes_in_another_time_zone() {
         .await;
     assert_eq!(in_view, json!(true), "the detail opens in view");
     assert!(
-        d.js("return document.querySelector('#detail').innerText;").await.as_str().is_some_and(|t| t.contains(&call_id)),
+        d.js("return document.querySelector('#detail').innerText;")
+            .await
+            .as_str()
+            .is_some_and(|t| t.contains(&call_id)),
         "the call asked for"
     );
     let types = d
@@ -715,11 +755,13 @@ async fn web_page_first_minutes_in_another_time_zone() {
     d.screenshot("web_call_panel.png").await;
     // Closing it goes back to the list.
     d.click("#detail-close").await;
-    d.wait("document.querySelector('#detail-panel').hidden && location.hash.startsWith('#/calls')").await;
+    d.wait("document.querySelector('#detail-panel').hidden && location.hash.startsWith('#/calls')")
+        .await;
 
     // The Devices view (an administrator's): hq with today's figures.
     d.click("button[data-view='devices']").await;
-    d.wait("document.querySelector(\"#devices-table tr[data-name='hq']\")").await;
+    d.wait("document.querySelector(\"#devices-table tr[data-name='hq']\")")
+        .await;
     let cells = d
         .js("return [...document.querySelector(\"#devices-table tr[data-name='hq']\").children].map(td => td.textContent);")
         .await;

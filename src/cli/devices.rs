@@ -150,13 +150,22 @@ fn list(cfg: &Config, store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{:<14} {:<12} {:<18} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6}  {:<24} SILENT",
-        "NAME", "KIND", "MAC", "ADDRESS", "PUSHES", "TODAY", "REFUSED", "REC.PND", "REC.ERR",
-        "SKEW", "LAST PUSH"
+        "NAME",
+        "KIND",
+        "MAC",
+        "ADDRESS",
+        "PUSHES",
+        "TODAY",
+        "REFUSED",
+        "REC.PND",
+        "REC.ERR",
+        "SKEW",
+        "LAST PUSH"
     );
     let dash = || "-".to_string();
     for r in &rows {
         let silent = match (r.silent, r.silent_for_seconds, r.usual_gap_seconds) {
-            (true, Some(q), Some(g)) => format!("SILENT {}s (usually {}s)", q, g),
+            (true, Some(q), Some(g)) => format!("SILENT {q}s (usually {g}s)"),
             _ => String::new(),
         };
         println!(
