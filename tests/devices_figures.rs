@@ -19,6 +19,9 @@ use crate::util::*;
 /// A CDR of its own call (`n` in its ids), with or without a recording,
 /// ending at `end` (device local `YYYYmmddHHMMSS`).
 pub fn call_cdr(n: usize, recorded: bool, end: &str) -> String {
+    let fmt = "%Y%m%d%H%M%S";
+    let start = chrono::NaiveDateTime::parse_from_str(end, fmt).expect("end")
+        - chrono::Duration::seconds(5);
     let body = cdr(
         &format!("{n}-0"),
         &format!("{}", 7000 + n),
@@ -27,6 +30,10 @@ pub fn call_cdr(n: usize, recorded: bool, end: &str) -> String {
     .replace(
         "<callid>32818</callid>",
         &format!("<callid>{}</callid>", 40_000 + n),
+    )
+    .replace(
+        "<TimeStart>20170309162708</TimeStart>",
+        &format!("<TimeStart>{}</TimeStart>", start.format(fmt)),
     )
     .replace(
         "<TimeEnd>20170309162713</TimeEnd>",
