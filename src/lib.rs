@@ -10,6 +10,7 @@ pub mod audit;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod device_status;
 pub mod http;
 pub mod ingest;
 pub mod log_throttle;

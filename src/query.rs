@@ -29,6 +29,9 @@ pub enum FilterError {
     /// `answered` that is not a yes or a no.
     #[error("answered must be true or false, not {0:?}")]
     Answered(String),
+    /// `has_recording` that is not a yes or a no.
+    #[error("has_recording must be true or false, not {0:?}")]
+    HasRecording(String),
     /// A direction calls do not have.
     #[error("direction must be inbound, outbound, internal or callback, not {0:?}")]
     Direction(String),
@@ -71,6 +74,8 @@ pub struct Search {
     pub ext: Option<String>,
     pub direction: Option<String>,
     pub answered: Option<String>,
+    /// `true`: only calls with a recorded leg; `false`: only calls without.
+    pub has_recording: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -89,16 +94,22 @@ fn decode_cursor(c: &str) -> Result<(String, String), FilterError> {
     Ok((a.to_string(), b.to_string()))
 }
 
+/// A yes/no parameter: absent or empty is neither; Err is the value given.
+fn yes_no(v: Option<&str>) -> Result<Option<bool>, String> {
+    match v {
+        None | Some("") => Ok(None),
+        Some("1" | "true" | "yes") => Ok(Some(true)),
+        Some("0" | "false" | "no") => Ok(Some(false)),
+        Some(o) => Err(o.to_string()),
+    }
+}
+
 /// Turns the search parameters into a store filter (days in `tz` when
 /// neither is given; at most 1000 calls a page, 100 by default).
 pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, FilterError> {
     let (from, to) = date_range(q.from.as_deref(), q.to.as_deref(), tz)?;
-    let answered = match q.answered.as_deref() {
-        None | Some("") => None,
-        Some("1" | "true" | "yes") => Some(true),
-        Some("0" | "false" | "no") => Some(false),
-        Some(o) => return Err(FilterError::Answered(o.to_string())),
-    };
+    let answered = yes_no(q.answered.as_deref()).map_err(FilterError::Answered)?;
+    let has_recording = yes_no(q.has_recording.as_deref()).map_err(FilterError::HasRecording)?;
     if let Some(d) = q.direction.as_deref().filter(|d| !d.is_empty()) {
         if !["inbound", "outbound", "internal", "callback"].contains(&d) {
             return Err(FilterError::Direction(d.to_string()));
@@ -120,6 +131,7 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, FilterEr
         ext: nonempty(&q.ext),
         direction: nonempty(&q.direction),
         answered,
+        has_recording,
         settled_before_ms: None,
         after: q
             .cursor
@@ -184,6 +196,13 @@ mod tests {
                 ..Search::default()
             }),
             FilterError::Answered("maybe".into())
+        );
+        assert_eq!(
+            bad(Search {
+                has_recording: Some("sometimes".into()),
+                ..Search::default()
+            }),
+            FilterError::HasRecording("sometimes".into())
         );
         assert_eq!(
             bad(Search {

@@ -14,6 +14,7 @@ mod calls_manual;
 mod calls_sim;
 mod contrib_unit;
 mod demo_cli;
+mod devices_figures;
 mod fuzz_regressions;
 mod g729_reference;
 mod http_headers;

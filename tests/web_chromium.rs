@@ -19,8 +19,9 @@ use callvault::http::{api_router, AppState};
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use crate::devices_figures::call_cdr;
 use crate::reports_util::{config, simulated_day, start};
-use crate::util::{token, TestServer};
+use crate::util::{om_request, raw_exchange, start_with, status_of, token, TestServer};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -303,8 +304,8 @@ fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
         .any(|(p, s, _)| p == path && ok.contains(s))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn web_page_in_headless_chromium() {
+/// Whether Chromium and chromedriver are here; says why not.
+fn have_chromium(test: &str) -> bool {
     let which = |b: &str| {
         Command::new("sh")
             .arg("-c")
@@ -314,7 +315,15 @@ async fn web_page_in_headless_chromium() {
             .unwrap_or(false)
     };
     if !Path::new(CHROMIUM).exists() || !which("chromedriver") {
-        eprintln!("SKIP web_chromium: needs {CHROMIUM} and chromedriver (apt-get install -y chromium chromium-driver)");
+        eprintln!("SKIP {test}: needs {CHROMIUM} and chromedriver (apt-get install -y chromium chromium-driver)");
+        return false;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_page_in_headless_chromium() {
+    if !have_chromium("web_chromium") {
         return;
     }
     let ts = start().await;
@@ -471,9 +480,10 @@ async fn web_page_in_headless_chromium() {
 
     // A reload keeps the session (the cookie); signing out ends it on the
     // server, so a reload then shows the sign-in form.
+    // (The view is in the URL: the reload opens the billing view again.)
     d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
         .await;
-    d.wait("document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden && document.querySelector('#who').textContent.includes('admin')").await;
+    d.wait("document.querySelector('#billing-view') && !document.querySelector('#billing-view').hidden && document.querySelector('#who').textContent.includes('admin')").await;
     d.click("#logout").await;
     d.wait("!document.querySelector('#login-view').hidden")
         .await;
@@ -563,5 +573,201 @@ async fn web_page_in_headless_chromium() {
         })
         .unwrap_or_default();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
+    d.call(reqwest::Method::DELETE, "", None).await;
+}
+
+/// The page's first five minutes, with the browser twenty-six hours west of
+/// the devices (browser at UTC−12, devices at UTC+14: their calendars
+/// always differ): the date fields open on the devices' days; a search's
+/// filters live in the URL (a reload keeps them); the total, the recording
+/// column and its filter; a `#/calls/{id}` link opens that call in view,
+/// its legs' Type column filled; the Devices view for an administrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_page_first_minutes_in_another_time_zone() {
+    if !have_chromium("web_page_first_minutes") {
+        return;
+    }
+    const DEVICES_TZ: &str = "Pacific/Kiritimati";
+    const BROWSER_TZ: &str = "Etc/GMT+12"; // UTC−12 (POSIX signs)
+    let ts = start_with(|c| {
+        c.timezone = DEVICES_TZ.into();
+        c.calls.settle_seconds = 0;
+        c.recordings.fetch_delay_seconds = 3600;
+        c.devices.push(callvault::config::DeviceConfig {
+            name: "hq".into(),
+            push_from: vec!["127.0.0.1".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    // Five calls on 2017-03-09, three recorded.
+    for n in 0..5 {
+        let body = call_cdr(n, n % 2 == 0, "20170309162713");
+        let resp = raw_exchange(ts.ingest(), &om_request("POST", "/omapi", &body));
+        assert_eq!(status_of(&resp), 200, "{resp}");
+    }
+    ts.derived();
+    let call_id: String = ts
+        .db()
+        .query_row(
+            "SELECT id FROM calls ORDER BY start_local, id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a call");
+    let tok = token(&ts, "admin").await;
+    let addr = ts.api();
+
+    let now = chrono::Utc::now();
+    let day_in = |tz: &str| {
+        now.with_timezone(&tz.parse::<chrono_tz::Tz>().expect("tz"))
+            .date_naive()
+    };
+    let (devices_day, browser_day) = (day_in(DEVICES_TZ), day_in(BROWSER_TZ));
+    assert_ne!(
+        devices_day, browser_day,
+        "the two calendars differ at every hour"
+    );
+    let devices_yesterday = devices_day.pred_opt().expect("day").to_string();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (profile, downloads) = (tmp.path().join("profile"), tmp.path().join("downloads"));
+    std::fs::create_dir_all(&downloads).expect("mkdir");
+    let d = start_driver(&profile, &downloads).await;
+    d.call(
+        reqwest::Method::POST,
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": BROWSER_TZ}})),
+    )
+    .await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/")})),
+    )
+    .await;
+    assert_eq!(
+        d.js("return Intl.DateTimeFormat().resolvedOptions().timeZone;")
+            .await,
+        json!(BROWSER_TZ),
+        "the browser runs in its own zone"
+    );
+    d.wait(
+        "document.querySelector('#login-view') && !document.querySelector('#login-view').hidden",
+    )
+    .await;
+    d.type_into("#token", &tok).await;
+    d.click("#login-btn").await;
+    d.wait("!document.querySelector('#calls-view').hidden")
+        .await;
+
+    // The daily report opens on the devices' yesterday, not the browser's.
+    d.wait(&format!(
+        "document.querySelector('#report-date').value === '{devices_yesterday}'"
+    ))
+    .await;
+    assert_eq!(
+        d.js("return document.querySelector('#to').value;").await,
+        json!(devices_day.to_string())
+    );
+    d.click("button[data-view='report']").await;
+    d.wait(&format!(
+        "(document.querySelector('#report-frame').getAttribute('src') || '').includes('date={devices_yesterday}')"
+    ))
+    .await;
+    assert!(
+        d.js("return location.hash;")
+            .await
+            .as_str()
+            .is_some_and(|h| h.starts_with("#/report")),
+        "the view is in the URL"
+    );
+
+    // A search: its filters go into the URL; the total and the recording column.
+    d.click("button[data-view='calls']").await;
+    d.js("document.querySelector('#from').value = '2017-03-09'; document.querySelector('#to').value = '2017-03-09'; document.querySelector('#limit').value = '25';").await;
+    d.click("#search-btn").await;
+    d.wait("document.querySelectorAll('#calls-table tbody tr').length === 5")
+        .await;
+    assert_eq!(
+        d.js("return document.querySelector('#calls-total').dataset.total;")
+            .await,
+        json!("5")
+    );
+    let recs = d
+        .js("return [...document.querySelectorAll('#calls-table td.rec')].map(td => td.dataset.rec).sort();")
+        .await;
+    assert_eq!(recs, json!(["", "", "pending", "pending", "pending"]));
+    d.js("document.querySelector('#has_recording').value = 'true';")
+        .await;
+    d.click("#search-btn").await;
+    d.wait("document.querySelector('#calls-total') && document.querySelector('#calls-total').dataset.total === '3'")
+        .await;
+    d.wait("[...document.querySelectorAll('#calls-table td.rec')].every(td => td.dataset.rec === 'pending') && document.querySelectorAll('#calls-table tbody tr').length === 3").await;
+    let hash = d.js("return location.hash;").await;
+    let hash = hash.as_str().unwrap_or_default().to_string();
+    assert!(
+        hash.starts_with("#/calls?")
+            && hash.contains("has_recording=true")
+            && hash.contains("from=2017-03-09"),
+        "{hash}"
+    );
+    // A reload (or the link shared) keeps the filters.
+    d.call(reqwest::Method::POST, "/refresh", Some(json!({})))
+        .await;
+    d.wait("document.querySelector('#calls-total') && document.querySelector('#calls-total').dataset.total === '3'")
+        .await;
+    assert_eq!(
+        d.js("return [document.querySelector('#has_recording').value, document.querySelector('#from').value];").await,
+        json!(["true", "2017-03-09"])
+    );
+
+    // A link to a call, opened afresh: the call in view, its legs' types.
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": "about:blank"})),
+    )
+    .await;
+    d.call(
+        reqwest::Method::POST,
+        "/url",
+        Some(json!({"url": format!("http://{addr}/#/calls/{call_id}")})),
+    )
+    .await;
+    d.wait("document.querySelector('#detail h3') && document.querySelectorAll('#detail table').length >= 1")
+        .await;
+    let in_view = d
+        .js("const r = document.querySelector('#detail h3').getBoundingClientRect(); return !document.querySelector('#detail-panel').hidden && r.top >= 0 && r.bottom <= innerHeight;")
+        .await;
+    assert_eq!(in_view, json!(true), "the detail opens in view");
+    assert!(
+        d.js("return document.querySelector('#detail').innerText;")
+            .await
+            .as_str()
+            .is_some_and(|t| t.contains(&call_id)),
+        "the call asked for"
+    );
+    let types = d
+        .js("const t = [...document.querySelectorAll('#detail table')].find(t => t.querySelector('th') && [...t.querySelectorAll('th')].some(th => th.textContent === 'Type')); const i = [...t.querySelectorAll('th')].findIndex(th => th.textContent === 'Type'); return [...t.querySelectorAll('tbody tr')].map(r => r.children[i].textContent);")
+        .await;
+    assert_eq!(types, json!(["IN"]), "the Type column is filled");
+    d.screenshot("web_call_panel.png").await;
+    // Closing it goes back to the list.
+    d.click("#detail-close").await;
+    d.wait("document.querySelector('#detail-panel').hidden && location.hash.startsWith('#/calls')")
+        .await;
+
+    // The Devices view (an administrator's): hq with today's figures.
+    d.click("button[data-view='devices']").await;
+    d.wait("document.querySelector(\"#devices-table tr[data-name='hq']\")")
+        .await;
+    let cells = d
+        .js("return [...document.querySelector(\"#devices-table tr[data-name='hq']\").children].map(td => td.textContent);")
+        .await;
+    assert_eq!(cells[1], json!("config"), "{cells}");
+    assert_eq!(cells[3], json!("5"), "five pushes today: {cells}");
+    assert_eq!(cells[5], json!("3"), "three recordings pending: {cells}");
+    d.screenshot("web_devices.png").await;
     d.call(reqwest::Method::DELETE, "", None).await;
 }

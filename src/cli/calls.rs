@@ -48,6 +48,7 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
         ext: a.ext,
         direction: a.direction,
         answered: None,
+        has_recording: None,
         limit: None,
         cursor: None,
     };

@@ -1,24 +1,26 @@
 //! `callvault devices [list|add|remove]`: who may put records in the
 //! archive. The config file's `[[device]]` tables and the devices
 //! registered here together; senders whose pushes are held because they
-//! match neither.
+//! match neither. The list has each one's figures (`crate::device_status`,
+//! the same JSON as `GET /api/devices`).
 
 use std::process::ExitCode;
 
 use anyhow::bail;
-use clap::{ArgGroup, Subcommand};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::device_status;
 use crate::ingest::device::norm_mac;
 use crate::store::{devices, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCmd {
-    /// Configured and registered devices, and unregistered senders, with their pushes.
+    /// Configured and registered devices, and unregistered senders, with their figures
+    /// (the default when no command is given).
     List {
-        /// Output as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: ListFormat,
     },
     /// Register a device: its held pushes are derived at once (by the running server, or by the
     /// next `serve`), and its later pushes count in calls, billing and reports.
@@ -42,10 +44,34 @@ pub enum DevicesCmd {
     },
 }
 
-pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
+/// How the list is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// `--format table|json` (`--json` is `--format json`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ListFormat {
+    /// table (the default) or json: the same JSON as `GET /api/devices`.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Same as --format json.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListFormat {
+    fn json(self) -> bool {
+        self.json || self.format == Some(Format::Json)
+    }
+}
+
+pub fn run(cfg: Config, cmd: Option<DevicesCmd>, out: ListFormat) -> anyhow::Result<ExitCode> {
     let store = Store::open_config(&cfg)?;
-    match cmd.unwrap_or(DevicesCmd::List { json: false }) {
-        DevicesCmd::List { json } => list(&cfg, &store, json),
+    match cmd.unwrap_or(DevicesCmd::List { out }) {
+        DevicesCmd::List { out: inner } => list(&cfg, &store, out.json() || inner.json()),
         DevicesCmd::Add { name, mac, ip } => {
             let name = name.trim().to_string();
             if name.is_empty() {
@@ -114,85 +140,56 @@ pub fn run(cfg: Config, cmd: Option<DevicesCmd>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One row of the list.
-#[derive(serde::Serialize)]
-struct Row {
-    name: Option<String>,
-    /// config | registered | unregistered
-    kind: &'static str,
-    mac: Option<String>,
-    address: Option<String>,
-    pushes: i64,
-    last_push: Option<String>,
-}
-
 fn list(cfg: &Config, store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let (registered, senders, counts) = store.read_blocking(|c| {
-        Ok((
-            devices::active(c)?,
-            devices::unregistered(c)?,
-            devices::push_counts(c)?,
-        ))
-    })?;
-    let count = |name: &str| {
-        counts
-            .iter()
-            .find(|(d, _, _)| d == name)
-            .map(|(_, n, last)| (*n, Some(last.clone())))
-            .unwrap_or((0, None))
-    };
-    let mut rows = Vec::new();
-    for d in &cfg.devices {
-        let (pushes, last_push) = count(&d.name);
-        rows.push(Row {
-            name: Some(d.name.clone()),
-            kind: "config",
-            mac: d.mac.clone(),
-            address: Some(d.allowed_sources().join(",")).filter(|a| !a.is_empty()),
-            pushes,
-            last_push,
-        });
-    }
-    for d in registered {
-        let (pushes, last_push) = count(&d.name);
-        rows.push(Row {
-            name: Some(d.name),
-            kind: "registered",
-            mac: d.mac,
-            address: d.ip,
-            pushes,
-            last_push,
-        });
-    }
-    for s in senders {
-        rows.push(Row {
-            name: None,
-            kind: "unregistered",
-            mac: s.mac,
-            address: Some(s.source),
-            pushes: s.pushes,
-            last_push: Some(s.last_push),
-        });
-    }
+    let c = cfg.clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let rows = store.read_blocking(move |tx| device_status::rows(&c, tx, now_ms))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<16} {:<12} {:<20} {:<18} {:>8}  LAST PUSH",
-        "NAME", "KIND", "MAC", "ADDRESS", "PUSHES"
+        "{:<14} {:<12} {:<18} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6}  {:<24} SILENT",
+        "NAME",
+        "KIND",
+        "MAC",
+        "ADDRESS",
+        "PUSHES",
+        "TODAY",
+        "REFUSED",
+        "REC.PND",
+        "REC.ERR",
+        "SKEW",
+        "LAST PUSH"
     );
     let dash = || "-".to_string();
-    for r in rows {
+    for r in &rows {
+        let silent = match (r.silent, r.silent_for_seconds, r.usual_gap_seconds) {
+            (true, Some(q), Some(g)) => format!("SILENT {q}s (usually {g}s)"),
+            _ => String::new(),
+        };
         println!(
-            "{:<16} {:<12} {:<20} {:<18} {:>8}  {}",
-            r.name.unwrap_or_else(dash),
+            "{:<14} {:<12} {:<18} {:<16} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6}  {:<24} {}",
+            r.name.clone().unwrap_or_else(dash),
             r.kind,
-            r.mac.unwrap_or_else(dash),
-            r.address.unwrap_or_else(dash),
+            r.mac.clone().unwrap_or_else(dash),
+            r.address.clone().unwrap_or_else(dash),
             r.pushes,
-            r.last_push.unwrap_or_else(dash)
+            r.pushes_today,
+            r.refused_today,
+            r.recordings_pending,
+            r.recordings_failed,
+            r.clock_skew_seconds.map_or_else(dash, |s| format!("{s}s")),
+            r.last_push.clone().unwrap_or_else(dash),
+            silent
         );
+        for (reason, n) in &r.refusals_today {
+            println!("{:<14}   refused today: {n} × {reason}", "");
+        }
+    }
+    let backlog: i64 = rows.iter().map(|r| r.derive_backlog).sum();
+    if backlog > 0 {
+        println!("{backlog} stored pushes are not derived yet (calls and reports lag behind)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,8 @@ pub enum Command {
     Devices {
         #[command(subcommand)]
         cmd: Option<devices::DevicesCmd>,
+        #[command(flatten)]
+        out: devices::ListFormat,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -124,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(cfg, a, data_given),
         Command::Import(a) => import::run(cfg, a),
         Command::Token(t) => token::run(cfg, t),
-        Command::Devices { cmd } => devices::run(cfg, cmd),
+        Command::Devices { cmd, out } => devices::run(cfg, cmd, out),
         Command::Calls(a) => calls::run(cfg, a),
         Command::Rebuild(a) => rebuild::run(cfg, a),
         Command::Simulate(a) => simulate::run(cfg, a),

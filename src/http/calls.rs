@@ -1,4 +1,5 @@
-//! `GET /api/calls` (search with cursor paging) and `GET /api/calls/{id}`.
+//! `GET /api/calls` (search with cursor paging, and the total of all
+//! pages) and `GET /api/calls/{id}`.
 //! The query's parameters are parsed by `crate::query` (shared with the
 //! CLI); the rows and the detail come typed from the store.
 
@@ -13,7 +14,7 @@ use super::{AppError, AppState};
 use crate::audit::Action;
 use crate::query::{encode_cursor, filter_from, Search};
 use crate::store::call_detail;
-use crate::store::call_search::{self, CallView};
+use crate::store::call_search::{self, CallView, TOTAL_CAP};
 
 pub async fn search(
     caller: Caller,
@@ -25,11 +26,12 @@ pub async fn search(
     let limit = f.limit;
     f.limit += 1; // one more tells whether there is a next page
     let cfg = st.cfg.clone();
-    let mut rows = st
+    let (mut rows, total) = st
         .store
         .read(move |c| {
             let view = CallView::now(&cfg);
-            call_search::search_page(c, &f, &view)
+            let rows = call_search::search_page(c, &f, &view)?;
+            Ok((rows, call_search::count(c, &f, TOTAL_CAP)?))
         })
         .await?;
     let next = if rows.len() as i64 > limit {
@@ -38,9 +40,14 @@ pub async fn search(
     } else {
         None
     };
-    Ok(Json(
-        serde_json::json!({ "calls": rows, "next_cursor": next }),
-    ))
+    // `total`: every call the filters match (all pages), counted up to
+    // TOTAL_CAP; `total_capped` says the real number is larger.
+    Ok(Json(serde_json::json!({
+        "calls": rows,
+        "next_cursor": next,
+        "total": total,
+        "total_capped": total >= TOTAL_CAP,
+    })))
 }
 
 /// `GET /api/calls/{id}`; every view is a row of the audit log

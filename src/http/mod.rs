@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod connections;
+pub mod devices;
 pub mod error;
 pub mod headers;
 pub mod ingest;

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{audit, calls, legs, queues, recordings, reports, session, web, AppError};
+use super::{audit, calls, devices, legs, queues, recordings, reports, session, web, AppError};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -56,6 +56,8 @@ pub fn api_router(state: AppState) -> Router {
         .route("/export/billing.csv", get(reports::billing_csv))
         .route("/export/billing.xlsx", get(reports::billing_xlsx))
         .route("/api/audit", get(audit::list))
+        .route("/api/devices", get(devices::list))
+        .route("/api/today", get(web::today))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -142,6 +144,16 @@ async fn metrics(
     match st.store.read(crate::store::pushes::derive_backlog).await {
         Ok(n) => metrics::gauge!("callvault_derive_backlog_pushes").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "could not read the derive backlog"),
+    }
+    let cfg = st.cfg.clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    match st
+        .store
+        .read(move |c| crate::device_status::silent_count(&cfg, c, now_ms))
+        .await
+    {
+        Ok(n) => metrics::gauge!("callvault_devices_silent").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "could not read the devices' silence"),
     }
     let body = crate::telemetry::metrics_handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

@@ -1,10 +1,14 @@
 //! The web page at `/`: one HTML page, a script and a style sheet, embedded
-//! in the binary (no CDN, works offline). The page talks to the JSON API with
-//! the token the user enters (kept in the browser's localStorage).
+//! in the binary (no CDN, works offline). The page talks to the JSON API
+//! on its session cookie; `GET /api/today` tells it the devices' day.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Caller;
+use super::AppState;
 
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
@@ -32,4 +36,18 @@ fn page(body: &'static str, ctype: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `GET /api/today`: today and yesterday in the configured `timezone`
+/// (the devices' days, ARCHITECTURE.md "Time zones"), which the page's
+/// date fields default to: the browser's own zone may be a day off.
+pub async fn today(_caller: Caller, State(st): State<AppState>) -> Json<serde_json::Value> {
+    let tz = st.cfg.default_tz();
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    Json(serde_json::json!({
+        "timezone": tz.name(),
+        "today": today.to_string(),
+        "yesterday": yesterday.to_string(),
+    }))
 }

@@ -30,6 +30,10 @@ pub struct CallRow {
     pub answered: bool,
     pub settled: bool,
     pub leg_count: i64,
+    /// Its recordings at a glance (docs/recordings.md): `done` when one is
+    /// playable, else `pending` (still being fetched), `failed`, `missing`
+    /// or `purged`; `null` when no leg of the call was recorded.
+    pub recording: Option<String>,
     /// The device-local start as stored: the search cursor's first half.
     #[serde(skip)]
     pub start_local: String,
@@ -63,9 +67,27 @@ impl<'a> CallView<'a> {
     }
 }
 
-pub(super) const CALL_COLS: &str =
+/// The columns of a call row; the last is the status of its best
+/// recording (done, then pending, failed, missing, purged). Read
+/// `FROM calls` without an alias.
+pub(super) const CALL_COLS: &str = concat!(
     "id, device, direction, forwarded_out, caller, callee, extensions, answered_by, trunk, route,
-    start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms";
+    start_local, end_local, talk_seconds, billable_seconds, answered, leg_count, last_change_ms, ",
+    "(SELECT r.status FROM call_legs cl JOIN recordings r ON r.leg_id = cl.leg_id
+      WHERE cl.call_seq = calls.seq
+      ORDER BY CASE r.status WHEN 'done' THEN 0 WHEN 'pending' THEN 1 WHEN 'fetching' THEN 1
+        WHEN 'failed' THEN 2 WHEN 'missing' THEN 3 ELSE 4 END LIMIT 1)"
+);
+
+/// Whether a call has a recorded leg (any status), for the
+/// `has_recording` filter: the same SQL on both backends, by the call_legs
+/// index on `call_seq` and the recordings' unique `leg_id`.
+pub(super) const HAS_RECORDING: &str = "EXISTS (SELECT 1 FROM call_legs cl JOIN recordings r ON r.leg_id = cl.leg_id WHERE cl.call_seq = calls.seq)";
+
+/// The total of a search is counted up to this many calls (a search
+/// over a year of a busy archive would otherwise read every row of the
+/// range): beyond it the API says `total_capped` (docs/calls.md).
+pub const TOTAL_CAP: i64 = 100_000;
 
 /// A `CALL_COLS` row as read, before the view's formatting: what each
 /// backend reads off its row.
@@ -87,6 +109,7 @@ pub(super) struct RawCall {
     pub answered: bool,
     pub leg_count: i64,
     pub last_change_ms: i64,
+    pub recording: Option<String>,
 }
 
 impl RawCall {
@@ -115,6 +138,14 @@ impl RawCall {
             billable_seconds: self.billable_seconds,
             answered: self.answered,
             leg_count: self.leg_count,
+            // A fetch under way is still pending to whoever reads the list.
+            recording: self.recording.map(|s| {
+                if s == "fetching" {
+                    "pending".to_string()
+                } else {
+                    s
+                }
+            }),
             settled: view.now_ms - self.last_change_ms >= view.settle_ms(),
             device: self.device,
             start_local: self.start_local,
@@ -143,6 +174,7 @@ pub(super) fn call_from_row(r: &Row, view: &CallView) -> rusqlite::Result<CallRo
         answered: r.get(14)?,
         leg_count: r.get(15)?,
         last_change_ms: r.get(16)?,
+        recording: r.get(17)?,
     }
     .shown(view))
 }
@@ -159,6 +191,9 @@ pub struct CallFilter {
     pub ext: Option<String>,
     pub direction: Option<String>,
     pub answered: Option<bool>,
+    /// Calls with (`true`) or without (`false`) a recorded leg, whatever
+    /// its recording's status.
+    pub has_recording: Option<bool>,
     /// Only settled calls (`last_change_ms <= settled_before_ms`).
     pub settled_before_ms: Option<i64>,
     /// Keyset cursor: (start_local, id) strictly after this.
@@ -177,8 +212,23 @@ pub fn search<E: From<StoreError>>(
     if let Some(pg) = conn.pg() {
         return super::postgres::call_search::search(pg, f, view, each);
     }
-    let mut sql =
-        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= ?1 AND start_local < ?2");
+    let (mut sql, mut args) = where_sql(f, true);
+    sql.insert_str(0, &format!("SELECT {CALL_COLS} FROM calls WHERE "));
+    args.push(f.limit.into());
+    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
+    let db = |e: rusqlite::Error| E::from(StoreError::from(e));
+    let mut st = conn.prepare(&sql).map_err(db)?;
+    let mut rows = st.query(params_from_iter(args.iter())).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        each(call_from_row(r, view).map_err(db)?)?;
+    }
+    Ok(())
+}
+
+/// The WHERE clause of `f` (without `WHERE`) and its values: the day
+/// range, the filters, and with `cursor` the keyset cursor.
+fn where_sql(f: &CallFilter, cursor: bool) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = "start_local >= ?1 AND start_local < ?2".to_string();
     let mut args: Vec<rusqlite::types::Value> = vec![f.from.clone().into(), f.to.clone().into()];
     // Each condition binds its value as the next numbered parameter.
     let mut cond = |clause: &str, v: rusqlite::types::Value| {
@@ -203,7 +253,11 @@ pub fn search<E: From<StoreError>>(
     if let Some(ms) = f.settled_before_ms {
         cond(" AND last_change_ms <= ?N", ms.into());
     }
-    if let Some((s, id)) = &f.after {
+    if let Some(has) = f.has_recording {
+        sql.push_str(if has { " AND " } else { " AND NOT " });
+        sql.push_str(HAS_RECORDING);
+    }
+    if let (true, Some((s, id))) = (cursor, &f.after) {
         args.push(s.clone().into());
         let a = args.len();
         args.push(id.clone().into());
@@ -212,15 +266,24 @@ pub fn search<E: From<StoreError>>(
             " AND (start_local > ?{a} OR (start_local = ?{a} AND id > ?{b}))"
         ));
     }
-    args.push(f.limit.into());
-    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ?{}", args.len()));
-    let db = |e: rusqlite::Error| E::from(StoreError::from(e));
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let mut rows = st.query(params_from_iter(args.iter())).map_err(db)?;
-    while let Some(r) = rows.next().map_err(db)? {
-        each(call_from_row(r, view).map_err(db)?)?;
+    (sql, args)
+}
+
+/// How many calls match `f` (its cursor and limit aside), counted up to
+/// `cap`: the same WHERE as the search, so the same rows.
+pub fn count(conn: &Tx, f: &CallFilter, cap: i64) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::call_search::count(pg, f, cap);
     }
-    Ok(())
+    let (wh, mut args) = where_sql(f, false);
+    args.push(cap.into());
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM calls WHERE {wh} LIMIT ?{})",
+        args.len()
+    );
+    Ok(conn
+        .prepare(&sql)?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))?)
 }
 
 /// The calls of [`search`] collected (a page of at most `f.limit`).

@@ -26,6 +26,7 @@ pub mod call_detail;
 pub mod call_search;
 pub mod calls;
 pub mod copy;
+pub mod device_figures;
 pub mod devices;
 pub mod events;
 pub mod legs;

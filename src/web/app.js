@@ -1,6 +1,9 @@
 // callvault web page: sign in with an API token, search calls, open one
-// (legs, queue visit, recordings, player), daily report, billing CSV and .xlsx.
-// Plain DOM, no framework, no network access beyond this server.
+// (legs, queue visit, recordings, player), daily report, billing CSV and .xlsx,
+// and (administrators) the devices. Plain DOM, no framework, no network
+// access beyond this server. Where the user is lives in the URL's fragment
+// (#/calls?from=…, #/calls/{id}, #/report?date=…, #/billing, #/devices), so
+// a reload or a shared link opens the same view.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -22,6 +25,11 @@ if (location.hash.startsWith("#token=")) {
 // Cursor paging: cursors[i] is the cursor that fetches page i (page 0 = null).
 let cursors = [null];
 let page = 0;
+const VIEWS = ["calls", "report", "billing", "devices"];
+// The filters of the search on screen ("" before the first one), and the
+// fragment of the list to go back to when a call's detail closes.
+let searched = "";
+let listHash = "#/calls";
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -41,6 +49,26 @@ function ymd(d) {
 }
 
 function daysAgo(n) { const d = new Date(); d.setDate(d.getDate() - n); return ymd(d); }
+
+// A YYYY-MM-DD day plus n days, by the calendar alone (no zone involved).
+function addDays(day, n) {
+  const d = new Date(day + "T00:00:00Z");
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+}
+
+// The date fields default to the devices' days (the server's configured
+// zone, GET /api/today), not the browser's: a browser a few zones west of
+// the office would otherwise open yesterday's report on the day before.
+async function serverDays() {
+  let t;
+  try { t = await api("/api/today"); } catch (_) { return; /* the browser's days stay */ }
+  $("#from").value = addDays(t.today, -6);
+  $("#to").value = t.today;
+  $("#report-date").value = t.yesterday;
+  $("#bill-from").value = addDays(t.today, -30);
+  $("#bill-to").value = t.yesterday;
+}
 
 // Links the browser follows by itself (audio, downloads, the report frame)
 // cannot send an Authorization header either: everything rides on the
@@ -91,22 +119,62 @@ function localTime(iso) {
 // ---- sign in / out -------------------------------------------------------
 
 function show(view) {
-  for (const v of ["calls", "report", "billing"]) $(`#${v}-view`).hidden = v !== view;
+  for (const v of VIEWS) $(`#${v}-view`).hidden = v !== view;
   for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.view === view);
+  if (view !== "calls") $("#detail-panel").hidden = true;
   if (view === "report") loadReport();
   if (view === "billing") updateBillingLink();
+  if (view === "devices") loadDevices();
 }
+
+// Goes to a fragment; the same fragment again (a repeated search) is
+// routed too, as no hashchange fires for it.
+function go(hash) {
+  if (location.hash === hash) route(); else location.hash = hash;
+}
+
+function route() {
+  if ($("#nav").hidden) return; // signed out
+  const h = location.hash || "#/calls";
+  const [path, qs] = h.slice(1).split("?");
+  const params = new URLSearchParams(qs || "");
+  const m = path.match(/^\/calls\/([^/]+)$/);
+  if (m) {
+    show("calls");
+    if (!searched) search(true);
+    openCall(decodeURIComponent(m[1]));
+    return;
+  }
+  const view = path.replace(/^\//, "");
+  if (view === "report") {
+    if (params.get("date")) $("#report-date").value = params.get("date");
+    show("report");
+  } else if (view === "billing" || view === "devices") {
+    show(view);
+  } else {
+    $("#detail-panel").hidden = true;
+    setFilters(params);
+    show("calls");
+    listHash = h;
+    if (filterParams().toString() !== searched) search(true);
+  }
+}
+
+window.addEventListener("hashchange", route);
 
 function showWho(who) {
   $("#who").textContent = who && who.name ? `${who.name} (${who.role})` : "";
 }
 
-function signedIn(who) {
+async function signedIn(who) {
   showWho(who);
   $("#login-view").hidden = true;
   $("#nav").hidden = false;
-  show("calls");
-  search();
+  // The devices' figures are for administrators (GET /api/devices).
+  $("button[data-view='devices']").hidden = !(who && who.role === "admin");
+  searched = "";
+  await serverDays();
+  route();
 }
 
 function signOut(message) {
@@ -114,7 +182,8 @@ function signOut(message) {
   localStorage.removeItem(KEY);
   showWho(null);
   $("#nav").hidden = true;
-  for (const v of ["calls", "report", "billing"]) $(`#${v}-view`).hidden = true;
+  for (const v of VIEWS) $(`#${v}-view`).hidden = true;
+  $("#detail-panel").hidden = true;
   $("#login-view").hidden = false;
   $("#login-error").textContent = message || "";
 }
@@ -132,26 +201,51 @@ $("#login-form").addEventListener("submit", async (ev) => {
   }
   if ($("#remember").checked) localStorage.setItem(KEY, token); else localStorage.removeItem(KEY);
   $("#token").value = "";
-  signedIn(who);
+  await signedIn(who);
 });
 
-$("#logout").addEventListener("click", () => signOut(""));
-for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => show(b.dataset.view));
+$("#logout").addEventListener("click", () => {
+  // Signed out on purpose: the next sign-in starts on the calls list. (A
+  // session that ended keeps the fragment, so a shared link survives.)
+  history.replaceState(null, "", location.pathname + location.search);
+  listHash = "#/calls";
+  signOut("");
+});
+for (const b of document.querySelectorAll(".tab")) {
+  b.addEventListener("click", () => go(b.dataset.view === "calls" ? listHash : "#/" + b.dataset.view));
+}
 
 // ---- calls ---------------------------------------------------------------
 
-function query(cursor) {
-  const q = new URLSearchParams({ from: $("#from").value, to: $("#to").value, limit: $("#limit").value });
-  for (const k of ["number", "ext", "direction", "answered"]) {
+const FILTERS = ["from", "to", "number", "ext", "direction", "answered", "has_recording", "limit"];
+
+// The search's filters as they are in the form (also the list's fragment).
+function filterParams() {
+  const q = new URLSearchParams();
+  for (const k of FILTERS) {
     const v = $("#" + k).value.trim();
     if (v) q.set(k, v);
   }
+  return q;
+}
+
+// Fills the form from a fragment's filters; those it does not name keep
+// their value (the dates default to the devices' last week).
+function setFilters(params) {
+  for (const k of FILTERS) {
+    if (params.has(k)) $("#" + k).value = params.get(k);
+    else if (!["from", "to", "limit"].includes(k) && [...params.keys()].length) $("#" + k).value = "";
+  }
+}
+
+function query(cursor) {
+  const q = filterParams();
   if (cursor) q.set("cursor", cursor);
   return "/api/calls?" + q.toString();
 }
 
 async function search(newSearch = true) {
-  if (newSearch) { cursors = [null]; page = 0; }
+  if (newSearch) { cursors = [null]; page = 0; searched = filterParams().toString(); }
   $("#calls-status").textContent = "Loading…";
   let data;
   try {
@@ -164,7 +258,13 @@ async function search(newSearch = true) {
   cursors[page + 1] = data.next_cursor || null;
   const tbody = $("#calls-table tbody");
   tbody.replaceChildren(...calls.map(row));
-  $("#calls-status").textContent = calls.length ? `${calls.length} calls on this page` : "No calls match.";
+  const status = $("#calls-status");
+  if (!calls.length) status.textContent = "No calls match.";
+  else {
+    const total = data.total_capped ? `more than ${data.total.toLocaleString("en")}` : data.total.toLocaleString("en");
+    status.replaceChildren(el("span", { id: "calls-total", "data-total": data.total }, `${total} calls match`),
+      ` · ${calls.length} on this page`);
+  }
   $("#page").textContent = `Page ${page + 1}`;
   $("#prev").disabled = page === 0;
   $("#next").disabled = !data.next_cursor;
@@ -181,16 +281,19 @@ function row(c) {
     el("td", { class: "n" }, secs(c.talk_seconds)),
     el("td", { class: "n" }, secs(c.billable_seconds)),
     el("td", {}, el("span", { class: "tag " + (c.answered ? "yes" : "no") }, c.answered ? "answered" : "missed"),
-      c.settled === false ? el("span", { class: "tag", title: "legs may still arrive" }, "provisional") : ""));
-  tr.addEventListener("click", () => {
-    for (const r of document.querySelectorAll("#calls-table tr.selected")) r.classList.remove("selected");
-    tr.classList.add("selected");
-    openCall(c.id);
-  });
+      c.settled === false ? el("span", { class: "tag", title: "legs may still arrive" }, "provisional") : ""),
+    el("td", { class: "rec", "data-rec": c.recording || "" },
+      c.recording ? el("span", { class: "tag " + c.recording }, c.recording) : "—"));
+  tr.addEventListener("click", () => go("#/calls/" + encodeURIComponent(c.id)));
   return tr;
 }
 
-$("#search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(true); });
+$("#search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  searched = ""; // the same filters again: search again (new calls came in)
+  go("#/calls?" + filterParams().toString());
+});
+$("#detail-close").addEventListener("click", () => go(listHash));
 $("#next").addEventListener("click", () => { if (cursors[page + 1]) { page += 1; search(false); } });
 $("#prev").addEventListener("click", () => { if (page > 0) { page -= 1; search(false); } });
 
@@ -212,8 +315,11 @@ async function queueVisits(call) {
 }
 
 async function openCall(id) {
+  for (const r of document.querySelectorAll("#calls-table tr.selected")) r.classList.remove("selected");
+  for (const r of document.querySelectorAll("#calls-table tbody tr")) if (r.dataset.id === id) r.classList.add("selected");
   const box = $("#detail");
-  box.hidden = false;
+  $("#detail-panel").hidden = false;
+  $("#detail-panel").scrollTop = 0;
   box.replaceChildren(el("p", { class: "status" }, "Loading call…"));
   let c;
   try {
@@ -249,7 +355,7 @@ async function openCall(id) {
 
   parts.push(el("h4", {}, "Legs"));
   parts.push(table(["Cdr id", "Type", "Route", "CPN", "CDPN", "Start", "End", "Duration", "Trunk", "Recording"],
-    (c.legs || []).map((l) => [l.cdr_id, l.leg_type, l.route, l.cpn, l.cdpn, localTime(l.start || l.time_start),
+    (c.legs || []).map((l) => [l.cdr_id, l.type, l.route, l.cpn, l.cdpn, localTime(l.start || l.time_start),
       localTime(l.end || l.time_end), secs(l.duration), l.trunk_number, l.recording || ""])));
 
   parts.push(el("h4", {}, "Queue"));
@@ -275,7 +381,35 @@ function loadReport() {
   $("#report-frame").src = base + "&format=html";
 }
 
-$("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadReport(); });
+$("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); go("#/report?date=" + $("#report-date").value); });
+
+// ---- devices (administrators) --------------------------------------------
+
+async function loadDevices() {
+  $("#devices-status").textContent = "Loading…";
+  let rows;
+  try {
+    rows = await api("/api/devices");
+  } catch (e) {
+    $("#devices-status").textContent = "Could not load the devices: " + e.message;
+    return;
+  }
+  const silent = rows.filter((r) => r.silent).length;
+  $("#devices-status").textContent = `${rows.length} devices and senders` + (silent ? `, ${silent} silent` : "");
+  const n = (v) => el("td", { class: "n" }, v == null ? "—" : String(v));
+  $("#devices-table tbody").replaceChildren(...rows.map((r) => {
+    const reasons = Object.entries(r.refusals_today || {}).map(([k, v]) => `${v} × ${k}`).join("\n");
+    const state = r.silent
+      ? el("span", { class: "tag silent", title: `usually a push every ${secs(r.usual_gap_seconds)}` }, `silent ${secs(r.silent_for_seconds)}`)
+      : (r.kind === "unregistered" ? el("span", { class: "tag no" }, "not registered") : el("span", { class: "tag yes" }, "ok"));
+    return el("tr", { "data-name": r.name || r.address || "" },
+      el("td", {}, r.name || "—"), el("td", {}, r.kind), el("td", {}, r.address || (r.mac || "")),
+      n(r.pushes_today), el("td", { class: "n", title: reasons }, String(r.refused_today)),
+      n(r.recordings_pending), n(r.recordings_failed), n(r.derive_backlog),
+      n(r.clock_skew_seconds == null ? null : `${r.clock_skew_seconds}s`),
+      el("td", {}, r.last_push || "—"), el("td", { class: "state" }, state));
+  }));
+}
 
 // ---- billing -------------------------------------------------------------
 
@@ -300,11 +434,11 @@ $("#bill-to").value = daysAgo(1);
 // remembered token, else the sign-in form.
 (async () => {
   try {
-    if (linkToken) { signedIn(await startSession(linkToken)); return; }
+    if (linkToken) { await signedIn(await startSession(linkToken)); return; }
     const r = await fetch("/api/session");
-    if (r.ok) { signedIn(await r.json()); return; }
+    if (r.ok) { await signedIn(await r.json()); return; }
     const remembered = localStorage.getItem(KEY);
-    if (remembered) { signedIn(await startSession(remembered)); return; }
+    if (remembered) { await signedIn(await startSession(remembered)); return; }
     signOut("");
   } catch (e) {
     signOut(e.status === 401 ? "Your token is no longer valid. Please sign in again." : "Sign-in failed: " + e.message);

@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::PgTx;
-use crate::store::call_search::{CallFilter, CallRow, CallView, RawCall, CALL_COLS};
+use crate::store::call_search::{CallFilter, CallRow, CallView, RawCall, CALL_COLS, HAS_RECORDING};
 use crate::store::{Result, StoreError};
 
 /// Rows read per statement: the CLI streams a whole range (`limit` is
@@ -52,8 +52,40 @@ fn page_sql(
     after: Option<&(String, String)>,
     limit: i64,
 ) -> (String, Vec<Box<dyn ToSql + Sync>>) {
-    let mut sql =
-        format!("SELECT {CALL_COLS} FROM calls WHERE start_local >= $1 AND start_local < $2");
+    let (mut sql, mut args) = where_sql(f);
+    sql.insert_str(0, &format!("SELECT {CALL_COLS} FROM calls WHERE "));
+    if let Some((s, id)) = after {
+        args.push(Box::new(s.clone()));
+        let a = args.len();
+        args.push(Box::new(id.clone()));
+        let b = args.len();
+        // SQLite's `start_local > a OR (start_local = a AND id > b)` as a
+        // row comparison (both columns are NOT NULL: the same rows), which
+        // PostgreSQL seeks to in `calls_start_id` instead of filtering every
+        // row of the range before the cursor: the CLI reads a long range
+        // page by page.
+        sql.push_str(&format!(" AND (start_local, id) > (${a}, ${b})"));
+    }
+    args.push(Box::new(limit));
+    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ${}", args.len()));
+    (sql, args)
+}
+
+/// How many calls match `f` (cursor and limit aside), up to `cap`.
+pub fn count(pg: &PgTx, f: &CallFilter, cap: i64) -> Result<i64> {
+    let (wh, mut args) = where_sql(f);
+    args.push(Box::new(cap));
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM calls WHERE {wh} LIMIT ${}) AS matching",
+        args.len()
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+    Ok(pg.query_dynamic(&sql, &params)?[0].try_get(0)?)
+}
+
+/// The WHERE clause of `f` (without `WHERE`, without the cursor) and its values.
+fn where_sql(f: &CallFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
+    let mut sql = "start_local >= $1 AND start_local < $2".to_string();
     let mut args: Vec<Box<dyn ToSql + Sync>> =
         vec![Box::new(f.from.clone()), Box::new(f.to.clone())];
     // Each condition binds its value as the next numbered parameter.
@@ -82,20 +114,10 @@ fn page_sql(
     if let Some(ms) = f.settled_before_ms {
         cond(" AND last_change_ms <= $N", Box::new(ms));
     }
-    if let Some((s, id)) = after {
-        args.push(Box::new(s.clone()));
-        let a = args.len();
-        args.push(Box::new(id.clone()));
-        let b = args.len();
-        // SQLite's `start_local > a OR (start_local = a AND id > b)` as a
-        // row comparison (both columns are NOT NULL: the same rows), which
-        // PostgreSQL seeks to in `calls_start_id` instead of filtering every
-        // row of the range before the cursor: the CLI reads a long range
-        // page by page.
-        sql.push_str(&format!(" AND (start_local, id) > (${a}, ${b})"));
+    if let Some(has) = f.has_recording {
+        sql.push_str(if has { " AND " } else { " AND NOT " });
+        sql.push_str(HAS_RECORDING);
     }
-    args.push(Box::new(limit));
-    sql.push_str(&format!(" ORDER BY start_local, id LIMIT ${}", args.len()));
     (sql, args)
 }
 
@@ -119,5 +141,6 @@ pub(super) fn call_row(r: &Row) -> Result<RawCall> {
         answered: r.try_get::<_, i64>(14)? != 0,
         leg_count: r.try_get(15)?,
         last_change_ms: r.try_get(16)?,
+        recording: r.try_get(17)?,
     })
 }
