@@ -61,6 +61,10 @@ pub struct Caller {
     pub expires_at: Option<DateTime<Utc>>,
     /// The session's hash, when the request came with the session cookie.
     pub session: Option<String>,
+    /// The only devices whose calls the caller sees (README "API tokens
+    /// and sessions"); empty: every device. Handlers pass it to the
+    /// store's queries.
+    pub devices: Vec<String>,
 }
 
 impl Caller {
@@ -85,6 +89,7 @@ impl Caller {
             token_hash: t.hash.clone(),
             expires_at: t.expires_at,
             session,
+            devices: t.devices.clone(),
         }
     }
 }

@@ -21,6 +21,10 @@ pub enum AppError {
     /// The token's role may not use this route.
     #[error("role {0} may not use this route")]
     Forbidden(String),
+    /// 403 with its reason (a device-limited token asking for a report
+    /// file whose SQL cannot be limited to its devices).
+    #[error("{0}")]
+    Refused(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -70,7 +74,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::Refused(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::RecordingNotReady { .. } => StatusCode::CONFLICT,

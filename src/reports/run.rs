@@ -26,6 +26,12 @@ pub struct Params {
     /// bytes a row); None: the system's temporary directory, which is often
     /// a RAM-backed tmpfs. Server and CLI use the data directory.
     pub scratch_dir: Option<std::path::PathBuf>,
+    /// Only these devices' rows (a device-limited token, README "API
+    /// tokens and sessions"); empty: every device. Bound as `:devices`, a
+    /// JSON array of names (`[]`: every device), which every built-in
+    /// report uses; a report that is not built in is refused when this is
+    /// not empty ([`prepare`]).
+    pub devices: Vec<String>,
 }
 
 impl Params {
@@ -49,6 +55,7 @@ impl Params {
             settled_before_ms: now_ms.saturating_sub(settle_seconds.saturating_mul(1000)),
             sla_seconds,
             scratch_dir: None,
+            devices: Vec::new(),
         })
     }
 
@@ -61,6 +68,7 @@ impl Params {
             ":to_next" => day(self.to.checked_add_days(Days::new(1)).unwrap_or(self.to)),
             ":settled_before_ms" => Param::Integer(self.settled_before_ms),
             ":sla_seconds" => Param::Integer(self.sla_seconds),
+            ":devices" => Param::Text(crate::store::tokens::devices_text(&self.devices)),
             _ => return None,
         })
     }
@@ -118,6 +126,9 @@ pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<
                 "SQLite (reports/)"
             },
         })?;
+    if !p.devices.is_empty() {
+        limitable(report, sql, db.is_postgres())?;
+    }
     db.prepare(sql, &|name| p.value(name)).map_err(|e| match e {
         QueryError::UnknownParam(param) => ReportError::Param {
             report: report.name.clone(),
@@ -139,6 +150,28 @@ pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<
             source,
         },
     })
+}
+
+/// Whether `report` may run for a device-limited caller: only a built-in
+/// report (its file for this backend is not in the data directory) that
+/// uses `:devices`. The SQL of a report file cannot be limited safely (it
+/// may read any table), so it is refused, naming the file.
+fn limitable(report: &Report, sql: &str, postgres: bool) -> Result<()> {
+    let file = if postgres {
+        &report.pg_file
+    } else {
+        &report.file
+    };
+    let uses_devices = crate::store::reports::uses_param(sql, ":devices");
+    match file {
+        None if uses_devices => Ok(()),
+        _ => Err(ReportError::DeviceLimited {
+            report: report.name.clone(),
+            file: file
+                .as_ref()
+                .map_or_else(|| "built in".to_string(), |f| f.display().to_string()),
+        }),
+    }
 }
 
 /// Calls `f` with the column names and every row, in order; returns the

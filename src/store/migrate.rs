@@ -59,6 +59,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "015_calls_billed_number",
         include_str!("../../sql/sqlite/015_calls_billed_number.sql"),
     ),
+    (
+        "016_token_devices",
+        include_str!("../../sql/sqlite/016_token_devices.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

@@ -34,6 +34,7 @@ pub mod pushes;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+pub mod scope;
 pub mod sessions;
 #[doc(hidden)]
 pub mod testing;

@@ -82,6 +82,12 @@ fn page_sql(
     if let Some(ms) = f.settled_before_ms {
         cond(" AND last_change_ms <= $N", Box::new(ms));
     }
+    if !f.devices.is_empty() {
+        cond(
+            &format!(" AND {}", crate::store::scope::pg_clause("device", "$N")),
+            Box::new(f.devices.clone()),
+        );
+    }
     if let Some((s, id)) = after {
         args.push(Box::new(s.clone()));
         let a = args.len();

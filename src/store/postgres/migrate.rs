@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "008_calls_billed_number",
         include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
     ),
+    (
+        "009_token_devices",
+        include_str!("../../../sql/postgres/009_token_devices.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one
