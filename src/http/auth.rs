@@ -133,6 +133,11 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let ctx = parts.extensions.get::<AuthCtx>().cloned();
+        // Found once per request: the rights check (`rights::enforce`) and
+        // then the handler ask.
+        if let Some((c, _)) = ctx.as_ref().and_then(|c| c.caller.get()) {
+            return Ok(c.clone());
+        }
         let now = Utc::now();
         let caller = if parts
             .headers

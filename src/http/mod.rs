@@ -12,6 +12,7 @@ pub mod legs;
 pub mod queues;
 pub mod recordings;
 pub mod reports;
+pub mod rights;
 pub mod router;
 pub mod serve_device;
 pub mod session;
