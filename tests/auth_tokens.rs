@@ -249,7 +249,8 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
 
         // Expired: refused, and no session can be made with it.
         let past = Utc::now() - chrono::Duration::seconds(1);
-        let old = blocking(|| cli::create(&store, "old", "admin", Some(past), &[])).expect("create");
+        let old =
+            blocking(|| cli::create(&store, "old", "admin", Some(past), &[])).expect("create");
         assert_eq!(
             status(http.get(url(&ts, CALLS)).bearer_auth(&old)).await,
             401
@@ -260,7 +261,8 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
         );
         // One that expires in a moment works until then.
         let soon = Utc::now() + chrono::Duration::seconds(2);
-        let brief = blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
+        let brief =
+            blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
         assert_eq!(
             status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await,
             200
@@ -394,7 +396,8 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
 
         // An expiring token's session ends with it.
         let soon = Utc::now() + chrono::Duration::seconds(2);
-        let brief = blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
+        let brief =
+            blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
         let (s, _) = sign_in(&ts, &brief, false).await;
         assert_eq!(status(with(s.clone())).await, 200);
         tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -507,7 +510,8 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             assert_eq!((read, failed), (SIZE, false), "the whole file");
 
             // By bearer token: revoked a megabyte in, the rest never comes.
-            let tok = blocking(|| cli::create(&store, "listener", "qa", None, &[])).expect("create");
+            let tok =
+                blocking(|| cli::create(&store, "listener", "qa", None, &[])).expect("create");
             let resp = http
                 .get(url(&ts, &path))
                 .bearer_auth(&tok)

@@ -23,9 +23,7 @@ async fn limited(ts: &TestServer, name: &str, role: &str, devices: &[&str]) -> S
     ts.running
         .store
         .writer
-        .write(move |tx| {
-            callvault::store::tokens::create_unique(tx, &name, &role, None, &devices)
-        })
+        .write(move |tx| callvault::store::tokens::create_unique(tx, &name, &role, None, &devices))
         .await
         .expect("token")
         .expect("free name")
@@ -42,7 +40,11 @@ async fn fetched(ts: &TestServer, admin: &str) -> Vec<(String, String, i64)> {
             let d = get_json(ts.api(), &format!("/api/calls/{id}"), admin).await;
             if d["recordings"][0]["status"] == "done" {
                 let rec = d["recordings"][0]["id"].as_i64().expect("recording id");
-                out.push((c["device"].as_str().unwrap().to_string(), id.to_string(), rec));
+                out.push((
+                    c["device"].as_str().unwrap().to_string(),
+                    id.to_string(),
+                    rec,
+                ));
             }
         }
         out.sort();
@@ -71,7 +73,10 @@ fn csv_devices(body: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let at = header.iter().position(|h| *h == "device").expect("device column");
+    let at = header
+        .iter()
+        .position(|h| *h == "device")
+        .expect("device column");
     let mut d: Vec<String> = lines
         .map(|l| l.split(',').nth(at).expect("cell").to_string())
         .collect();
@@ -152,7 +157,12 @@ async fn a_device_limited_token_sees_only_its_devices_on_both_backends() {
         ] {
             let (code, body) = get(api, &path, Some(&hq)).await;
             let want = if mine { 200 } else { 404 };
-            assert_eq!(code, want, "{b:?} {path}: {}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                code,
+                want,
+                "{b:?} {path}: {}",
+                String::from_utf8_lossy(&body)
+            );
             let (code, _) = get(api, &path, Some(&all)).await;
             assert_eq!(code, 200, "{b:?} {path} unlimited");
         }
@@ -168,7 +178,10 @@ async fn a_device_limited_token_sees_only_its_devices_on_both_backends() {
             get(api, &format!("/export/billing.xlsx?{day}"), Some(&hq)).await;
         assert_eq!(code, 200);
         let (_, full_xlsx) = get(api, &format!("/export/billing.xlsx?{day}"), Some(&all)).await;
-        assert_ne!(limited_xlsx, full_xlsx, "{b:?}: the workbooks differ by a row");
+        assert_ne!(
+            limited_xlsx, full_xlsx,
+            "{b:?}: the workbooks differ by a row"
+        );
         let daily = "/reports/daily?date=2017-03-09&format=json";
         let v = get_json(api, daily, &hq).await;
         assert_eq!(v["headline"]["calls"], 1, "{b:?}: {v}");
@@ -218,7 +231,10 @@ async fn token_create_refuses_an_unknown_device_listing_the_known_ones() {
     .unwrap()
     .expect_err("unknown device");
     let msg = err.to_string();
-    assert!(msg.contains("\"brnch\"") && msg.contains("branch, hq"), "{msg}");
+    assert!(
+        msg.contains("\"brnch\"") && msg.contains("branch, hq"),
+        "{msg}"
+    );
     let ok = tokio::task::spawn_blocking(move || {
         callvault::cli::token::known_devices(&cfg, &store, &["hq".into(), "branch".into()])
     })

@@ -12,8 +12,14 @@ const END: &str = "<!-- rights:end -->";
 fn the_readme_route_role_table_is_generated_from_the_rights_table() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let text = std::fs::read_to_string(&path).expect("README.md");
-    let start = text.find(BEGIN).expect("the README has the rights:begin marker") + BEGIN.len();
-    let end = start + text[start..].find(END).expect("the README has the rights:end marker");
+    let start = text
+        .find(BEGIN)
+        .expect("the README has the rights:begin marker")
+        + BEGIN.len();
+    let end = start
+        + text[start..]
+            .find(END)
+            .expect("the README has the rights:end marker");
     let fresh = readme_table();
     if text[start..end] == fresh {
         return;

@@ -95,10 +95,19 @@ async fn every_route_answers_every_role_as_the_rights_table_says() {
     // A few rows said again here in words, so that the table itself is
     // checked too, not only the code against it.
     let need = |m: &str, p: &str| callvault::http::rights::need_of(m, p).expect("listed");
-    assert_eq!(refusal(need("GET", "/api/recordings/{id}"), Some("finance")), Some(403));
-    assert_eq!(refusal(need("GET", "/export/billing.csv"), Some("qa")), Some(403));
+    assert_eq!(
+        refusal(need("GET", "/api/recordings/{id}"), Some("finance")),
+        Some(403)
+    );
+    assert_eq!(
+        refusal(need("GET", "/export/billing.csv"), Some("qa")),
+        Some(403)
+    );
     assert_eq!(refusal(need("GET", "/api/calls"), None), Some(401));
-    assert_eq!(refusal(need("GET", "/api/audit"), Some("reports")), Some(403));
+    assert_eq!(
+        refusal(need("GET", "/api/audit"), Some("reports")),
+        Some(403)
+    );
 
     let client = reqwest::Client::new();
     let mut expected: BTreeMap<(u16, Option<String>), i64> = BTreeMap::new();
@@ -134,7 +143,10 @@ async fn every_route_answers_every_role_as_the_rights_table_says() {
                     r.path,
                     role.unwrap_or("no token"),
                     table.map_or("allowed".to_string(), |s| s.to_string()),
-                    String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
                 ));
             }
             if let Some(status) = table {
@@ -143,7 +155,11 @@ async fn every_route_answers_every_role_as_the_rights_table_says() {
             }
         }
     }
-    assert!(wrong.is_empty(), "routes that differ from the table:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "routes that differ from the table:\n{}",
+        wrong.join("\n")
+    );
 
     // Each refusal is counted in the audit log: rows collapse per address,
     // minute, status and actor, so the counts add up per caller.
@@ -158,7 +174,11 @@ async fn every_route_answers_every_role_as_the_rights_table_says() {
             .collect();
         if got == expected {
             for r in rows.iter().filter(|r| r["status"] == 403) {
-                assert_eq!(r["role"].as_str(), r["actor"].as_str().map(|a| &a[5..]), "{r}");
+                assert_eq!(
+                    r["role"].as_str(),
+                    r["actor"].as_str().map(|a| &a[5..]),
+                    "{r}"
+                );
                 assert!(r["target"].as_str().unwrap().starts_with("GET /"), "{r}");
             }
             break;

@@ -97,8 +97,10 @@ pub fn resolve_visible(conn: &Tx, id: &str, devices: &[String]) -> Result<Option
             "SELECT 1 FROM calls WHERE id = ?1 AND {}",
             super::scope::sqlite_clause("device", "?2")
         );
-        conn.prepare_cached(&sql)?
-            .exists(rusqlite::params![current, super::scope::sqlite_value(devices)])?
+        conn.prepare_cached(&sql)?.exists(rusqlite::params![
+            current,
+            super::scope::sqlite_value(devices)
+        ])?
     };
     Ok(seen.then_some(current))
 }

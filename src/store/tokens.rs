@@ -136,7 +136,14 @@ pub fn create_unique(
         "INSERT INTO tokens (name, role, hash, created_at, expires_at, devices)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![name, role, hash(&token), created_at, expires, devices])?;
+    .execute(params![
+        name,
+        role,
+        hash(&token),
+        created_at,
+        expires,
+        devices
+    ])?;
     Ok(Some(token))
 }
 
