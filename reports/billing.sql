@@ -22,5 +22,6 @@ SELECT c.id AS call_id,
        c.leg_count
 FROM calls c
 WHERE c.start_local >= :from AND c.start_local < :to_next
+  AND (:devices = '[]' OR c.device IN (SELECT value FROM json_each(:devices)))
   AND c.last_change_ms <= :settled_before_ms
 ORDER BY c.start_local, c.id;

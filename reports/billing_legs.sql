@@ -21,6 +21,7 @@ FROM calls c
 JOIN call_legs cl ON cl.call_seq = c.seq
 JOIN legs l ON l.id = cl.leg_id
 WHERE c.start_local >= :from AND c.start_local < :to_next
+  AND (:devices = '[]' OR c.device IN (SELECT value FROM json_each(:devices)))
   AND c.last_change_ms <= :settled_before_ms
   AND l.leg_type IN ('OU', 'FW', 'CB')
 ORDER BY c.start_local, c.id, l.time_start, l.id;

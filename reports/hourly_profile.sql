@@ -9,6 +9,7 @@ c AS (
     SELECT CAST(substr(start_local, 12, 2) AS INTEGER) AS hour, direction, answered, talk_seconds
     FROM calls
     WHERE start_local >= :from AND start_local < :to_next
+      AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
       AND last_change_ms <= :settled_before_ms
 ),
 agg AS (

@@ -12,6 +12,7 @@ c AS (
     SELECT start_local AS s, max(end_local, start_local) AS e
     FROM calls
     WHERE start_local >= date(:from, '-1 day') AND start_local < :to_next
+      AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
       AND end_local >= :from
       AND last_change_ms <= :settled_before_ms
 ),

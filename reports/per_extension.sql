@@ -6,6 +6,7 @@ WITH c AS (
     SELECT id, direction, answered, answered_by, talk_seconds, extensions
     FROM calls
     WHERE start_local >= :from AND start_local < :to_next
+      AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
       AND last_change_ms <= :settled_before_ms
 ),
 x AS (

@@ -13,6 +13,7 @@ SELECT trunk,
        sum(billable_seconds) AS billable_seconds
 FROM calls
 WHERE start_local >= :from AND start_local < :to_next
+  AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
   AND last_change_ms <= :settled_before_ms
   AND trunk IS NOT NULL AND trunk <> ''
 GROUP BY trunk

@@ -30,5 +30,6 @@ SELECT substr(entered_local, 1, 10) AS day,
        max(entry_count) AS peak_queue_length
 FROM queue_visits
 WHERE entered_local >= :from AND entered_local < :to_next
+  AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
 GROUP BY 1, device, grp
 ORDER BY 1, device, grp;

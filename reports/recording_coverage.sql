@@ -6,6 +6,7 @@ WITH c AS (
     SELECT seq, id, substr(start_local, 1, 10) AS day, answered
     FROM calls
     WHERE start_local >= :from AND start_local < :to_next
+      AND (:devices = '[]' OR device IN (SELECT value FROM json_each(:devices)))
       AND last_change_ms <= :settled_before_ms
 ),
 rec AS (

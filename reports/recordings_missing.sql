@@ -26,6 +26,7 @@ JOIN call_legs cl ON cl.call_seq = c.seq
 JOIN legs l ON l.id = cl.leg_id
 LEFT JOIN recordings r ON r.leg_id = l.id
 WHERE c.start_local >= :from AND c.start_local < :to_next
+  AND (:devices = '[]' OR c.device IN (SELECT value FROM json_each(:devices)))
   AND l.recording IS NOT NULL AND l.recording <> ''
   AND (r.id IS NULL OR r.status IN ('missing', 'failed'))
 ORDER BY c.start_local, c.id, l.id;

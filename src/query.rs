@@ -140,6 +140,7 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, FilterEr
             .map(decode_cursor)
             .transpose()?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        devices: Vec::new(),
     })
 }
 

@@ -99,18 +99,18 @@ async fn within(secs: u64, mut cond: impl AsyncFnMut() -> bool) -> bool {
 fn token_create_list_revoke_as_the_command_runs_them() {
     callvault::store::testing::each_backend("token_create_list_revoke", |_, store| {
         let soon = Utc::now() + chrono::Duration::days(90);
-        let t = cli::create(store, "qa-desk", "qa", Some(soon)).expect("create");
+        let t = cli::create(store, "qa-desk", "qa", Some(soon), &[]).expect("create");
         assert!(t.starts_with("cv_"));
-        let e = cli::create(store, "qa-desk", "admin", None).expect_err("taken");
+        let e = cli::create(store, "qa-desk", "admin", None, &[]).expect_err("taken");
         assert!(
             e.to_string().contains("a token named qa-desk exists"),
             "{e}"
         );
-        let e = cli::create(store, "two words", "qa", None).expect_err("bad name");
+        let e = cli::create(store, "two words", "qa", None, &[]).expect_err("bad name");
         assert!(e.to_string().contains("not a token name"), "{e}");
-        let e = cli::create(store, "x", "boss", None).expect_err("bad role");
+        let e = cli::create(store, "x", "boss", None, &[]).expect_err("bad role");
         assert!(e.to_string().contains("unknown role"), "{e}");
-        cli::create(store, "billing-cron", "finance", None).expect("create");
+        cli::create(store, "billing-cron", "finance", None, &[]).expect("create");
 
         let rows = cli::list(store).expect("list");
         let names: Vec<_> = rows
@@ -140,7 +140,7 @@ fn token_create_list_revoke_as_the_command_runs_them() {
             .expect("lookup")
             .is_none());
         // The name is free again.
-        cli::create(store, "qa-desk", "qa", None).expect("create again");
+        cli::create(store, "qa-desk", "qa", None, &[]).expect("create again");
     });
 }
 
@@ -211,7 +211,7 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
     each_server("bearer_tokens_401", no_tweak, |ts, _| async move {
         let store = ts.running.store.clone();
         let http = reqwest::Client::new();
-        let tok = blocking(|| cli::create(&store, "ops", "admin", None)).expect("create");
+        let tok = blocking(|| cli::create(&store, "ops", "admin", None, &[])).expect("create");
         assert_eq!(
             status(http.get(url(&ts, CALLS)).bearer_auth(&tok)).await,
             200
@@ -249,7 +249,8 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
 
         // Expired: refused, and no session can be made with it.
         let past = Utc::now() - chrono::Duration::seconds(1);
-        let old = blocking(|| cli::create(&store, "old", "admin", Some(past))).expect("create");
+        let old =
+            blocking(|| cli::create(&store, "old", "admin", Some(past), &[])).expect("create");
         assert_eq!(
             status(http.get(url(&ts, CALLS)).bearer_auth(&old)).await,
             401
@@ -260,7 +261,8 @@ async fn bearer_tokens_revoked_expired_or_in_the_url_get_401() {
         );
         // One that expires in a moment works until then.
         let soon = Utc::now() + chrono::Duration::seconds(2);
-        let brief = blocking(|| cli::create(&store, "brief", "qa", Some(soon))).expect("create");
+        let brief =
+            blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
         assert_eq!(
             status(http.get(url(&ts, CALLS)).bearer_auth(&brief)).await,
             200
@@ -280,7 +282,7 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
     each_server("web_sessions", no_tweak, |ts, _| async move {
         let store = ts.running.store.clone();
         let http = reqwest::Client::new();
-        let tok = blocking(|| cli::create(&store, "ann", "qa", None)).expect("create");
+        let tok = blocking(|| cli::create(&store, "ann", "qa", None, &[])).expect("create");
 
         // The cookie: an opaque id, never the token; HttpOnly, SameSite=Strict.
         let (cookie, set) = sign_in(&ts, &tok, false).await;
@@ -394,7 +396,8 @@ async fn web_sessions_are_server_side_and_end_with_sign_out_revocation_or_idlene
 
         // An expiring token's session ends with it.
         let soon = Utc::now() + chrono::Duration::seconds(2);
-        let brief = blocking(|| cli::create(&store, "brief", "qa", Some(soon))).expect("create");
+        let brief =
+            blocking(|| cli::create(&store, "brief", "qa", Some(soon), &[])).expect("create");
         let (s, _) = sign_in(&ts, &brief, false).await;
         assert_eq!(status(with(s.clone())).await, 200);
         tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -495,7 +498,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             let http = reqwest::Client::new();
 
             // Unrevoked, a slow reader gets the whole file.
-            let keep = blocking(|| cli::create(&store, "keeper", "qa", None)).expect("create");
+            let keep = blocking(|| cli::create(&store, "keeper", "qa", None, &[])).expect("create");
             let resp = http
                 .get(url(&ts, &path))
                 .bearer_auth(&keep)
@@ -507,7 +510,8 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             assert_eq!((read, failed), (SIZE, false), "the whole file");
 
             // By bearer token: revoked a megabyte in, the rest never comes.
-            let tok = blocking(|| cli::create(&store, "listener", "qa", None)).expect("create");
+            let tok =
+                blocking(|| cli::create(&store, "listener", "qa", None, &[])).expect("create");
             let resp = http
                 .get(url(&ts, &path))
                 .bearer_auth(&tok)
@@ -528,7 +532,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             );
 
             // By session cookie (the page's audio and download links): the same.
-            let tok = blocking(|| cli::create(&store, "page", "qa", None)).expect("create");
+            let tok = blocking(|| cli::create(&store, "page", "qa", None, &[])).expect("create");
             let (cookie, _) = sign_in(&ts, &tok, false).await;
             let resp = http
                 .get(url(&ts, &path))
@@ -723,7 +727,7 @@ fn migrate_store_copies_tokens_and_sessions() {
     let soon = Utc::now() + chrono::Duration::days(1);
     let (tok, session) = {
         let src = Store::open(&path).expect("open");
-        let tok = cli::create(&src, "ann", "qa", Some(soon)).expect("token");
+        let tok = cli::create(&src, "ann", "qa", Some(soon), &[]).expect("token");
         let t = tok.clone();
         let id = src
             .read_blocking(move |tx| tokens::lookup(tx, &t, Utc::now()))
@@ -756,5 +760,5 @@ fn migrate_store_copies_tokens_and_sessions() {
         .expect("the session survives the move");
     assert_eq!(s.token.hash, tokens::hash(&tok));
     // New tokens get new ids after the copy (identity moved past).
-    cli::create(&target, "bob", "qa", None).expect("a new token");
+    cli::create(&target, "bob", "qa", None, &[]).expect("a new token");
 }

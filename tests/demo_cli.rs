@@ -123,7 +123,10 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
         .iter()
         .filter_map(|r| r["max_wait_seconds"].as_f64())
         .fold(0.0, f64::max);
-    assert!(entered > 0, "queued calls on the demo's first day: {queues}");
+    assert!(
+        entered > 0,
+        "queued calls on the demo's first day: {queues}"
+    );
     assert!(longest >= 1.0, "waits of seconds: {queues}");
 
     let pid = child.id().to_string();

@@ -33,5 +33,6 @@ SELECT c.id AS call_id,
        c.leg_count
 FROM calls c
 WHERE c.start_local >= :from::text AND c.start_local < :to_next::text
+  AND (:devices::text = '[]' OR c.device IN (SELECT json_array_elements_text(:devices::text::json)))
   AND c.last_change_ms <= :settled_before_ms::bigint
 ORDER BY c.start_local COLLATE "C", c.id COLLATE "C";

@@ -22,6 +22,7 @@ FROM calls c
 JOIN call_legs cl ON cl.call_seq = c.seq
 JOIN legs l ON l.id = cl.leg_id
 WHERE c.start_local >= :from::text AND c.start_local < :to_next::text
+  AND (:devices::text = '[]' OR c.device IN (SELECT json_array_elements_text(:devices::text::json)))
   AND c.last_change_ms <= :settled_before_ms::bigint
   AND l.leg_type IN ('OU', 'FW', 'CB')
 ORDER BY c.start_local COLLATE "C", c.id COLLATE "C", l.time_start COLLATE "C", l.id;

@@ -10,6 +10,7 @@ c AS (
     SELECT CAST(substr(start_local, 12, 2) AS INTEGER) AS hour, direction, answered, talk_seconds
     FROM calls
     WHERE start_local >= :from::text AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
       AND last_change_ms <= :settled_before_ms::bigint
 ),
 agg AS (

@@ -18,6 +18,7 @@ c AS (
            CASE WHEN end_local COLLATE "C" > start_local THEN end_local ELSE start_local END AS e
     FROM calls
     WHERE start_local >= to_char(:from::text::date - 1, 'YYYY-MM-DD') AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
       AND end_local >= :from::text
       AND last_change_ms <= :settled_before_ms::bigint
 ),

@@ -8,6 +8,7 @@ WITH c AS (
     SELECT id, direction, answered, answered_by, talk_seconds, extensions
     FROM calls
     WHERE start_local >= :from::text AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
       AND last_change_ms <= :settled_before_ms::bigint
 ),
 x AS (

@@ -14,6 +14,7 @@ SELECT trunk,
        sum(billable_seconds)::bigint AS billable_seconds
 FROM calls
 WHERE start_local >= :from::text AND start_local < :to_next::text
+  AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
   AND last_change_ms <= :settled_before_ms::bigint
   AND trunk IS NOT NULL AND trunk <> ''
 GROUP BY trunk

@@ -33,5 +33,6 @@ SELECT substr(entered_local, 1, 10) AS day,
        max(entry_count) AS peak_queue_length
 FROM queue_visits
 WHERE entered_local >= :from::text AND entered_local < :to_next::text
+  AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
 GROUP BY 1, device, grp
 ORDER BY substr(entered_local, 1, 10) COLLATE "C", device COLLATE "C", grp COLLATE "C";

@@ -8,6 +8,7 @@ WITH c AS (
     SELECT seq, id, substr(start_local, 1, 10) AS day, answered
     FROM calls
     WHERE start_local >= :from::text AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
       AND last_change_ms <= :settled_before_ms::bigint
 ),
 rec AS (

@@ -7,6 +7,7 @@ WITH c AS (
     SELECT seq, id, device, start_local, direction, caller, callee, answered_by
     FROM calls
     WHERE start_local >= :from::text AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
 )
 SELECT c.id AS call_id,
        c.device,

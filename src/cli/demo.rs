@@ -154,7 +154,11 @@ async fn backfill_plan(ing: &crate::ingest::Ingestor, plan: &Plan, tz: chrono_tz
             body: p.body.clone().into_bytes(),
             body_end: crate::ingest::BodyEnd::Whole,
         };
-        match ing.accept_received(req, at.with_timezone(&Utc)).await.reason {
+        match ing
+            .accept_received(req, at.with_timezone(&Utc))
+            .await
+            .reason
+        {
             None => ok += 1,
             Some(r) => {
                 refused += 1;

@@ -80,12 +80,20 @@ pub fn run(cfg: Config, cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     let cat = catalog(&cfg)?;
     let store = Store::open_config(&cfg)?;
     let mut out = Output::open(a.output.as_deref())?;
+    // Into a file, on a terminal: how much is written so far (a long
+    // range takes a while); to stdout the bytes are the progress.
+    let bar = match a.output {
+        Some(_) => output::progress_bar("{spinner} {bytes} written ({bytes_per_sec})"),
+        None => indicatif::ProgressBar::hidden(),
+    };
     let rows = store.read_blocking(|c| {
+        let mut sink = bar.wrap_write(&mut out);
         Ok(match format {
-            BillingFormat::Csv => billing::write(c, &cat, &p, &opts, &mut out),
-            BillingFormat::Xlsx => billing::write_xlsx(c, &cat, &p, &opts, &mut out),
+            BillingFormat::Csv => billing::write(c, &cat, &p, &opts, &mut sink),
+            BillingFormat::Xlsx => billing::write_xlsx(c, &cat, &p, &opts, &mut sink),
         })
     })??;
+    bar.finish_and_clear();
     let dest = out.describe();
     out.commit()?;
     let file = match format {

@@ -224,9 +224,17 @@ mod tests {
         let now = "2026-12-03T00:00:00Z".parse().unwrap();
         let got = read_manifest(&m, now).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].file, dir.path().join("a.xml"), "01:00:01Z comes first");
+        assert_eq!(
+            got[0].file,
+            dir.path().join("a.xml"),
+            "01:00:01Z comes first"
+        );
         assert_eq!(got[1].file, dir.path().join("b.xml"));
-        assert_eq!(got[1].received.to_rfc3339(), "2026-12-01T01:00:05+00:00", "09:00:05+08");
+        assert_eq!(
+            got[1].received.to_rfc3339(),
+            "2026-12-01T01:00:05+00:00",
+            "09:00:05+08"
+        );
 
         for (line, says) in [
             ("2026-12-01 09:00:00\t10.0.0.1\ta.xml", "RFC 3339"),

@@ -21,7 +21,7 @@ pub enum TokenCmd {
 its sha256 is stored. Scripts send it as `Authorization: Bearer TOKEN`; people paste it into the web \
 page's sign-in. The name is required and unique: it is how `token list` shows the token and how \
 `token revoke` ends it.",
-        after_help = "Example: callvault token create --role finance --name billing-cron --expires 90d"
+        after_help = "Example: callvault token create --role finance --name billing-cron --expires 90d --devices hq"
     )]
     Create {
         /// admin (everything), finance (calls, billing, reports), qa (calls, recordings), reports (calls, reports, metrics).
@@ -33,11 +33,15 @@ page's sign-in. The name is required and unique: it is how `token list` shows th
         /// Make the token expire after this long: a number and a unit, d (days), h (hours) or w (weeks), e.g. 90d. Default: never.
         #[arg(long, value_name = "DURATION", value_parser = parse_expires)]
         expires: Option<Duration>,
+        /// Limit the token to these devices' calls, legs, recordings, queue visits, billing rows and built-in reports: device names as the archive names them (`[[device]]` name, `callvault devices add --name`), comma-separated. Default: every device.
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        devices: Vec<String>,
     },
-    /// List the tokens: name, role, created, expires, last used (never the token itself).
+    /// List the tokens: name, role, created, expires, last used, devices (never the token itself).
     #[command(
-        long_about = "List the tokens: name, role, when created, when it expires, and when it was last \
-used (recorded at most once a minute). A token's text is never shown: it is not stored."
+        long_about = "List the tokens: name, role, when created, when it expires, when it was last \
+used (recorded at most once a minute), and the devices it is limited to (empty: every device). A \
+token's text is never shown: it is not stored."
     )]
     List {
         /// `table` for people, `json` for scripts.
@@ -64,15 +68,22 @@ pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             role,
             name,
             expires,
+            devices,
         } => {
             let expires_at = expires.map(|d| Utc::now() + d);
-            let token = create(&store, &name, &role, expires_at)?;
+            let devices = known_devices(&cfg, &store, &devices)?;
+            let token = create(&store, &name, &role, expires_at, &devices)?;
+            let limit = if devices.is_empty() {
+                String::new()
+            } else {
+                format!(", devices {}", devices.join(","))
+            };
             super::audit::record_command(
                 &store,
                 crate::audit::Action::TokenCreate,
                 name.clone(),
                 true,
-                format!("role {role}"),
+                format!("role {role}{limit}"),
             );
             match expires_at {
                 Some(t) => eprintln!(
@@ -105,12 +116,50 @@ pub fn run(cfg: Config, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the token `name`; refuses a name that is taken.
+/// `--devices` checked against the devices the archive knows (the config
+/// file's `[[device]]` names and `callvault devices add`): a name that is
+/// none of them is refused, listing the known ones (a typo would otherwise
+/// make a token that sees nothing). Sorted, without duplicates.
+pub fn known_devices(cfg: &Config, store: &Store, asked: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut known: Vec<String> = cfg.devices.iter().map(|d| d.name.clone()).collect();
+    known.extend(
+        store
+            .read_blocking(crate::store::devices::active)?
+            .into_iter()
+            .map(|d| d.name),
+    );
+    known.sort();
+    known.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for name in asked.iter().map(|n| n.trim()) {
+        anyhow::ensure!(
+            !name.is_empty(),
+            "--devices: an empty device name (use names separated by commas, e.g. hq,branch)"
+        );
+        if !known.iter().any(|k| k == name) {
+            let list = if known.is_empty() {
+                "none yet: add one with `callvault devices add --name` or [[device]] in the config"
+                    .to_string()
+            } else {
+                known.join(", ")
+            };
+            anyhow::bail!("unknown device {name:?}; the archive knows: {list}");
+        }
+        out.push(name.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Creates the token `name` limited to `devices` (every device when
+/// empty); refuses a name that is taken.
 pub fn create(
     store: &Store,
     name: &str,
     role: &str,
     expires_at: Option<DateTime<Utc>>,
+    devices: &[String],
 ) -> anyhow::Result<String> {
     parse_name(name).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -118,10 +167,10 @@ pub fn create(
         "unknown role {role}: one of {}",
         ROLES.join(", ")
     );
-    let (n, r) = (name.to_string(), role.to_string());
+    let (n, r, d) = (name.to_string(), role.to_string(), devices.to_vec());
     store
         .writer
-        .write_blocking(move |tx| tokens::create_unique(tx, &n, &r, expires_at))
+        .write_blocking(move |tx| tokens::create_unique(tx, &n, &r, expires_at, &d))
         .context("creating the token")?
         .with_context(|| {
             format!(
@@ -154,6 +203,7 @@ pub fn table(rows: &[TokenInfo], now: DateTime<Utc>) -> String {
         "CREATED".into(),
         "EXPIRES".into(),
         "LAST USED".into(),
+        "DEVICES".into(),
     ]];
     for t in rows {
         let expires = match &t.expires_at {
@@ -167,9 +217,10 @@ pub fn table(rows: &[TokenInfo], now: DateTime<Utc>) -> String {
             t.created_at.clone(),
             expires,
             t.last_used_at.clone().unwrap_or_else(|| "never".into()),
+            t.devices.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|i| {
             lines
                 .iter()
@@ -267,6 +318,7 @@ mod tests {
                 created_at: "2026-01-01T00:00:00Z".into(),
                 expires_at: Some("2026-02-01T00:00:00Z".into()),
                 last_used_at: None,
+                devices: vec!["hq".into(), "branch".into()],
             },
             TokenInfo {
                 name: "ops".into(),
@@ -274,13 +326,15 @@ mod tests {
                 created_at: "2026-01-01T00:00:00Z".into(),
                 expires_at: None,
                 last_used_at: Some("2026-05-31T23:59:00Z".into()),
+                devices: vec![],
             },
         ];
         let t = table(&rows, now);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAME  ROLE   CREATED"), "{t}");
         assert!(lines[1].contains("2026-02-01T00:00:00Z (expired)"), "{t}");
-        assert!(lines[1].ends_with("never"), "{t}");
+        assert!(lines[0].ends_with("LAST USED             DEVICES"), "{t}");
+        assert!(lines[1].ends_with("never                 hq,branch"), "{t}");
         assert!(
             lines[2].contains("never") && lines[2].ends_with("2026-05-31T23:59:00Z"),
             "{t}"

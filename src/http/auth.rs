@@ -61,6 +61,10 @@ pub struct Caller {
     pub expires_at: Option<DateTime<Utc>>,
     /// The session's hash, when the request came with the session cookie.
     pub session: Option<String>,
+    /// The only devices whose calls the caller sees (README "API tokens
+    /// and sessions"); empty: every device. Handlers pass it to the
+    /// store's queries.
+    pub devices: Vec<String>,
 }
 
 impl Caller {
@@ -85,6 +89,7 @@ impl Caller {
             token_hash: t.hash.clone(),
             expires_at: t.expires_at,
             session,
+            devices: t.devices.clone(),
         }
     }
 }
@@ -104,15 +109,7 @@ pub fn bearer_of(parts: &Parts) -> Option<String> {
 
 /// The value of the session cookie, if the request carries one.
 pub fn cookie_of(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, v)| *k == super::session::COOKIE && !v.is_empty())
-        .map(|(_, v)| v.to_string())
+    super::session::cookie_in(&parts.headers)
 }
 
 /// Unix ms before which a session's last use makes it idle (expired).
@@ -128,6 +125,11 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let ctx = parts.extensions.get::<AuthCtx>().cloned();
+        // Found once per request: the rights check (`rights::enforce`) and
+        // then the handler ask.
+        if let Some((c, _)) = ctx.as_ref().and_then(|c| c.caller.get()) {
+            return Ok(c.clone());
+        }
         let now = Utc::now();
         let caller = if parts
             .headers

@@ -23,6 +23,7 @@ pub async fn search(
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let mut f = filter_from(&q, st.cfg.default_tz())?;
+    f.devices = caller.devices.clone();
     let limit = f.limit;
     f.limit += 1; // one more tells whether there is a next page
     let cfg = st.cfg.clone();
@@ -71,11 +72,14 @@ async fn detail_of(
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let cfg = st.cfg.clone();
+    let devices = caller.devices.clone();
+    // A call of a device the token is not limited to is "no such call"
+    // (404, not 403), so its id tells nothing.
     let mut found = st
         .store
         .read(move |c| {
             let view = CallView::now(&cfg);
-            call_detail::detail(c, &id, &view, crate::calls::leg_order)
+            call_detail::detail(c, &id, &view, crate::calls::leg_order, &devices)
         })
         .await?
         .ok_or_else(|| AppError::NotFound("no such call".into()))?;

@@ -25,6 +25,10 @@ pub enum AppError {
     /// try again after this many seconds.
     #[error("too many failed sign-in attempts from this address; try again in {0} s")]
     TooManyAttempts(u64),
+    /// 403 with its reason (a device-limited token asking for a report
+    /// file whose SQL cannot be limited to its devices).
+    #[error("{0}")]
+    Refused(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -74,7 +78,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::Refused(_) => StatusCode::FORBIDDEN,
             AppError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

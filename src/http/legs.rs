@@ -27,9 +27,10 @@ pub async fn list(
     let (from, to) = date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
     let cfg = st.cfg.clone();
+    let devices = caller.devices.clone();
     let rows = st
         .store
-        .read(move |c| legs::between(c, from, to, limit, &|d| cfg.device_tz(d)))
+        .read(move |c| legs::between(c, (from, to), &devices, limit, &|d| cfg.device_tz(d)))
         .await?;
     Ok(Json(serde_json::json!({ "legs": rows })))
 }

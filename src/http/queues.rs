@@ -18,7 +18,11 @@ pub async fn visits(
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(Perm::ReadCalls)?;
     let (from, to) = date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
-    let rows = st.store.read(move |c| db::between(c, from, to)).await?;
+    let devices = caller.devices.clone();
+    let rows = st
+        .store
+        .read(move |c| db::between_of(c, from, to, &devices))
+        .await?;
     Ok(Json(serde_json::json!({ "visits": rows })))
 }
 
@@ -30,7 +34,11 @@ pub async fn summary(
     caller.require(Perm::ReadCalls)?;
     let tz = st.cfg.default_tz();
     let (from, to) = date_range(q.from.as_deref(), q.to.as_deref(), tz)?;
-    let rows = st.store.read(move |c| db::between(c, from, to)).await?;
+    let devices = caller.devices.clone();
+    let rows = st
+        .store
+        .read(move |c| db::between_of(c, from, to, &devices))
+        .await?;
     let visits: Vec<Visit> = rows.into_iter().map(|v| v.visit).collect();
     let groups = figures(&visits, tz, st.cfg.queues.sla_seconds);
     let agents = agent_counts(&visits, tz);

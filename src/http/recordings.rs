@@ -18,7 +18,7 @@ use super::auth::{Caller, Perm};
 use super::error::Path as UrlPath;
 use super::{AppError, AppState};
 use crate::audit::Action;
-use crate::store::calls;
+use crate::store::call_detail;
 use crate::store::recordings::{self as rec_store, Recording};
 
 /// What a `Range` header asks of a file of a given length.
@@ -83,11 +83,13 @@ pub async fn by_call(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     caller.require(Perm::Recordings)?;
-    // None: no such call; Some((call, None)): a call without a recording.
+    // None: no such call (or one of a device the token is not limited
+    // to); Some((call, None)): a call without a recording.
+    let devices = caller.devices.clone();
     let found = st
         .store
         .read(move |c| {
-            let Some(call) = calls::resolve_id(c, &id)? else {
+            let Some(call) = call_detail::resolve_visible(c, &id, &devices)? else {
                 return Ok(None);
             };
             let rec = rec_store::primary_of_call(c, &call)?;
@@ -116,9 +118,10 @@ pub async fn by_id(
     caller.require(Perm::Recordings)?;
     let missing = || AppError::NotFound("no such recording".into());
     let id: i64 = id.parse().map_err(|_| missing())?;
+    let devices = caller.devices.clone();
     let rec = st
         .store
-        .read(move |c| rec_store::get(c, id))
+        .read(move |c| rec_store::get_of(c, id, &devices))
         .await?
         .ok_or_else(missing)?;
     let detail = format!("device {} CDR {}", rec.device, rec.cdr_id);

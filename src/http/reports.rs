@@ -30,6 +30,7 @@ impl From<ReportError> for AppError {
             | ReportError::TooManyRows { .. }
             | ReportError::Unknown { .. }
             | ReportError::NotReadOnly { .. } => AppError::BadRequest(e.to_string()),
+            ReportError::DeviceLimited { .. } => AppError::Refused(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -39,8 +40,10 @@ fn flag(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1" | "true" | "yes" | "on"))
 }
 
+/// The report parameters of `caller`: limited to its devices, if it is.
 fn params(
     st: &AppState,
+    caller: &Caller,
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
 ) -> Result<Params, AppError> {
@@ -53,6 +56,7 @@ fn params(
         st.cfg.queues.sla_seconds,
     )?;
     p.scratch_dir = Some(st.cfg.data_dir.clone());
+    p.devices = caller.devices.clone();
     Ok(p)
 }
 
@@ -91,7 +95,7 @@ async fn daily_of(caller: &Caller, st: &AppState, q: DailyQuery) -> Result<Respo
         st.cfg.default_tz(),
     )?;
     let format: DailyFormat = q.format.as_deref().unwrap_or("html").parse()?;
-    let p = params(st, date, date)?;
+    let p = params(st, caller, date, date)?;
     let cat = catalog(st)?;
     let settle = st.cfg.calls.settle_seconds;
     let (generated, _) = crate::store::now_stamp();
@@ -127,7 +131,7 @@ async fn billing_request(
     caller.require(Perm::Billing)?;
     let (from, to) =
         crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
-    let p = params(st, from, to)?;
+    let p = params(st, caller, from, to)?;
     let tariffs = if flag(&q.tariffs) {
         let path = st.cfg.data_dir.join("tariffs.csv");
         if !path.is_file() {

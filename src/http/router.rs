@@ -1,4 +1,5 @@
-//! Every route of the API/web listener, in one place.
+//! The API/web listener's router: the routes of `rights::RIGHTS` (who
+//! may use each is said there), each with its handler ([`handler`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,11 +7,13 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 
 use super::auth::Perm;
-use super::{audit, calls, devices, legs, queues, recordings, reports, session, web, AppError};
+use super::{
+    audit, calls, devices, legs, queues, recordings, reports, rights, session, web, AppError,
+};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -34,30 +37,17 @@ pub fn api_router(state: AppState) -> Router {
         auditor: crate::audit::Auditor::start(state.store.clone()),
         app: state.clone(),
     };
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/api/session",
-            post(session::create)
-                .get(session::current)
-                .delete(session::delete),
-        )
-        .route("/api/legs", get(legs::list))
-        .route("/api/calls", get(calls::search))
-        .route("/api/calls/{id}", get(calls::detail))
-        .route("/api/queues/visits", get(queues::visits))
-        .route("/api/queues/summary", get(queues::summary))
-        .route("/api/calls/{id}/recording", get(recordings::by_call))
-        .route("/api/recordings/{id}", get(recordings::by_id))
-        .route("/", get(web::index))
-        .route("/assets/{name}", get(web::asset))
-        .route("/reports/daily", get(reports::daily))
-        .route("/export/billing.csv", get(reports::billing_csv))
-        .route("/export/billing.xlsx", get(reports::billing_xlsx))
-        .route("/api/audit", get(audit::list))
-        .route("/api/devices", get(devices::list))
-        .route("/api/today", get(web::today))
+    let mut router = Router::new();
+    for r in rights::RIGHTS {
+        router = router.route(r.path, handler(r.method, r.path));
+    }
+    router
+        // Each request is checked against its route's row of the table
+        // before its handler runs.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rights::enforce,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -75,6 +65,36 @@ pub fn api_router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(super::headers::security))
         .with_state(state)
+}
+
+/// The handler of `method` on `path`: only the rows of `rights::RIGHTS`
+/// are asked for. A row without a handler here stops the server at its
+/// start (every test that starts one would fail), never silently.
+fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
+    match (method, path) {
+        ("GET", "/healthz") => get(healthz),
+        ("GET", "/metrics") => get(metrics),
+        ("POST", "/api/session") => post(session::create),
+        ("GET", "/api/session") => get(session::current),
+        ("DELETE", "/api/session") => delete(session::delete),
+        ("GET", "/api/legs") => get(legs::list),
+        ("GET", "/api/calls") => get(calls::search),
+        ("GET", "/api/calls/{id}") => get(calls::detail),
+        ("GET", "/api/queues/visits") => get(queues::visits),
+        ("GET", "/api/queues/summary") => get(queues::summary),
+        ("GET", "/api/calls/{id}/recording") => get(recordings::by_call),
+        ("GET", "/api/recordings/{id}") => get(recordings::by_id),
+        ("GET", "/") => get(web::index),
+        ("GET", "/assets/{name}") => get(web::asset),
+        ("GET", "/reports/daily") => get(reports::daily),
+        ("GET", "/export/billing.csv") => get(reports::billing_csv),
+        ("GET", "/export/billing.xlsx") => get(reports::billing_xlsx),
+        ("GET", "/api/audit") => get(audit::list),
+        ("GET", "/api/devices") => get(devices::list),
+        ("GET", "/api/today") => get(web::today),
+        ("GET", "/api/openapi.json") => get(super::openapi::get),
+        _ => panic!("rights::RIGHTS lists {method} {path}, which has no handler in router.rs"),
+    }
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

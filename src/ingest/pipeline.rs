@@ -148,7 +148,11 @@ impl Ingestor {
     /// so its events, queue visits and calls land on their day, and its
     /// signature is checked against it. In-process only — the listener
     /// always passes the clock; nothing a sender sends can set it.
-    pub async fn accept_received(&self, req: Incoming, received: chrono::DateTime<chrono::Utc>) -> Reply {
+    pub async fn accept_received(
+        &self,
+        req: Incoming,
+        received: chrono::DateTime<chrono::Utc>,
+    ) -> Reply {
         metrics::counter!("callvault_pushes_received_total").increment(1);
         let (received_at, received_ms) = store::stamp_of(received);
         match self.check(&req, received_ms) {

@@ -11,7 +11,7 @@ pub enum ReportError {
     #[error("unknown report {name:?} (known: {known})")]
     Unknown { name: String, known: String },
     /// A report query uses a parameter we do not supply.
-    #[error("report {report}: unknown parameter {param} (available: :from, :to, :to_next, :settled_before_ms, :sla_seconds)")]
+    #[error("report {report}: unknown parameter {param} (available: :from, :to, :to_next, :settled_before_ms, :sla_seconds, :devices)")]
     Param { report: String, param: String },
     /// The report has no query for the archive's backend (a file added
     /// to the data directory for one backend only).
@@ -26,6 +26,11 @@ pub enum ReportError {
     /// A report file whose statement would change the archive.
     #[error("report {report} ({file}) is refused: its statement writes to the archive, and a report may only read (SELECT or WITH … SELECT)")]
     NotReadOnly { report: String, file: String },
+    /// A device-limited caller (`Params::devices`) asked for a report
+    /// whose SQL is not built in, or does not limit its rows to the
+    /// caller's devices (`:devices`): its rows could be any device's.
+    #[error("report {report} ({file}) is refused for a token limited to devices: only the built-in reports can be limited to a token's devices (they use :devices); a report file's SQL could read any device's calls")]
+    DeviceLimited { report: String, file: String },
     /// The archive refused or failed the query.
     #[error("report {report}: {source}")]
     Query {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::sheet::{value_cell, CsvSink, Sink, XlsxSink};
 use super::{Report, ReportError, Result};
 use crate::store::reports::{Param, QueryError, ReportQuery, ReportReader, ReportRow, Value};
+use crate::store::StoreError;
 
 /// The values every report query may use.
 #[derive(Debug, Clone)]
@@ -26,6 +27,12 @@ pub struct Params {
     /// bytes a row); None: the system's temporary directory, which is often
     /// a RAM-backed tmpfs. Server and CLI use the data directory.
     pub scratch_dir: Option<std::path::PathBuf>,
+    /// Only these devices' rows (a device-limited token, README "API
+    /// tokens and sessions"); empty: every device. Bound as `:devices`, a
+    /// JSON array of names (`[]`: every device), which every built-in
+    /// report uses; a report that is not built in is refused when this is
+    /// not empty ([`prepare`]).
+    pub devices: Vec<String>,
 }
 
 impl Params {
@@ -49,6 +56,7 @@ impl Params {
             settled_before_ms: now_ms.saturating_sub(settle_seconds.saturating_mul(1000)),
             sla_seconds,
             scratch_dir: None,
+            devices: Vec::new(),
         })
     }
 
@@ -61,6 +69,7 @@ impl Params {
             ":to_next" => day(self.to.checked_add_days(Days::new(1)).unwrap_or(self.to)),
             ":settled_before_ms" => Param::Integer(self.settled_before_ms),
             ":sla_seconds" => Param::Integer(self.sla_seconds),
+            ":devices" => Param::Text(crate::store::tokens::devices_text(&self.devices)),
             _ => return None,
         })
     }
@@ -118,6 +127,9 @@ pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<
                 "SQLite (reports/)"
             },
         })?;
+    if !p.devices.is_empty() {
+        limitable(report, sql, db.is_postgres())?;
+    }
     db.prepare(sql, &|name| p.value(name)).map_err(|e| match e {
         QueryError::UnknownParam(param) => ReportError::Param {
             report: report.name.clone(),
@@ -125,20 +137,61 @@ pub fn prepare<'c>(db: ReportReader<'c>, report: &Report, p: &Params) -> Result<
         },
         QueryError::NotReadOnly => ReportError::NotReadOnly {
             report: report.name.clone(),
-            file: report
-                .file
-                .as_ref()
-                .map_or_else(|| "built in".to_string(), |f| f.display().to_string()),
+            file: file_label(report, db.is_postgres()),
         },
         QueryError::ParamType { .. } => ReportError::Query {
             report: report.name.clone(),
             source: crate::store::StoreError::Backend(e.to_string()),
         },
-        QueryError::Store(source) => ReportError::Query {
+        QueryError::Store(source) => failed(report, db.is_postgres())(source),
+    })
+}
+
+/// The report file this backend runs, as errors name it.
+fn file_label(report: &Report, postgres: bool) -> String {
+    let file = if postgres {
+        &report.pg_file
+    } else {
+        &report.file
+    };
+    file.as_ref()
+        .map_or_else(|| "built in".to_string(), |f| f.display().to_string())
+}
+
+/// A store error of `report`'s query as the report's error: a statement
+/// that writes (refused by PostgreSQL's read-only transaction as it runs)
+/// names the file, as SQLite's check before running does.
+fn failed(report: &Report, postgres: bool) -> impl FnOnce(StoreError) -> ReportError + '_ {
+    move |source| match source {
+        StoreError::NotReadOnly(_) => ReportError::NotReadOnly {
+            report: report.name.clone(),
+            file: file_label(report, postgres),
+        },
+        source => ReportError::Query {
             report: report.name.clone(),
             source,
         },
-    })
+    }
+}
+
+/// Whether `report` may run for a device-limited caller: only a built-in
+/// report (its file for this backend is not in the data directory) that
+/// uses `:devices`. The SQL of a report file cannot be limited safely (it
+/// may read any table), so it is refused, naming the file.
+fn limitable(report: &Report, sql: &str, postgres: bool) -> Result<()> {
+    let file = if postgres {
+        &report.pg_file
+    } else {
+        &report.file
+    };
+    let uses_devices = crate::store::reports::uses_param(sql, ":devices");
+    match file {
+        None if uses_devices => Ok(()),
+        _ => Err(ReportError::DeviceLimited {
+            report: report.name.clone(),
+            file: file_label(report, postgres),
+        }),
+    }
 }
 
 /// Calls `f` with the column names and every row, in order; returns the
@@ -153,7 +206,7 @@ pub fn for_each_row(
     let cols = q.columns();
     let mut rows = q.rows();
     let mut n = 0u64;
-    while let Some(row) = rows.next_row().map_err(ReportError::query(&report.name))? {
+    while let Some(row) = rows.next_row().map_err(failed(report, db.is_postgres()))? {
         f(&cols, &row)?;
         n += 1;
     }

@@ -53,14 +53,16 @@ pub struct CallRecording {
 
 /// The call shown under `id` (its current id or an earlier one), with its
 /// legs in `leg_order` (the calls stage's rule, `calls::leg_order`);
-/// `None` when no call was ever shown under `id`.
+/// `None` when no call was ever shown under `id`, or when the call is of
+/// none of `devices` (every device when empty: `store::scope`).
 pub fn detail(
     conn: &Tx,
     id: &str,
     view: &CallView,
     leg_order: fn(&Leg, &Leg) -> Ordering,
+    devices: &[String],
 ) -> Result<Option<CallDetail>> {
-    let Some(current) = super::calls::resolve_id(conn, id)? else {
+    let Some(current) = resolve_visible(conn, id, devices)? else {
         return Ok(None);
     };
     let Some(call) = get(conn, &current, view)? else {
@@ -76,6 +78,31 @@ pub fn detail(
         queue_visits: super::queues::of_call(conn, &current)?,
         merged_from: id != current,
     }))
+}
+
+/// The current id of the call shown under `id` (`calls::resolve_id`), if
+/// that call is of one of `devices` (any device when empty); a call of
+/// another device is not found, so its id tells nothing.
+pub fn resolve_visible(conn: &Tx, id: &str, devices: &[String]) -> Result<Option<String>> {
+    let Some(current) = super::calls::resolve_id(conn, id)? else {
+        return Ok(None);
+    };
+    if devices.is_empty() {
+        return Ok(Some(current));
+    }
+    let seen = if let Some(pg) = conn.pg() {
+        super::postgres::call_detail::visible(pg, &current, devices)?
+    } else {
+        let sql = format!(
+            "SELECT 1 FROM calls WHERE id = ?1 AND {}",
+            super::scope::sqlite_clause("device", "?2")
+        );
+        conn.prepare_cached(&sql)?.exists(rusqlite::params![
+            current,
+            super::scope::sqlite_value(devices)
+        ])?
+    };
+    Ok(seen.then_some(current))
 }
 
 /// The recordings of the call with current id `call_id`, in leg order.

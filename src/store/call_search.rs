@@ -199,6 +199,8 @@ pub struct CallFilter {
     /// Keyset cursor: (start_local, id) strictly after this.
     pub after: Option<(String, String)>,
     pub limit: i64,
+    /// Only these devices' calls (a device-limited token); empty: every device.
+    pub devices: Vec<String>,
 }
 
 /// Calls in start order matching `f`, handed to `each` one at a time (a
@@ -252,6 +254,12 @@ fn where_sql(f: &CallFilter, cursor: bool) -> (String, Vec<rusqlite::types::Valu
     }
     if let Some(ms) = f.settled_before_ms {
         cond(" AND last_change_ms <= ?N", ms.into());
+    }
+    if !f.devices.is_empty() {
+        cond(
+            &format!(" AND {}", super::scope::sqlite_clause("device", "?N")),
+            super::scope::sqlite_value(&f.devices).into(),
+        );
     }
     if let Some(has) = f.has_recording {
         sql.push_str(if has { " AND " } else { " AND NOT " });

@@ -336,11 +336,12 @@ pub fn local_iso(tz: chrono_tz::Tz, t: NaiveDateTime) -> String {
     local_to_utc(tz, t).with_timezone(&tz).to_rfc3339()
 }
 
-/// Legs that started on device-local days `from..=to`, in start order.
+/// Legs that started on device-local days `from..=to`, in start order, of
+/// `devices` (every device when empty: `store::scope`).
 pub fn between(
     conn: &Tx,
-    from: NaiveDate,
-    to: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
+    devices: &[String],
     limit: i64,
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Vec<StoredLeg>> {
@@ -349,13 +350,16 @@ pub fn between(
         .format("%Y-%m-%d")
         .to_string();
     if let Some(pg) = conn.pg() {
-        return super::postgres::legs::between(pg, &lo, &hi, limit, tz_of);
+        return super::postgres::legs::between(pg, &lo, &hi, devices, limit, tz_of);
     }
     let sql = format!(
-        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= ?1 AND time_start < ?2 ORDER BY time_start, id LIMIT ?3"
+        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= ?1 AND time_start < ?2 AND {}
+         ORDER BY time_start, id LIMIT ?3",
+        super::scope::sqlite_clause("device", "?4")
     );
     let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params![lo, hi, limit], |r| from_row(r, tz_of))?;
+    let devices = super::scope::sqlite_value(devices);
+    let rows = st.query_map(params![lo, hi, limit, devices], |r| from_row(r, tz_of))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -476,13 +480,13 @@ pub(in crate::store) mod tests {
                         assert_eq!(got.leg, leg("1-0", "18201008888"));
                         assert!(by_cdr_id(tx, "om", "2-0", &tz_of)?.is_none());
                         let day = NaiveDate::from_ymd_opt(2024, 3, 9).expect("day");
-                        let on_day = between(tx, day, day, 10, &tz_of)?;
+                        let on_day = between(tx, (day, day), &[], 10, &tz_of)?;
                         let ids: Vec<(&str, i64)> =
                             on_day.iter().map(|l| (l.device.as_str(), l.id)).collect();
                         assert_eq!(ids.len(), 2);
                         assert_eq!(ids[0], ("om", id));
                         let before = day.pred_opt().expect("day");
-                        assert!(between(tx, before, before, 10, &tz_of)?.is_empty());
+                        assert!(between(tx, (before, before), &[], 10, &tz_of)?.is_empty());
                         Ok(())
                     })
                     .expect("read");

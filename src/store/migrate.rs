@@ -60,6 +60,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/sqlite/015_calls_billed_number.sql"),
     ),
     (
+        "016_token_devices",
+        include_str!("../../sql/sqlite/016_token_devices.sql"),
+    ),
+    (
         "017_retention",
         include_str!("../../sql/sqlite/017_retention.sql"),
     ),

@@ -36,6 +36,7 @@ pub mod queues;
 pub mod recordings;
 pub mod reports;
 pub mod retention;
+pub mod scope;
 pub mod sessions;
 #[doc(hidden)]
 pub mod testing;
@@ -73,6 +74,11 @@ pub enum StoreError {
     /// PostgreSQL refused an operation, or could not be reached.
     #[error(transparent)]
     Postgres(#[from] postgres::PgError),
+    /// A report's statement would write, and the read-only transaction it
+    /// runs in refused it (PostgreSQL; SQLite refuses such a statement
+    /// before it runs, `reports::QueryError::NotReadOnly`).
+    #[error("the query writes to the archive; a report may only read ({0})")]
+    NotReadOnly(String),
     /// `[store] url` names a backend this version cannot run on.
     #[error("{0}")]
     Backend(String),

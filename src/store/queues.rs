@@ -119,17 +119,30 @@ pub struct StoredVisit {
 
 /// Visits entered on device-local days `from..=to`, in entry order.
 pub fn between(conn: &Tx, from: NaiveDate, to: NaiveDate) -> Result<Vec<StoredVisit>> {
+    between_of(conn, from, to, &[])
+}
+
+/// [`between`] of `devices` only (every device when empty: `store::scope`).
+pub fn between_of(
+    conn: &Tx,
+    from: NaiveDate,
+    to: NaiveDate,
+    devices: &[String],
+) -> Result<Vec<StoredVisit>> {
     let lo = from.format("%Y-%m-%d").to_string();
     let hi = (to + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
     if let Some(pg) = conn.pg() {
-        return super::postgres::queues::between(pg, &lo, &hi);
+        return super::postgres::queues::between(pg, &lo, &hi, devices);
     }
     select(
         conn,
-        "entered_local >= ?1 AND entered_local < ?2",
-        params![lo, hi],
+        &format!(
+            "entered_local >= ?1 AND entered_local < ?2 AND {}",
+            super::scope::sqlite_clause("device", "?3")
+        ),
+        params![lo, hi, super::scope::sqlite_value(devices)],
     )
 }
 

@@ -459,6 +459,22 @@ pub fn get(conn: &Tx, id: i64) -> Result<Option<Recording>> {
         .optional()?)
 }
 
+/// The recording `id` if it is of one of `devices` (any device when
+/// empty: `store::scope`); a recording of another device is not found.
+pub fn get_of(conn: &Tx, id: i64, devices: &[String]) -> Result<Option<Recording>> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::recordings::get_of(pg, id, devices);
+    }
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r WHERE r.id = ?1 AND {}",
+        super::scope::sqlite_clause("r.device", "?2")
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, super::scope::sqlite_value(devices)], from_row)
+        .optional()?)
+}
+
 /// The recordings of a call's legs, in leg order.
 pub fn of_call(conn: &Tx, call_id: &str) -> Result<Vec<Recording>> {
     if let Some(pg) = conn.pg() {

@@ -54,6 +54,15 @@ pub enum QueryError {
     Store(#[from] StoreError),
 }
 
+/// Whether `sql` uses the named parameter `name` (`:devices`): outside
+/// quotes and comments, as the parameters are bound.
+pub fn uses_param(sql: &str, name: &str) -> bool {
+    super::postgres::reports::number_params(sql)
+        .1
+        .iter()
+        .any(|n| n == name)
+}
+
 /// Read access for running report queries; made from a read connection.
 #[derive(Clone, Copy)]
 pub struct ReportReader<'c> {

@@ -64,7 +64,7 @@ pub fn lookup(
             "SELECT {FOUND_COLS}, s.last_seen_ms FROM sessions s JOIN tokens t ON t.id = s.token_id
              WHERE s.hash = ?1"
         ))?
-        .query_row([&h], |r| Ok((tokens::found_parts(r)?, r.get::<_, i64>(6)?)))
+        .query_row([&h], |r| Ok((tokens::found_parts(r)?, r.get::<_, i64>(7)?)))
         .optional()?
     };
     Ok(row.and_then(|(parts, last_seen_ms)| {

@@ -37,6 +37,8 @@ pub struct TokenInfo {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The devices the token may see; empty: every device.
+    pub devices: Vec<String>,
 }
 
 /// A token a request presented that is valid now: who it is, and what
@@ -50,23 +52,31 @@ pub struct Found {
     pub hash: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The devices the token may see; empty: every device.
+    pub devices: Vec<String>,
 }
 
 /// The columns [`Found::from_parts`] reads, in order.
-pub(crate) const FOUND_COLS: &str = "t.id, t.name, t.role, t.hash, t.expires_at, t.last_used_at";
+pub(crate) const FOUND_COLS: &str =
+    "t.id, t.name, t.role, t.hash, t.expires_at, t.last_used_at, t.devices";
+
+/// The `devices` column: a JSON array of names (`[]`: every device).
+pub fn devices_text(devices: &[String]) -> String {
+    serde_json::to_string(devices).unwrap_or_else(|_| "[]".into())
+}
+
+/// The `devices` column back; `None` when unreadable.
+pub fn parse_devices(text: &str) -> Option<Vec<String>> {
+    serde_json::from_str(text).ok()
+}
 
 impl Found {
     /// From the stored columns; `None` when the token has expired at `now`
-    /// (an unreadable expiry counts as expired: refuse rather than guess).
+    /// (an unreadable expiry counts as expired, and an unreadable device
+    /// list refuses the token too: refuse rather than guess, since an
+    /// empty list would mean every device).
     pub(crate) fn from_parts(
-        (id, name, role, hash, expires, last_used): (
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-        ),
+        (id, name, role, hash, expires, last_used, devices): FoundParts,
         now: DateTime<Utc>,
     ) -> Option<Found> {
         let expires_at = match expires {
@@ -80,6 +90,7 @@ impl Found {
             hash,
             expires_at,
             last_used_at: last_used.as_deref().and_then(parse_stamp),
+            devices: parse_devices(&devices)?,
         })
     }
 
@@ -96,13 +107,15 @@ fn new_secret() -> String {
 }
 
 /// Creates a token named `name` with `role`, expiring at `expires_at`
-/// (never when `None`); returns the token text (`cv_` + 32 random bytes,
-/// hex), or `None` when a token of that name exists.
+/// (never when `None`), seeing only `devices` (every device when empty);
+/// returns the token text (`cv_` + 32 random bytes, hex), or `None` when
+/// a token of that name exists.
 pub fn create_unique(
     tx: &Tx,
     name: &str,
     role: &str,
     expires_at: Option<DateTime<Utc>>,
+    devices: &[String],
 ) -> Result<Option<String>> {
     if exists(tx, name)? {
         return Ok(None);
@@ -110,21 +123,27 @@ pub fn create_unique(
     let token = new_secret();
     let created_at = stamp(Utc::now());
     let expires = expires_at.map(stamp);
+    let devices = devices_text(devices);
     if let Some(pg) = tx.pg() {
         super::postgres::tokens::insert(
             pg,
-            name,
-            role,
-            &hash(&token),
-            &created_at,
+            [name, role, &hash(&token), &created_at, &devices],
             expires.as_deref(),
         )?;
         return Ok(Some(token));
     }
     tx.prepare_cached(
-        "INSERT INTO tokens (name, role, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tokens (name, role, hash, created_at, expires_at, devices)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![name, role, hash(&token), created_at, expires])?;
+    .execute(params![
+        name,
+        role,
+        hash(&token),
+        created_at,
+        expires,
+        devices
+    ])?;
     Ok(Some(token))
 }
 
@@ -134,7 +153,7 @@ pub fn create_unique(
 /// particular name (tests, tools); `token create` refuses a taken name.
 pub fn create(tx: &Tx, name: &str, role: &str) -> Result<String> {
     let name = free_name(tx, name)?;
-    create_unique(tx, &name, role, None)?
+    create_unique(tx, &name, role, None, &[])?
         .ok_or_else(|| super::StoreError::Corrupt(format!("token name {name} taken twice")))
 }
 
@@ -167,7 +186,7 @@ fn exists(tx: &Tx, name: &str) -> Result<bool> {
 /// demo` does this at every start: one demo token, never a pile of them.
 pub fn rotate(tx: &Tx, name: &str, role: &str) -> Result<String> {
     revoke(tx, name)?;
-    create_unique(tx, name, role, None)?
+    create_unique(tx, name, role, None, &[])?
         .ok_or_else(|| super::StoreError::Corrupt(format!("token {name} survived its revocation")))
 }
 
@@ -177,7 +196,7 @@ pub fn list(tx: &Tx) -> Result<Vec<TokenInfo>> {
         return super::postgres::tokens::list(pg);
     }
     let mut st = tx.prepare_cached(
-        "SELECT name, role, created_at, expires_at, last_used_at FROM tokens ORDER BY name",
+        "SELECT name, role, created_at, expires_at, last_used_at, devices FROM tokens ORDER BY name",
     )?;
     let rows = st.query_map([], |r| {
         Ok(TokenInfo {
@@ -186,6 +205,7 @@ pub fn list(tx: &Tx) -> Result<Vec<TokenInfo>> {
             created_at: r.get(2)?,
             expires_at: r.get(3)?,
             last_used_at: r.get(4)?,
+            devices: parse_devices(&r.get::<_, String>(5)?).unwrap_or_default(),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -230,7 +250,15 @@ pub fn lookup(tx: &Tx, token: &str, now: DateTime<Utc>) -> Result<Option<Found>>
     Ok(row.and_then(|p| Found::from_parts(p, now)))
 }
 
-type FoundParts = (i64, String, String, String, Option<String>, Option<String>);
+pub(crate) type FoundParts = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 /// The [`FOUND_COLS`] of a SQLite row, from column `0`.
 pub(crate) fn found_parts(r: &rusqlite::Row) -> rusqlite::Result<FoundParts> {
@@ -241,6 +269,7 @@ pub(crate) fn found_parts(r: &rusqlite::Row) -> rusqlite::Result<FoundParts> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
@@ -366,12 +395,12 @@ mod tests {
                 let soon = Utc::now() + chrono::Duration::hours(1);
                 let t = store
                     .writer
-                    .write_blocking(move |tx| create_unique(tx, "ops", "admin", Some(soon)))
+                    .write_blocking(move |tx| create_unique(tx, "ops", "admin", Some(soon), &[]))
                     .expect("create")
                     .expect("free name");
                 let again = store
                     .writer
-                    .write_blocking(|tx| create_unique(tx, "ops", "qa", None))
+                    .write_blocking(|tx| create_unique(tx, "ops", "qa", None, &[]))
                     .expect("create");
                 assert_eq!(again, None, "a taken name is refused");
                 let lenient = store

@@ -8,6 +8,16 @@ use crate::store::call_detail::CallRecording;
 use crate::store::call_search::{CallRow, CallView, CALL_COLS};
 use crate::store::Result;
 
+/// Whether the call `id` is of one of `devices` (`store::scope`).
+pub fn visible(pg: &PgTx, id: &str, devices: &[String]) -> Result<bool> {
+    let sql = format!(
+        "SELECT 1 FROM calls WHERE id = $1 AND {}",
+        crate::store::scope::pg_clause("device", "$2")
+    );
+    let devices = devices.to_vec();
+    Ok(pg.query_opt(&sql, &[&id, &devices])?.is_some())
+}
+
 pub fn get(pg: &PgTx, id: &str, view: &CallView) -> Result<Option<CallRow>> {
     pg.query_opt(
         &format!("SELECT {CALL_COLS} FROM calls WHERE id = $1"),

@@ -114,6 +114,12 @@ fn where_sql(f: &CallFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
     if let Some(ms) = f.settled_before_ms {
         cond(" AND last_change_ms <= $N", Box::new(ms));
     }
+    if !f.devices.is_empty() {
+        cond(
+            &format!(" AND {}", crate::store::scope::pg_clause("device", "$N")),
+            Box::new(f.devices.clone()),
+        );
+    }
     if let Some(has) = f.has_recording {
         sql.push_str(if has { " AND " } else { " AND NOT " });
         sql.push_str(HAS_RECORDING);

@@ -403,10 +403,11 @@ fn queue_visits_and_call_details_are_the_same_on_both_backends() {
             cfg: &cfg,
             now_ms: 0,
         };
-        let detail = call_detail::detail(tx, "B", &view, by_cdr_id)?.expect("found by a leg's id");
+        let detail =
+            call_detail::detail(tx, "B", &view, by_cdr_id, &[])?.expect("found by a leg's id");
         assert!(detail.merged_from);
         assert_eq!(detail.legs.len(), 2);
-        assert!(call_detail::detail(tx, "nope", &view, by_cdr_id)?.is_none());
+        assert!(call_detail::detail(tx, "nope", &view, by_cdr_id, &[])?.is_none());
         let mut out: Vec<String> = all
             .iter()
             .map(|v| serde_json::to_string(v).expect("json"))

@@ -124,15 +124,18 @@ pub fn between(
     pg: &PgTx,
     lo: &str,
     hi: &str,
+    devices: &[String],
     limit: i64,
     tz_of: &dyn Fn(&str) -> chrono_tz::Tz,
 ) -> Result<Vec<StoredLeg>> {
     // time_start is COLLATE "C" (sql/postgres/003): a string range as on SQLite.
     let sql = format!(
-        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= $1 AND time_start < $2
-         ORDER BY time_start, id LIMIT $3"
+        "SELECT {SELECT_COLS} FROM legs WHERE time_start >= $1 AND time_start < $2 AND {}
+         ORDER BY time_start, id LIMIT $3",
+        crate::store::scope::pg_clause("device", "$4")
     );
-    pg.query(&sql, &[&lo, &hi, &limit])?
+    let devices = devices.to_vec();
+    pg.query(&sql, &[&lo, &hi, &limit, &devices])?
         .iter()
         .map(|r| from_row(r, tz_of))
         .collect()

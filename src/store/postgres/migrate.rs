@@ -48,6 +48,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/postgres/008_calls_billed_number.sql"),
     ),
     (
+        "009_token_devices",
+        include_str!("../../../sql/postgres/009_token_devices.sql"),
+    ),
+    (
         "010_retention",
         include_str!("../../../sql/postgres/010_retention.sql"),
     ),

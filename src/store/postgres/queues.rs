@@ -89,11 +89,15 @@ pub fn link_leg(
     Ok(())
 }
 
-pub fn between(pg: &PgTx, lo: &str, hi: &str) -> Result<Vec<StoredVisit>> {
+pub fn between(pg: &PgTx, lo: &str, hi: &str, devices: &[String]) -> Result<Vec<StoredVisit>> {
+    let devices = devices.to_vec();
     select(
         pg,
-        "entered_local >= $1 AND entered_local < $2",
-        &[&lo, &hi],
+        &format!(
+            "entered_local >= $1 AND entered_local < $2 AND {}",
+            crate::store::scope::pg_clause("device", "$3")
+        ),
+        &[&lo, &hi, &devices],
     )
 }
 

@@ -369,6 +369,18 @@ pub fn get(pg: &PgTx, id: i64) -> Result<Option<Recording>> {
         .transpose()
 }
 
+pub fn get_of(pg: &PgTx, id: i64, devices: &[String]) -> Result<Option<Recording>> {
+    let sql = format!(
+        "SELECT {COLS} FROM recordings r WHERE r.id = $1 AND {}",
+        crate::store::scope::pg_clause("r.device", "$2")
+    );
+    let devices = devices.to_vec();
+    pg.query_opt(&sql, &[&id, &devices])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
 pub fn of_call(pg: &PgTx, call_id: &str) -> Result<Vec<Recording>> {
     let sql = format!(
         "SELECT {COLS} FROM recordings r JOIN call_legs cl ON cl.leg_id = r.leg_id

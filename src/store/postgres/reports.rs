@@ -97,9 +97,7 @@ fn explained(e: super::PgError) -> StoreError {
             // Reports run in read-only transactions: a statement that
             // writes is refused by the server when it runs.
             Some(d) if d.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION => {
-                StoreError::Backend(format!(
-                    "the query writes to the archive; a report may only read (PostgreSQL: {d})"
-                ))
+                StoreError::NotReadOnly(format!("PostgreSQL: {d}"))
             }
             Some(d) => StoreError::Backend(format!("PostgreSQL: {d}")),
             None => e.into(),

@@ -4,7 +4,7 @@ use super::PgTx;
 use crate::store::tokens::FOUND_COLS;
 use crate::store::Result;
 
-type Parts = (i64, String, String, String, Option<String>, Option<String>);
+type Parts = crate::store::tokens::FoundParts;
 
 pub fn purge(pg: &PgTx, idle_before_ms: i64) -> Result<()> {
     pg.execute(
@@ -31,7 +31,7 @@ pub fn lookup(pg: &PgTx, hash: &str) -> Result<Option<(Parts, i64)>> {
             ),
             &[&hash],
         )?
-        .map(|r| (super::tokens::found_parts(&r, 0), r.get(6))))
+        .map(|r| (super::tokens::found_parts(&r, 0), r.get(7))))
 }
 
 pub fn touch(pg: &PgTx, hash: &str, now_ms: i64) -> Result<()> {

@@ -5,20 +5,16 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::PgTx;
-use crate::store::tokens::{Found, TokenInfo, FOUND_COLS};
+use crate::store::tokens::{parse_devices, Found, FoundParts, TokenInfo, FOUND_COLS};
 use crate::store::Result;
 
-pub fn insert(
-    pg: &PgTx,
-    name: &str,
-    role: &str,
-    hash: &str,
-    created_at: &str,
-    expires_at: Option<&str>,
-) -> Result<()> {
+/// Inserts `[name, role, hash, created_at, devices]` expiring at `expires_at`.
+pub fn insert(pg: &PgTx, cols: [&str; 5], expires_at: Option<&str>) -> Result<()> {
+    let [name, role, hash, created_at, devices] = cols;
     pg.execute(
-        "INSERT INTO tokens (name, role, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        &[&name, &role, &hash, &created_at, &expires_at],
+        "INSERT INTO tokens (name, role, hash, created_at, expires_at, devices)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&name, &role, &hash, &created_at, &expires_at, &devices],
     )?;
     Ok(())
 }
@@ -32,7 +28,7 @@ pub fn exists(pg: &PgTx, name: &str) -> Result<bool> {
 pub fn list(pg: &PgTx) -> Result<Vec<TokenInfo>> {
     Ok(pg
         .query(
-            "SELECT name, role, created_at, expires_at, last_used_at FROM tokens ORDER BY name",
+            "SELECT name, role, created_at, expires_at, last_used_at, devices FROM tokens ORDER BY name",
             &[],
         )?
         .iter()
@@ -42,6 +38,7 @@ pub fn list(pg: &PgTx) -> Result<Vec<TokenInfo>> {
             created_at: r.get(2),
             expires_at: r.get(3),
             last_used_at: r.get(4),
+            devices: parse_devices(r.get(5)).unwrap_or_default(),
         })
         .collect())
 }
@@ -66,10 +63,7 @@ pub fn lookup(pg: &PgTx, hash: &str, now: DateTime<Utc>) -> Result<Option<Found>
 }
 
 /// The `FOUND_COLS` of a row, from column `at`.
-pub(crate) fn found_parts(
-    r: &tokio_postgres::Row,
-    at: usize,
-) -> (i64, String, String, String, Option<String>, Option<String>) {
+pub(crate) fn found_parts(r: &tokio_postgres::Row, at: usize) -> FoundParts {
     (
         r.get(at),
         r.get(at + 1),
@@ -77,6 +71,7 @@ pub(crate) fn found_parts(
         r.get(at + 3),
         r.get(at + 4),
         r.get(at + 5),
+        r.get(at + 6),
     )
 }
 
