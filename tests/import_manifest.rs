@@ -11,6 +11,9 @@ use chrono::TimeZone;
 
 use crate::util::open_derived;
 
+/// entered_local, outcome, wait_seconds, call_id, party_kind.
+type VisitRow = (String, String, Option<f64>, Option<String>, String);
+
 #[test]
 fn a_captured_day_keeps_its_timing() {
     let tz = chrono_tz::Asia::Shanghai;
@@ -71,7 +74,7 @@ fn a_captured_day_keeps_its_timing() {
     );
 
     let c = open_derived(&data.join("callvault.sqlite"));
-    let rows: Vec<(String, String, Option<f64>, Option<String>, String)> = c
+    let rows: Vec<VisitRow> = c
         .prepare(
             "SELECT entered_local, outcome, wait_seconds, call_id, party_kind FROM queue_visits",
         )

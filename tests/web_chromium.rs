@@ -64,6 +64,15 @@ impl Driver {
         v["value"].clone()
     }
 
+    /// Opens `url` afresh (as a link pasted into a new tab): from a blank
+    /// page, so that the page script starts from nothing.
+    async fn open_fresh(&self, url: String) {
+        for u in ["about:blank".to_string(), url] {
+            self.call(reqwest::Method::POST, "/url", Some(json!({ "url": u })))
+                .await;
+        }
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
@@ -530,18 +539,7 @@ async fn web_page_in_headless_chromium() {
 
     // The demo's link (the token in the fragment), opened afresh, signs in,
     // keeps no token and clears the fragment from the address bar.
-    d.call(
-        reqwest::Method::POST,
-        "/url",
-        Some(json!({"url": "about:blank"})),
-    )
-    .await;
-    d.call(
-        reqwest::Method::POST,
-        "/url",
-        Some(json!({"url": format!("http://{addr}/#token={tok}")})),
-    )
-    .await;
+    d.open_fresh(format!("http://{addr}/#token={tok}")).await;
     d.wait(
         "document.querySelector('#calls-view') && !document.querySelector('#calls-view').hidden",
     )
@@ -723,18 +721,8 @@ async fn web_page_first_minutes_in_another_time_zone() {
     );
 
     // A link to a call, opened afresh: the call in view, its legs' types.
-    d.call(
-        reqwest::Method::POST,
-        "/url",
-        Some(json!({"url": "about:blank"})),
-    )
-    .await;
-    d.call(
-        reqwest::Method::POST,
-        "/url",
-        Some(json!({"url": format!("http://{addr}/#/calls/{call_id}")})),
-    )
-    .await;
+    d.open_fresh(format!("http://{addr}/#/calls/{call_id}"))
+        .await;
     d.wait("document.querySelector('#detail h3') && document.querySelectorAll('#detail table').length >= 1")
         .await;
     let in_view = d

@@ -48,20 +48,8 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         for f in &a.files {
             let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-            let body_end = if body.len() > cfg.ingest.max_body_bytes {
-                BodyEnd::TooLarge
-            } else {
-                BodyEnd::Whole
-            };
             let reply = ing
-                .accept(Incoming {
-                    source: a.source.clone(),
-                    method: "IMPORT".into(),
-                    path: f.display().to_string(),
-                    query: None,
-                    body,
-                    body_end,
-                })
+                .accept(incoming(&a.source, f, body, cfg.ingest.max_body_bytes))
                 .await;
             match reply.reason {
                 None if reply.held => println!(
@@ -80,13 +68,7 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        // The legs and events are derived after each commit: finish before
-        // exiting, so that `calls` and reports see the import at once.
-        store
-            .writer
-            .drain()
-            .await
-            .context("deriving legs and events of the imported pushes")
+        derive_all(&store).await
     })?;
     if failed > 0 {
         eprintln!(
@@ -96,6 +78,34 @@ pub fn run(cfg: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The legs and events are derived after each commit: finish before
+/// exiting, so that `calls` and reports see the import at once.
+async fn derive_all(store: &Store) -> anyhow::Result<()> {
+    store
+        .writer
+        .drain()
+        .await
+        .context("deriving legs and events of the imported pushes")
+}
+
+/// A captured body as the listener would hand it on (too large: kept
+/// whole in quarantine like a push the listener cut).
+fn incoming(source: &str, file: &Path, body: Vec<u8>, max_body_bytes: usize) -> Incoming {
+    let body_end = if body.len() > max_body_bytes {
+        BodyEnd::TooLarge
+    } else {
+        BodyEnd::Whole
+    };
+    Incoming {
+        source: source.to_string(),
+        method: "IMPORT".into(),
+        path: file.display().to_string(),
+        query: None,
+        body,
+        body_end,
+    }
 }
 
 /// One line of a manifest.
@@ -162,19 +172,7 @@ fn run_manifest(cfg: Config, manifest: &Path) -> anyhow::Result<ExitCode> {
         for p in &pushes {
             let body =
                 std::fs::read(&p.file).with_context(|| format!("reading {}", p.file.display()))?;
-            let body_end = if body.len() > cfg.ingest.max_body_bytes {
-                BodyEnd::TooLarge
-            } else {
-                BodyEnd::Whole
-            };
-            let req = Incoming {
-                source: p.source.clone(),
-                method: "IMPORT".into(),
-                path: p.file.display().to_string(),
-                query: None,
-                body,
-                body_end,
-            };
+            let req = incoming(&p.source, &p.file, body, cfg.ingest.max_body_bytes);
             let reply = ing.accept_received(req, p.received).await;
             match reply.reason {
                 None if reply.held => held += 1,
@@ -189,11 +187,7 @@ fn run_manifest(cfg: Config, manifest: &Path) -> anyhow::Result<ExitCode> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        store
-            .writer
-            .drain()
-            .await
-            .context("deriving legs and events of the imported pushes")
+        derive_all(&store).await
     })?;
     println!(
         "{}: {stored} pushes stored with their receive times, {held} held (unregistered sender), {refused} refused",
