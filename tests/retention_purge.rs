@@ -466,3 +466,52 @@ async fn serve_purges_shortly_after_start_and_counts_it() {
         "{metrics}"
     );
 }
+
+/// With recordings in S3-compatible storage, a recording past
+/// `recordings_days` is deleted from the bucket (a real S3-protocol
+/// server) and its row says `purged`; a recent one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_the_object_in_s3() {
+    let s3 = crate::recordings_s3::S3Server::start().await;
+    let ts = start_with(|c| {
+        c.recordings.fetch_delay_seconds = 10_000_000;
+        s3.configure(c, "pbx");
+    })
+    .await;
+    let tz = Config::default().default_tz();
+    let now = Utc::now();
+    push(&ts, &cdr_at("201", now - chrono::Duration::days(40), tz));
+    push(&ts, &cdr_at("202", now - chrono::Duration::days(2), tz));
+    ts.derived();
+    let mut cfg = ts_config(&ts);
+    s3.configure(&mut cfg, "pbx");
+    let files = RecordingStore::from_config(&cfg).expect("store");
+    // Archived as the fetcher does: staged locally, then published.
+    let (old, _) = archive_recording(&ts, "201").await;
+    let (recent, _) = archive_recording(&ts, "202").await;
+    let keys = [
+        "2026/01/01/201.wav".to_string(),
+        "2026/01/01/202.wav".to_string(),
+    ];
+    files.publish(&keys).await.expect("upload");
+    assert!(s3.object("pbx/2026/01/01/201.wav").is_some(), "uploaded");
+
+    cfg.retention.recordings_days = 30;
+    let cut = Cutoffs::new(&cfg, now.timestamp_millis());
+    let gone = retention::run(&ts.running.store, &files, &cut, &|_, _| {})
+        .await
+        .expect("purge");
+    assert_eq!(removed(&gone, "recordings"), 1, "{gone:?}");
+    assert_eq!(
+        s3.object("pbx/2026/01/01/201.wav"),
+        None,
+        "deleted from the bucket"
+    );
+    assert!(
+        s3.object("pbx/2026/01/01/202.wav").is_some(),
+        "the recent one stays"
+    );
+    assert_eq!(status_of_recording(&ts, old), ("purged".into(), None));
+    assert_eq!(status_of_recording(&ts, recent).0, "done");
+    ts.running.stop().await;
+}
