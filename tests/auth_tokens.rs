@@ -546,6 +546,37 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             })
             .await;
             assert!(failed && read < SIZE, "cut: {read} of {SIZE} bytes read");
+
+            // Signing out ends that session's download too, while the
+            // token (and its other sessions) live on.
+            let tok = blocking(|| cli::create(&store, "desk", "qa", None, &[])).expect("create");
+            let (cookie, _) = sign_in(&ts, &tok, false).await;
+            let (other, _) = sign_in(&ts, &tok, false).await;
+            let resp = http
+                .get(url(&ts, &path))
+                .header(COOKIE, &cookie)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200);
+            let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
+                let out = http
+                    .delete(url(&ts, "/api/session"))
+                    .header(COOKIE, &cookie)
+                    .send()
+                    .await
+                    .expect("sign out");
+                assert_eq!(out.status(), 204);
+            })
+            .await;
+            assert!(failed && read < SIZE, "cut at sign-out: {read} of {SIZE}");
+            let resp = http
+                .get(url(&ts, "/api/session"))
+                .header(COOKIE, &other)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200, "the token's other session lives on");
             ts.running.stop().await;
         },
     )

@@ -9,12 +9,13 @@
 //! token or session up in the store, so a revoked or expired token is
 //! refused at once (README "API tokens and sessions").
 //!
-//! A response that is still streaming when its token is revoked or
-//! expires (a long billing export, a recording) is cut within seconds:
-//! [`guard`] wraps every authenticated response's body in a
-//! [`GuardedBody`] that checks its caller every [`CHECK_EVERY`] against
-//! an in-memory set of the tokens that exist, which is refreshed from
-//! the store at most every [`RECHECK`] while such a body asks. The store,
+//! A response that is still streaming (a long billing export, a
+//! recording) when its token is revoked or expires, or when the web
+//! session it came with is signed out, is cut within seconds: [`guard`]
+//! wraps every authenticated response's body in a [`GuardedBody`] that
+//! checks its caller every [`CHECK_EVERY`] against an in-memory set of
+//! the tokens and sessions that exist, which is refreshed from the store
+//! at most every [`RECHECK`] while such a body asks. The store,
 //! not this process, is the truth: the token may have been revoked by
 //! `callvault token revoke` (another process), or on PostgreSQL by any
 //! collector.
@@ -334,11 +335,13 @@ pub async fn guard(
     match slot.get() {
         Some((caller, since)) => {
             let (hash, expires, since) = (caller.token_hash.clone(), caller.expires_at, *since);
+            let session = caller.session.clone();
             resp.map(|inner| {
                 Body::new(GuardedBody {
                     inner,
                     shared,
                     hash,
+                    session,
                     expires,
                     since,
                     next_check: since + CHECK_EVERY,
@@ -358,6 +361,9 @@ pub struct GuardedBody {
     inner: Body,
     shared: Arc<AuthShared>,
     hash: String,
+    /// The session's hash when the request came with the session cookie:
+    /// signing out ends its responses too.
+    session: Option<String>,
     expires: Option<DateTime<Utc>>,
     since: Instant,
     next_check: Instant,
@@ -378,12 +384,19 @@ impl hyper::body::Body for GuardedBody {
         let now = Instant::now();
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
-            if !self
-                .shared
-                .still_valid(&self.hash, self.expires, self.since)
+            let session_ended = self
+                .session
+                .as_deref()
+                .is_some_and(|h| !self.shared.still_valid(h, None, self.since));
+            if session_ended
+                || !self
+                    .shared
+                    .still_valid(&self.hash, self.expires, self.since)
             {
                 self.ended = true;
-                tracing::info!("response cut: its token was revoked or has expired");
+                tracing::info!(
+                    "response cut: its token was revoked or has expired, or its session ended"
+                );
                 return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
                     "the caller's token was revoked or has expired",
                 )))));

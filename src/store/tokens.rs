@@ -285,13 +285,16 @@ pub fn touch(tx: &Tx, id: i64, at: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
-/// The hashes of every token that exists (revoked ones are gone): what a
-/// streaming response checks its caller against every few seconds.
+/// The hashes of every token and every web session that exist (revoked
+/// tokens and signed-out sessions are gone): what a streaming response
+/// checks its caller against every few seconds. Both are sha256 of 32
+/// random bytes, so one set holds both.
 pub fn live_hashes(tx: &Tx) -> Result<HashSet<String>> {
     if let Some(pg) = tx.pg() {
         return super::postgres::tokens::live_hashes(pg);
     }
-    let mut st = tx.prepare_cached("SELECT hash FROM tokens")?;
+    let mut st =
+        tx.prepare_cached("SELECT hash FROM tokens UNION ALL SELECT hash FROM sessions")?;
     let rows = st.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -85,7 +85,10 @@ pub fn touch(pg: &PgTx, id: i64, at: &str) -> Result<()> {
 
 pub fn live_hashes(pg: &PgTx) -> Result<HashSet<String>> {
     Ok(pg
-        .query("SELECT hash FROM tokens", &[])?
+        .query(
+            "SELECT hash FROM tokens UNION ALL SELECT hash FROM sessions",
+            &[],
+        )?
         .iter()
         .map(|r| r.get(0))
         .collect())
