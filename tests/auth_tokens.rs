@@ -64,6 +64,13 @@ async fn status(rb: reqwest::RequestBuilder) -> u16 {
     rb.send().await.expect("request").status().as_u16()
 }
 
+/// Sends `rb`, which must be answered 200; the response, its body unread.
+async fn ok(rb: reqwest::RequestBuilder) -> reqwest::Response {
+    let resp = rb.send().await.expect("request");
+    assert_eq!(resp.status(), 200, "{}", resp.url());
+    resp
+}
+
 /// Signs in with `token` (bearer); returns the cookie pair and the whole
 /// Set-Cookie header.
 async fn sign_in(ts: &TestServer, token: &str, https: bool) -> (String, String) {
@@ -499,26 +506,14 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
 
             // Unrevoked, a slow reader gets the whole file.
             let keep = blocking(|| cli::create(&store, "keeper", "qa", None, &[])).expect("create");
-            let resp = http
-                .get(url(&ts, &path))
-                .bearer_auth(&keep)
-                .send()
-                .await
-                .expect("get");
-            assert_eq!(resp.status(), 200);
+            let resp = ok(http.get(url(&ts, &path)).bearer_auth(&keep)).await;
             let (read, failed, _) = read_slowly(resp, usize::MAX, 0, async || {}).await;
             assert_eq!((read, failed), (SIZE, false), "the whole file");
 
             // By bearer token: revoked a megabyte in, the rest never comes.
             let tok =
                 blocking(|| cli::create(&store, "listener", "qa", None, &[])).expect("create");
-            let resp = http
-                .get(url(&ts, &path))
-                .bearer_auth(&tok)
-                .send()
-                .await
-                .expect("get");
-            assert_eq!(resp.status(), 200);
+            let resp = ok(http.get(url(&ts, &path)).bearer_auth(&tok)).await;
             let mut revoked_at = Instant::now();
             let (read, failed, ended) = read_slowly(resp, 1 << 20, SLOW, async || {
                 blocking(|| cli::revoke(&store, "listener")).expect("revoke");
@@ -534,13 +529,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             // By session cookie (the page's audio and download links): the same.
             let tok = blocking(|| cli::create(&store, "page", "qa", None, &[])).expect("create");
             let (cookie, _) = sign_in(&ts, &tok, false).await;
-            let resp = http
-                .get(url(&ts, &path))
-                .header(COOKIE, &cookie)
-                .send()
-                .await
-                .expect("get");
-            assert_eq!(resp.status(), 200);
+            let resp = ok(http.get(url(&ts, &path)).header(COOKIE, &cookie)).await;
             let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
                 blocking(|| cli::revoke(&store, "page")).expect("revoke");
             })
@@ -552,13 +541,7 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             let tok = blocking(|| cli::create(&store, "desk", "qa", None, &[])).expect("create");
             let (cookie, _) = sign_in(&ts, &tok, false).await;
             let (other, _) = sign_in(&ts, &tok, false).await;
-            let resp = http
-                .get(url(&ts, &path))
-                .header(COOKIE, &cookie)
-                .send()
-                .await
-                .expect("get");
-            assert_eq!(resp.status(), 200);
+            let resp = ok(http.get(url(&ts, &path)).header(COOKIE, &cookie)).await;
             let (read, failed, _) = read_slowly(resp, 1 << 20, SLOW, async || {
                 let out = http
                     .delete(url(&ts, "/api/session"))
@@ -570,13 +553,8 @@ async fn a_download_under_way_is_cut_when_its_token_is_revoked() {
             })
             .await;
             assert!(failed && read < SIZE, "cut at sign-out: {read} of {SIZE}");
-            let resp = http
-                .get(url(&ts, "/api/session"))
-                .header(COOKIE, &other)
-                .send()
-                .await
-                .expect("get");
-            assert_eq!(resp.status(), 200, "the token's other session lives on");
+            // The token's other session lives on.
+            ok(http.get(url(&ts, "/api/session")).header(COOKIE, &other)).await;
             ts.running.stop().await;
         },
     )
