@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod archive;
+
 use std::ffi::OsStr;
 use std::process::Command;
 
