@@ -292,3 +292,38 @@ async fn live_shows_a_limited_token_its_devices_and_ends_on_revocation_or_sign_o
         .expect("the server stops with a stream open");
     assert!(sees_all.ends_within(Duration::from_secs(5)).await);
 }
+
+/// Two collectors on one PostgreSQL archive: whichever took a push, both
+/// streams show the whole floor (the floor is read from the stored
+/// events, which one collector derives for all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_collector_shows_the_whole_floor_on_postgres() {
+    let Some(db) = callvault::store::testing::TestDb::fresh("live_two_collectors") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: &std::path::Path| {
+        let mut cfg = test_config(dir);
+        cfg.store.url = db.url().to_string();
+        server::start(cfg)
+    };
+    let a = start(dir_a.path()).await.expect("collector a");
+    let b = start(dir_b.path()).await.expect("collector b");
+    let tok = token_on(&a, "qa").await;
+    let mut on_a = Live::open(a.api_addr, Some(&tok), None).await;
+    let mut on_b = Live::open(b.api_addr, Some(&tok), None).await;
+    for (ingest, body) in [
+        (a.ingest_addr, queue_of("77")),
+        (b.ingest_addr, agent_ring_of("5")),
+    ] {
+        let resp = raw_exchange(ingest, &om_request("POST", "/", &body));
+        assert_eq!(status_of(&resp), 200, "{resp}");
+    }
+    for live in [&mut on_a, &mut on_b] {
+        let f = live.until("both calls", |f| n(f, "calls") == 2).await;
+        assert_eq!(waiting(&f), 1, "{f}");
+    }
+    drop((on_a, on_b));
+    b.stop().await;
+    a.stop().await;
+}
