@@ -1,7 +1,8 @@
 //! callvault: archives CDRs and call recordings pushed by office phone
 //! systems (New Rock OM IPPBX first) and turns them into calls, billing CSVs,
 //! recordings by call and reports. The source tree mirrors the pipeline:
-//! `ingest → store → calls → recordings / queues → reports`, with `http`
+//! `ingest → store → calls → recordings / queues → reports`, `live` (the
+//! wallboard, from stored events), with `http`
 //! and `cli` at the edge and `sim` a simulated OM device. What both edges
 //! share sits beside them: `query` (call filters), `roles`, `audit` (the
 //! audit log's rules) and `telemetry`.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod device_status;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod log_throttle;
 pub mod model;
 pub mod query;

@@ -155,6 +155,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         cfg: cfg.clone(),
         recordings_paused: fetcher.pause_state(),
         recordings: fetcher.recording_store(),
+        live: crate::live::Feed::start(store.clone(), rx.clone()),
     });
     let mut tasks = vec![tokio::spawn(http::serve_device::serve(
         ingest_l,

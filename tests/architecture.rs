@@ -23,6 +23,7 @@ const ABOVE_THE_STORE: &[&str] = &[
     "cli",
     "server",
     "sim",
+    "live",
 ];
 
 /// Top-level modules a module may not name, beyond [`ABOVE_THE_STORE`]
@@ -41,6 +42,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("reports", &["http", "cli", "server"]),
     ("retention", &["http", "cli", "server"]),
     ("cli", &["http"]),
+    ("live", &["http", "cli", "server"]),
 ];
 
 /// What `module` may not name.

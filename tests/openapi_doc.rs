@@ -41,6 +41,17 @@ async fn the_openapi_document_lists_every_route_of_the_router() {
             continue;
         }
         let path = path.replace("{id}", "1").replace("{name}", "app.js");
+        if path == "/api/live" {
+            // A stream that does not end: its status says it is served.
+            let resp = reqwest::Client::new()
+                .get(format!("http://{api}{path}"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200);
+            continue;
+        }
         let (code, body) = get(api, &path, Some(&admin)).await;
         let text = String::from_utf8_lossy(&body);
         assert!(

@@ -123,7 +123,12 @@ async fn every_route_answers_every_role_as_the_rights_table_says() {
             }
             let resp = req.send().await.expect("request");
             let got = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
+            // The live wallboard's stream does not end: its status is enough.
+            let body = if r.path == "/api/live" && got == 200 {
+                Default::default()
+            } else {
+                resp.bytes().await.unwrap_or_default()
+            };
             // Checked from loopback: /metrics needs nothing here.
             let table = match r.need {
                 Need::LoopbackOr(_) => None,

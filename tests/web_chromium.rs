@@ -29,7 +29,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Each request the page made: path, status, query string.
 type Log = Arc<Mutex<Vec<(String, u16, String)>>>;
 
-struct Driver {
+pub struct Driver {
     child: Child,
     http: reqwest::Client,
     base: String,
@@ -44,7 +44,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut rb = self.http.request(method, url);
         if let Some(b) = body {
@@ -66,14 +66,14 @@ impl Driver {
 
     /// Opens `url` afresh (as a link pasted into a new tab): from a blank
     /// page, so that the page script starts from nothing.
-    async fn open_fresh(&self, url: String) {
+    pub async fn open_fresh(&self, url: String) {
         for u in ["about:blank".to_string(), url] {
             self.call(reqwest::Method::POST, "/url", Some(json!({ "url": u })))
                 .await;
         }
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub async fn js(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
@@ -93,7 +93,7 @@ impl Driver {
         v[ELEMENT].as_str().expect("element id").to_string()
     }
 
-    async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -103,7 +103,7 @@ impl Driver {
         .await;
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -114,7 +114,7 @@ impl Driver {
     }
 
     /// Polls a JS expression until it is truthy (10 s deadline).
-    async fn wait(&self, expr: &str) -> Value {
+    pub async fn wait(&self, expr: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let v = self.js(&format!("return ({expr});")).await;
@@ -129,7 +129,7 @@ impl Driver {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub async fn screenshot(&self, name: &str) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or_default())
@@ -147,7 +147,7 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-async fn start_driver(profile: &Path, downloads: &Path) -> Driver {
+pub async fn start_driver(profile: &Path, downloads: &Path) -> Driver {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -243,6 +243,10 @@ async fn front(ts: &TestServer, log: Log) -> SocketAddr {
         recordings_paused: Default::default(),
         recordings: callvault::recordings::storage::RecordingStore::from_config(&config(ts))
             .expect("recordings store"),
+        live: callvault::live::Feed::start(
+            ts.running.store.clone(),
+            tokio::sync::watch::channel(false).1,
+        ),
     };
     let app = Router::new()
         .fallback_service(api_router(state))
@@ -314,7 +318,7 @@ fn seen(log: &Log, path: &str, ok: &[u16]) -> bool {
 }
 
 /// Whether Chromium and chromedriver are here; says why not.
-fn have_chromium(test: &str) -> bool {
+pub fn have_chromium(test: &str) -> bool {
     let which = |b: &str| {
         Command::new("sh")
             .arg("-c")

@@ -8,7 +8,8 @@
 //! - [`summary`]: what a call is, derived from its legs ([`summarize`]).
 //!
 //! And the one stateful part, [`live`]: keeping the `calls` table current as
-//! legs arrive, and `rebuild` through the same path.
+//! legs arrive, and `rebuild` through the same path. [`timeline`] reads a
+//! call's events from the store (its rule and its words are pure functions).
 //!
 //! Legs arrive in any order (each CDR is pushed when its own leg ends), so
 //! both grouping and summary are independent of input order.
@@ -17,6 +18,7 @@ pub mod group;
 pub mod live;
 pub mod rules;
 pub mod summary;
+pub mod timeline;
 
 pub use crate::model::{CallFacts, Direction};
 pub use group::group;

@@ -1,5 +1,5 @@
 //! `GET /api/calls` (search with cursor paging, and the total of all
-//! pages) and `GET /api/calls/{id}`.
+//! pages), `GET /api/calls/{id}` and its timeline `GET /api/calls/{id}/events`.
 //! The query's parameters are parsed by `crate::query` (shared with the
 //! CLI); the rows and the detail come typed from the store.
 
@@ -88,4 +88,25 @@ async fn detail_of(
     }
     // Through a `Value`: its keys are sorted, as this route has always sent them.
     Ok(Json(serde_json::to_value(&found)?))
+}
+
+/// `GET /api/calls/{id}/events`: the call's timeline (docs/calls.md
+/// "Timeline"), with the rights of `GET /api/calls/{id}`: another
+/// device's call, for a device-limited token, is 404 as an unknown one.
+pub async fn events(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::calls::timeline::Timeline>, AppError> {
+    caller.require(Perm::ReadCalls)?;
+    let cfg = st.cfg.clone();
+    let devices = caller.devices.clone();
+    st.store
+        .read(move |c| {
+            let view = CallView::now(&cfg);
+            crate::calls::timeline::of_call(c, &id, &view, &devices)
+        })
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound("no such call".into()))
 }

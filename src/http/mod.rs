@@ -10,6 +10,7 @@ pub mod error;
 pub mod headers;
 pub mod ingest;
 pub mod legs;
+pub mod live;
 pub mod openapi;
 pub mod queues;
 pub mod recordings;

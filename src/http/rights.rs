@@ -94,6 +94,12 @@ pub const RIGHTS: &[Right] = &[
     ),
     right(
         "GET",
+        "/api/calls/{id}/events",
+        Need::Perm(Perm::ReadCalls),
+        "the call's timeline; another device's call is 404",
+    ),
+    right(
+        "GET",
         "/api/calls/{id}/recording",
         Need::Perm(Perm::Recordings),
         "another device's call is 404",
@@ -115,6 +121,12 @@ pub const RIGHTS: &[Right] = &[
         "/api/queues/summary",
         Need::Perm(Perm::ReadCalls),
         "device-limited tokens: their devices only",
+    ),
+    right(
+        "GET",
+        "/api/live",
+        Need::Perm(Perm::ReadCalls),
+        "Server-Sent Events; device-limited tokens: their devices only; ends within seconds of a revocation or sign-out",
     ),
     right(
         "GET",
@@ -156,9 +168,15 @@ pub const RIGHTS: &[Right] = &[
     right("GET", "/", Need::Nothing, "the web page"),
     right(
         "GET",
+        "/live",
+        Need::Nothing,
+        "the wall screen page (its stream needs the session)",
+    ),
+    right(
+        "GET",
         "/assets/{name}",
         Need::Nothing,
-        "the page's script and style sheet",
+        "the pages' scripts and style sheets",
     ),
 ];
 

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 
 use super::auth::Perm;
 use super::{
-    audit, calls, devices, legs, queues, recordings, reports, rights, session, web, AppError,
+    audit, calls, devices, legs, live, queues, recordings, reports, rights, session, web, AppError,
 };
 use crate::config::Config;
 use crate::store::Store;
@@ -25,6 +25,9 @@ pub struct AppState {
     pub recordings_paused: crate::recordings::PauseState,
     /// Where archived recordings are read from (`[recordings] store`).
     pub recordings: crate::recordings::storage::RecordingStore,
+    /// The live wallboard's floor, kept by one task per server
+    /// (`live::feed`), which `GET /api/live` streams.
+    pub live: crate::live::Feed,
 }
 
 pub fn api_router(state: AppState) -> Router {
@@ -80,6 +83,9 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("GET", "/api/legs") => get(legs::list),
         ("GET", "/api/calls") => get(calls::search),
         ("GET", "/api/calls/{id}") => get(calls::detail),
+        ("GET", "/api/calls/{id}/events") => get(calls::events),
+        ("GET", "/api/live") => get(live::stream),
+        ("GET", "/live") => get(web::live_page),
         ("GET", "/api/queues/visits") => get(queues::visits),
         ("GET", "/api/queues/summary") => get(queues::summary),
         ("GET", "/api/calls/{id}/recording") => get(recordings::by_call),

@@ -80,6 +80,13 @@ pub fn detail(
     }))
 }
 
+/// The legs of the call with current id `call_id`, in leg id order (the
+/// timeline's rule reads their ids and spans: `calls::timeline`).
+pub fn legs_of_call(conn: &Tx, call_id: &str, view: &CallView) -> Result<Vec<StoredLeg>> {
+    let leg_ids = super::calls::leg_ids_of_call(conn, call_id)?;
+    super::calls::legs_by_ids(conn, &leg_ids, &|d| view.tz_of(d))
+}
+
 /// The current id of the call shown under `id` (`calls::resolve_id`), if
 /// that call is of one of `devices` (any device when empty); a call of
 /// another device is not found, so its id tells nothing.

@@ -78,6 +78,61 @@ pub fn after(conn: &Tx, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
         Some(pg) => super::postgres::events::after(pg, after, limit)?,
         None => after_sqlite(conn, after, limit)?,
     };
+    typed(rows)
+}
+
+/// The events of `device` received from `from_ms` to `to_ms` (unix ms,
+/// both included), in arrival order, at most `limit`: where a call's
+/// timeline looks for its events (docs/calls.md "Timeline"). The window is
+/// what bounds the work (index `events_received`), whatever the archive's
+/// size.
+pub fn of_device_between(
+    conn: &Tx,
+    device: &str,
+    from_ms: i64,
+    to_ms: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
+    if let Some(pg) = conn.pg() {
+        return typed(super::postgres::events::of_device_between(
+            pg, device, from_ms, to_ms, limit,
+        )?);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT id, device, received_at, received_ms, attribute, attrs_json, mac, parties_json
+         FROM events WHERE received_ms BETWEEN ?2 AND ?3 AND device = ?1
+         ORDER BY id LIMIT ?4",
+    )?;
+    let rows = st.query_map(params![device, from_ms, to_ms, limit], event_row)?;
+    typed(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The cursor from which replaying `after` gives every event received at
+/// or after `from_ms` (unix ms): the live wallboard's start
+/// (ARCHITECTURE.md "Live wallboard"). Events are stored in arrival
+/// order, so their ids grow with their receive time.
+pub fn cursor_before(conn: &Tx, from_ms: i64) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::events::cursor_before(pg, from_ms);
+    }
+    Ok(conn.query_row(
+        "SELECT COALESCE((SELECT MIN(id) - 1 FROM events WHERE received_ms >= ?1),
+                         (SELECT MAX(id) FROM events), 0)",
+        [from_ms],
+        |r| r.get(0),
+    )?)
+}
+
+/// The newest event's id (0 when there is none).
+pub fn last_seq(conn: &Tx) -> Result<i64> {
+    if let Some(pg) = conn.pg() {
+        return super::postgres::events::last_seq(pg);
+    }
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+}
+
+/// Rows of either backend as [`StoredEvent`]s.
+fn typed(rows: Vec<super::postgres::events::EventRow>) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     for (seq, device, received_at, received_ms, attribute, attrs, mac, parties) in rows {
         let attrs: Vec<(String, String)> =
@@ -110,19 +165,23 @@ fn after_sqlite(
         "SELECT id, device, received_at, received_ms, attribute, attrs_json, mac, parties_json
          FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = st.query_map(params![after, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, String>(7)?,
-        ))
-    })?;
+    let rows = st.query_map(params![after, limit], event_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One row of `SELECT id, device, received_at, received_ms, attribute,
+/// attrs_json, mac, parties_json`.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::postgres::events::EventRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
 }
 
 pub fn count(conn: &Tx) -> Result<i64> {
@@ -235,6 +294,59 @@ mod tests {
                             ),
                         ]
                     );
+                    Ok(())
+                })
+                .expect("read");
+        });
+    }
+
+    /// The timeline's window (one device, receive times, both ends in) and
+    /// the wallboard's start cursor, on both backends.
+    #[test]
+    fn a_devices_window_and_the_cursor_before_a_time() {
+        each_backend("events_window_and_cursor", |_, store| {
+            let ring = |ext: &str| Event {
+                attribute: "RING".into(),
+                attrs: Vec::new(),
+                mac: None,
+                parties: vec![party("ext", Some(ext), None)],
+            };
+            let ids = store
+                .writer
+                .write_blocking(move |tx| {
+                    let at = "2026-12-03T10:00:00Z";
+                    let mut ids = Vec::new();
+                    for (device, ms, ext) in [
+                        ("hq", 1_000, "200"),
+                        ("branch", 2_000, "300"),
+                        ("hq", 3_000, "201"),
+                        ("hq", 9_000, "202"),
+                    ] {
+                        let p = a_push(tx)?;
+                        ids.push(insert(tx, device, p, at, ms, &ring(ext))?);
+                    }
+                    Ok(ids)
+                })
+                .expect("insert");
+            store
+                .read_blocking(|tx| {
+                    let got: Vec<(i64, i64)> = of_device_between(tx, "hq", 1_000, 3_000, 10)?
+                        .iter()
+                        .map(|e| (e.seq, e.received_ms))
+                        .collect();
+                    assert_eq!(got, [(ids[0], 1_000), (ids[2], 3_000)]);
+                    assert_eq!(of_device_between(tx, "hq", 1_000, 9_000, 2)?.len(), 2);
+                    assert!(of_device_between(tx, "hq", 4_000, 8_000, 10)?.is_empty());
+                    assert_eq!(
+                        of_device_between(tx, "branch", 0, 9_000, 10)?[0].event,
+                        ring("300")
+                    );
+                    // Replaying `after` from the cursor gives the events
+                    // received from that time on.
+                    assert_eq!(cursor_before(tx, 2_500)?, ids[2] - 1);
+                    assert_eq!(cursor_before(tx, 0)?, ids[0] - 1);
+                    assert_eq!(cursor_before(tx, 10_000)?, ids[3]);
+                    assert_eq!(last_seq(tx)?, ids[3]);
                     Ok(())
                 })
                 .expect("read");

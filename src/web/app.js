@@ -1,5 +1,5 @@
 // callvault web page: sign in with an API token, search calls, open one
-// (legs, queue visit, recordings, player), daily report, billing CSV and .xlsx,
+// (legs, queue visit, recordings, player, what happened), daily report, billing CSV and .xlsx,
 // and (administrators) the devices. Plain DOM, no framework, no network
 // access beyond this server. Where the user is lives in the URL's fragment
 // (#/calls?from=…, #/calls/{id}, #/report?date=…, #/billing, #/devices), so
@@ -361,6 +361,7 @@ async function openCall(id) {
   parts.push(el("h4", {}, "Queue"));
   const visitsBox = el("div", { id: "queue-visits" }, el("p", { class: "status" }, "Loading…"));
   parts.push(visitsBox);
+  parts.push(whatHappened(c.id));
   box.replaceChildren(...parts);
   const visits = await queueVisits(c);
   if (visits === null) visitsBox.replaceChildren(el("p", { class: "status" }, "Queue visits are not available."));
@@ -368,6 +369,29 @@ async function openCall(id) {
   else visitsBox.replaceChildren(table(["Group", "Entered", "Outcome", "Agent", "Wait"],
     visits.map((v) => [v.group_number ? `${v.grp ?? v.group} (${v.group_number})` : String(v.grp ?? v.group ?? ""),
       localTime(v.entered_at || v.entered_local), v.outcome, v.agent || "", v.wait_seconds == null ? "" : `${Math.round(v.wait_seconds)}s`])));
+}
+
+// ---- what happened: the call's events (GET /api/calls/{id}/events) -------
+
+// A section that fills itself once the call's timeline is in: each event's
+// time from the first one, and what it means in words (docs/calls.md
+// "Timeline").
+function whatHappened(id) {
+  const list = el("ol", { id: "what-happened", class: "timeline" }, el("li", { class: "status" }, "Loading…"));
+  api(`/api/calls/${encodeURIComponent(id)}/events`).then((t) => {
+    const evs = t.events || [];
+    if (!evs.length) {
+      list.replaceChildren(el("li", { class: "status" }, "No call events were received for this call."));
+      return;
+    }
+    const t0 = Date.parse(evs[0].received_at);
+    list.replaceChildren(...evs.map((e) => el("li", { "data-attribute": e.attribute },
+      el("time", { dateTime: e.received_at, title: e.received_at },
+        "+" + secs(Math.max(0, Math.round((Date.parse(e.received_at) - t0) / 1000)))),
+      el("span", { class: "what" }, e.text))));
+    if (t.truncated) list.append(el("li", { class: "status" }, "More events than shown."));
+  }).catch((e) => list.replaceChildren(el("li", { class: "error" }, "Could not load the events: " + e.message)));
+  return el("section", { class: "what-happened" }, el("h4", {}, "What happened"), list);
 }
 
 // ---- daily report --------------------------------------------------------

@@ -79,19 +79,59 @@ pub fn after(pg: &PgTx, after: i64, limit: i64) -> Result<Vec<EventRow>> {
             &[&after, &limit],
         )?
         .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-                r.get(5),
-                r.get(6),
-                r.get(7),
-            )
-        })
+        .map(event_row)
         .collect())
+}
+
+/// `store::events::of_device_between` on PostgreSQL.
+pub fn of_device_between(
+    pg: &PgTx,
+    device: &str,
+    from_ms: i64,
+    to_ms: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    Ok(pg
+        .query(
+            "SELECT id, device, received_at, received_ms, attribute, attrs_json, mac, parties_json
+             FROM events WHERE received_ms BETWEEN $2 AND $3 AND device = $1
+             ORDER BY id LIMIT $4",
+            &[&device, &from_ms, &to_ms, &limit],
+        )?
+        .iter()
+        .map(event_row)
+        .collect())
+}
+
+/// `store::events::cursor_before` on PostgreSQL.
+pub fn cursor_before(pg: &PgTx, from_ms: i64) -> Result<i64> {
+    Ok(pg
+        .query_one(
+            "SELECT COALESCE((SELECT MIN(id) - 1 FROM events WHERE received_ms >= $1),
+                             (SELECT MAX(id) FROM events), 0)",
+            &[&from_ms],
+        )?
+        .get(0))
+}
+
+/// `store::events::last_seq` on PostgreSQL.
+pub fn last_seq(pg: &PgTx) -> Result<i64> {
+    Ok(pg
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])?
+        .get(0))
+}
+
+fn event_row(r: &tokio_postgres::Row) -> EventRow {
+    (
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+    )
 }
 
 pub fn count(pg: &PgTx) -> Result<i64> {
