@@ -13,6 +13,8 @@ mod calls_http;
 mod calls_manual;
 mod calls_sim;
 mod contrib_unit;
+mod conversation_api;
+mod conversation_figures;
 mod demo_cli;
 mod device_tokens;
 mod devices_figures;
