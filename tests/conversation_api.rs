@@ -59,8 +59,11 @@ async fn call_detail_and_search_show_conversation_figures_on_both_backends() {
 
         let tok = token(&ts, "qa").await;
         let api = ts.api();
-        let detail = |id: &str| get_json(api, &format!("/api/calls/{id}"), &tok);
-        let ok = detail(&recs[0].1).await;
+        let detail = |id: String| {
+            let tok = tok.clone();
+            async move { get_json(api, &format!("/api/calls/{id}"), &tok).await }
+        };
+        let ok = detail(recs[0].1.clone()).await;
         let v = &ok["conversation"];
         near("agent talk", &v["agent_talk_seconds"], t.agent);
         near("customer talk", &v["customer_talk_seconds"], t.customer);
@@ -86,13 +89,13 @@ async fn call_detail_and_search_show_conversation_figures_on_both_backends() {
             .all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()));
         assert!(ok.get("conversation_error").is_none(), "{name}");
 
-        let failed = detail(&recs[1].1).await;
+        let failed = detail(recs[1].1.clone()).await;
         assert_eq!(failed["conversation"], Value::Null, "{name}");
         assert_eq!(
             failed["conversation_error"], "send side: more than 100000",
             "{name}"
         );
-        let none = detail(&recs[2].1).await;
+        let none = detail(recs[2].1.clone()).await;
         assert_eq!(none["conversation"], Value::Null, "{name}");
         assert!(none.get("conversation_error").is_none(), "{name}");
 
