@@ -5,8 +5,12 @@
 //! frame, 80 samples at 8 kHz), fed one frame at a time while the side is
 //! decoded, in constant memory apart from the list of speech spans:
 //!
-//! * **Noise floor**: minimum statistics (the floor is the lowest frame
-//!   energy of a window of blocks around the frame, R. Martin 2001). Speech
+//! * **Noise floor**: minimum statistics (the floor is the lowest energy,
+//!   averaged over [`SMOOTH_FRAMES`] frames in dB, of a window of blocks
+//!   around the frame, R. Martin 2001; the average keeps the floor from
+//!   following the dips of a noise's frame energies, which after G.729
+//!   coding swing by several dB; the first 100 ms of a side, where a
+//!   decoder starts up from silence, are left out). Speech
 //!   has pauses between words, so the window's minimum is the background
 //!   even while someone talks; a steady noise (a hiss, an air conditioner)
 //!   raises the floor with it and is not speech. The window looks one block
@@ -28,6 +32,9 @@
 
 use std::collections::VecDeque;
 
+/// Frames whose energies (in dB) are averaged for the noise floor: 50 ms,
+/// shorter than the pauses between words.
+pub const SMOOTH_FRAMES: usize = 5;
 /// Frames per noise-floor block: 0.5 s.
 pub const BLOCK_FRAMES: usize = 50;
 /// Blocks of the noise-floor window before the frame's own block: with the
@@ -83,6 +90,11 @@ pub fn frame_db(samples: &[i16]) -> f32 {
 pub struct Vad {
     /// Energies of the block being filled.
     current: Vec<f32>,
+    /// Its lowest smoothed energy so far.
+    current_min: f32,
+    /// The last [`SMOOTH_FRAMES`] energies (a ring) and how many were seen.
+    recent: [f32; SMOOTH_FRAMES],
+    seen: usize,
     /// The block before it, waiting for its look-ahead (the current block).
     waiting: Option<Vec<f32>>,
     /// Minimum energy of each of the last blocks, the waiting one last.
@@ -100,6 +112,9 @@ impl Vad {
     pub fn new() -> Self {
         Vad {
             current: Vec::with_capacity(BLOCK_FRAMES),
+            current_min: f32::INFINITY,
+            recent: [0.0; SMOOTH_FRAMES],
+            seen: 0,
             waiting: None,
             minima: VecDeque::with_capacity(WINDOW_BLOCKS + 2),
             smoother: Smoother::default(),
@@ -113,10 +128,20 @@ impl Vad {
 
     /// One frame by its energy ([`frame_db`]).
     pub fn push_db(&mut self, db: f32) {
+        self.recent[self.seen % SMOOTH_FRAMES] = db;
+        self.seen += 1;
+        let n = self.seen.min(SMOOTH_FRAMES);
+        let smoothed = self.recent[..n].iter().sum::<f32>() / n as f32;
+        // A G.729 decoder starts from silence: its first frames are far
+        // quieter than the line (the first of coded noise 55 dB below the
+        // rest), so averages that reach back to them stay out of the floor.
+        if self.seen >= 2 * SMOOTH_FRAMES {
+            self.current_min = self.current_min.min(smoothed);
+        }
         self.current.push(db);
         if self.current.len() == BLOCK_FRAMES {
             let block = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK_FRAMES));
-            let min = block_min(&block);
+            let min = std::mem::replace(&mut self.current_min, f32::INFINITY);
             self.decide_waiting(min);
             self.minima.push_back(min);
             // The waiting block's own minimum and WINDOW_BLOCKS before it.
@@ -140,7 +165,7 @@ impl Vad {
     /// The side's speech spans, in order.
     pub fn finish(mut self) -> SideSpeech {
         let last = std::mem::take(&mut self.current);
-        let last_min = block_min(&last);
+        let last_min = self.current_min;
         self.decide_waiting(last_min);
         let floor = self.minima.iter().copied().fold(last_min, f32::min);
         for db in last {
@@ -148,10 +173,6 @@ impl Vad {
         }
         self.smoother.finish()
     }
-}
-
-fn block_min(block: &[f32]) -> f32 {
-    block.iter().copied().fold(f32::INFINITY, f32::min)
 }
 
 fn is_speech(db: f32, floor: f32) -> bool {
