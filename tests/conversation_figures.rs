@@ -61,9 +61,12 @@ pub const CUSTOMER: [Piece; 3] = [
     Piece { from: 563, to: 984 },
 ];
 
+/// One side's samples and which of its 10 ms frames hold speech.
+pub type Side = (Vec<i16>, Vec<bool>);
+
 /// One side: `pieces` of `source` placed at `(piece, start frame)`, in
 /// silence, `frames` long; and which frames hold speech (the truth).
-pub fn side(source: &[i16], placed: &[(Piece, usize)], frames: usize) -> (Vec<i16>, Vec<bool>) {
+pub fn side(source: &[i16], placed: &[(Piece, usize)], frames: usize) -> Side {
     let mut pcm = vec![0i16; frames * FRAME];
     let mut speech = vec![false; frames];
     for &(p, at) in placed {
@@ -131,7 +134,7 @@ fn near(what: &str, got: f64, want: f64) {
 /// the agent cuts in at 5.00 s, a long pause, the customer at 11.00 s, the
 /// agent at 13.50 s and the customer cuts in at 14.50 s; the halves are
 /// 19 s and 20 s long.
-pub fn dialogue() -> ((Vec<i16>, Vec<bool>), (Vec<i16>, Vec<bool>)) {
+pub fn dialogue() -> (Side, Side) {
     let (a, c) = (fixture_pcm("agent.dat"), fixture_pcm("customer.dat"));
     let agent = side(
         &a,
@@ -277,6 +280,6 @@ fn halves_of_very_different_lengths_give_sane_figures() {
     );
     assert_eq!(fig.overtalk_seconds, 0.0);
     // A half of one frame.
-    let (_, tiny) = merged(&vec![0; FRAME], &customer);
+    let (_, tiny) = merged(&[0; FRAME], &customer);
     assert_eq!(tiny.agent_talk_seconds, 0.0);
 }
