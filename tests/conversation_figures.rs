@@ -283,3 +283,49 @@ fn halves_of_very_different_lengths_give_sane_figures() {
     let (_, tiny) = merged(&[0; FRAME], &customer);
     assert_eq!(tiny.agent_talk_seconds, 0.0);
 }
+
+/// A two-channel WAV (a G.711 recording that arrives as stereo) gets its
+/// figures from its channels, left = send = agent, in the pass that
+/// validates it; a mono WAV gets none.
+#[test]
+fn a_stereo_wav_gets_figures_from_its_channels_a_mono_one_none() {
+    use callvault::recordings::wav::validate_and_listen;
+    let ((a_pcm, a_truth), (c_pcm, c_truth)) = dialogue();
+    let t = truth(&a_truth, &c_truth);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, channels: u16| {
+        let path = dir.path().join(name);
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+        for i in 0..c_pcm.len() {
+            let (l, r) = (a_pcm.get(i).copied().unwrap_or(0), c_pcm[i]);
+            if channels == 2 {
+                w.write_sample(l).expect("left");
+                w.write_sample(r).expect("right");
+            } else {
+                w.write_sample(l.saturating_add(r)).expect("mix");
+            }
+        }
+        w.finalize().expect("finalize");
+        path
+    };
+    let (info, sides) = validate_and_listen(&write("stereo.wav", 2)).expect("valid");
+    assert_eq!(info.channels, 2);
+    let (left, right) = sides.expect("two sides");
+    let c = of_sides(&left, &right, SendSide::Extension).expect("figures");
+    near("agent talk", c.agent_talk_seconds, t.agent);
+    near("customer talk", c.customer_talk_seconds, t.customer);
+    near("overtalk", c.overtalk_seconds, t.overtalk);
+    near(
+        "longest silence",
+        c.longest_silence_seconds,
+        t.longest_silence,
+    );
+    let (_, mono) = validate_and_listen(&write("mono.wav", 1)).expect("valid");
+    assert!(mono.is_none(), "a mix cannot tell who spoke");
+}
