@@ -302,8 +302,8 @@ fn a_stereo_wav_gets_figures_from_its_channels_a_mono_one_none() {
             sample_format: hound::SampleFormat::Int,
         };
         let mut w = hound::WavWriter::create(&path, spec).expect("wav");
-        for i in 0..c_pcm.len() {
-            let (l, r) = (a_pcm.get(i).copied().unwrap_or(0), c_pcm[i]);
+        for (i, &r) in c_pcm.iter().enumerate() {
+            let l = a_pcm.get(i).copied().unwrap_or(0);
             if channels == 2 {
                 w.write_sample(l).expect("left");
                 w.write_sample(r).expect("right");
