@@ -2,16 +2,19 @@
 //!
 //! Builds 10-minute and 1-hour send/recv halves by repeating the fixture
 //! frames, then measures
-//! * `merge_files` wall time and peak RSS (VmHWM, reset between runs through
-//!   /proc/self/clear_refs) for both lengths: memory must not grow with the
-//!   call length;
+//! * `merge_files` plus the conversation figures (the voice activity
+//!   detector runs on the decoder threads; the figures come from its
+//!   segments: docs/recordings.md "Conversation figures") wall time and
+//!   peak RSS (VmHWM, reset between runs through /proc/self/clear_refs)
+//!   for both lengths: memory must not grow with the call length;
 //! * the plain g729-sys decode loop over one 1-hour half;
 //! * Debian's libbcg729 decoding the same half (benches/bcg729_decode.c,
 //!   compiled here with `cc -O2 … -lbcg729`), when installed.
 //!
-//! Target: merging a 1-hour call takes no longer than bcg729 needs to decode
-//! one of its halves.
+//! Target: decoding, merging and the figures of a 1-hour call take no
+//! longer than bcg729 needs to decode one of its halves.
 
+use callvault::recordings::conversation::of_sides;
 use callvault::recordings::g729::PcmFrames;
 use callvault::recordings::merge::{merge_files, Layout};
 use std::fs::File;
@@ -42,13 +45,16 @@ fn main() {
             let (wall, cpu) = best_of(|| {
                 let stats = merge_files(&send, &recv, &out, layout).expect("merge");
                 assert_eq!(stats.frames_send, secs * FRAMES_PER_SEC);
+                let figures = of_sides(&stats.speech_send, &stats.speech_recv, Default::default())
+                    .expect("figures");
+                std::hint::black_box(figures);
             });
             let after = vm_hwm_kib();
             if label == "1 hour" && layout == Layout::Mono {
                 merge_hour = wall;
             }
             let mem = format!("{} -> {} KiB", fmt_kib(before), fmt_kib(after));
-            let name = format!("merge_files {label} {layout:?}");
+            let name = format!("merge+figures {label} {layout:?}");
             rows.push(Row {
                 name,
                 wall,
@@ -117,7 +123,7 @@ fn main() {
             "MISSED"
         };
         println!(
-            "\ntarget merge(1 h) <= bcg729 decode(1 half): {merge_hour:.3} s vs {reference:.3} s: {verdict}"
+            "\ntarget decode+merge+figures(1 h) <= bcg729 decode(1 half): {merge_hour:.3} s vs {reference:.3} s: {verdict}"
         );
     }
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::store::call_search::CallFilter;
+use crate::store::call_search::{CallFilter, ConversationFilter};
 use crate::store::legs::LOCAL_FMT;
 
 /// A search or range parameter that is not usable.
@@ -32,6 +32,13 @@ pub enum FilterError {
     /// `has_recording` that is not a yes or a no.
     #[error("has_recording must be true or false, not {0:?}")]
     HasRecording(String),
+    /// A conversation filter that is not a number in its range.
+    #[error("{name} must be {range}, not {value:?}")]
+    Figure {
+        name: &'static str,
+        range: &'static str,
+        value: String,
+    },
     /// A direction calls do not have.
     #[error("direction must be inbound, outbound, internal or callback, not {0:?}")]
     Direction(String),
@@ -76,6 +83,12 @@ pub struct Search {
     pub answered: Option<String>,
     /// `true`: only calls with a recorded leg; `false`: only calls without.
     pub has_recording: Option<String>,
+    /// Conversation figures (docs/recordings.md "Conversation figures"):
+    /// seconds at least, and the talk ratio's range (0..1).
+    pub longest_silence_min: Option<String>,
+    pub overtalk_min: Option<String>,
+    pub talk_ratio_min: Option<String>,
+    pub talk_ratio_max: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -102,6 +115,65 @@ fn yes_no(v: Option<&str>) -> Result<Option<bool>, String> {
         Some("0" | "false" | "no") => Ok(Some(false)),
         Some(o) => Err(o.to_string()),
     }
+}
+
+/// A conversation figure filter: absent or empty is none; else a finite
+/// number within `lo..=hi`.
+fn figure(
+    name: &'static str,
+    v: Option<&str>,
+    lo: f64,
+    hi: f64,
+    range: &'static str,
+) -> Result<Option<f64>, FilterError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && (lo..=hi).contains(&x) => Ok(Some(x)),
+        _ => Err(FilterError::Figure {
+            name,
+            range,
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// The conversation filters of `q`.
+fn conversation_filter(q: &Search) -> Result<ConversationFilter, FilterError> {
+    const SECONDS: &str = "a number of seconds (0 or more)";
+    const RATIO: &str = "a number from 0 to 1";
+    let f = ConversationFilter {
+        longest_silence_min: figure(
+            "longest_silence_min",
+            q.longest_silence_min.as_deref(),
+            0.0,
+            f64::MAX,
+            SECONDS,
+        )?,
+        overtalk_min: figure(
+            "overtalk_min",
+            q.overtalk_min.as_deref(),
+            0.0,
+            f64::MAX,
+            SECONDS,
+        )?,
+        talk_ratio_min: figure(
+            "talk_ratio_min",
+            q.talk_ratio_min.as_deref(),
+            0.0,
+            1.0,
+            RATIO,
+        )?,
+        talk_ratio_max: figure(
+            "talk_ratio_max",
+            q.talk_ratio_max.as_deref(),
+            0.0,
+            1.0,
+            RATIO,
+        )?,
+    };
+    Ok(f)
 }
 
 /// Turns the search parameters into a store filter (days in `tz` when
@@ -132,6 +204,7 @@ pub fn filter_from(q: &Search, tz: chrono_tz::Tz) -> Result<CallFilter, FilterEr
         direction: nonempty(&q.direction),
         answered,
         has_recording,
+        conversation: conversation_filter(q)?,
         settled_before_ms: None,
         after: q
             .cursor

@@ -260,6 +260,61 @@ async fn g729_case(faults: Faults) {
             "{rel} kept as served"
         );
     }
+    // The conversation figures were stored with the recording, from the
+    // same decode: those of the served halves.
+    let mut out = std::io::Cursor::new(Vec::new());
+    let stats = callvault::recordings::merge::merge(
+        &halves[0][..],
+        &halves[1][..],
+        &mut out,
+        Default::default(),
+    )
+    .unwrap();
+    let want = callvault::recordings::conversation::of_sides(
+        &stats.speech_send,
+        &stats.speech_recv,
+        Default::default(),
+    )
+    .expect("figures");
+    let (status, agent, customer, segments): (String, f64, f64, String) = rig
+        .db()
+        .query_row(
+            "SELECT status, agent_talk_seconds, customer_talk_seconds, segments FROM conversations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "ok");
+    let r2 = callvault::model::conversation::round2;
+    assert_eq!(
+        (agent, customer),
+        (r2(want.agent_talk_seconds), r2(want.customer_talk_seconds))
+    );
+    assert_eq!(segments, serde_json::to_string(&want.segments).unwrap());
+    // `recordings analyze` computes them again from the kept halves: for
+    // the recording without figures, then (`--all`) for every one.
+    rig.db().execute("DELETE FROM conversations", []).unwrap();
+    let analyze = |args: &[&str]| {
+        let out = crate::reports_util::callvault(rig.dir.path(), args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = analyze(&["recordings", "analyze"]);
+    assert!(text.contains("analysed 1: 1 with figures"), "{text}");
+    let again: String = rig
+        .db()
+        .query_row("SELECT segments FROM conversations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(again, segments, "the same figures from the archived halves");
+    let text = analyze(&["recordings", "analyze"]);
+    assert!(text.contains("analysed 0"), "{text}");
+    let text = analyze(&["recordings", "analyze", "--all"]);
+    assert!(text.contains("analysed 1: 1 with figures"), "{text}");
     rig.running.stop().await;
     rec.stop().await;
 }

@@ -55,7 +55,8 @@ fn report_daily_bad_date_exits_non_zero_and_writes_nothing() {
 async fn every_report_runs_on_a_simulated_archive() {
     let ts = start().await;
     simulated_day(&ts, 9, 150).await;
-    // Recording rows in every status, and queue visits, so every join is exercised.
+    // Recording rows in every status, conversation figures of the done ones, and
+    // queue visits, so every join is exercised.
     let conn = ts.db();
     conn.execute_batch(
         "INSERT OR REPLACE INTO recordings (leg_id, device, path, codec, status, attempts, due_ms, last_error, updated_at)
@@ -63,6 +64,11 @@ async fn every_report_runs_on_a_simulated_archive() {
                   CASE id % 4 WHEN 0 THEN 'done' WHEN 1 THEN 'missing' WHEN 2 THEN 'failed' ELSE 'pending' END,
                   id % 4, 0, CASE id % 4 WHEN 2 THEN 'HTTP 500 from recorder' END, '2024-01-08T10:00:00Z'
            FROM legs WHERE recording IS NOT NULL;
+         INSERT OR REPLACE INTO conversations (recording_id, status, agent_talk_seconds,
+             customer_talk_seconds, talk_ratio, overtalk_seconds, longest_silence_seconds,
+             silence_seconds, interruptions, agent_first_word_seconds, segments, computed_at)
+           SELECT id, 'ok', 10.5, 8.25, 0.56, 1.5, 3.25, 6.0, 2, 0.75, '[]', '2024-01-08T10:00:00Z'
+           FROM recordings WHERE status = 'done';
          INSERT OR REPLACE INTO queue_visits (key, device, grp, group_number, party_kind, party_id, entered_at,
              entered_local, entry_count, outcome, agent, wait_seconds)
            VALUES ('d:1', 'd', '6', '600', 'visitor', '1', '2024-01-08T02:00:00Z', '2024-01-08 10:00:00', 1, 'answered', '201', 12),

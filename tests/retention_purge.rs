@@ -95,6 +95,9 @@ async fn archive_recording(ts: &TestServer, cdr: &str) -> (i64, std::path::PathB
         bytes: 12,
         duration_seconds: 30.0,
         sha256: "00".repeat(32),
+        // Figures stored with it, as the fetch does (docs/recordings.md
+        // "Conversation figures"): the purge must take them along.
+        conversation: Some(Err("test: no sides".into())),
     };
     ts.running
         .store
@@ -291,6 +294,18 @@ async fn purge_removes_exactly_what_is_past_each_limit_on_each_backend() {
         assert!(f103.exists(), "a recording within its limit stays");
         assert_eq!(status_of_recording(&ts, r102), ("purged".into(), None));
         assert_eq!(status_of_recording(&ts, r103).0, "done");
+        assert_eq!(
+            ts.count("SELECT COUNT(*) FROM conversations"),
+            1,
+            "{backend:?}: only the kept recording's figures stay"
+        );
+        assert_eq!(
+            ts.count(&format!(
+                "SELECT COUNT(*) FROM conversations WHERE recording_id = {r103}"
+            )),
+            1,
+            "{backend:?}"
+        );
         // Raw bodies before T are empty; the rows, legs and events stay.
         assert_eq!(
             ts.count("SELECT COUNT(*) FROM pushes WHERE length(body) = 0"),

@@ -14,6 +14,8 @@ mod calls_manual;
 mod calls_sim;
 mod calls_timeline;
 mod contrib_unit;
+mod conversation_api;
+mod conversation_figures;
 mod demo_cli;
 mod device_tokens;
 mod devices_figures;

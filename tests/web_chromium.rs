@@ -235,6 +235,23 @@ fn store_recording(ts: &TestServer, leg_id: i64) {
         .expect("recording row");
 }
 
+/// Conversation figures for the recording of `leg_id` (docs/recordings.md
+/// "Conversation figures"): the agent speaks 0.10–0.40 s, the customer
+/// 0.50–0.90 s of the one-second recording.
+fn store_conversation(ts: &TestServer, leg_id: i64) {
+    ts.db()
+        .execute(
+            "INSERT INTO conversations (recording_id, status, agent_talk_seconds, customer_talk_seconds,
+                 talk_ratio, overtalk_seconds, longest_silence_seconds, silence_seconds, interruptions,
+                 agent_first_word_seconds, segments, computed_at)
+             SELECT id, 'ok', 0.3, 0.4, 0.43, 0, 0.1, 0.1, 0, 0.1,
+                 '[{\"side\":\"agent\",\"start\":0.1,\"end\":0.4},{\"side\":\"customer\",\"start\":0.5,\"end\":0.9}]',
+                 '2024-01-08T10:00:00Z' FROM recordings WHERE leg_id = ?1",
+            [leg_id],
+        )
+        .expect("conversation row");
+}
+
 /// The real API router, logging every request.
 async fn front(ts: &TestServer, log: Log) -> SocketAddr {
     let state = AppState {
@@ -352,6 +369,7 @@ async fn web_page_in_headless_chromium() {
         )
         .expect("a recorded call");
     store_recording(&ts, leg_id);
+    store_conversation(&ts, leg_id);
     let tok = token(&ts, "admin").await;
     let log: Log = Arc::default();
     let addr = front(&ts, log.clone()).await;
@@ -437,6 +455,27 @@ async fn web_page_in_headless_chromium() {
         json!(format!("{rec_path}?download=1")),
         "no token in the link"
     );
+    // Who spoke when: a lane each, a segment each; a click seeks the audio
+    // to the time under it (the middle of the timeline: about 0.45 s).
+    d.wait("document.querySelectorAll('#timeline rect.lane').length === 2")
+        .await;
+    assert_eq!(
+        d.js(
+            "return [...document.querySelectorAll('#timeline rect.seg')].map(r => r.dataset.side);"
+        )
+        .await,
+        json!(["agent", "customer"])
+    );
+    d.js("const a = document.querySelector('#player'); a.pause(); a.currentTime = 0;")
+        .await;
+    d.wait("document.querySelector('#player').currentTime === 0")
+        .await;
+    d.click("#timeline").await;
+    let at = d
+        .wait("(() => { const t = document.querySelector('#player').currentTime; return t > 0 ? t : null; })()")
+        .await;
+    let at = at.as_f64().expect("a time");
+    assert!((0.3..0.6).contains(&at), "the click seeked to {at} s");
     d.screenshot("web_call.png").await;
 
     // Daily report view: the HTML report in the frame.

@@ -35,6 +35,19 @@ pub struct CallsArgs {
     /// inbound, outbound, internal or callback.
     #[arg(long)]
     pub direction: Option<String>,
+    /// Only calls whose longest silence is at least this many seconds
+    /// (conversation figures, docs/recordings.md).
+    #[arg(long)]
+    pub longest_silence_min: Option<String>,
+    /// Only calls with at least this many seconds of overtalk.
+    #[arg(long)]
+    pub overtalk_min: Option<String>,
+    /// Only calls whose agent talk ratio is at least this (0..1).
+    #[arg(long)]
+    pub talk_ratio_min: Option<String>,
+    /// Only calls whose agent talk ratio is at most this (0..1).
+    #[arg(long)]
+    pub talk_ratio_max: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -49,6 +62,10 @@ pub fn run(cfg: Config, a: CallsArgs) -> anyhow::Result<ExitCode> {
         direction: a.direction,
         answered: None,
         has_recording: None,
+        longest_silence_min: a.longest_silence_min,
+        overtalk_min: a.overtalk_min,
+        talk_ratio_min: a.talk_ratio_min,
+        talk_ratio_max: a.talk_ratio_max,
         limit: None,
         cursor: None,
     };

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::recordings::Fetcher;
+use crate::store::conversations as conv_store;
 use crate::store::recordings::{self as rec_store, FAILED, MISSING};
 use crate::store::Store;
 
@@ -20,6 +21,16 @@ pub enum RecordingsCmd {
     /// Run one pass over the due recording jobs now (each job tried once), then exit.
     /// Use while `serve` is not running, or to retry after fixing a device's address.
     Fetch(FetchArgs),
+    /// Compute the conversation figures (who spoke when) of archived recordings that have
+    /// none, from the kept G.729 halves or a stereo WAV (docs/recordings.md).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Recompute every archived recording's figures, not only those that have none.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +54,7 @@ pub fn run(cfg: Config, cmd: RecordingsCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         RecordingsCmd::Status(a) => status(&store, a),
         RecordingsCmd::Fetch(a) => fetch(store, cfg, a),
+        RecordingsCmd::Analyze(a) => analyze(store, cfg, a),
     }
 }
 
@@ -89,6 +101,71 @@ fn fetch(store: Store, cfg: Arc<Config>, a: FetchArgs) -> anyhow::Result<ExitCod
         println!("fetching paused: {why}");
     }
     Ok(if stats.failed + stats.missing > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Recordings read per batch of `analyze`.
+const ANALYZE_BATCH: i64 = 100;
+
+fn analyze(store: Store, cfg: Arc<Config>, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let archive = crate::recordings::RecordingStore::from_config(&cfg)?;
+    let total = store.read_blocking(move |c| conv_store::count_to_analyze(c, a.all))?;
+    let bar = super::output::progress_bar(
+        "{spinner} analysing recordings {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+    );
+    bar.set_length(u64::try_from(total).unwrap_or(0));
+    let (mut ok, mut failed, mut mono, mut unreadable) = (0u64, 0u64, 0u64, 0u64);
+    let mut problems = Vec::new();
+    let mut after = 0;
+    super::runtime()?.block_on(async {
+        loop {
+            let batch = store
+                .read(move |c| conv_store::to_analyze(c, a.all, after, ANALYZE_BATCH))
+                .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = last.id;
+            for rec in batch {
+                let side = cfg.send_side(&rec.device);
+                match crate::recordings::analyze::analyze(&archive, &rec, side).await {
+                    Ok(Some(outcome)) => {
+                        match &outcome {
+                            Ok(_) => ok += 1,
+                            Err(why) => {
+                                failed += 1;
+                                problems.push(format!("#{} {}: {why}", rec.id, rec.path));
+                            }
+                        }
+                        let id = rec.id;
+                        store
+                            .writer
+                            .write(move |tx| conv_store::put(tx, id, &outcome))
+                            .await?;
+                    }
+                    Ok(None) => mono += 1,
+                    Err(e) => {
+                        unreadable += 1;
+                        problems.push(format!("#{} {}: {e}", rec.id, rec.path));
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "analysed {}: {ok} with figures, {failed} failed, {mono} mono (no sides), {unreadable} unreadable",
+        ok + failed + mono + unreadable
+    );
+    for p in &problems {
+        println!("  {p}");
+    }
+    Ok(if failed + unreadable > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

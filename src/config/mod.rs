@@ -424,6 +424,20 @@ pub struct DeviceConfig {
     pub recorder_password: Option<String>,
     /// IANA time zone of the device clock; default the top-level `timezone`.
     pub timezone: Option<String>,
+    /// Whose voice the G.729 `send` half holds (docs/recordings.md
+    /// "Conversation figures").
+    pub send_side: SendSide,
+}
+
+/// Whose voice a recording's `send` half (a stereo WAV's left channel) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendSide {
+    /// The recorded extension (OM manual §4.9): the agent.
+    #[default]
+    Extension,
+    /// The other end: the device labels the halves the other way round.
+    Remote,
 }
 
 /// Validity of a signature when `auth_timeout` is absent: five minutes,
@@ -663,6 +677,11 @@ impl Config {
 
     pub fn device(&self, name: &str) -> Option<&DeviceConfig> {
         self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// Whose voice `device`'s `send` half is (the default for a device not configured).
+    pub fn send_side(&self, device: &str) -> SendSide {
+        self.device(device).map(|d| d.send_side).unwrap_or_default()
     }
 
     /// The time zone of a device (its own, else the default).

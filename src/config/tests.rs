@@ -217,3 +217,21 @@ fn load_rejects_unknown_key_and_bad_tz() {
     let e = Config::load(Some(&p), Vec::new()).unwrap_err();
     assert!(e.to_string().contains("Mars/Base"));
 }
+
+#[test]
+fn send_side_defaults_to_the_extension_and_refuses_other_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[[device]]\nname = \"hq\"\n[[device]]\nname = \"branch\"\nsend_side = \"remote\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&p), Vec::new()).unwrap();
+    assert_eq!(c.send_side("hq"), SendSide::Extension);
+    assert_eq!(c.send_side("branch"), SendSide::Remote);
+    assert_eq!(c.send_side("not-configured"), SendSide::Extension);
+    std::fs::write(&p, "[[device]]\nname = \"hq\"\nsend_side = \"left\"\n").unwrap();
+    let e = Config::load(Some(&p), Vec::new()).expect_err("refused");
+    assert!(e.to_string().contains("left"), "{e}");
+}

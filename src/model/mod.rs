@@ -5,6 +5,7 @@
 //! (`visit`).
 
 mod call;
+pub mod conversation;
 mod leg_type;
 mod visit;
 

@@ -27,10 +27,13 @@ use super::archive::{self, Archive, ArchiveError, AtomicFile};
 use super::locate;
 use super::storage::{RecordingStore, StorageError};
 use super::wav::{self, WavError};
-use crate::config::Config;
+use crate::config::{Config, SendSide};
 use crate::ingest::device::Registry;
 use crate::store::recordings::{self as rec_store, Archived, Recording};
 use crate::store::Store;
+
+/// What merging the halves gave: (seconds, bytes, sha256, conversation figures).
+type Merged = (f64, u64, String, rec_store::ConversationOutcome);
 
 /// Largest directory listing read (a day of a busy device lists a few
 /// thousand files, ~100 bytes of HTML each).
@@ -238,9 +241,14 @@ impl FetchCtx {
             .download(&rec.device, &url, self.archive.resolve(&rel)?)
             .await?;
         let tmp = file.tmp_path().to_path_buf();
-        let info = tokio::task::spawn_blocking(move || wav::validate(&tmp))
+        let (info, sides) = tokio::task::spawn_blocking(move || wav::validate_and_listen(&tmp))
             .await
             .map_err(|e| FetchError::Join(e.to_string()))??;
+        // A stereo WAV's channels are the two sides, left = send
+        // (docs/recordings.md "Conversation figures"); a mono one has none.
+        let send_side = self.cfg.send_side(&rec.device);
+        let conversation =
+            sides.map(|(left, right)| super::conversation::of_sides(&left, &right, send_side));
         let (bytes, sha256) = file.commit().await?;
         self.store.publish(std::slice::from_ref(&rel)).await?;
         Ok(Archived {
@@ -249,6 +257,7 @@ impl FetchCtx {
             bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
             duration_seconds: info.duration_seconds,
             sha256,
+            conversation,
         })
     }
 
@@ -273,7 +282,9 @@ impl FetchCtx {
             .archive
             .relative(rec.id, &rec.path, &format!("{stem}.wav"))?;
         let out = self.archive.resolve(&rel)?;
-        let (duration_seconds, bytes, sha256) = self.merge_halves(paths, out).await?;
+        let send_side = self.cfg.send_side(&rec.device);
+        let (duration_seconds, bytes, sha256, conversation) =
+            self.merge_halves(paths, out, send_side).await?;
         let mut keys = originals.clone();
         keys.push(rel.clone());
         self.store.publish(&keys).await?;
@@ -283,6 +294,7 @@ impl FetchCtx {
             bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
             duration_seconds,
             sha256,
+            conversation: Some(conversation),
         })
     }
 
@@ -291,17 +303,21 @@ impl FetchCtx {
         &self,
         _halves: Vec<PathBuf>,
         _out: PathBuf,
-    ) -> Result<(f64, u64, String), FetchError> {
+        _send_side: SendSide,
+    ) -> Result<Merged, FetchError> {
         Err(FetchError::NoG729)
     }
 
-    /// Merges the kept halves into `out` (atomically); (seconds, bytes, sha256).
+    /// Merges the kept halves into `out` (atomically), computing the
+    /// conversation figures in the same decode; (seconds, bytes, sha256,
+    /// figures or why none).
     #[cfg(feature = "g729")]
     async fn merge_halves(
         &self,
         halves: Vec<PathBuf>,
         out: PathBuf,
-    ) -> Result<(f64, u64, String), FetchError> {
+        send_side: SendSide,
+    ) -> Result<Merged, FetchError> {
         let (layout, max_bytes) = (self.layout, self.cfg.recordings.max_bytes);
         tokio::task::spawn_blocking(move || {
             let [send, recv] = <[PathBuf; 2]>::try_from(halves)
@@ -311,7 +327,9 @@ impl FetchCtx {
                 path: out.clone(),
                 source,
             })?;
-            Ok((stats.duration_secs, bytes, sha))
+            let conversation =
+                super::conversation::of_sides(&stats.speech_send, &stats.speech_recv, send_side);
+            Ok((stats.duration_secs, bytes, sha, conversation))
         })
         .await
         .map_err(|e| FetchError::Join(e.to_string()))?

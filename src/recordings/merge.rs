@@ -5,8 +5,13 @@
 //! halves are independent) and handed to the writer in chunks over bounded
 //! channels, so memory stays flat however long the call. The shorter half is
 //! padded with silence: nothing of the longer one is ever cut.
+//!
+//! Each decoder thread also runs the voice activity detector of its side
+//! ([`super::vad`]) on the frames it decodes, so the conversation figures
+//! cost no second decode (docs/recordings.md "Conversation figures").
 
 use super::g729::{DecodeStats, G729Error, PcmFrames, FRAME_SAMPLES, SAMPLE_RATE};
+use super::vad::{SideSpeech, Vad, VadError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -53,7 +58,7 @@ impl FromStr for Layout {
 }
 
 /// What a merge produced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MergeStats {
     /// Frames decoded from the send half.
     pub frames_send: u64,
@@ -67,6 +72,10 @@ pub struct MergeStats {
     pub partial_bytes_dropped_send: u64,
     /// Bytes of a trailing partial frame dropped from the recv half.
     pub partial_bytes_dropped_recv: u64,
+    /// The speech of the send half (or why there is no list).
+    pub speech_send: SideSpeech,
+    /// The speech of the recv half.
+    pub speech_recv: SideSpeech,
 }
 
 /// Why a merge failed.
@@ -148,8 +157,8 @@ pub fn merge_within<RS: Read + Send, RR: Read + Send, W: Write + Seek>(
             layout,
             max_bytes,
         );
-        let send_stats = send_job.join().map_err(|_| MergeError::DecoderPanicked)?;
-        let recv_stats = recv_job.join().map_err(|_| MergeError::DecoderPanicked)?;
+        let (send_stats, speech_send) = send_job.join().map_err(|_| MergeError::DecoderPanicked)?;
+        let (recv_stats, speech_recv) = recv_job.join().map_err(|_| MergeError::DecoderPanicked)?;
         let samples_out = written?;
         Ok(MergeStats {
             frames_send: send_stats.frames,
@@ -158,6 +167,8 @@ pub fn merge_within<RS: Read + Send, RR: Read + Send, W: Write + Seek>(
             duration_secs: samples_out as f64 / f64::from(SAMPLE_RATE),
             partial_bytes_dropped_send: send_stats.partial_bytes_dropped,
             partial_bytes_dropped_recv: recv_stats.partial_bytes_dropped,
+            speech_send,
+            speech_recv,
         })
     })
 }
@@ -197,37 +208,67 @@ pub fn merge_files_within(
 }
 
 /// Decoder thread body: decode one half into chunks until done or until the
-/// writer hangs up. Returns the half's counters.
-fn decode_half<R: Read>(input: R, tx: &SyncSender<Chunk>) -> DecodeStats {
+/// writer hangs up, running the half's voice activity detector on each
+/// frame. Returns the half's counters and speech.
+fn decode_half<R: Read>(input: R, tx: &SyncSender<Chunk>) -> (DecodeStats, SideSpeech) {
+    let cut = |e: &dyn std::fmt::Display| Err(VadError::Undecodable(e.to_string()));
     let mut frames = match PcmFrames::new(input) {
         Ok(frames) => frames,
         Err(e) => {
+            let speech = cut(&e);
             // If the writer is gone there is nobody to tell.
             let _ = tx.send(Err(e));
-            return DecodeStats::default();
+            return (DecodeStats::default(), speech);
         }
     };
     const CHUNK_SAMPLES: usize = CHUNK_FRAMES * FRAME_SAMPLES;
     let mut chunk = Vec::with_capacity(CHUNK_SAMPLES);
+    let mut vad = Vad::new();
     for frame in frames.by_ref() {
         match frame {
-            Ok(pcm) => chunk.extend_from_slice(&pcm),
+            Ok(pcm) => {
+                vad.push(&pcm);
+                chunk.extend_from_slice(&pcm);
+            }
             Err(e) => {
+                let speech = cut(&e);
                 let _ = tx.send(Err(e));
-                return frames.stats();
+                return (frames.stats(), speech);
             }
         }
         if chunk.len() >= CHUNK_SAMPLES {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_SAMPLES));
             if tx.send(Ok(full)).is_err() {
-                return frames.stats();
+                return (frames.stats(), cut(&"the merge stopped"));
             }
         }
     }
     if !chunk.is_empty() {
         let _ = tx.send(Ok(chunk));
     }
-    frames.stats()
+    (frames.stats(), vad.finish())
+}
+
+/// The speech of each half, decoded in parallel without writing a WAV
+/// (`callvault recordings analyze` on the halves the archive kept).
+pub fn speech_of_halves<RS: Read + Send, RR: Read + Send>(
+    send: RS,
+    recv: RR,
+) -> Result<(SideSpeech, SideSpeech), MergeError> {
+    fn listen<R: Read>(input: R) -> SideSpeech {
+        let frames = PcmFrames::new(input).map_err(|e| VadError::Undecodable(e.to_string()))?;
+        let mut vad = Vad::new();
+        for frame in frames {
+            vad.push(&frame.map_err(|e| VadError::Undecodable(e.to_string()))?);
+        }
+        vad.finish()
+    }
+    std::thread::scope(|s| {
+        let send_job = s.spawn(move || listen(send));
+        let recv_speech = listen(recv);
+        let send_speech = send_job.join().map_err(|_| MergeError::DecoderPanicked)?;
+        Ok((send_speech, recv_speech))
+    })
 }
 
 /// The writer's view of one half: the current chunk and how far into it.

@@ -13,13 +13,17 @@
 //! * [`g729`]: reads one G.729 half (`*_send.dat` / `*_recv.dat`), raw or ITU
 //!   serial framing, and decodes it to 8 kHz PCM, streaming.
 //! * [`merge`]: decodes the send and recv halves in parallel and writes one
-//!   8 kHz 16-bit WAV (mono mix or stereo), in constant memory, atomically.
+//!   8 kHz 16-bit WAV (mono mix or stereo), in constant memory, atomically,
+//!   running [`vad`] (who speaks when, per side) on each decoder thread;
+//!   [`conversation`] turns both sides' speech into the call's figures.
 //!
 //! The codec (g729-sys, a port of the GPL-3 bcg729) sits behind the `g729`
 //! cargo feature, on by default. Without it, frame reading still builds but
 //! decoding and merging do not (G.729 recordings then end `failed`).
 
+pub mod analyze;
 pub mod archive;
+pub mod conversation;
 pub mod disk_floor;
 pub mod fetch;
 pub mod g729;
@@ -28,6 +32,7 @@ pub mod locate;
 pub mod merge;
 pub mod schedule;
 pub mod storage;
+pub mod vad;
 pub mod wav;
 pub mod worker;
 

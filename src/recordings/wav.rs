@@ -8,6 +8,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use super::vad::{SideSpeech, Vad};
+
 /// Why a file is not a playable WAV.
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
@@ -32,6 +34,16 @@ pub struct WavInfo {
 
 /// Checks that `path` is a playable WAV (blocking: call from `spawn_blocking`).
 pub fn validate(path: &Path) -> Result<WavInfo, WavError> {
+    validate_and_listen(path).map(|(info, _)| info)
+}
+
+/// The speech of a stereo WAV's channels: (left, right).
+pub type StereoSpeech = (SideSpeech, SideSpeech);
+
+/// [`validate`], and in the same read of the samples the speech of each
+/// channel of a two-channel PCM WAV (`None` for any other WAV: a mono mix
+/// cannot tell who spoke; A-law/µ-law stereo WAVs are not decoded here).
+pub fn validate_and_listen(path: &Path) -> Result<(WavInfo, Option<StereoSpeech>), WavError> {
     match hound::WavReader::open(path) {
         Ok(mut r) => {
             let spec = r.spec();
@@ -39,11 +51,16 @@ pub fn validate(path: &Path) -> Result<WavInfo, WavError> {
                 return Err(WavError::G711("zero channels or sample rate"));
             }
             let frames = r.duration();
+            let mut ears = (spec.channels == 2 && spec.sample_format == hound::SampleFormat::Int)
+                .then(|| Ears::new(spec));
             // Reading every sample proves the data chunk is really there.
             match spec.sample_format {
                 hound::SampleFormat::Int => {
                     for s in r.samples::<i32>() {
-                        s?;
+                        let s = s?;
+                        if let Some(e) = ears.as_mut() {
+                            e.sample(s);
+                        }
                     }
                 }
                 hound::SampleFormat::Float => {
@@ -52,11 +69,12 @@ pub fn validate(path: &Path) -> Result<WavInfo, WavError> {
                     }
                 }
             }
-            Ok(WavInfo {
+            let info = WavInfo {
                 channels: spec.channels,
                 sample_rate: spec.sample_rate,
                 duration_seconds: f64::from(frames) / f64::from(spec.sample_rate),
-            })
+            };
+            Ok((info, ears.map(Ears::finish)))
         }
         Err(hound::Error::Unsupported) => {
             // The chunk headers sit at the start; only the length of the rest matters.
@@ -64,9 +82,53 @@ pub fn validate(path: &Path) -> Result<WavInfo, WavError> {
             let total = f.metadata()?.len();
             let mut head = Vec::new();
             f.take(HEAD_BYTES).read_to_end(&mut head)?;
-            g711_info(&head, total)
+            Ok((g711_info(&head, total)?, None))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The two channels' voice activity detectors, fed interleaved samples:
+/// 10 ms frames at the WAV's rate, samples scaled to 16 bits.
+struct Ears {
+    vads: [Vad; 2],
+    frames: [Vec<i16>; 2],
+    frame_len: usize,
+    shift: i32,
+    next: usize,
+}
+
+impl Ears {
+    fn new(spec: hound::WavSpec) -> Ears {
+        let frame_len = (spec.sample_rate / 100).max(1) as usize;
+        Ears {
+            vads: [Vad::new(), Vad::new()],
+            frames: [Vec::with_capacity(frame_len), Vec::with_capacity(frame_len)],
+            frame_len,
+            shift: i32::from(spec.bits_per_sample.clamp(8, 32)) - 16,
+            next: 0,
+        }
+    }
+
+    fn sample(&mut self, s: i32) {
+        let s16 = if self.shift >= 0 {
+            s >> self.shift
+        } else {
+            s << -self.shift
+        };
+        let ch = self.next;
+        self.next ^= 1;
+        let frame = &mut self.frames[ch];
+        frame.push(s16.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16);
+        if frame.len() == self.frame_len {
+            self.vads[ch].push(frame);
+            frame.clear();
+        }
+    }
+
+    fn finish(self) -> StereoSpeech {
+        let [left, right] = self.vads;
+        (left.finish(), right.finish())
     }
 }
 

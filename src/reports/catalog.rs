@@ -317,6 +317,7 @@ mod tests {
             "queues",
             "recording_coverage",
             "recordings_missing",
+            "conversation",
             "billing",
             "billing_legs",
         ] {

@@ -11,6 +11,7 @@ use super::call_search::{call_from_row, CallRow, CallView, CALL_COLS};
 use super::legs::StoredLeg;
 use super::queues::StoredVisit;
 use super::{Result, Tx};
+use crate::model::conversation::Conversation;
 use crate::model::Leg;
 
 /// A call as `GET /api/calls/{id}` shows it: the row's fields, then the
@@ -22,6 +23,13 @@ pub struct CallDetail {
     pub legs: Vec<StoredLeg>,
     pub recordings: Vec<CallRecording>,
     pub queue_visits: Vec<StoredVisit>,
+    /// Who spoke when (docs/recordings.md "Conversation figures"): the
+    /// figures of the call's first analysed recording in leg order; `null`
+    /// when it has none or they failed.
+    pub conversation: Option<Conversation>,
+    /// Why that recording's figures failed (left out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_error: Option<String>,
     /// The id asked for is an earlier id of this call, since merged with
     /// another (the field is left out otherwise).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -71,7 +79,15 @@ pub fn detail(
     let leg_ids = super::calls::leg_ids_of_call(conn, &current)?;
     let mut legs = super::calls::legs_by_ids(conn, &leg_ids, &|d| view.tz_of(d))?;
     legs.sort_by(|a, b| leg_order(&a.leg, &b.leg));
+    let (conversation, conversation_error) =
+        match super::conversations::of_call(conn, &current)?.map(|s| s.outcome) {
+            Some(Ok(c)) => (Some(c), None),
+            Some(Err(why)) => (None, Some(why)),
+            None => (None, None),
+        };
     Ok(Some(CallDetail {
+        conversation,
+        conversation_error,
         call,
         legs,
         recordings: recordings_of_call(conn, &current)?,

@@ -194,6 +194,8 @@ pub struct CallFilter {
     /// Calls with (`true`) or without (`false`) a recorded leg, whatever
     /// its recording's status.
     pub has_recording: Option<bool>,
+    /// Calls with a recording whose conversation figures match.
+    pub conversation: ConversationFilter,
     /// Only settled calls (`last_change_ms <= settled_before_ms`).
     pub settled_before_ms: Option<i64>,
     /// Keyset cursor: (start_local, id) strictly after this.
@@ -202,6 +204,38 @@ pub struct CallFilter {
     /// Only these devices' calls (a device-limited token); empty: every device.
     pub devices: Vec<String>,
 }
+
+/// Conditions on a call's conversation figures (docs/recordings.md
+/// "Conversation figures"): a call matches when one of its recordings'
+/// figures meets every condition given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationFilter {
+    pub longest_silence_min: Option<f64>,
+    pub overtalk_min: Option<f64>,
+    pub talk_ratio_min: Option<f64>,
+    pub talk_ratio_max: Option<f64>,
+}
+
+impl ConversationFilter {
+    /// `(column comparison, value)` of each condition given; the value
+    /// binds to `{}`.
+    pub(super) fn conditions(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("v.longest_silence_seconds >= {}", self.longest_silence_min),
+            ("v.overtalk_seconds >= {}", self.overtalk_min),
+            ("v.talk_ratio >= {}", self.talk_ratio_min),
+            ("v.talk_ratio <= {}", self.talk_ratio_max),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.map(|v| (c, v)))
+        .collect()
+    }
+}
+
+/// The head of the conversation filter's EXISTS (the same SQL on both
+/// backends); each condition is appended with ` AND `, then `)`.
+pub(super) const HAS_CONVERSATION: &str = "EXISTS (SELECT 1 FROM call_legs cl JOIN recordings r ON r.leg_id = cl.leg_id
+    JOIN conversations v ON v.recording_id = r.id WHERE cl.call_seq = calls.seq AND v.status = 'ok'";
 
 /// Calls in start order matching `f`, handed to `each` one at a time (a
 /// whole range is never held in memory); stops at the first error of `each`.
@@ -264,6 +298,17 @@ fn where_sql(f: &CallFilter, cursor: bool) -> (String, Vec<rusqlite::types::Valu
     if let Some(has) = f.has_recording {
         sql.push_str(if has { " AND " } else { " AND NOT " });
         sql.push_str(HAS_RECORDING);
+    }
+    let figures = f.conversation.conditions();
+    if !figures.is_empty() {
+        sql.push_str(" AND ");
+        sql.push_str(HAS_CONVERSATION);
+        for (c, v) in figures {
+            args.push(v.into());
+            sql.push_str(" AND ");
+            sql.push_str(&c.replace("{}", &format!("?{}", args.len())));
+        }
+        sql.push(')');
     }
     if let (true, Some((s, id))) = (cursor, &f.after) {
         args.push(s.clone().into());

@@ -167,6 +167,13 @@ const TABLES: &[Table] = &[
         ],
         walk: Walk::Key("id"),
     },
+    // Conversation figures, by the recording they were computed from.
+    Table {
+        name: "conversations",
+        from: "conversations",
+        computed: &[],
+        walk: Walk::Key("recording_id"),
+    },
     // Append-only: copied by id, so an interrupted copy goes on after the
     // last row it took (docs/operations.md "Audit log").
     Table {

@@ -67,6 +67,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "017_retention",
         include_str!("../../sql/sqlite/017_retention.sql"),
     ),
+    (
+        "018_conversations",
+        include_str!("../../sql/sqlite/018_conversations.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> super::Result<()> {

@@ -25,6 +25,7 @@ pub mod backup;
 pub mod call_detail;
 pub mod call_search;
 pub mod calls;
+pub mod conversations;
 pub mod copy;
 pub mod device_figures;
 pub mod devices;

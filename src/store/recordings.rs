@@ -312,6 +312,9 @@ fn next_pending_device(tx: &Tx, after: Option<&str>) -> Result<Option<String>> {
     Ok(found)
 }
 
+/// The figures of a recording, or why none (`store::conversations`).
+pub type ConversationOutcome = super::conversations::Outcome;
+
 /// What the archive holds for a fetched recording.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Archived {
@@ -320,21 +323,29 @@ pub struct Archived {
     pub bytes: i64,
     pub duration_seconds: f64,
     pub sha256: String,
+    /// The conversation figures computed from the audio (two-sided
+    /// recordings), stored with the recording in the same transaction;
+    /// `None` for a recording that has no sides (a mono WAV).
+    pub conversation: Option<super::conversations::Outcome>,
 }
 
-/// Marks a recording `done`.
+/// Marks a recording `done` (and stores its conversation figures).
 pub fn finish_done(tx: &Tx, id: i64, a: &Archived) -> Result<()> {
     let (now, _) = now_stamp();
     let originals =
         serde_json::to_string(&a.originals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if let Some(pg) = tx.pg() {
-        return super::postgres::recordings::finish_done(pg, id, a, &originals, &now);
+        super::postgres::recordings::finish_done(pg, id, a, &originals, &now)?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE recordings SET status = 'done', last_error = NULL, file = ?2, originals = ?3, bytes = ?4,
+                 duration_seconds = ?5, sha256 = ?6, updated_at = ?7 WHERE id = ?1",
+        )?
+        .execute(params![id, a.file, originals, a.bytes, a.duration_seconds, a.sha256, now])?;
     }
-    tx.prepare_cached(
-        "UPDATE recordings SET status = 'done', last_error = NULL, file = ?2, originals = ?3, bytes = ?4,
-             duration_seconds = ?5, sha256 = ?6, updated_at = ?7 WHERE id = ?1",
-    )?
-    .execute(params![id, a.file, originals, a.bytes, a.duration_seconds, a.sha256, now])?;
+    if let Some(c) = &a.conversation {
+        super::conversations::put(tx, id, c)?;
+    }
     Ok(())
 }
 

@@ -120,7 +120,17 @@ pub fn mark_recordings_purged(tx: &Tx, call_seqs: &[i64]) -> Result<u64> {
     );
     let mut args: Vec<rusqlite::types::Value> = vec![now.into()];
     args.extend(call_seqs.iter().map(|s| (*s).into()));
-    Ok(tx.execute(&sql, params_from_iter(args))? as u64)
+    let marked = tx.execute(&sql, params_from_iter(args))? as u64;
+    // A purged recording's conversation figures go with its audio.
+    tx.execute(
+        &format!(
+            "DELETE FROM conversations WHERE recording_id IN (SELECT id FROM recordings
+               WHERE status = 'purged' AND leg_id IN (SELECT leg_id FROM call_legs WHERE call_seq IN ({})))",
+            marks(call_seqs.len())
+        ),
+        params_from_iter(call_seqs),
+    )?;
+    Ok(marked)
 }
 
 /// A purged recording whose files are still in storage: its id and the
@@ -233,6 +243,13 @@ pub fn delete_calls(tx: &Tx, seqs: &[i64]) -> Result<u64> {
     let leg_ids: Vec<i64> = going.iter().map(|l| l.id).collect();
     let lm = marks(leg_ids.len());
     if !leg_ids.is_empty() {
+        tx.execute(
+            &format!(
+                "DELETE FROM conversations WHERE recording_id IN
+                   (SELECT id FROM recordings WHERE leg_id IN ({lm}))"
+            ),
+            params_from_iter(&leg_ids),
+        )?;
         tx.execute(
             &format!("DELETE FROM recordings WHERE leg_id IN ({lm})"),
             params_from_iter(&leg_ids),

@@ -217,7 +217,8 @@ for (const b of document.querySelectorAll(".tab")) {
 
 // ---- calls ---------------------------------------------------------------
 
-const FILTERS = ["from", "to", "number", "ext", "direction", "answered", "has_recording", "limit"];
+const FILTERS = ["from", "to", "number", "ext", "direction", "answered", "has_recording",
+  "longest_silence_min", "overtalk_min", "talk_ratio_min", "talk_ratio_max", "limit"];
 
 // The search's filters as they are in the form (also the list's fragment).
 function filterParams() {
@@ -347,6 +348,7 @@ async function openCall(id) {
   } else {
     parts.push(el("p", { class: "status" }, recs.length ? "No playable recording yet." : "This call has no recording."));
   }
+  parts.push(conversationView(c));
   if (recs.length) {
     parts.push(table(["Leg", "Path", "Codec", "Status", "Attempts", "Last error"],
       recs.map((r) => [String(r.cdr_id ?? r.leg_id ?? ""), r.path, r.codec, el("span", { class: "tag " + r.status }, r.status),
@@ -392,6 +394,70 @@ function whatHappened(id) {
     if (t.truncated) list.append(el("li", { class: "status" }, "More events than shown."));
   }).catch((e) => list.replaceChildren(el("li", { class: "error" }, "Could not load the events: " + e.message)));
   return el("section", { class: "what-happened" }, el("h4", {}, "What happened"), list);
+}
+
+// ---- conversation figures --------------------------------------------------
+// Who spoke when (docs/recordings.md "Conversation figures"): the figures and a
+// two-lane timeline under the player; a click on the timeline seeks the audio.
+// Built with DOM calls only: the CSP refuses inline styles and scripts.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return e;
+}
+
+function conversationView(c) {
+  const box = el("div", { id: "conversation" });
+  if (c.conversation_error) {
+    box.append(el("h4", {}, "Conversation"),
+      el("p", { class: "status" }, "No conversation figures: " + c.conversation_error));
+    return box;
+  }
+  const v = c.conversation;
+  if (!v) return box;
+  const s2 = (x) => (x == null ? "—" : `${x.toFixed(1)} s`);
+  const facts = [
+    ["Agent talk", s2(v.agent_talk_seconds)], ["Customer talk", s2(v.customer_talk_seconds)],
+    ["Talk ratio", v.talk_ratio == null ? "—" : `${Math.round(v.talk_ratio * 100)} % agent`],
+    ["Overtalk", s2(v.overtalk_seconds)], ["Silence", `${s2(v.silence_seconds)} (longest ${s2(v.longest_silence_seconds)})`],
+    ["Interruptions", String(v.interruptions)], ["Agent's first word", s2(v.agent_first_word_seconds)],
+  ];
+  box.append(el("h4", {}, "Conversation"), timeline(c, v),
+    el("dl", {}, ...facts.flatMap(([k, x]) => [el("dt", {}, k), el("dd", {}, x)])));
+  return box;
+}
+
+// Lanes of `v.segments` over the recording's length; seconds → x in a 1000-wide box.
+function timeline(c, v) {
+  const segs = v.segments || [];
+  const recorded = Math.max(0, ...(c.recordings || []).map((r) => r.duration_seconds || 0));
+  const total = Math.max(recorded, ...segs.map((s) => s.end), 1);
+  const W = 1000, LABEL = 90, LANE = 22, GAP = 6;
+  const x = (t) => LABEL + (t / total) * (W - LABEL);
+  const svg = svgEl("svg", { id: "timeline", viewBox: `0 0 ${W} ${2 * LANE + GAP}`, role: "img",
+    "aria-label": "Who spoke when: agent and customer lanes; click to play from there", "data-duration": total });
+  ["agent", "customer"].forEach((side, i) => {
+    const y = i * (LANE + GAP);
+    svg.append(svgEl("text", { x: 0, y: y + LANE - 6, class: "lane-label" }, side),
+      svgEl("rect", { x: LABEL, y, width: W - LABEL, height: LANE, class: "lane", "data-lane": side }));
+    for (const s of segs.filter((s) => s.side === side)) {
+      svg.append(svgEl("rect", { x: x(s.start), y, width: Math.max(1, x(s.end) - x(s.start)), height: LANE,
+        class: "seg " + side, "data-side": side, "data-start": s.start },
+        svgEl("title", {}, `${side} ${s.start.toFixed(1)}–${s.end.toFixed(1)} s`)));
+    }
+  });
+  svg.addEventListener("click", (ev) => {
+    const box = svg.getBoundingClientRect();
+    const at = ((ev.clientX - box.left) / box.width) * W;
+    const t = Math.max(0, Math.min(total, ((at - LABEL) / (W - LABEL)) * total));
+    const player = document.getElementById("player");
+    if (player) player.currentTime = t;
+  });
+  return svg;
 }
 
 // ---- daily report --------------------------------------------------------

@@ -9,7 +9,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::PgTx;
-use crate::store::call_search::{CallFilter, CallRow, CallView, RawCall, CALL_COLS, HAS_RECORDING};
+use crate::store::call_search::{
+    CallFilter, CallRow, CallView, RawCall, CALL_COLS, HAS_CONVERSATION, HAS_RECORDING,
+};
 use crate::store::{Result, StoreError};
 
 /// Rows read per statement: the CLI streams a whole range (`limit` is
@@ -123,6 +125,17 @@ fn where_sql(f: &CallFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
     if let Some(has) = f.has_recording {
         sql.push_str(if has { " AND " } else { " AND NOT " });
         sql.push_str(HAS_RECORDING);
+    }
+    let figures = f.conversation.conditions();
+    if !figures.is_empty() {
+        sql.push_str(" AND ");
+        sql.push_str(HAS_CONVERSATION);
+        for (c, v) in figures {
+            args.push(Box::new(v));
+            sql.push_str(" AND ");
+            sql.push_str(&c.replace("{}", &format!("${}", args.len())));
+        }
+        sql.push(')');
     }
     (sql, args)
 }

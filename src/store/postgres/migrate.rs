@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "010_retention",
         include_str!("../../../sql/postgres/010_retention.sql"),
     ),
+    (
+        "011_conversations",
+        include_str!("../../../sql/postgres/011_conversations.sql"),
+    ),
 ];
 
 /// The advisory lock key of schema changes ("callvaul" in ASCII): one

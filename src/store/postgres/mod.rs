@@ -12,6 +12,7 @@ pub mod backend;
 pub mod call_detail;
 pub mod call_search;
 pub mod calls;
+pub mod conversations;
 pub mod device_figures;
 pub mod devices;
 pub mod events;

@@ -55,13 +55,19 @@ pub fn recordings_to_purge(pg: &PgTx, call_seqs: &[i64]) -> Result<Vec<(i64, i64
 pub fn mark_recordings_purged(pg: &PgTx, call_seqs: &[i64], now: &str) -> Result<u64> {
     // A row claimed meanwhile by a collector is `fetching` when this
     // statement re-reads it after the claim's commit, and is left alone.
-    Ok(pg.execute(
+    let marked = pg.execute(
         "UPDATE recordings SET status = 'purged', last_error = NULL, updated_at = $2,
                 claimed_by = NULL, lease_until_ms = NULL
          WHERE status NOT IN ('purged', 'fetching')
            AND leg_id IN (SELECT leg_id FROM call_legs WHERE call_seq = ANY($1))",
         &[&call_seqs, &now],
-    )?)
+    )?;
+    pg.execute(
+        "DELETE FROM conversations WHERE recording_id IN (SELECT id FROM recordings
+           WHERE status = 'purged' AND leg_id IN (SELECT leg_id FROM call_legs WHERE call_seq = ANY($1)))",
+        &[&call_seqs],
+    )?;
+    Ok(marked)
 }
 
 pub fn purged_with_files(pg: &PgTx, after: i64, limit: i64) -> Result<Vec<FileCols>> {
@@ -118,6 +124,10 @@ pub fn delete_calls(pg: &PgTx, seqs: &[i64]) -> Result<u64> {
         })
         .collect();
     let leg_ids: Vec<i64> = going.iter().map(|l| l.id).collect();
+    pg.execute(
+        "DELETE FROM conversations WHERE recording_id IN (SELECT id FROM recordings WHERE leg_id = ANY($1))",
+        &[&leg_ids],
+    )?;
     pg.execute("DELETE FROM recordings WHERE leg_id = ANY($1)", &[&leg_ids])?;
     pg.execute(
         "DELETE FROM queue_visits WHERE call_id IN (SELECT id FROM calls WHERE seq = ANY($1))",

@@ -164,6 +164,7 @@ fn finishing_records_done_retry_missing_and_failed() {
             bytes: 44,
             duration_seconds: 1.5,
             sha256: "ff".into(),
+            conversation: None,
         };
         let statuses = store
             .writer
@@ -238,6 +239,7 @@ fn reset_fetching_takes_back_only_what_no_live_collector_holds() {
                     bytes: 1,
                     duration_seconds: 0.1,
                     sha256: "00".into(),
+                    conversation: None,
                 };
                 store
                     .writer

@@ -100,7 +100,8 @@ pub fn bare_legs(tx: &Tx, device: &str, ids: std::ops::RangeInclusive<i64>) -> R
 /// sort differently by bytes and by language, calls with talk times whose
 /// minutes round on a tie, one call not settled (last change at 2_000_000
 /// ms), queue visits of every outcome, recordings of every status and one
-/// leg whose recording was never queued.
+/// leg whose recording was never queued, and conversation figures of
+/// some recordings (one failed, one where nobody spoke).
 pub fn report_rows(tx: &Tx) -> Result<()> {
     let l = |id, device, leg_type, cpn, cdpn, start, end, duration, trunk, recording| Leg {
         id,
@@ -258,6 +259,15 @@ pub fn report_rows(tx: &Tx) -> Result<()> {
              (4, 'Dev-B', '20240108/4.wav', 'PCMU', 'pending', 0, 0, 0, NULL, '2024-01-08T09:02:00.000Z'),
              (7, 'dev-a', '20240109/7.wav', 'PCMU', 'fetching', 1, 0, 0, '', '2024-01-09T00:01:00.000Z'),
              (9, 'dev-a', '20240109/9.wav', 'PCMU', 'failed', 2, 0, 0, '', '2024-01-09T12:00:00.000Z');
+         INSERT INTO conversations (recording_id, status, error, agent_talk_seconds,
+             customer_talk_seconds, talk_ratio, overtalk_seconds, longest_silence_seconds,
+             silence_seconds, interruptions, agent_first_word_seconds, segments, computed_at) VALUES
+             (1, 'failed', 'recv side: no speech list', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                 NULL, NULL, '2024-01-08T00:21:00.000Z'),
+             (2, 'ok', NULL, 4.1, 3.3, 0.55, 0.7, 2.25, 3.1, 1, 0.5, '[]', '2024-01-08T10:00:00.000Z'),
+             (3, 'ok', NULL, 1.2, 0.0, 1.0, 0.15, 0.0, 0.0, 0, 0.3, '[]', '2024-01-08T11:00:00.000Z'),
+             (4, 'ok', NULL, 0.0, 0.0, NULL, 0.0, 0.0, 0.0, 0, NULL, '[]', '2024-01-08T09:02:00.000Z'),
+             (5, 'ok', NULL, 2.0, 2.0, 0.5, 0.33, 1.05, 1.5, 2, 0.0, '[]', '2024-01-09T00:01:00.000Z');
          INSERT INTO queue_visits (key, device, grp, group_number, party_kind, party_id, caller,
              callid, entered_at, entered_local, entry_count, outcome, agent, ended_at,
              wait_seconds, call_id) VALUES

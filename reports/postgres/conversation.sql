@@ -1,0 +1,35 @@
+-- name: conversation
+-- description: Per agent and day, over settled calls with conversation figures (docs/recordings.md):
+-- description: calls, average talk ratio, total and average overtalk seconds, longest silence.
+-- description: The agent is the extension of the recorded leg: the callee of an inbound or internal
+-- description: leg, the caller of an outbound or callback one.
+-- params: from, to
+-- PostgreSQL's dialect of reports/conversation.sql: rounded by sqlite_round (sql/postgres/005),
+-- text ordered bytewise as on SQLite.
+WITH c AS (
+    SELECT seq, substr(start_local, 1, 10) AS day
+    FROM calls
+    WHERE start_local >= :from::text AND start_local < :to_next::text
+      AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
+      AND last_change_ms <= :settled_before_ms::bigint
+),
+v AS (
+    SELECT c.day, c.seq,
+           CASE WHEN l.leg_type IN ('OU', 'CB') THEN l.cpn ELSE l.cdpn END AS agent,
+           f.talk_ratio, f.overtalk_seconds, f.longest_silence_seconds
+    FROM c
+    JOIN call_legs cl ON cl.call_seq = c.seq
+        AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
+    JOIN legs l ON l.id = cl.leg_id
+    JOIN recordings r ON r.leg_id = l.id
+    JOIN conversations f ON f.recording_id = r.id AND f.status = 'ok'
+)
+SELECT agent, day,
+       count(DISTINCT seq) AS calls,
+       sqlite_round(avg(talk_ratio), 2) AS avg_talk_ratio,
+       sqlite_round(sum(overtalk_seconds), 2) AS overtalk_seconds,
+       sqlite_round(avg(overtalk_seconds), 2) AS avg_overtalk_seconds,
+       max(longest_silence_seconds) AS longest_silence_seconds
+FROM v
+GROUP BY agent, day
+ORDER BY agent COLLATE "C", day COLLATE "C";
