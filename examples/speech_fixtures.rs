@@ -83,7 +83,10 @@ fn run(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let silence = encode_pcm(&[0i16; SILENCE_FRAMES * FRAME_SAMPLES]);
     std::fs::write(out.join("silence.dat"), &silence)?;
     total += silence.len();
-    println!("{:<16} {SILENCE_FRAMES:>4} frames  (digital silence)", "silence.dat");
+    println!(
+        "{:<16} {SILENCE_FRAMES:>4} frames  (digital silence)",
+        "silence.dat"
+    );
     println!("{total} bytes in {}", out.display());
     Ok(())
 }

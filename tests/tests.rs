@@ -13,6 +13,7 @@ mod calls_http;
 mod calls_manual;
 mod calls_sim;
 mod contrib_unit;
+mod conversation_truth;
 mod demo_cli;
 mod device_tokens;
 mod devices_figures;

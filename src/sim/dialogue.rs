@@ -342,9 +342,12 @@ impl Halves {
     }
 }
 
-/// The built-in phrases: (agent, customer), in the fixtures' order.
-pub fn phrases() -> &'static (Vec<Arc<Phrase>>, Vec<Arc<Phrase>>) {
-    static BOOK: OnceLock<(Vec<Arc<Phrase>>, Vec<Arc<Phrase>>)> = OnceLock::new();
+/// Phrases of the agent and of the customer, in the fixtures' order.
+pub type PhraseBook = (Vec<Arc<Phrase>>, Vec<Arc<Phrase>>);
+
+/// The built-in phrases.
+pub fn phrases() -> &'static PhraseBook {
+    static BOOK: OnceLock<PhraseBook> = OnceLock::new();
     BOOK.get_or_init(|| {
         let load = |set: &[&[u8]]| set.iter().map(|b| Arc::new(Phrase::fixture(b))).collect();
         (load(&AGENT_PHRASES), load(&CUSTOMER_PHRASES))
@@ -391,30 +394,33 @@ pub fn builtin() -> &'static [Arc<Dialogue>] {
             (A, &a[7], Gap(40)),
             (C, &c[7], Gap(30)),
         ];
-        [("billing", 40, &billing[..], 200), ("complaint", 30, &complaint[..], 150)]
-            .into_iter()
-            .map(|(name, first, rest, tail)| {
-                let mut steps = vec![(A, &a[0], Gap(0))];
-                steps.extend_from_slice(rest);
-                // The fixtures are fixed, so the tests check this once; were
-                // one remade badly the calls would be silent, not crash.
-                let d = Dialogue::script(name, first, &steps, tail, After::Repeat)
-                    .unwrap_or_else(|e| {
-                        tracing::error!(dialogue = name, error = %e, "built-in dialogue is invalid");
-                        Dialogue::silent(name)
-                    });
-                Arc::new(d)
-            })
-            .collect()
+        [
+            ("billing", 40, &billing[..], 200),
+            ("complaint", 30, &complaint[..], 150),
+        ]
+        .into_iter()
+        .map(|(name, first, rest, tail)| {
+            let mut steps = vec![(A, &a[0], Gap(0))];
+            steps.extend_from_slice(rest);
+            // The fixtures are fixed, so the tests check this once; were
+            // one remade badly the calls would be silent, not crash.
+            let d =
+                Dialogue::script(name, first, &steps, tail, After::Repeat).unwrap_or_else(|e| {
+                    tracing::error!(dialogue = name, error = %e, "built-in dialogue is invalid");
+                    Dialogue::silent(name)
+                });
+            Arc::new(d)
+        })
+        .collect()
     })
 }
 
 /// The built-in dialogue of the call recorded at `path` (FNV-1a of the path,
 /// so the same call always says the same).
 pub fn for_path(path: &str) -> Arc<Dialogue> {
-    let hash = path
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     let all = builtin();
     Arc::clone(&all[(hash % all.len() as u64) as usize])
 }
@@ -424,7 +430,10 @@ mod tests {
     use super::*;
 
     fn phrase(frames: u32, byte: u8) -> Arc<Phrase> {
-        Arc::new(Phrase::new(vec![byte; frames as usize * FRAME_BYTES], Some((1, frames - 1))))
+        Arc::new(Phrase::new(
+            vec![byte; frames as usize * FRAME_BYTES],
+            Some((1, frames - 1)),
+        ))
     }
 
     fn silence_frame(i: usize) -> &'static [u8] {
@@ -448,14 +457,25 @@ mod tests {
         let all = builtin();
         assert_eq!(all.len(), 2);
         for d in all {
-            assert!(d.turns().len() >= 12, "{}: the fixtures made a valid script", d.name);
+            assert!(
+                d.turns().len() >= 12,
+                "{}: the fixtures made a valid script",
+                d.name
+            );
             let ag = d.speech(Side::Agent, d.frames());
             let cu = d.speech(Side::Customer, d.frames());
             let overlap: u32 = ag
                 .iter()
-                .flat_map(|x| cu.iter().map(move |y| x.1.min(y.1).saturating_sub(x.0.max(y.0))))
+                .flat_map(|x| {
+                    cu.iter()
+                        .map(move |y| x.1.min(y.1).saturating_sub(x.0.max(y.0)))
+                })
                 .sum();
-            assert!((50..=150).contains(&overlap), "{}: overlap {overlap}", d.name);
+            assert!(
+                (50..=150).contains(&overlap),
+                "{}: overlap {overlap}",
+                d.name
+            );
             let mut all: Vec<(u32, u32)> = ag.iter().chain(&cu).copied().collect();
             all.sort();
             let mut end = all[0].1;
@@ -466,8 +486,16 @@ mod tests {
             }
             let longest = gaps.iter().max().copied().unwrap_or(0);
             assert!(longest >= 600, "{}: a long pause: {gaps:?}", d.name);
-            assert!(gaps.iter().filter(|&&g| (20..=80).contains(&g)).count() >= 8, "{gaps:?}");
-            assert!(d.frames() > 2000 && d.frames() < 6000, "{}: {} frames", d.name, d.frames());
+            assert!(
+                gaps.iter().filter(|&&g| (20..=80).contains(&g)).count() >= 8,
+                "{gaps:?}"
+            );
+            assert!(
+                d.frames() > 2000 && d.frames() < 6000,
+                "{}: {} frames",
+                d.name,
+                d.frames()
+            );
         }
     }
 
@@ -477,7 +505,10 @@ mod tests {
             .map(|i| for_path(&format!("20240108/200_{i}_cd.wav")).name.clone())
             .collect();
         assert_eq!(names.len(), 2);
-        assert_eq!(for_path("20240108/a.wav").name, for_path("20240108/a.wav").name);
+        assert_eq!(
+            for_path("20240108/a.wav").name,
+            for_path("20240108/a.wav").name
+        );
     }
 
     #[test]
@@ -485,8 +516,16 @@ mod tests {
         let d = Dialogue::new(
             "t",
             vec![
-                Turn { side: Side::Agent, phrase: phrase(3, 0xAA), start: 2 },
-                Turn { side: Side::Customer, phrase: phrase(4, 0xCC), start: 4 },
+                Turn {
+                    side: Side::Agent,
+                    phrase: phrase(3, 0xAA),
+                    start: 2,
+                },
+                Turn {
+                    side: Side::Customer,
+                    phrase: phrase(4, 0xCC),
+                    start: 4,
+                },
             ],
             8,
             After::Repeat,
@@ -506,7 +545,10 @@ mod tests {
         assert_eq!(d.speech(Side::Agent, 13), vec![(3, 4), (11, 12)]);
         assert_eq!(d.speech(Side::Customer, 13), vec![(5, 7)]);
         assert_eq!(d.speech(Side::Customer, 6), vec![(5, 6)]);
-        let once = Dialogue { after: After::Silence, ..d };
+        let once = Dialogue {
+            after: After::Silence,
+            ..d
+        };
         assert_eq!(once.speech(Side::Agent, 13), vec![(3, 4)]);
         assert_eq!(&once.render(Side::Agent, 13)[100..110], silence_frame(10));
     }
@@ -514,23 +556,48 @@ mod tests {
     #[test]
     fn dialogue_refuses_impossible_turns() {
         let p = phrase(5, 1);
-        let t = |side, start| Turn { side, phrase: Arc::clone(&p), start };
+        let t = |side, start| Turn {
+            side,
+            phrase: Arc::clone(&p),
+            start,
+        };
         assert_eq!(
-            Dialogue::new("x", vec![t(Side::Agent, 0), t(Side::Agent, 4)], 20, After::Repeat).err(),
-            Some(DialogueError::SameSideOverlap { side: "agent", at: 4 })
+            Dialogue::new(
+                "x",
+                vec![t(Side::Agent, 0), t(Side::Agent, 4)],
+                20,
+                After::Repeat
+            )
+            .err(),
+            Some(DialogueError::SameSideOverlap {
+                side: "agent",
+                at: 4
+            })
         );
         assert_eq!(
             Dialogue::new("x", vec![t(Side::Customer, 18)], 20, After::Repeat).err(),
-            Some(DialogueError::PastEnd { end: 23, frames: 20 })
+            Some(DialogueError::PastEnd {
+                end: 23,
+                frames: 20
+            })
         );
-        assert_eq!(Dialogue::new("x", vec![], 0, After::Repeat).err(), Some(DialogueError::Empty));
-        let steps = [(Side::Agent, &p, Start::After(0)), (Side::Customer, &p, Start::Overlap(9))];
+        assert_eq!(
+            Dialogue::new("x", vec![], 0, After::Repeat).err(),
+            Some(DialogueError::Empty)
+        );
+        let steps = [
+            (Side::Agent, &p, Start::After(0)),
+            (Side::Customer, &p, Start::Overlap(9)),
+        ];
         assert_eq!(
             Dialogue::script("x", 2, &steps, 0, After::Repeat).err(),
             Some(DialogueError::BeforeStart(9))
         );
         // Different sides may overlap: an interruption.
-        let steps = [(Side::Agent, &p, Start::After(0)), (Side::Customer, &p, Start::Overlap(2))];
+        let steps = [
+            (Side::Agent, &p, Start::After(0)),
+            (Side::Customer, &p, Start::Overlap(2)),
+        ];
         let d = Dialogue::script("x", 2, &steps, 3, After::Repeat).unwrap();
         assert_eq!((d.turns()[1].start, d.frames()), (5, 13));
     }
@@ -546,7 +613,13 @@ mod tests {
         assert_eq!((h.send().len(), h.recv().len()), (1000, 930));
         let t = h.truth(&spec.path);
         assert_eq!((t.send_ms, t.recv_ms), (1000, 930));
-        assert!(t.segments.iter().all(|s| s.end_ms <= 1000 && s.start_ms < s.end_ms));
-        assert!(t.segments.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+        assert!(t
+            .segments
+            .iter()
+            .all(|s| s.end_ms <= 1000 && s.start_ms < s.end_ms));
+        assert!(t
+            .segments
+            .windows(2)
+            .all(|w| w[0].start_ms <= w[1].start_ms));
     }
 }

@@ -25,7 +25,11 @@ pub enum WavError {
     #[error("WAV without a fmt chunk before its data")]
     NoFormat,
     #[error("WAV is not 16-bit PCM mono (format {format}, {channels} channels, {bits} bits)")]
-    Unsupported { format: u16, channels: u16, bits: u16 },
+    Unsupported {
+        format: u16,
+        channels: u16,
+        bits: u16,
+    },
     #[error("WAV without a data chunk")]
     NoData,
 }
@@ -40,7 +44,8 @@ pub fn wav_pcm(bytes: &[u8]) -> Result<(u32, Vec<i16>), WavError> {
         return Err(WavError::NotWav);
     }
     let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let mut pos = 12;
     let mut rate = None;
     while pos + 8 <= bytes.len() {
@@ -131,7 +136,10 @@ pub fn frame_rms(pcm: &[i16]) -> Vec<f64> {
 
 /// Whether each whole 10 ms frame is speech (RMS ≥ [`SPEECH_RMS`]).
 pub fn speech_frames(pcm: &[i16]) -> Vec<bool> {
-    frame_rms(pcm).into_iter().map(|r| r >= SPEECH_RMS).collect()
+    frame_rms(pcm)
+        .into_iter()
+        .map(|r| r >= SPEECH_RMS)
+        .collect()
 }
 
 /// Frames `[first, last + 1)` from the first speech frame to the last;
@@ -181,7 +189,10 @@ mod tests {
     #[test]
     fn wav_pcm_reads_a_streamed_header_to_the_end() {
         let s = [1i16, -2, 300, -32768];
-        assert_eq!(wav_pcm(&wav(22050, &s, 0x7FFF_FFFF)), Ok((22050, s.to_vec())));
+        assert_eq!(
+            wav_pcm(&wav(22050, &s, 0x7FFF_FFFF)),
+            Ok((22050, s.to_vec()))
+        );
         assert_eq!(wav_pcm(&wav(8000, &s, 4)), Ok((8000, s[..2].to_vec())));
     }
 
@@ -190,7 +201,10 @@ mod tests {
         assert_eq!(wav_pcm(b"<html>"), Err(WavError::NotWav));
         let mut stereo = wav(8000, &[0, 0], 4);
         stereo[22] = 2;
-        assert!(matches!(wav_pcm(&stereo), Err(WavError::Unsupported { .. })));
+        assert!(matches!(
+            wav_pcm(&stereo),
+            Err(WavError::Unsupported { .. })
+        ));
         assert_eq!(wav_pcm(&wav(8000, &[], 0)[..36]), Err(WavError::NoData));
     }
 
