@@ -16,6 +16,7 @@ mod calls_timeline;
 mod contrib_unit;
 mod conversation_api;
 mod conversation_figures;
+mod conversation_truth;
 mod demo_cli;
 mod device_tokens;
 mod devices_figures;

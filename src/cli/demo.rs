@@ -1,7 +1,8 @@
 //! `callvault demo`: the whole product without a PBX. Starts `serve` on
 //! `./demo-data` (or `--data`), a simulated OM device that has already pushed
 //! a business day (yesterday) and keeps pushing calls in real time, and its
-//! recorder serving the recordings those calls name. Prints the web address
+//! recorder serving the recordings those calls name (G.729 calls say the
+//! simulator's dialogues, `sim::dialogue`). Prints the web address
 //! with an admin token: the archive's token named `demo`, replaced at every
 //! start (its text cannot be shown again, only its hash is stored), so
 //! repeated demos leave one demo token, not one per start.

@@ -3,9 +3,11 @@
 //! the OM device's storage pages.
 //!
 //! * PCMU/PCMA calls: a 16-bit PCM 8 kHz mono WAV of `seconds` (a tone).
-//! * G729 calls: two halves of raw G.729 frames, send and recv, made from
-//!   the test fixtures (`tests/fixtures/g729/{agent,customer}.dat`) looped to
-//!   the length (recv a few frames shorter, so merging must pad).
+//! * G729 calls: two halves of raw G.729 frames, send (the agent) and recv
+//!   (the customer), saying a [`Dialogue`](super::dialogue::Dialogue): the
+//!   built-in one the path picks ([`Halves::for_spec`]: as long as the talk,
+//!   recv a few frames shorter so merging must pad), or the halves a test
+//!   gives ([`start_halves`]).
 //! * `GET /mcc/Recorder/{YYYYMMDD}/`: an HTML listing of that day's files.
 //!
 //! Files are generated on request (deterministic), so a long simulation
@@ -26,15 +28,10 @@ use axum::Router;
 use base64::Engine;
 use tokio::sync::oneshot;
 
+use super::dialogue::Halves;
 use super::RecordingSpec;
 use crate::model::check_recording_path;
 
-const AGENT: &[u8] = include_bytes!("../../tests/fixtures/g729/agent.dat");
-const CUSTOMER: &[u8] = include_bytes!("../../tests/fixtures/g729/customer.dat");
-/// G.729 frame: 10 bytes, 10 ms.
-const FRAME: usize = 10;
-/// The recv half is this many frames shorter than the send half.
-const RECV_SHORTER_FRAMES: usize = 7;
 const PREFIX: &str = "/mcc/Recorder/";
 
 /// Faults to inject; the default serves everything at once, without auth.
@@ -56,16 +53,16 @@ pub struct Faults {
 }
 
 /// What one served file is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Kind {
-    Wav,
-    Send,
-    Recv,
+    Wav { seconds: u32 },
+    Send(Arc<Halves>),
+    Recv(Arc<Halves>),
 }
 
 struct Shared {
-    /// `YYYYMMDD/name` → (spec, kind).
-    files: HashMap<String, (RecordingSpec, Kind)>,
+    /// `YYYYMMDD/name` → what to serve there.
+    files: HashMap<String, Kind>,
     faults: Faults,
     tries: Mutex<HashMap<String, u32>>,
 }
@@ -101,47 +98,51 @@ impl RecorderHandle {
 
 /// The files served for `spec`, as (`YYYYMMDD/name`, bytes).
 pub fn files_for(spec: &RecordingSpec, faults: &Faults) -> Vec<(String, Vec<u8>)> {
-    names_for(spec, faults)
+    names_for(spec, None, faults)
         .into_iter()
-        .map(|(path, kind)| (path, content(spec, kind)))
+        .map(|(path, kind)| (path, content(&kind)))
         .collect()
 }
 
-fn names_for(spec: &RecordingSpec, faults: &Faults) -> Vec<(String, Kind)> {
+/// `halves` overrides what a G.729 spec's halves say.
+fn names_for(
+    spec: &RecordingSpec,
+    halves: Option<Arc<Halves>>,
+    faults: &Faults,
+) -> Vec<(String, Kind)> {
     if spec.codec.eq_ignore_ascii_case("G729") {
         let stem = spec.path.strip_suffix(".wav").unwrap_or(&spec.path);
         let (s, r) = faults
             .half_suffixes
             .clone()
             .unwrap_or_else(|| ("_send.dat".into(), "_recv.dat".into()));
+        let halves = halves.unwrap_or_else(|| Arc::new(Halves::for_spec(spec)));
         vec![
-            (format!("{stem}{s}"), Kind::Send),
-            (format!("{stem}{r}"), Kind::Recv),
+            (format!("{stem}{s}"), Kind::Send(Arc::clone(&halves))),
+            (format!("{stem}{r}"), Kind::Recv(halves)),
         ]
     } else {
-        vec![(spec.path.clone(), Kind::Wav)]
+        vec![(
+            spec.path.clone(),
+            Kind::Wav {
+                seconds: spec.seconds,
+            },
+        )]
     }
 }
 
-fn content(spec: &RecordingSpec, kind: Kind) -> Vec<u8> {
-    let seconds = spec.seconds.max(1) as usize;
-    let frames = seconds * 100;
+/// Made at each request, so a long simulation keeps no files in memory.
+fn content(kind: &Kind) -> Vec<u8> {
     match kind {
-        Kind::Wav => tone_wav(seconds * 8000),
-        Kind::Send => looped(AGENT, frames * FRAME),
-        Kind::Recv => looped(
-            CUSTOMER,
-            frames.saturating_sub(RECV_SHORTER_FRAMES).max(1) * FRAME,
-        ),
+        Kind::Wav { seconds } => tone_wav((*seconds).max(1).saturating_mul(8000)),
+        Kind::Send(h) => h.send(),
+        Kind::Recv(h) => h.recv(),
     }
-}
-
-fn looped(src: &[u8], len: usize) -> Vec<u8> {
-    src.iter().copied().cycle().take(len).collect()
 }
 
 /// 16-bit PCM 8 kHz mono: a 440 Hz tone with a slow swell.
-fn tone_wav(samples: usize) -> Vec<u8> {
+fn tone_wav(samples: u32) -> Vec<u8> {
+    let samples = samples as usize;
     let mut out = Vec::with_capacity(44 + samples * 2);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + samples as u32 * 2).to_le_bytes());
@@ -177,15 +178,36 @@ pub async fn start_at(
     specs: Vec<RecordingSpec>,
     faults: Faults,
 ) -> std::io::Result<RecorderHandle> {
+    let calls = specs.into_iter().map(|s| (s, None)).collect();
+    serve(bind, calls, faults).await
+}
+
+/// Starts the recorder on `127.0.0.1:0` serving G.729 calls whose halves
+/// the caller made (speech at chosen offsets, a silent or noisy half,
+/// halves of any length).
+pub async fn start_halves(
+    calls: Vec<(RecordingSpec, Halves)>,
+    faults: Faults,
+) -> std::io::Result<RecorderHandle> {
+    let calls = calls
+        .into_iter()
+        .map(|(s, h)| (s, Some(Arc::new(h))))
+        .collect();
+    serve("127.0.0.1:0", calls, faults).await
+}
+
+async fn serve(
+    bind: &str,
+    calls: Vec<(RecordingSpec, Option<Arc<Halves>>)>,
+    faults: Faults,
+) -> std::io::Result<RecorderHandle> {
     let mut files = HashMap::new();
-    for spec in specs {
+    for (spec, halves) in calls {
         if check_recording_path(&spec.path).is_err() {
             tracing::warn!(path = %spec.path, "simulated recorder skips an unsafe recording path");
             continue;
         }
-        for (path, kind) in names_for(&spec, &faults) {
-            files.insert(path, (spec.clone(), kind));
-        }
+        files.extend(names_for(&spec, halves, &faults));
     }
     let shared = Arc::new(Shared {
         files,
@@ -256,15 +278,15 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if !day.contains('/') {
         return listing(&sh, day);
     }
-    let Some((spec, kind)) = sh.files.get(&rest) else {
+    let Some(kind) = sh.files.get(&rest) else {
         return not_found();
     };
     if tries <= sh.faults.not_found_first {
         return not_found();
     }
-    let bytes = content(spec, *kind);
+    let bytes = content(kind);
     let len = bytes.len();
-    let ctype = if matches!(kind, Kind::Wav) {
+    let ctype = if matches!(kind, Kind::Wav { .. }) {
         "audio/wav"
     } else {
         "application/octet-stream"
@@ -338,14 +360,16 @@ mod tests {
     }
 
     #[test]
-    fn files_for_g729_gives_two_halves() {
-        let files = files_for(&spec("G729", 2), &Faults::default());
+    fn files_for_g729_gives_the_dialogues_two_halves() {
+        let s = spec("G729", 2);
+        let files = files_for(&s, &Faults::default());
         assert_eq!(files[0].0, "20240108/200_201_20240108_090000_1_cd_send.dat");
-        assert_eq!(files[0].1.len(), 200 * FRAME);
-        assert_eq!(files[1].1.len(), (200 - RECV_SHORTER_FRAMES) * FRAME);
-        assert_eq!(
-            &files[0].1[..AGENT.len().min(100)],
-            &AGENT[..AGENT.len().min(100)]
-        );
+        assert_eq!(files[1].0, "20240108/200_201_20240108_090000_1_cd_recv.dat");
+        let h = Halves::for_spec(&s);
+        assert_eq!((h.send_frames, h.recv_frames), (200, 193));
+        assert_eq!(files[0].1, h.send());
+        assert_eq!(files[1].1, h.recv());
+        assert_eq!(files[0].1.len(), 2000);
+        assert_eq!(files[1].1.len(), 1930);
     }
 }

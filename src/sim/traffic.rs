@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::dialogue::Halves;
 use super::scenarios::Scenario;
 use super::timeline::{CallPlan, Ctx, Item};
 use super::truth::Truth;
@@ -205,7 +206,14 @@ fn render(cfg: &SimConfig, rng: &mut StdRng, mut calls: Vec<CallPlan>) -> Plan {
         };
         pushes.push(Push { at, body, kind });
     }
-    let mut truth = Truth::default();
+    let mut truth = Truth {
+        recordings: recordings
+            .iter()
+            .filter(|r| r.codec.eq_ignore_ascii_case("G729"))
+            .map(|r| Halves::for_spec(r).truth(&r.path))
+            .collect(),
+        ..Truth::default()
+    };
     for call in calls {
         let mut t = call.truth;
         t.device_cdr_ids.sort();

@@ -1,6 +1,7 @@
-//! What the simulated device *meant*: one [`TruthCall`] per simulated call and
-//! one [`TruthVisit`] per queue entry, for tests and benchmarks to compare the
-//! grouping (`calls/`) and queue inference (`queues/`) against.
+//! What the simulated device *meant*: one [`TruthCall`] per simulated call,
+//! one [`TruthVisit`] per queue entry and one [`TruthRecording`] per G.729
+//! recording, for tests and benchmarks to compare the grouping (`calls/`),
+//! queue inference (`queues/`) and conversation figures against.
 //!
 //! Values follow the call rules of docs/calls.md applied to the legs the scenario
 //! generated, but each scenario computes them from its own knowledge (who
@@ -54,11 +55,38 @@ pub struct TruthVisit {
     pub cdr_ids: Vec<String>,
 }
 
+/// Where each side speaks in one G.729 recording (docs/recordings.md,
+/// "Simulated dialogues"), what the conversation figures are checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthRecording {
+    /// The CDR's `<Recording>` value.
+    pub path: String,
+    /// Name of the dialogue the call says.
+    pub dialogue: String,
+    /// Lengths of the `send` (agent) and `recv` (customer) halves.
+    pub send_ms: u64,
+    pub recv_ms: u64,
+    /// Speech spans of both sides, by start, from the recording's start.
+    pub segments: Vec<TruthSegment>,
+}
+
+/// A span in which one side speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthSegment {
+    /// `agent` (the `send` half) or `customer` (`recv`).
+    pub side: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
 /// Everything the simulation intended, serializable for fixtures.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
     pub calls: Vec<TruthCall>,
     pub visits: Vec<TruthVisit>,
+    /// One per G.729 recording, in the order of `Plan::recordings`.
+    #[serde(default)]
+    pub recordings: Vec<TruthRecording>,
 }
 
 #[cfg(test)]
@@ -86,6 +114,7 @@ mod tests {
                 note: None,
             }],
             visits: vec![],
+            recordings: vec![],
         };
         let json = serde_json::to_string(&truth).expect("serialize");
         let back: Truth = serde_json::from_str(&json).expect("deserialize");
