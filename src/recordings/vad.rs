@@ -45,8 +45,8 @@ pub const WINDOW_BLOCKS: usize = 5;
 /// A speech frame is this far above the floor (dB).
 pub const ABOVE_FLOOR_DB: f32 = 12.0;
 /// ... and at least this loud: 10·log10 of the mean square sample, i.e.
-/// about -55 dBFS (an RMS of 58 on the 16-bit scale).
-pub const MIN_SPEECH_DB: f32 = 35.0;
+/// about -45 dBFS (an RMS of 184 on the 16-bit scale).
+pub const MIN_SPEECH_DB: f32 = 45.0;
 /// Speech frames in a row that open a span (30 ms).
 pub const ONSET_FRAMES: u32 = 3;
 /// Non-speech frames that close a span (250 ms): shorter gaps are bridged.
