@@ -158,8 +158,8 @@ fn one_hour_recording(data: &Path) -> i64 {
     w.finalize().unwrap_or_else(|e| panic!("{e}"));
     let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
     let sha = format!("{:x}", Sha256::digest(&bytes));
-    let c = rusqlite::Connection::open(data.join("callvault.sqlite"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c =
+        rusqlite::Connection::open(data.join("callvault.sqlite")).unwrap_or_else(|e| panic!("{e}"));
     c.execute_batch(
         "UPDATE recordings SET status = 'failed', last_error = 'bench'
          WHERE status IN ('pending', 'fetching')",
