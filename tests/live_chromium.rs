@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::calls_timeline::{agent_ring_of, answer_of, bye_of, push_xml, queue_of};
+use crate::chromium::{have_chromium, start_driver, Driver};
 use crate::util::*;
-use crate::web_chromium::{have_chromium, start_driver, Driver};
 
 /// Waits until the JS expression `expr` is true, at most `limit` after
 /// `since` (the event that should make it so); panics with the page's
@@ -148,25 +148,7 @@ async fn live_page_and_what_happened_in_headless_chromium() {
     d.screenshot("call_what_happened.png").await;
 
     // Both pages ran under the Content-Security-Policy without a violation.
-    let console = d
-        .call(
-            reqwest::Method::POST,
-            "/se/log",
-            Some(json!({"type": "browser"})),
-        )
-        .await;
-    let violations: Vec<&Value> = console
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| {
-                    e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("Content Security Policy"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let violations = d.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     d.call(reqwest::Method::DELETE, "", None).await;
     ts.running.stop().await;

@@ -13,6 +13,7 @@ mod calls_http;
 mod calls_manual;
 mod calls_sim;
 mod calls_timeline;
+mod chromium;
 mod contrib_unit;
 mod conversation_api;
 mod conversation_figures;

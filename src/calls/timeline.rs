@@ -306,14 +306,7 @@ mod tests {
     use super::*;
 
     fn party(tag: &str, attrs: &[(&str, &str)]) -> Party {
-        Party {
-            tag: tag.into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            text: None,
-        }
+        Party::with_attrs(tag, attrs)
     }
 
     fn stored(seq: i64, ms: i64, attribute: &str, parties: Vec<Party>) -> StoredEvent {

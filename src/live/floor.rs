@@ -571,14 +571,7 @@ mod tests {
     use super::*;
 
     fn party(tag: &str, attrs: &[(&str, &str)]) -> Party {
-        Party {
-            tag: tag.into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            text: None,
-        }
+        Party::with_attrs(tag, attrs)
     }
 
     fn ev(attribute: &str, parties: Vec<Party>) -> Event {

@@ -77,6 +77,19 @@ pub struct Party {
 }
 
 impl Party {
+    /// An empty element `<tag k="v" … />`: how the simulator and the tests
+    /// write the parties of an event.
+    pub fn with_attrs(tag: &str, attrs: &[(&str, &str)]) -> Party {
+        Party {
+            tag: tag.to_string(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            text: None,
+        }
+    }
+
     pub fn attr(&self, name: &str) -> Option<&str> {
         attr_of(&self.attrs, name)
     }

@@ -343,14 +343,7 @@ impl Ctx {
 }
 
 fn party(tag: &str, attrs: &[(&str, &str)]) -> Party {
-    Party {
-        tag: tag.to_string(),
-        attrs: attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        text: None,
-    }
+    Party::with_attrs(tag, attrs)
 }
 
 /// `<ext id="…" />`.
