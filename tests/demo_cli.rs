@@ -129,6 +129,57 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
     );
     assert!(longest >= 1.0, "waits of seconds: {queues}");
 
+    // The demo's G.729 calls say espeak-ng dialogues: once fetched, a call
+    // has conversation figures with speech on both sides (the QA view's
+    // timeline).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let conversation = loop {
+        let v: Value = http
+            .get(format!(
+                "{base}/api/calls?from={yesterday}&to={yesterday}&talk_ratio_min=0&limit=1"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("calls")
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).expect("calls json"))
+            .expect("calls body");
+        if let Some(id) = v["calls"][0]["id"].as_str() {
+            let d: Value = http
+                .get(format!("{base}/api/calls/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("call")
+                .bytes()
+                .await
+                .map(|b| serde_json::from_slice(&b).expect("call json"))
+                .expect("call body");
+            break d["conversation"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no demo call got conversation figures: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let sides: Vec<&str> = conversation["segments"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .filter_map(|s| s["side"].as_str())
+        .collect();
+    assert!(
+        sides.contains(&"agent") && sides.contains(&"customer"),
+        "{conversation}"
+    );
+    assert!(
+        conversation["agent_talk_seconds"].as_f64() > Some(0.5),
+        "{conversation}"
+    );
+
     let pid = child.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
