@@ -232,6 +232,18 @@ async fn web_page_in_headless_chromium() {
     d.js("document.querySelector('#direction').value = '';")
         .await;
     d.click("#search-btn").await;
+    // The conversation filters: the one call with figures (talk ratio
+    // 0.43, longest silence 0.1 s) is in a ratio window around it and out
+    // of a search for dead air.
+    d.js("document.querySelector('#talk_ratio_min').value = '0.4'; document.querySelector('#talk_ratio_max').value = '0.5';").await;
+    d.click("#search-btn").await;
+    d.wait(&format!("(() => {{ const r = document.querySelectorAll('#calls-table tbody tr[data-id]'); return r.length === 1 && r[0].dataset.id === '{call_id}'; }})()")).await;
+    d.js("document.querySelector('#talk_ratio_min').value = ''; document.querySelector('#talk_ratio_max').value = ''; document.querySelector('#longest_silence_min').value = '5';").await;
+    d.click("#search-btn").await;
+    d.wait("document.querySelector('#calls-status').textContent === 'No calls match.' && document.querySelectorAll('#calls-table tbody tr[data-id]').length === 0").await;
+    d.js("document.querySelector('#longest_silence_min').value = '';")
+        .await;
+    d.click("#search-btn").await;
     let row = format!("#calls-table tbody tr[data-id='{call_id}']");
     d.wait(&format!("document.querySelector(\"{row}\")")).await;
 
