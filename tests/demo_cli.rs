@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::get_json;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -132,31 +134,20 @@ async fn demo_serves_calls_and_recordings_and_stops_on_sigterm() {
     // The demo's G.729 calls say espeak-ng dialogues: once fetched, a call
     // has conversation figures with speech on both sides (the QA view's
     // timeline).
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the demo's address");
     let deadline = Instant::now() + Duration::from_secs(60);
     let conversation = loop {
-        let v: Value = http
-            .get(format!(
-                "{base}/api/calls?from={yesterday}&to={yesterday}&talk_ratio_min=0&limit=1"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("calls")
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).expect("calls json"))
-            .expect("calls body");
+        let v = get_json(
+            addr,
+            &format!("/api/calls?from={yesterday}&to={yesterday}&talk_ratio_min=0&limit=1"),
+            &token,
+        )
+        .await;
         if let Some(id) = v["calls"][0]["id"].as_str() {
-            let d: Value = http
-                .get(format!("{base}/api/calls/{id}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("call")
-                .bytes()
-                .await
-                .map(|b| serde_json::from_slice(&b).expect("call json"))
-                .expect("call body");
+            let d = get_json(addr, &format!("/api/calls/{id}"), &token).await;
             break d["conversation"].clone();
         }
         assert!(

@@ -24,6 +24,18 @@ pub(in crate::store) const FIGURE_COLS: &str =
     "agent_talk_seconds, customer_talk_seconds, talk_ratio, overtalk_seconds,
     longest_silence_seconds, silence_seconds, interruptions, agent_first_word_seconds, segments";
 
+/// What `put` does when the recording already has figures (the same SQL
+/// on both backends): every column takes the new value.
+pub(in crate::store) const ON_CONFLICT: &str =
+    "ON CONFLICT (recording_id) DO UPDATE SET status = excluded.status, error = excluded.error,
+    agent_talk_seconds = excluded.agent_talk_seconds,
+    customer_talk_seconds = excluded.customer_talk_seconds,
+    talk_ratio = excluded.talk_ratio, overtalk_seconds = excluded.overtalk_seconds,
+    longest_silence_seconds = excluded.longest_silence_seconds,
+    silence_seconds = excluded.silence_seconds, interruptions = excluded.interruptions,
+    agent_first_word_seconds = excluded.agent_first_word_seconds,
+    segments = excluded.segments, computed_at = excluded.computed_at";
+
 /// The values of one row, rounded as shown (so a filter matches what is read).
 pub(in crate::store) struct Row {
     pub status: &'static str,
@@ -109,14 +121,7 @@ pub fn put(tx: &Tx, recording_id: i64, outcome: &Outcome) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO conversations (recording_id, status, error, {FIGURE_COLS}, computed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT (recording_id) DO UPDATE SET status = excluded.status, error = excluded.error,
-           agent_talk_seconds = excluded.agent_talk_seconds,
-           customer_talk_seconds = excluded.customer_talk_seconds,
-           talk_ratio = excluded.talk_ratio, overtalk_seconds = excluded.overtalk_seconds,
-           longest_silence_seconds = excluded.longest_silence_seconds,
-           silence_seconds = excluded.silence_seconds, interruptions = excluded.interruptions,
-           agent_first_word_seconds = excluded.agent_first_word_seconds,
-           segments = excluded.segments, computed_at = excluded.computed_at"
+         {ON_CONFLICT}"
     ))?
     .execute(params![
         recording_id,

@@ -1,7 +1,7 @@
 //! `store::conversations` on PostgreSQL: the same rows and orders.
 
 use super::PgTx;
-use crate::store::conversations::{outcome_of, RawCols, Row, Stored, FIGURE_COLS};
+use crate::store::conversations::{outcome_of, RawCols, Row, Stored, FIGURE_COLS, ON_CONFLICT};
 use crate::store::recordings::Recording;
 use crate::store::Result;
 
@@ -11,14 +11,7 @@ pub(in crate::store) fn put(pg: &PgTx, recording_id: i64, row: &Row, now: &str) 
         &format!(
             "INSERT INTO conversations (recording_id, status, error, {FIGURE_COLS}, computed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (recording_id) DO UPDATE SET status = excluded.status, error = excluded.error,
-               agent_talk_seconds = excluded.agent_talk_seconds,
-               customer_talk_seconds = excluded.customer_talk_seconds,
-               talk_ratio = excluded.talk_ratio, overtalk_seconds = excluded.overtalk_seconds,
-               longest_silence_seconds = excluded.longest_silence_seconds,
-               silence_seconds = excluded.silence_seconds, interruptions = excluded.interruptions,
-               agent_first_word_seconds = excluded.agent_first_word_seconds,
-               segments = excluded.segments, computed_at = excluded.computed_at"
+             {ON_CONFLICT}"
         ),
         &[
             &recording_id,
