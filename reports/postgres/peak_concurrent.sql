@@ -4,9 +4,11 @@
 -- description: from the day before count from midnight.
 -- params: from, to
 -- PostgreSQL's dialect of reports/peak_concurrent.sql: strftime and date() become
--- to_char and timestamp arithmetic, the scalar max() of two texts a CASE, and SQLite's
--- "bare column of the max() row" (last_in_hour) a DISTINCT ON. Text compares and sorts
--- byte-wise (COLLATE "C", only where it is compared: a column carrying it would clash).
+-- to_char and timestamp arithmetic, the scalar max() of two texts a CASE, and the level
+-- carried into each hour is a running sum of the hours' changes (the same figure as
+-- SQLite's "level after the last hour with events", in one pass instead of three). Text
+-- compares and sorts byte-wise (COLLATE "C", only where it is compared: a column carrying
+-- it would clash).
 WITH RECURSIVE grid(h) AS (
     SELECT :from::text || ' 00'
     UNION ALL
@@ -32,28 +34,20 @@ ev(t, d) AS (
 run AS (
     -- Calls up after every event at time t (ends are exclusive, so a call ending
     -- when another starts does not overlap it).
-    SELECT t, sum(d) OVER (ORDER BY t COLLATE "C") AS n FROM ev
+    SELECT t, d, sum(d) OVER (ORDER BY t COLLATE "C") AS n FROM ev
 ),
 hourly AS (
-    SELECT substr(t, 1, 13) AS h, max(n) AS peak FROM run GROUP BY 1
-),
-last_in_hour AS (
-    -- n after the hour's last event (every event at that time has the same n).
-    SELECT DISTINCT ON (substr(t, 1, 13)) substr(t, 1, 13) AS h, t AS lt, n AS last_n
-    FROM run ORDER BY substr(t, 1, 13), t COLLATE "C" DESC
-),
-g AS (
-    SELECT grid.h, hourly.peak, l.last_n,
-           count(l.last_n) OVER (ORDER BY grid.h COLLATE "C" ROWS UNBOUNDED PRECEDING) AS grp
-    FROM grid
-    LEFT JOIN hourly ON hourly.h = grid.h
-    LEFT JOIN last_in_hour l ON l.h = grid.h
-),
-filled AS (
-    SELECT h, peak, first_value(last_n) OVER (PARTITION BY grp ORDER BY h COLLATE "C") AS level FROM g
+    -- The hour's peak, and by how much it changed the number of calls up.
+    SELECT substr(t, 1, 13) AS h, max(n) AS peak, sum(d) AS delta FROM run GROUP BY 1
 ),
 carried AS (
-    SELECT h, peak, lag(level) OVER (ORDER BY h COLLATE "C") AS carry_in FROM filled
+    -- Calls already up when the hour starts: every earlier hour's change (one
+    -- pass over the grid, where the SQLite dialect carries the level of the
+    -- last hour with events forward).
+    SELECT grid.h, hourly.peak,
+           (sum(hourly.delta) OVER (ORDER BY grid.h COLLATE "C"
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))::bigint AS carry_in
+    FROM grid LEFT JOIN hourly ON hourly.h = grid.h
 )
 SELECT substr(h, 1, 10) AS day,
        CAST(substr(h, 12, 2) AS INTEGER) AS hour,

@@ -11,15 +11,23 @@ WITH c AS (
       AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
       AND last_change_ms <= :settled_before_ms::bigint
 ),
-rec AS (
-    SELECT c.day, c.id AS call_id, r.status
+cl AS MATERIALIZED (
+    SELECT c.day, c.id, cl.leg_id
     FROM c
     JOIN call_legs cl ON cl.call_seq = c.seq
         -- The range's calls are a narrow band of seq (rows are numbered as
         -- calls are made): bounding the join to it keeps the planner from
         -- merge-joining with call_legs read from its start (every call ever).
         AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
+),
+rec AS (
+    SELECT cl.day, cl.id AS call_id, r.status
+    FROM cl
     JOIN legs l ON l.id = cl.leg_id
+        -- Their legs are a narrow band of id too (numbered as received): one
+        -- range read of the legs' id index in every monthly partition, hashed,
+        -- instead of a probe per leg into each partition.
+        AND l.id BETWEEN (SELECT min(leg_id) FROM cl) AND (SELECT max(leg_id) FROM cl)
     LEFT JOIN recordings r ON r.leg_id = l.id
     WHERE l.recording IS NOT NULL AND l.recording <> ''
 ),

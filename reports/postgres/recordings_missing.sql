@@ -8,6 +8,15 @@ WITH c AS (
     FROM calls
     WHERE start_local >= :from::text AND start_local < :to_next::text
       AND (:devices::text = '[]' OR device IN (SELECT json_array_elements_text(:devices::text::json)))
+),
+cl AS MATERIALIZED (
+    SELECT c.*, cl.leg_id
+    FROM c
+    JOIN call_legs cl ON cl.call_seq = c.seq
+        -- The range's calls are a narrow band of seq (rows are numbered as
+        -- calls are made): bounding the join to it keeps the planner from
+        -- merge-joining with call_legs read from its start (every call ever).
+        AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
 )
 SELECT c.id AS call_id,
        c.device,
@@ -28,13 +37,12 @@ SELECT c.id AS call_id,
            ELSE 'fetch failed'
        END AS reason,
        r.updated_at
-FROM c
-JOIN call_legs cl ON cl.call_seq = c.seq
-    -- The range's calls are a narrow band of seq (rows are numbered as calls
-    -- are made): bounding the join to it keeps the planner from merge-joining
-    -- with call_legs read from its start (every call ever).
-    AND cl.call_seq BETWEEN (SELECT min(seq) FROM c) AND (SELECT max(seq) FROM c)
-JOIN legs l ON l.id = cl.leg_id
+FROM cl AS c
+JOIN legs l ON l.id = c.leg_id
+    -- Their legs are a narrow band of id too (numbered as received): one range
+    -- read of the legs' id index in every monthly partition, hashed, instead
+    -- of a probe per leg into each partition.
+    AND l.id BETWEEN (SELECT min(leg_id) FROM cl) AND (SELECT max(leg_id) FROM cl)
 LEFT JOIN recordings r ON r.leg_id = l.id
 WHERE l.recording IS NOT NULL AND l.recording <> ''
   AND (r.id IS NULL OR r.status IN ('missing', 'failed'))
