@@ -1,23 +1,27 @@
 //! What the audit log costs the requests it records (docs/operations.md
 //! "Audit log"): `cargo bench --bench audit`.
 //!
-//! A real server (`server::start`, SQLite, loopback sockets) on a copy of
-//! the benches' 1 M-call archive (`common/archive.rs`; CALLVAULT_BENCH_DB
-//! keeps it between runs), with one recording made 1 h long. The same
-//! requests run with the audit log on and off, alternating, in one process
-//! and one run:
+//! Two servers run side by side as child processes of this bench, each on
+//! its own copy of the benches' 1 M-call archive (`common/archive.rs`;
+//! CALLVAULT_BENCH_DB keeps it between runs) with one recording made 1 h
+//! long: one with the audit log on, one with it off. The same requests go
+//! to both, alternating which goes first, over loopback sockets:
 //! * the billing CSV of the whole range (1 M rows), streamed to the end;
 //! * the 1 h recording downloaded whole, and played as a player does, in
 //!   256 KiB Range requests from start to end.
 //!
-//! It prints the median and the best wall time and process CPU time of each
-//! with audit on and off, every run's figures, the differences (target:
-//! within 5 %), and the audit rows each mode wrote, so a run where auditing
-//! did not happen (or was not off) shows. On a machine shared with other
-//! work the CPU time is the steadier figure: a build beside it moves the
-//! wall times by tens of per cent, in both modes alike.
+//! Each server reports its own CPU time (user + system of every thread,
+//! `getrusage`) before and after each request, so the figure is the
+//! server's work alone: not the client's, which reads 1 M rows beside it on
+//! the same two cores, and not another process's. It prints, for each
+//! request and mode, the median and best server CPU and wall time, every
+//! run, the difference of the medians (target: within 5 %), and the audit
+//! rows each server wrote, so a run where auditing did not happen (or was
+//! not off) shows. AUDIT_BENCH_ROUNDS changes the rounds (default 11).
 
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callvault::config::Config;
@@ -26,118 +30,259 @@ use sha2::{Digest, Sha256};
 mod common;
 use common::archive::{self, first_day, DAYS};
 
-/// Rounds of (off, on) pairs; the order alternates so drift cancels.
-const ROUNDS: usize = 7;
 /// A player's Range request size.
 const RANGE: u64 = 256 * 1024;
 /// 1 h of 8 kHz 16-bit mono.
 const HOUR_SAMPLES: u32 = 3600 * 8000;
+/// Bytes of the 1 h WAV (44-byte header).
+const HOUR_BYTES: u64 = 44 + HOUR_SAMPLES as u64 * 2;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(pos) = args.iter().position(|a| a == "--serve") {
+        let (data, mode) = (&args[pos + 1], &args[pos + 2]);
+        return serve(Path::new(data), mode == "on");
+    }
+    runtime().block_on(run());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(run());
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn run() {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let src = archive::bench_db(tmp.path());
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(data.join("recordings/bench")).unwrap_or_else(|e| panic!("{e}"));
-    let t = Instant::now();
-    std::fs::copy(&src, data.join("callvault.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-    let recording = one_hour_recording(&data);
-    println!(
-        "archive copied and 1 h recording made in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+/// Child mode, `--serve DATA on|off`: a server on DATA with the audit log
+/// on or off. Prints `API_ADDRESS TOKEN` (an admin token), then answers each
+/// line read on stdin with its CPU seconds so far; stops at end of input.
+fn serve(data: &Path, on: bool) {
+    callvault::audit::set_enabled_for_benchmark(on);
+    runtime().block_on(async {
+        let mut cfg = Config {
+            data_dir: data.to_path_buf(),
+            ..Default::default()
+        };
+        cfg.ingest.listen = "127.0.0.1:0".into();
+        cfg.api.listen = "127.0.0.1:0".into();
+        let running = callvault::server::start(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("server: {e}"));
+        let token = running
+            .store
+            .writer
+            .write(|tx| callvault::store::tokens::create(tx, "bench", "admin"))
+            .await
+            .unwrap_or_else(|e| panic!("token: {e}"));
+        println!("{} {token}", running.api_addr);
+        let _ = std::io::stdout().flush();
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+                println!("{}", cpu_secs());
+                let _ = std::io::stdout().flush();
+            }
+            let _ = done.send(());
+        });
+        let _ = stopped.await;
+        running.stop().await;
+    });
+}
 
-    let mut cfg = Config {
-        data_dir: data.clone(),
-        ..Default::default()
-    };
-    cfg.ingest.listen = "127.0.0.1:0".into();
-    cfg.api.listen = "127.0.0.1:0".into();
-    let running = callvault::server::start(cfg)
-        .await
-        .unwrap_or_else(|e| panic!("server: {e}"));
-    let token = running
-        .store
-        .writer
-        .write(|tx| callvault::store::tokens::create(tx, "bench", "admin"))
-        .await
-        .unwrap_or_else(|e| panic!("token: {e}"));
-    let base = format!("http://{}", running.api_addr);
-    let client = reqwest::Client::new();
+/// A `--serve` child and the way to ask it for its CPU time.
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    base: String,
+    token: String,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: PathBuf, on: bool) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap_or_default())
+            .arg("--serve")
+            .arg(&data)
+            .arg(if on { "on" } else { "off" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+        let mut out = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("stdout")));
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap_or_else(|e| panic!("{e}"));
+        let (addr, token) = line
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("server said {line:?}"));
+        Server {
+            base: format!("http://{addr}"),
+            token: token.to_string(),
+            child,
+            stdin,
+            out,
+            data,
+        }
+    }
+
+    /// The server's CPU seconds so far (all its threads).
+    fn cpu(&mut self) -> f64 {
+        writeln!(self.stdin, "cpu").unwrap_or_else(|e| panic!("{e}"));
+        self.stdin.flush().unwrap_or_else(|e| panic!("{e}"));
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{e}"));
+        line.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("cpu {line:?}: {e}"))
+    }
+
+    fn audit_rows(&self) -> i64 {
+        rusqlite::Connection::open(self.data.join("callvault.sqlite"))
+            .and_then(|c| c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn stop(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+/// The requests measured, in the order of each round.
+const REQUESTS: [&str; 3] = [
+    "billing CSV, 1 M rows",
+    "1 h recording, download",
+    "1 h recording, play (256 KiB ranges)",
+];
+
+/// Runs request `k` against `s`: (wall seconds, the server's CPU seconds).
+/// The server's CPU is read again 200 ms after the answer has been read, so
+/// the audit row it writes after answering is counted.
+async fn measure(s: &mut Server, client: &reqwest::Client, k: usize, rec: i64) -> (f64, f64) {
     let billing = format!(
-        "{base}/export/billing.csv?from={}&to={}",
+        "{}/export/billing.csv?from={}&to={}",
+        s.base,
         first_day(),
         first_day() + chrono::Duration::days(DAYS)
     );
-    let rec_url = format!("{base}/api/recordings/{recording}");
-
-    let mut times: [[Vec<(f64, f64)>; 3]; 2] = Default::default();
-    let mut rows = [0i64; 2];
-    for round in 0..ROUNDS {
-        for i in 0..2 {
-            // Round 0: off, on; round 1: on, off; …
-            let on = (i + round) % 2 == 1;
-            callvault::audit::set_enabled_for_benchmark(on);
-            let before = audit_rows(&data);
-            let (t_bill, n) = timed(get_all(&client, &billing, &token, None)).await;
+    let rec_url = format!("{}/api/recordings/{rec}", s.base);
+    let cpu = s.cpu();
+    let t = Instant::now();
+    match k {
+        0 => {
+            let n = get_all(client, &billing, &s.token, None).await;
             assert!(n > 50_000_000, "billing CSV of {n} bytes: not 1 M rows");
-            let (t_down, n) = timed(get_all(&client, &rec_url, &token, None)).await;
-            assert_eq!(n, 44 + u64::from(HOUR_SAMPLES) * 2, "download");
-            let (t_play, n) = timed(play(&client, &rec_url, &token)).await;
-            assert_eq!(n, 44 + u64::from(HOUR_SAMPLES) * 2, "play");
-            // Audit writes do not hold up the answer; let them land
-            // before counting.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            rows[usize::from(on)] += audit_rows(&data) - before;
-            let m = &mut times[usize::from(on)];
-            m[0].push(t_bill);
-            m[1].push(t_down);
-            m[2].push(t_play);
         }
+        1 => assert_eq!(
+            get_all(client, &rec_url, &s.token, None).await,
+            HOUR_BYTES,
+            "download"
+        ),
+        _ => assert_eq!(play(client, &rec_url, &s.token).await, HOUR_BYTES, "play"),
     }
-    callvault::audit::set_enabled_for_benchmark(true);
-    println!(
-        "audit rows written: {} with audit on, {} with it off ({ROUNDS} rounds each)",
-        rows[1], rows[0]
-    );
-    let names = [
-        "billing CSV, 1 M rows",
-        "1 h recording, download",
-        "1 h recording, play (256 KiB ranges)",
-    ];
-    for (k, name) in names.iter().enumerate() {
-        println!("{name}:");
-        for (what, pick) in [("wall", 0), ("CPU", 1)] {
-            let runs = |on: usize| -> Vec<f64> {
-                times[on][k]
-                    .iter()
-                    .map(|t| if pick == 0 { t.0 } else { t.1 })
-                    .collect()
-            };
-            let (off, on) = (runs(0), runs(1));
-            let (m_off, m_on) = (median(&off), median(&on));
-            let (b_off, b_on) = (min(&off), min(&on));
-            let pct = |a: f64, b: f64| (b - a) / a * 100.0;
-            println!(
-                "    {what:<4} median off {m_off:>7.3} s, on {m_on:>7.3} s ({:>+6.1} %); \
-                 best off {b_off:>7.3} s, on {b_on:>7.3} s ({:>+6.1} %)",
-                pct(m_off, m_on),
-                pct(b_off, b_on)
-            );
-            println!("         off {off:.3?}\n         on  {on:.3?}");
-        }
-    }
-    running.stop().await;
+    let wall = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (wall, s.cpu() - cpu)
 }
 
+async fn run() {
+    let rounds: usize = std::env::var("AUDIT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let src = archive::bench_db(tmp.path());
+    let t = Instant::now();
+    let mut recording = 0;
+    let mut servers: Vec<Server> = ["off", "on"]
+        .iter()
+        .map(|mode| {
+            let data = tmp.path().join(mode);
+            std::fs::create_dir_all(data.join("recordings/bench"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::copy(&src, data.join("callvault.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+            recording = one_hour_recording(&data);
+            Server::start(data, *mode == "on")
+        })
+        .collect();
+    println!(
+        "two archive copies, 1 h recordings and servers (audit off, on) ready in {:.1} s; {rounds} rounds",
+        t.elapsed().as_secs_f64()
+    );
+
+    let client = reqwest::Client::new();
+    // One unmeasured pass each, so both start with the archive in the page
+    // cache and their connections and statements warm.
+    for s in servers.iter_mut() {
+        for (k, _) in REQUESTS.iter().enumerate() {
+            measure(s, &client, k, recording).await;
+        }
+    }
+    let before: Vec<i64> = servers.iter().map(Server::audit_rows).collect();
+    // runs[mode][request] = (wall, cpu) per round; the mode that goes first
+    // alternates so drift (a build starting beside it) touches both alike.
+    let mut runs: [[Vec<(f64, f64)>; 3]; 2] = Default::default();
+    for round in 0..rounds {
+        for (k, _) in REQUESTS.iter().enumerate() {
+            for i in 0..2 {
+                let mode = (i + round) % 2;
+                let r = measure(&mut servers[mode], &client, k, recording).await;
+                runs[mode][k].push(r);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written: Vec<i64> = servers
+        .iter()
+        .zip(&before)
+        .map(|(s, b)| s.audit_rows() - b)
+        .collect();
+    println!(
+        "audit rows written while measured: {} with audit on, {} with it off",
+        written[1], written[0]
+    );
+    let mut all_within = true;
+    for (k, name) in REQUESTS.iter().enumerate() {
+        println!("{name}:");
+        for (what, pick) in [("server CPU", 1), ("wall", 0)] {
+            let of = |mode: usize| -> Vec<f64> {
+                runs[mode][k]
+                    .iter()
+                    .map(|r| if pick == 0 { r.0 } else { r.1 })
+                    .collect()
+            };
+            let (off, on) = (of(0), of(1));
+            let (m_off, m_on) = (median(&off), median(&on));
+            let pct = |a: f64, b: f64| (b - a) / a * 100.0;
+            println!(
+                "    {what:<10} median off {m_off:>7.3} s, on {m_on:>7.3} s ({:>+6.1} %); \
+                 best off {:>7.3} s, on {:>7.3} s",
+                pct(m_off, m_on),
+                min(&off),
+                min(&on)
+            );
+            println!("               off {off:.3?}\n               on  {on:.3?}");
+            if pick == 1 {
+                all_within &= pct(m_off, m_on) <= 5.0;
+            }
+        }
+    }
+    println!(
+        "target: the server's CPU time with audit on within 5 % of off (medians): {}",
+        if all_within { "met" } else { "MISSED" }
+    );
+    for s in servers {
+        s.stop();
+    }
+}
 /// Makes the archive's first finished recording a 1 h WAV (a tone) and
 /// returns its id. Recordings still to fetch are marked failed, so the
 /// worker stays idle while the bench runs.
@@ -181,20 +326,6 @@ fn one_hour_recording(data: &Path) -> i64 {
     id
 }
 
-fn audit_rows(data: &Path) -> i64 {
-    rusqlite::Connection::open(data.join("callvault.sqlite"))
-        .and_then(|c| c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Wall time and this process's CPU time (every thread: the server's
-/// handlers, its writer and the client alike) of `f`.
-async fn timed<T>(f: impl std::future::Future<Output = T>) -> ((f64, f64), T) {
-    let (t, cpu) = (Instant::now(), cpu_secs());
-    let v = f.await;
-    ((t.elapsed().as_secs_f64(), cpu_secs() - cpu), v)
-}
-
 /// User + system CPU seconds of this process so far.
 fn cpu_secs() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
@@ -224,10 +355,9 @@ async fn get_all(client: &reqwest::Client, url: &str, token: &str, range: Option
 
 /// Reads the recording as a player does: Range requests from start to end.
 async fn play(client: &reqwest::Client, url: &str, token: &str) -> u64 {
-    let total = 44 + u64::from(HOUR_SAMPLES) * 2;
     let mut at = 0;
-    while at < total {
-        let end = (at + RANGE).min(total) - 1;
+    while at < HOUR_BYTES {
+        let end = (at + RANGE).min(HOUR_BYTES) - 1;
         at += get_all(client, url, token, Some(format!("bytes={at}-{end}"))).await;
     }
     at
