@@ -352,15 +352,23 @@ fn main() {
         println!("\nPostgreSQL: skipped (set CALLVAULT_TEST_PG to a server URL to measure it too)");
     }
     let ok_daily = daily.0 < 1.0 && sq_daily.is_none_or(|(t, _)| daily.0 <= 2.0 * t.max(0.01));
-    let ok_bill = bill_1m.0 < 5.0 && (bill_1m.1 as f64) < 1.5 * bill_100k.1 as f64 + 8192.0;
+    // Flat: what the rows themselves hold stays small; the rest is SQLite's
+    // page cache, which fills up to its cap (the store's `PRAGMA cache_size`,
+    // 64 MiB) on a large export and no further.
+    let ok_bill = bill_1m.0 < 5.0 && bill_1m.1 <= PAGE_CACHE_KIB + 16 * 1024;
     println!(
-        "\ntargets: daily < 1 s and <= 2x sqlite3: {}; billing 1 M rows < 5 s with flat memory: {}",
+        "\ntargets: daily < 1 s and <= 2x sqlite3: {}; billing 1 M rows < 5 s with flat memory \
+         (peak <= the 64 MiB page cache + 16 MiB): {}",
         if ok_daily { "met" } else { "MISSED" },
         if ok_bill { "met" } else { "MISSED" }
     );
 }
 
 type Figures = (f64, u64, u64);
+
+/// The SQLite store's page cache cap in KiB (`PRAGMA cache_size = -65536`
+/// on its connections).
+const PAGE_CACHE_KIB: u64 = 64 * 1024;
 
 /// With `CALLVAULT_TEST_PG`: the archive copied into a fresh PostgreSQL
 /// database by migrate-store's copy (timed), then the same daily report and

@@ -15,7 +15,7 @@
 
 use futures_executor::block_on;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Portal, Row, Statement};
+use tokio_postgres::{Portal, Row, RowStream, Statement};
 
 use super::PgError;
 
@@ -106,14 +106,26 @@ impl PgTx<'_> {
     }
 
     /// Binds `params` to `st` in a portal: a server-side cursor that lives
-    /// until the transaction ends, read with [`PgTx::query_portal`] a batch
+    /// until the transaction ends, read with [`PgTx::request_portal`] a batch
     /// at a time, so a large result is never held whole (a billing export).
     pub fn bind(&self, st: &Statement, params: Params) -> Result<Portal, PgError> {
         Ok(block_on(self.tx.bind(st, params))?)
     }
 
-    /// The next (at most) `max_rows` rows of a portal; fewer means the end.
-    pub fn query_portal(&self, portal: &Portal, max_rows: i32) -> Result<Vec<Row>, PgError> {
-        Ok(block_on(self.tx.query_portal(portal, max_rows))?)
+    /// Asks for the next (at most) `max_rows` rows of a portal and returns
+    /// before they come: the server works on them while the caller handles
+    /// the rows it already has. Read them with [`PgTx::rows_of`]; fewer than
+    /// `max_rows` means the end. Until they are read the transaction can run
+    /// nothing else (its connection answers in order, and holds back once
+    /// the unread rows fill its buffers).
+    pub fn request_portal(&self, portal: &Portal, max_rows: i32) -> Result<RowStream, PgError> {
+        Ok(block_on(self.tx.query_portal_raw(portal, max_rows))?)
+    }
+
+    /// The rows of a batch asked for with [`PgTx::request_portal`], waiting
+    /// for the last of them.
+    pub fn rows_of(batch: RowStream) -> Result<Vec<Row>, PgError> {
+        use futures_util::TryStreamExt;
+        Ok(block_on(batch.try_collect())?)
     }
 }
