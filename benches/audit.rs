@@ -18,6 +18,14 @@
 //! run, the difference of the medians (target: within 5 %), and the audit
 //! rows each server wrote, so a run where auditing did not happen (or was
 //! not off) shows. AUDIT_BENCH_ROUNDS changes the rounds (default 11).
+//!
+//! On a shared 2-core machine one request's CPU time varies by ±15 % from
+//! run to run, more than the 5 % to resolve. With AUDIT_BENCH_CALLGRIND=1
+//! both servers run under valgrind's callgrind instead, and each request
+//! is measured in instructions the server executed (counters zeroed before
+//! it, dumped after it with `callgrind_control`): the same count for the
+//! same work whatever else the machine does, so one round settles it
+//! (about 15 minutes: callgrind runs the server some 50 times slower).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -96,6 +104,8 @@ fn serve(data: &Path, on: bool) {
 /// A `--serve` child and the way to ask it for its CPU time.
 struct Server {
     child: Child,
+    /// Under callgrind: the prefix of its dump files (`PREFIX.PID.N`).
+    callgrind: Option<PathBuf>,
     stdin: ChildStdin,
     out: BufReader<ChildStdout>,
     base: String,
@@ -104,8 +114,20 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: PathBuf, on: bool) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap_or_default())
+    fn start(data: PathBuf, on: bool, callgrind: bool) -> Server {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dumps = data.with_file_name(format!("callgrind.{}", if on { "on" } else { "off" }));
+        let mut cmd = if callgrind {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg("--quiet")
+                .arg(format!("--callgrind-out-file={}.%p", dumps.display()))
+                .arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let mut child = cmd
             .arg("--serve")
             .arg(&data)
             .arg(if on { "on" } else { "off" })
@@ -124,6 +146,7 @@ impl Server {
         Server {
             base: format!("http://{addr}"),
             token: token.to_string(),
+            callgrind: callgrind.then_some(dumps),
             child,
             stdin,
             out,
@@ -142,6 +165,59 @@ impl Server {
         line.trim()
             .parse()
             .unwrap_or_else(|e| panic!("cpu {line:?}: {e}"))
+    }
+
+    /// Starts counting a request's cost: the CPU seconds so far, or (under
+    /// callgrind) zeroes its counters.
+    fn begin(&mut self) -> f64 {
+        if self.callgrind.is_some() {
+            self.callgrind_control(&["--zero"]);
+            0.0
+        } else {
+            self.cpu()
+        }
+    }
+
+    /// The cost since [`Server::begin`]: CPU seconds, or instructions.
+    fn cost(&mut self, begun: f64) -> f64 {
+        let Some(prefix) = self.callgrind.clone() else {
+            return self.cpu() - begun;
+        };
+        self.callgrind_control(&["--dump"]);
+        // The newest dump, `PREFIX.PID.N`, holds what ran since the zeroing.
+        let pid = self.child.id();
+        let name = format!(
+            "{}.{pid}.",
+            prefix.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let dir = prefix.parent().unwrap_or(Path::new("."));
+        let newest = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| {
+                let f = e.ok()?.file_name().to_string_lossy().to_string();
+                let n: u64 = f.strip_prefix(&name)?.parse().ok()?;
+                Some((n, dir.join(f)))
+            })
+            .max()
+            .unwrap_or_else(|| panic!("no callgrind dump {name}*"));
+        let text = std::fs::read_to_string(&newest.1).unwrap_or_else(|e| panic!("{e}"));
+        text.lines()
+            .find_map(|l| l.strip_prefix("totals:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no totals in {}", newest.1.display()))
+    }
+
+    fn callgrind_control(&self, args: &[&str]) {
+        let out = Command::new("callgrind_control")
+            .args(args)
+            .arg(self.child.id().to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("callgrind_control: {e}"));
+        assert!(
+            out.status.success(),
+            "callgrind_control {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn audit_rows(&self) -> i64 {
@@ -163,7 +239,8 @@ const REQUESTS: [&str; 3] = [
     "1 h recording, play (256 KiB ranges)",
 ];
 
-/// Runs request `k` against `s`: (wall seconds, the server's CPU seconds).
+/// Runs request `k` against `s`: (wall seconds, the server's cost: CPU
+/// seconds, or instructions under callgrind).
 /// The server's CPU is read again 200 ms after the answer has been read, so
 /// the audit row it writes after answering is counted.
 async fn measure(s: &mut Server, client: &reqwest::Client, k: usize, rec: i64) -> (f64, f64) {
@@ -174,7 +251,7 @@ async fn measure(s: &mut Server, client: &reqwest::Client, k: usize, rec: i64) -
         first_day() + chrono::Duration::days(DAYS)
     );
     let rec_url = format!("{}/api/recordings/{rec}", s.base);
-    let cpu = s.cpu();
+    let begun = s.begin();
     let t = Instant::now();
     match k {
         0 => {
@@ -190,14 +267,16 @@ async fn measure(s: &mut Server, client: &reqwest::Client, k: usize, rec: i64) -
     }
     let wall = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    (wall, s.cpu() - cpu)
+    (wall, s.cost(begun))
 }
 
 async fn run() {
+    let callgrind = std::env::var("AUDIT_BENCH_CALLGRIND").is_ok_and(|v| v == "1");
+    // Instruction counts repeat exactly: one round is enough.
     let rounds: usize = std::env::var("AUDIT_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(11);
+        .unwrap_or(if callgrind { 1 } else { 11 });
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let src = archive::bench_db(tmp.path());
     let t = Instant::now();
@@ -210,7 +289,7 @@ async fn run() {
                 .unwrap_or_else(|e| panic!("{e}"));
             std::fs::copy(&src, data.join("callvault.sqlite")).unwrap_or_else(|e| panic!("{e}"));
             recording = one_hour_recording(&data);
-            Server::start(data, *mode == "on")
+            Server::start(data, *mode == "on", callgrind)
         })
         .collect();
     println!(
@@ -220,8 +299,10 @@ async fn run() {
 
     let client = reqwest::Client::new();
     // One unmeasured pass each, so both start with the archive in the page
-    // cache and their connections and statements warm.
-    for s in servers.iter_mut() {
+    // cache and their connections and statements warm (not under
+    // callgrind: the page cache does not change an instruction count, and
+    // both servers' first requests do the same first-time work).
+    for s in servers.iter_mut().filter(|_| !callgrind) {
         for (k, _) in REQUESTS.iter().enumerate() {
             measure(s, &client, k, recording).await;
         }
@@ -249,34 +330,41 @@ async fn run() {
         "audit rows written while measured: {} with audit on, {} with it off",
         written[1], written[0]
     );
+    // (label, unit, scale) of the server's cost, then of the wall time.
+    let cost = if callgrind {
+        ("server instructions", "M", 1e-6)
+    } else {
+        ("server CPU", "s", 1.0)
+    };
     let mut all_within = true;
     for (k, name) in REQUESTS.iter().enumerate() {
         println!("{name}:");
-        for (what, pick) in [("server CPU", 1), ("wall", 0)] {
+        for (pick, (what, unit, scale)) in [cost, ("wall", "s", 1.0)].into_iter().enumerate() {
             let of = |mode: usize| -> Vec<f64> {
                 runs[mode][k]
                     .iter()
-                    .map(|r| if pick == 0 { r.0 } else { r.1 })
+                    .map(|r| scale * if pick == 0 { r.1 } else { r.0 })
                     .collect()
             };
             let (off, on) = (of(0), of(1));
             let (m_off, m_on) = (median(&off), median(&on));
             let pct = |a: f64, b: f64| (b - a) / a * 100.0;
             println!(
-                "    {what:<10} median off {m_off:>7.3} s, on {m_on:>7.3} s ({:>+6.1} %); \
-                 best off {:>7.3} s, on {:>7.3} s",
+                "    {what:<19} median off {m_off:>9.3} {unit}, on {m_on:>9.3} {unit} ({:>+6.2} %); \
+                 best off {:>9.3} {unit}, on {:>9.3} {unit}",
                 pct(m_off, m_on),
                 min(&off),
                 min(&on)
             );
-            println!("               off {off:.3?}\n               on  {on:.3?}");
-            if pick == 1 {
+            println!("        off {off:.3?}\n        on  {on:.3?}");
+            if pick == 0 {
                 all_within &= pct(m_off, m_on) <= 5.0;
             }
         }
     }
     println!(
-        "target: the server's CPU time with audit on within 5 % of off (medians): {}",
+        "target: the {} with audit on within 5 % of off (medians): {}",
+        cost.0,
         if all_within { "met" } else { "MISSED" }
     );
     for s in servers {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::serve::ListenerExt;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +31,16 @@ pub use super::tls::ServedOverTls;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Sends each write at once (no Nagle): an answer goes out as its head and
+/// then its body, and with Nagle on the body waited for the client's
+/// delayed ACK of the head, up to 40 ms on every request (a player's Range
+/// requests took 34 ms each on loopback).
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on an API connection");
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then waits for
 /// the requests in flight; over TLS when `tls` is given.
 pub async fn serve(
@@ -40,7 +51,7 @@ pub async fn serve(
 ) {
     let Some(acceptor) = tls else {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-        let res = axum::serve(listener, svc)
+        let res = axum::serve(listener.tap_io(no_delay), svc)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|v| *v).await;
             })
@@ -52,7 +63,7 @@ pub async fn serve(
     };
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -64,6 +75,7 @@ pub async fn serve(
             },
             _ = async { let _ = stop.wait_for(|v| *v).await; } => break,
         };
+        no_delay(&mut stream);
         let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
             let stream =
