@@ -24,26 +24,18 @@ ev(t, d) AS (
 run AS (
     -- Calls up after every event at time t (ends are exclusive, so a call ending
     -- when another starts does not overlap it).
-    SELECT t, sum(d) OVER (ORDER BY t) AS n FROM ev
+    SELECT t, d, sum(d) OVER (ORDER BY t) AS n FROM ev
 ),
 hourly AS (
-    SELECT substr(t, 1, 13) AS h, max(n) AS peak FROM run GROUP BY 1
-),
-last_in_hour AS (
-    SELECT substr(t, 1, 13) AS h, max(t) AS lt, n AS last_n FROM run GROUP BY 1
-),
-g AS (
-    SELECT grid.h, hourly.peak, l.last_n,
-           count(l.last_n) OVER (ORDER BY grid.h ROWS UNBOUNDED PRECEDING) AS grp
-    FROM grid
-    LEFT JOIN hourly ON hourly.h = grid.h
-    LEFT JOIN last_in_hour l ON l.h = grid.h
-),
-filled AS (
-    SELECT h, peak, first_value(last_n) OVER (PARTITION BY grp ORDER BY h) AS level FROM g
+    -- The hour's peak, and by how much it changed the number of calls up.
+    SELECT substr(t, 1, 13) AS h, max(n) AS peak, sum(d) AS delta FROM run GROUP BY 1
 ),
 carried AS (
-    SELECT h, peak, lag(level) OVER (ORDER BY h) AS carry_in FROM filled
+    -- Calls already up when the hour starts: every earlier hour's change.
+    SELECT grid.h, hourly.peak,
+           sum(hourly.delta) OVER (ORDER BY grid.h
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS carry_in
+    FROM grid LEFT JOIN hourly ON hourly.h = grid.h
 )
 SELECT substr(h, 1, 10) AS day,
        CAST(substr(h, 12, 2) AS INTEGER) AS hour,

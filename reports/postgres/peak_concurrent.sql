@@ -4,9 +4,7 @@
 -- description: from the day before count from midnight.
 -- params: from, to
 -- PostgreSQL's dialect of reports/peak_concurrent.sql: strftime and date() become
--- to_char and timestamp arithmetic, the scalar max() of two texts a CASE, and the level
--- carried into each hour is a running sum of the hours' changes (the same figure as
--- SQLite's "level after the last hour with events", in one pass instead of three). Text
+-- to_char and timestamp arithmetic, and the scalar max() of two texts a CASE. Text
 -- compares and sorts byte-wise (COLLATE "C", only where it is compared: a column carrying
 -- it would clash).
 WITH RECURSIVE grid(h) AS (
@@ -41,9 +39,7 @@ hourly AS (
     SELECT substr(t, 1, 13) AS h, max(n) AS peak, sum(d) AS delta FROM run GROUP BY 1
 ),
 carried AS (
-    -- Calls already up when the hour starts: every earlier hour's change (one
-    -- pass over the grid, where the SQLite dialect carries the level of the
-    -- last hour with events forward).
+    -- Calls already up when the hour starts: every earlier hour's change.
     SELECT grid.h, hourly.peak,
            (sum(hourly.delta) OVER (ORDER BY grid.h COLLATE "C"
                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))::bigint AS carry_in
