@@ -121,13 +121,26 @@ pub struct BillingQuery {
     pub tariffs: Option<String>,
 }
 
-/// What both billing downloads need from the request, checked before any
-/// byte is written.
+/// What both billing downloads need, checked before any byte is written:
+/// the range and options, the audit row to write once the last byte is out,
+/// and the file name offered.
+struct Export {
+    p: Params,
+    opts: BillingOptions,
+    cat: Catalog,
+    row: Option<Entry>,
+    auditor: crate::audit::Auditor,
+    name: String,
+}
+
 async fn billing_request(
     caller: &Caller,
+    audit: &AuditCtx,
     st: &AppState,
     q: &BillingQuery,
-) -> Result<(Params, BillingOptions, Catalog), AppError> {
+    target: &str,
+    ext: &str,
+) -> Result<Export, AppError> {
     caller.require(Perm::Billing)?;
     let (from, to) =
         crate::query::date_range(q.from.as_deref(), q.to.as_deref(), st.cfg.default_tz())?;
@@ -153,7 +166,19 @@ async fn billing_request(
     st.store
         .read(move |c| Ok(billing::check(c, &c2, &p2, &o2)))
         .await??;
-    Ok((p, opts, cat))
+    Ok(Export {
+        row: audit.entry(
+            caller,
+            Action::BillingExport,
+            target.to_string(),
+            StatusCode::OK,
+        ),
+        auditor: audit.auditor.clone(),
+        name: billing::file_name(&p, &opts, ext),
+        p,
+        opts,
+        cat,
+    })
 }
 
 fn attachment(content_type: &str, name: &str) -> [(header::HeaderName, String); 3] {
@@ -178,10 +203,8 @@ pub async fn billing_xlsx(
     Query(q): Query<BillingQuery>,
 ) -> Response {
     let target = billing_target("billing.xlsx", &st, &q);
-    match billing_xlsx_of(&caller, &audit, &st, &q, &target).await {
-        Ok(r) => r,
-        Err(e) => refused_export(&caller, &audit, target, e),
-    }
+    let r = billing_xlsx_of(&caller, &audit, &st, &q, &target).await;
+    answered(&caller, &audit, target, r)
 }
 
 async fn billing_xlsx_of(
@@ -191,35 +214,21 @@ async fn billing_xlsx_of(
     q: &BillingQuery,
     target: &str,
 ) -> Result<Response, AppError> {
-    let (p, opts, cat) = billing_request(caller, st, q).await?;
-    let row = audit.entry(
-        caller,
-        Action::BillingExport,
-        target.to_string(),
-        StatusCode::OK,
-    );
-    let auditor = audit.auditor.clone();
-    let name = billing::file_name(&p, &opts, "xlsx");
-    let (from, to) = (p.from, p.to);
+    let x = billing_request(caller, audit, st, q, target, "xlsx").await?;
+    let (p, opts, cat) = (x.p.clone(), x.opts.clone(), x.cat.clone());
     let (rows, sheet) = st
         .store
         .read(move |c| Ok(billing::xlsx_rows(c, &cat, &p, &opts)))
         .await??;
     let (mut w, body) = stream::channel();
     let who = caller.name.clone();
+    let name = x.name.clone();
     tokio::task::spawn_blocking(move || {
-        let done = match sheet.finish(&mut w) {
-            Ok(()) => {
-                tracing::info!(rows, %from, %to, caller = %who, "billing export (xlsx)");
-                Ok(rows)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "billing export (xlsx) stopped");
-                w.abort("billing export failed");
-                Err(e.to_string())
-            }
-        };
-        export_done(&auditor, row, done);
+        let done = sheet
+            .finish(&mut w)
+            .map(|()| rows)
+            .map_err(|e| e.to_string());
+        finished(x, w, &who, "billing export (xlsx)", done);
     });
     Ok((attachment(XLSX_TYPE, &name), body).into_response())
 }
@@ -234,10 +243,8 @@ pub async fn billing_csv(
     Query(q): Query<BillingQuery>,
 ) -> Response {
     let target = billing_target("billing.csv", &st, &q);
-    match billing_csv_of(&caller, &audit, &st, &q, &target).await {
-        Ok(r) => r,
-        Err(e) => refused_export(&caller, &audit, target, e),
-    }
+    let r = billing_csv_of(&caller, &audit, &st, &q, &target).await;
+    answered(&caller, &audit, target, r)
 }
 
 async fn billing_csv_of(
@@ -247,40 +254,52 @@ async fn billing_csv_of(
     q: &BillingQuery,
     target: &str,
 ) -> Result<Response, AppError> {
-    let (p, opts, cat) = billing_request(caller, st, q).await?;
-    let row = audit.entry(
-        caller,
-        Action::BillingExport,
-        target.to_string(),
-        StatusCode::OK,
-    );
-    let auditor = audit.auditor.clone();
-    let name = billing::file_name(&p, &opts, "csv");
-
+    let x = billing_request(caller, audit, st, q, target, "csv").await?;
     let (mut w, body) = stream::channel();
     let store = st.store.clone();
     let who = caller.name.clone();
+    let name = x.name.clone();
     tokio::task::spawn_blocking(move || {
         // The store's error (no connection) and the export's (a failed
         // row or write) end the body the same way.
-        let res = store
-            .read_blocking(|c| Ok(billing::write(c, &cat, &p, &opts, &mut w)))
+        let done = store
+            .read_blocking(|c| Ok(billing::write(c, &x.cat, &x.p, &x.opts, &mut w)))
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
-        let done = match res {
-            Ok(rows) => {
-                tracing::info!(rows, from = %p.from, to = %p.to, caller = %who, "billing export");
-                Ok(rows)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "billing export stopped");
-                w.abort("billing export failed");
-                Err(e)
-            }
-        };
-        export_done(&auditor, row, done);
+        finished(x, w, &who, "billing export", done);
     });
     Ok((attachment("text/csv; charset=utf-8", &name), body).into_response())
+}
+
+/// The end of a streamed export: logged, the body cut when it stopped
+/// short (the client sees an incomplete download, not a complete-looking
+/// file), and its audit row written with the rows sent or why it stopped.
+fn finished(x: Export, w: stream::ChannelWriter, who: &str, what: &str, done: Result<u64, String>) {
+    match &done {
+        Ok(rows) => {
+            tracing::info!(rows, from = %x.p.from, to = %x.p.to, caller = %who, "{what}");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} stopped");
+            w.abort("billing export failed");
+        }
+    }
+    export_done(&x.auditor, x.row, done);
+}
+
+/// The answer to an export request: the stream, or the error's answer,
+/// recorded in the audit log (an export refused before its first byte).
+fn answered(
+    caller: &Caller,
+    audit: &AuditCtx,
+    target: String,
+    r: Result<Response, AppError>,
+) -> Response {
+    r.unwrap_or_else(|e| {
+        let resp = e.into_response();
+        audit.record(caller, Action::BillingExport, target, resp.status());
+        resp
+    })
 }
 
 /// The audit target of a billing export: the file and its days (as asked
@@ -302,13 +321,6 @@ fn billing_target(file: &str, st: &AppState, q: &BillingQuery) -> String {
         }
     }
     t
-}
-
-/// An export refused before its first byte: the error's answer, recorded.
-fn refused_export(caller: &Caller, audit: &AuditCtx, target: String, e: AppError) -> Response {
-    let resp = e.into_response();
-    audit.record(caller, Action::BillingExport, target, resp.status());
-    resp
 }
 
 /// Records a streamed export once its last byte is out (or it stopped):

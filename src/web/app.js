@@ -178,7 +178,10 @@ async function signedIn(who) {
 }
 
 function signOut(message) {
-  fetch("/api/session", { method: "DELETE" }).catch(() => {});
+  // keepalive: the sign-out still reaches the server when the tab is closed
+  // or reloaded right after the click (else the session would live on until
+  // its idle timeout).
+  fetch("/api/session", { method: "DELETE", keepalive: true }).catch(() => {});
   localStorage.removeItem(KEY);
   showWho(null);
   $("#nav").hidden = true;
