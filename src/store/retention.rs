@@ -326,6 +326,30 @@ impl MsKind {
             MsKind::Sessions => ("sessions", "last_seen_ms", ""),
         }
     }
+
+    /// The statements that delete a batch of the oldest rows (an event's
+    /// parties first, then the event), in order; `before` and `limit` are
+    /// the backend's placeholders for the cutoff and the batch size
+    /// (`?1`/`?2` on SQLite, `$1`/`$2` on PostgreSQL).
+    pub(in crate::store) fn delete_sql(self, before: &str, limit: &str) -> Vec<String> {
+        let (table, col, cond) = self.sql();
+        let key = if self == MsKind::Sessions {
+            "hash"
+        } else {
+            "id"
+        };
+        let pick = format!(
+            "SELECT {key} FROM {table} WHERE {col} < {before} {cond} ORDER BY {col}, {key} LIMIT {limit}"
+        );
+        let mut sql = Vec::with_capacity(2);
+        if self == MsKind::Events {
+            sql.push(format!(
+                "DELETE FROM event_parties WHERE event_id IN ({pick})"
+            ));
+        }
+        sql.push(format!("DELETE FROM {table} WHERE {key} IN ({pick})"));
+        sql
+    }
 }
 
 /// The rows of `kind` older than `before_ms`.
@@ -351,24 +375,12 @@ pub fn delete_batch(tx: &Tx, kind: MsKind, before_ms: i64, limit: i64) -> Result
     if let Some(pg) = tx.pg() {
         return super::postgres::retention::delete_batch(pg, kind, before_ms, limit);
     }
-    let (table, col, cond) = kind.sql();
-    let key = if kind == MsKind::Sessions {
-        "hash"
-    } else {
-        "id"
-    };
-    let pick =
-        format!("SELECT {key} FROM {table} WHERE {col} < ?1 {cond} ORDER BY {col}, {key} LIMIT ?2");
-    if kind == MsKind::Events {
-        tx.execute(
-            &format!("DELETE FROM event_parties WHERE event_id IN ({pick})"),
-            params![before_ms, limit],
-        )?;
+    let mut gone = 0;
+    for sql in kind.delete_sql("?1", "?2") {
+        // The last statement's count: the rows of `kind` itself.
+        gone = tx.execute(&sql, params![before_ms, limit])? as u64;
     }
-    Ok(tx.execute(
-        &format!("DELETE FROM {table} WHERE {key} IN ({pick})"),
-        params![before_ms, limit],
-    )? as u64)
+    Ok(gone)
 }
 
 /// Stored pushes received before `before_ms` whose raw body is still kept

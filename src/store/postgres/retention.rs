@@ -168,24 +168,12 @@ pub fn span(pg: &PgTx, kind: MsKind, before_ms: i64) -> Result<SpanMs> {
 }
 
 pub fn delete_batch(pg: &PgTx, kind: MsKind, before_ms: i64, limit: i64) -> Result<u64> {
-    let (table, col, cond) = kind.sql();
-    let key = if kind == MsKind::Sessions {
-        "hash"
-    } else {
-        "id"
-    };
-    let pick =
-        format!("SELECT {key} FROM {table} WHERE {col} < $1 {cond} ORDER BY {col}, {key} LIMIT $2");
-    if kind == MsKind::Events {
-        pg.execute(
-            &format!("DELETE FROM event_parties WHERE event_id IN ({pick})"),
-            &[&before_ms, &limit],
-        )?;
+    let mut gone = 0;
+    for sql in kind.delete_sql("$1", "$2") {
+        // The last statement's count: the rows of `kind` itself.
+        gone = pg.execute(&sql, &[&before_ms, &limit])?;
     }
-    Ok(pg.execute(
-        &format!("DELETE FROM {table} WHERE {key} IN ({pick})"),
-        &[&before_ms, &limit],
-    )?)
+    Ok(gone)
 }
 
 /// On PostgreSQL a push waits for derivation while it is in
