@@ -130,6 +130,19 @@ fn near(what: &str, got: f64, want: f64) {
     );
 }
 
+/// Each side's talk, the overtalk and the longest silence within 0.3 s of
+/// the truth.
+fn near_truth(c: &Conversation, t: &Truth) {
+    near("agent talk", c.agent_talk_seconds, t.agent);
+    near("customer talk", c.customer_talk_seconds, t.customer);
+    near("overtalk", c.overtalk_seconds, t.overtalk);
+    near(
+        "longest silence",
+        c.longest_silence_seconds,
+        t.longest_silence,
+    );
+}
+
 /// The dialogue of the tests: agent at 1.00 s, the customer at 3.50 s,
 /// the agent cuts in at 5.00 s, a long pause, the customer at 11.00 s, the
 /// agent at 13.50 s and the customer cuts in at 14.50 s; the halves are
@@ -158,14 +171,7 @@ fn figures_of_a_placed_dialogue_match_the_truth() {
     near("overtalk truth", t.overtalk, 0.89 + 0.68);
     let (stats, c) = merged(&a_pcm, &c_pcm);
     assert_eq!((stats.frames_send, stats.frames_recv), (1900, 2000));
-    near("agent talk", c.agent_talk_seconds, t.agent);
-    near("customer talk", c.customer_talk_seconds, t.customer);
-    near("overtalk", c.overtalk_seconds, t.overtalk);
-    near(
-        "longest silence",
-        c.longest_silence_seconds,
-        t.longest_silence,
-    );
+    near_truth(&c, &t);
     near("silence", c.silence_seconds, t.silence);
     near(
         "agent's first word",
@@ -318,14 +324,7 @@ fn a_stereo_wav_gets_figures_from_its_channels_a_mono_one_none() {
     assert_eq!(info.channels, 2);
     let (left, right) = sides.expect("two sides");
     let c = of_sides(&left, &right, SendSide::Extension).expect("figures");
-    near("agent talk", c.agent_talk_seconds, t.agent);
-    near("customer talk", c.customer_talk_seconds, t.customer);
-    near("overtalk", c.overtalk_seconds, t.overtalk);
-    near(
-        "longest silence",
-        c.longest_silence_seconds,
-        t.longest_silence,
-    );
+    near_truth(&c, &t);
     let (_, mono) = validate_and_listen(&write("mono.wav", 1)).expect("valid");
     assert!(mono.is_none(), "a mix cannot tell who spoke");
 }

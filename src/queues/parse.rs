@@ -284,14 +284,7 @@ pub(crate) mod tests {
             mac: None,
             parties: parties
                 .iter()
-                .map(|(tag, attrs)| Party {
-                    tag: tag.to_string(),
-                    attrs: attrs
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    text: None,
-                })
+                .map(|(tag, attrs)| Party::with_attrs(tag, attrs))
                 .collect(),
         }
     }
